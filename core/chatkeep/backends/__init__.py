@@ -1,0 +1,81 @@
+"""Backends, chosen by URL scheme through one small registry.
+
+``redis://``, ``rediss://``, ``unix://`` -> Redis; ``memory://`` -> in-process.
+``redis+cluster://`` and ``redis+sentinel://`` are reserved for Cluster and
+Sentinel (the key schema is already Cluster-safe). Unknown schemes raise
+:class:`chatkeep.ConfigurationError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..codec import RecordDecoder
+from ..config import StoreConfig
+from ..errors import ConfigurationError
+from ..keys import KeySchema
+from .memory import MemoryBackend
+
+__all__ = ["SCHEMES", "build_backend"]
+
+SCHEMES = ("redis", "rediss", "unix", "memory")
+_RESERVED = ("redis+cluster", "redis+sentinel")
+
+
+def build_backend(
+    config: StoreConfig, client: Any, decoder: RecordDecoder, *, asyncio: bool
+) -> Any:
+    """The primary backend for ``config`` (or for a ready ``client``)."""
+    fixed = config.ttl_mode == "fixed"
+    ttl_ms = 0 if config.ttl is None else round(config.ttl * 1000)
+    if client is None and config.scheme == "memory":
+        memory = MemoryBackend(ttl_ms=ttl_ms, fixed=fixed, max_messages=config.max_messages or 0)
+        return AsyncMemoryBackend(memory) if asyncio else memory
+
+    from .redis import AsyncRedisBackend, RedisBackend, RedisProtocol, client_options
+
+    protocol = RedisProtocol(
+        keys=KeySchema(config.prefix),
+        ttl_ms=ttl_ms,
+        fixed=fixed,
+        max_messages=config.max_messages or 0,
+        decoder=decoder,
+    )
+    backend_class = AsyncRedisBackend if asyncio else RedisBackend
+    if client is not None:
+        return backend_class(client, protocol, owns_client=False)
+    scheme = config.scheme
+    if scheme in _RESERVED:
+        raise ConfigurationError(f"{scheme}:// URLs are not supported yet; pass a client instead")
+    if scheme not in SCHEMES:
+        raise ConfigurationError(
+            f"unknown URL scheme {scheme!r}; use one of: "
+            + ", ".join(f"{s}://" for s in SCHEMES)
+        )
+    import redis as redis_sync
+    import redis.asyncio as redis_async
+
+    factory = redis_async.Redis if asyncio else redis_sync.Redis
+    options = client_options(config.connect_timeout, config.socket_timeout, asyncio=asyncio)
+    try:
+        made = factory.from_url(config.url, **options)
+    except (ValueError, TypeError) as exc:
+        raise ConfigurationError(f"cannot use URL {config.safe_url}: {exc}") from None
+    return backend_class(made, protocol, owns_client=True)
+
+
+class AsyncMemoryBackend:
+    """:class:`MemoryBackend` behind the async interface (no I/O, so no threads)."""
+
+    name = "memory"
+
+    def __init__(self, memory: MemoryBackend) -> None:
+        self.memory = memory
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.memory, name)
+
+        async def call(*args: Any) -> Any:
+            return method(*args)
+
+        return call

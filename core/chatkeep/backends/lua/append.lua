@@ -1,0 +1,29 @@
+-- Append records. ARGV: now, ttl ('' | '0' | ms), default ttl, fixed ('1'|'0'),
+-- max messages ('0' = no limit), owner ('' = unchecked), idempotency key, records...
+-- Returns {length, expires_at, owner|false, duplicate 0/1}.
+local now = tonumber(ARGV[1])
+local meta = redis.call('HMGET', KEYS[2], 'o', 't', 'e', 'k', 'c')
+local exists = meta[5] ~= false
+if not owner_ok(meta[1], ARGV[6], exists) then return redis.error_reply('CHATKEEP_OWNER') end
+local ring = meta[4] or ''
+if seen(ring, ARGV[7]) then
+  return {redis.call('LLEN', KEYS[1]), -2, meta[1], 1}
+end
+local n = trim(push(8), tonumber(ARGV[5]))
+local fields = {'u', now}
+if ARGV[7] ~= '' then
+  table.insert(fields, 'k'); table.insert(fields, string.sub(ARGV[7] .. ring, 1, RING_BYTES))
+end
+local owner = meta[1]
+if not exists then
+  table.insert(fields, 'c'); table.insert(fields, now)
+  table.insert(fields, 'v'); table.insert(fields, '1')
+  if ARGV[6] ~= '' then
+    table.insert(fields, 'o'); table.insert(fields, ARGV[6]); owner = ARGV[6]
+  end
+end
+if ARGV[2] ~= '' then table.insert(fields, 't'); table.insert(fields, ARGV[2]) end
+redis.call('HSET', KEYS[2], unpack(fields))
+local ttl = ttl_of(ARGV[2], meta[2], ARGV[3])
+local at = expire(now, ttl, ARGV[4] == '1', meta[3], not exists or ARGV[2] ~= '')
+return {n, at, owner, 0}

@@ -1,0 +1,339 @@
+"""In-process backend (``memory://``) and the fallback's local mirror.
+
+The same class serves both: as a primary it keeps whole sessions for the life of
+the process; as the fallback mirror it is bounded (least recently used sessions
+are evicted, each keeps its newest messages) and is fed by write-through from the
+primary. Thread-safe: one lock guards all state, and no I/O happens under it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+
+from ..errors import SessionOwnershipError
+from ..message import Message
+from ..ops import (
+    Append,
+    Clear,
+    Info,
+    Insert,
+    Op,
+    Pop,
+    PopResult,
+    Read,
+    ReadResult,
+    Replace,
+    SessionInfo,
+    Sessions,
+    Ttl,
+    WriteResult,
+    ms_to_datetime,
+)
+from .base import now_ms
+
+__all__ = ["MemoryBackend"]
+
+_RING = 32  # idempotency keys remembered per session, as in Redis
+
+
+@dataclass(slots=True)
+class _Session:
+    messages: list[Message]
+    owner: str | None
+    created_ms: int
+    updated_ms: int
+    ttl_ms: int | None = None  # the session's own TTL, when one was given
+    expires_ms: int | None = None  # None = never
+    ring: deque[bytes] = field(default_factory=lambda: deque(maxlen=_RING))
+    complete: bool = True  # False when a mirror holds only the newest messages
+
+
+class MemoryBackend:
+    """Sessions in a dict. ``max_sessions``/``keep_messages`` bound it (mirror use)."""
+
+    name = "memory"
+
+    def __init__(
+        self,
+        *,
+        ttl_ms: int = 0,
+        fixed: bool = False,
+        max_messages: int = 0,
+        max_sessions: int | None = None,
+        keep_messages: int | None = None,
+    ) -> None:
+        self._default_ttl = ttl_ms
+        self._fixed = fixed
+        self._max_messages = max_messages
+        self._max_sessions = max_sessions
+        self._keep = keep_messages
+        self._sessions: OrderedDict[str, _Session] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # -- helpers (call with the lock held) ------------------------------------------
+
+    def _get(self, sid: str, now: int) -> _Session | None:
+        session = self._sessions.get(sid)
+        if session is None:
+            return None
+        if session.expires_ms is not None and session.expires_ms <= now:
+            del self._sessions[sid]
+            return None
+        self._sessions.move_to_end(sid)
+        return session
+
+    @staticmethod
+    def _check_owner(sid: str, session: _Session | None, owner: str | None) -> None:
+        if owner is None:
+            return
+        if session is None:
+            return
+        if session.owner != owner:
+            raise SessionOwnershipError(sid)
+
+    def _expire(self, session: _Session, now: int, ttl_ms: int | None, fresh: bool) -> None:
+        if ttl_ms is not None:
+            session.ttl_ms = ttl_ms
+        ttl = session.ttl_ms if session.ttl_ms is not None else self._default_ttl
+        if ttl <= 0:
+            session.expires_ms = None
+        elif not (self._fixed and session.expires_ms is not None and not fresh):
+            session.expires_ms = now + ttl
+
+    def _bound(self, session: _Session) -> None:
+        limit = self._max_messages
+        if limit and len(session.messages) > limit:
+            del session.messages[:-limit]
+        keep = self._keep
+        if keep and len(session.messages) > keep:
+            del session.messages[:-keep]
+            session.complete = False
+
+    def _new(self, sid: str, owner: str | None, now: int) -> _Session:
+        session = _Session(messages=[], owner=owner, created_ms=now, updated_ms=now)
+        self._sessions[sid] = session
+        if self._max_sessions is not None:
+            while len(self._sessions) > self._max_sessions:
+                self._sessions.popitem(last=False)
+        return session
+
+    def _write_session(
+        self, sid: str, owner: str | None, idem: bytes, now: int
+    ) -> tuple[_Session, bool, bool]:
+        """(session to write to, made if new; whether ``idem`` was seen; whether it is new)."""
+        session = self._get(sid, now)
+        self._check_owner(sid, session, owner)
+        if session is not None and idem and idem in session.ring:
+            return session, True, False
+        fresh = session is None
+        if session is None:
+            session = self._new(sid, owner, now)
+        if idem:
+            session.ring.append(idem)
+        session.updated_ms = now
+        return session, False, fresh
+
+    @staticmethod
+    def _result(session: _Session, duplicate: bool = False) -> WriteResult:
+        return WriteResult(
+            length=len(session.messages),
+            expires_at_ms=session.expires_ms,
+            owner=session.owner,
+            duplicate=duplicate,
+        )
+
+    # -- operations -----------------------------------------------------------------
+
+    def append(self, op: Append) -> WriteResult:
+        now = now_ms()
+        with self._lock:
+            session, seen, fresh = self._write_session(op.session_id, op.owner, op.idem, now)
+            if seen:
+                return self._result(session, duplicate=True)
+            session.messages.extend(op.messages)
+            self._bound(session)
+            self._expire(session, now, op.ttl_ms, fresh or op.ttl_ms is not None)
+            return self._result(session)
+
+    def replace(self, op: Replace) -> WriteResult:
+        now = now_ms()
+        with self._lock:
+            session, seen, fresh = self._write_session(op.session_id, op.owner, op.idem, now)
+            if seen:
+                return self._result(session, duplicate=True)
+            session.messages = list(op.messages)
+            session.complete = True
+            self._bound(session)
+            self._expire(session, now, op.ttl_ms, fresh or op.ttl_ms is not None)
+            return self._result(session)
+
+    def insert(self, op: Insert) -> WriteResult:
+        now = now_ms()
+        with self._lock:
+            session, seen, fresh = self._write_session(op.session_id, op.owner, op.idem, now)
+            if seen:
+                return self._result(session, duplicate=True)
+            index = op.index
+            if index < 0:
+                index = max(len(session.messages) + index, 0)
+            session.messages[index:index] = op.messages
+            self._bound(session)
+            self._expire(session, now, None, fresh)
+            return self._result(session)
+
+    def pop(self, op: Pop) -> PopResult:
+        now = now_ms()
+        with self._lock:
+            session = self._get(op.session_id, now)
+            self._check_owner(op.session_id, session, op.owner)
+            if session is None:
+                return PopResult(None, None, None, 0)
+            if op.idem and op.idem in session.ring:
+                return PopResult(None, session.expires_ms, session.owner, len(session.messages))
+            size = len(session.messages)
+            index = op.index + size if op.index < 0 else op.index
+            if not 0 <= index < size:
+                return PopResult(None, session.expires_ms, session.owner, size)
+            if op.idem:
+                session.ring.append(op.idem)
+            message = session.messages.pop(index)
+            session.updated_ms = now
+            self._expire(session, now, None, False)
+            return PopResult(message, session.expires_ms, session.owner, size - 1)
+
+    def clear(self, op: Clear) -> bool:
+        with self._lock:
+            session = self._get(op.session_id, now_ms())
+            self._check_owner(op.session_id, session, op.owner)
+            return self._sessions.pop(op.session_id, None) is not None
+
+    def read(self, op: Read) -> ReadResult:
+        now = now_ms()
+        with self._lock:
+            session = self._get(op.session_id, now)
+            self._check_owner(op.session_id, session, op.owner)
+            if session is None:
+                return ReadResult([], None, None, exists=False)
+            if not self._fixed:
+                self._expire(session, now, None, False)
+            messages = session.messages
+            selected = messages[-op.last :] if op.last else list(messages)
+            return ReadResult(selected, session.expires_ms, session.owner)
+
+    def ttl(self, op: Ttl) -> float | None:
+        now = now_ms()
+        with self._lock:
+            session = self._get(op.session_id, now)
+            if session is None:
+                return 0.0
+            if session.expires_ms is None:
+                return None
+            return max(session.expires_ms - now, 0) / 1000
+
+    def _info(self, sid: str, session: _Session) -> SessionInfo:
+        return SessionInfo(
+            id=sid,
+            owner=session.owner,
+            message_count=len(session.messages),
+            created_at=ms_to_datetime(session.created_ms),
+            updated_at=ms_to_datetime(session.updated_ms),
+            expires_at=ms_to_datetime(session.expires_ms),
+        )
+
+    def info(self, op: Info) -> SessionInfo | None:
+        with self._lock:
+            session = self._get(op.session_id, now_ms())
+            self._check_owner(op.session_id, session, op.owner)
+            return None if session is None else self._info(op.session_id, session)
+
+    def sessions(self, op: Sessions) -> list[SessionInfo]:
+        now = now_ms()
+        with self._lock:
+            live = []
+            for sid in list(self._sessions):
+                session = self._sessions[sid]
+                if session.expires_ms is not None and session.expires_ms <= now:
+                    del self._sessions[sid]
+                    continue
+                if op.owner is None or session.owner == op.owner:
+                    live.append((sid, session))
+            # Most recently active first, as the Redis backend orders by expiry.
+            live.sort(key=lambda item: item[1].updated_ms, reverse=True)
+            if op.limit is not None:
+                live = live[: op.limit]
+            return [self._info(sid, session) for sid, session in live]
+
+    def ping(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    # -- mirror: learn from what the primary did ---------------------------------------
+
+    def absorb(self, op: Op, result: object) -> None:
+        """Mirror the effect of ``op`` that the primary carried out with ``result``."""
+        if isinstance(op, (Ttl, Info, Sessions)):
+            return
+        sid = op.session_id
+        now = now_ms()
+        with self._lock:
+            session = self._get(sid, now)
+            if isinstance(op, Clear):
+                self._sessions.pop(sid, None)
+                return
+            if isinstance(op, Read):
+                assert isinstance(result, ReadResult)
+                if not result.exists:
+                    self._sessions.pop(sid, None)
+                    return
+                if session is None:
+                    session = self._new(sid, result.owner, now)
+                session.messages = list(result.messages)
+                session.complete = op.last is None or len(result.messages) < op.last
+                self._learn(session, result.owner, result.expires_at_ms)
+                self._bound(session)
+                return
+            if isinstance(op, Pop):
+                assert isinstance(result, PopResult)
+                if session is not None and result.message is not None:
+                    gone = result.message.id
+                    for i in range(len(session.messages) - 1, -1, -1):
+                        if session.messages[i].id == gone:
+                            del session.messages[i]
+                            break
+                    self._learn(session, result.owner, result.expires_at_ms)
+                return
+            assert isinstance(result, WriteResult)
+            if result.duplicate:
+                return
+            if isinstance(op, Append):
+                if session is None:
+                    session = self._new(sid, result.owner, now)
+                    session.complete = result.length == len(op.messages)
+                session.messages.extend(op.messages)
+            elif isinstance(op, Replace):
+                if session is None:
+                    session = self._new(sid, result.owner, now)
+                session.messages = list(op.messages)
+                session.complete = True
+            elif isinstance(op, Insert):
+                if session is None or not session.complete:
+                    self._sessions.pop(sid, None)
+                    return
+                index = op.index if op.index >= 0 else max(len(session.messages) + op.index, 0)
+                session.messages[index:index] = op.messages
+            if op.idem:
+                session.ring.append(op.idem)
+            session.updated_ms = now
+            self._learn(session, result.owner, result.expires_at_ms)
+            self._bound(session)
+
+    @staticmethod
+    def _learn(session: _Session, owner: str | None, expires_at_ms: int | None) -> None:
+        if owner is not None:
+            session.owner = owner
+        if expires_at_ms is None or expires_at_ms > 0:  # negative: not known
+            session.expires_ms = expires_at_ms

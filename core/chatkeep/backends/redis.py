@@ -1,0 +1,665 @@
+"""Redis backends: :class:`RedisBackend` (sync) and :class:`AsyncRedisBackend`.
+
+All policy lives in :class:`RedisProtocol`: the shipped Lua scripts, the arguments
+they take, how replies become results, the session index, and the one boundary
+where driver exceptions are translated. The twins only move bytes.
+
+Every per-session change is one Lua script over the session's two keys (same hash
+tag, so one Cluster slot). Index entries (``<prefix>:idx``, ``<prefix>:own:<owner>``)
+live in other slots; they ride in the same pipeline, and only when stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import redis as redis_sync
+import redis.asyncio as redis_async
+from redis import exceptions as rex
+
+from ..codec import RecordDecoder
+from ..errors import BackendError, ConfigurationError, SessionOwnershipError
+from ..keys import KeySchema
+from ..message import Message
+from ..ops import (
+    Append,
+    Clear,
+    Info,
+    Insert,
+    Pop,
+    PopResult,
+    Read,
+    ReadResult,
+    Replace,
+    SessionInfo,
+    Sessions,
+    Ttl,
+    WriteResult,
+    ms_to_datetime,
+)
+from .base import INDEX_SLACK_MS, Unreachable, now_ms
+
+__all__ = ["AsyncRedisBackend", "RedisBackend", "RedisProtocol", "Script", "translate"]
+
+_OWNER_ERROR = "CHATKEEP_OWNER"
+_UNKNOWN = -2  # script reply: expiry not known (duplicate, missing session)
+_UNCHANGED = -3  # script reply: expiry not touched (fixed TTL on read)
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    name: str
+    text: bytes
+    sha: str
+
+
+def _load_scripts() -> dict[str, Script]:
+    folder = resources.files("chatkeep.backends").joinpath("lua")
+    common = folder.joinpath("common.lua").read_bytes()
+    scripts = {}
+    for name in ("append", "replace", "insert", "pop", "read", "clear"):
+        text = common + b"\n" + folder.joinpath(f"{name}.lua").read_bytes()
+        scripts[name] = Script(name, text, hashlib.sha1(text, usedforsecurity=False).hexdigest())
+    return scripts
+
+
+SCRIPTS = _load_scripts()
+
+# Errors that mean "Redis cannot be reached right now": the fallback's business.
+# AuthenticationError and friends subclass ConnectionError but are configuration
+# problems, so they are checked first and raised.
+_CONFIG_ERRORS: tuple[type[BaseException], ...] = (
+    rex.AuthenticationError,
+    rex.AuthorizationError,
+    rex.ExternalAuthProviderError,
+    rex.AuthenticationWrongNumberOfArgsError,
+    rex.NoPermissionError,
+)
+_REACHABILITY_ERRORS: tuple[type[BaseException], ...] = (
+    rex.ConnectionError,
+    rex.TimeoutError,
+    rex.ReadOnlyError,  # a replica that was just demoted, during failover
+    rex.TryAgainError,
+    rex.ClusterDownError,
+    rex.SlotNotCoveredError,
+    rex.BusyLoadingError,
+    ConnectionError,
+    TimeoutError,
+)
+_TRANSIENT_PREFIXES = ("MASTERDOWN", "BUSY ", "LOADING")
+
+
+def translate(exc: BaseException, session_id: str | None = None) -> BaseException:
+    """The exception chatkeep raises for a driver exception (cause kept by the caller)."""
+    text = str(exc)
+    # redis-py prefixes pipeline errors with the command and its arguments, which
+    # may hold message content: keep only the server's words.
+    text = text.rpartition(" of pipeline caused error: ")[2]
+    if isinstance(exc, rex.ResponseError) and text.startswith(_OWNER_ERROR):
+        return SessionOwnershipError(session_id or "?")
+    if isinstance(exc, _CONFIG_ERRORS):
+        return BackendError(f"Redis refused the credentials or command: {type(exc).__name__}: {text}")
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        return BackendError(f"TLS certificate verification failed: {text}")
+    if isinstance(exc, _REACHABILITY_ERRORS) or text.startswith(_TRANSIENT_PREFIXES):
+        return Unreachable(exc)
+    return BackendError(f"Redis error: {type(exc).__name__}: {text}")
+
+
+@contextmanager
+def _translated(session_id: str | None = None) -> Iterator[None]:
+    try:
+        yield
+    except rex.RedisError as exc:
+        raise translate(exc, session_id) from exc
+    except (OSError, ConnectionError, TimeoutError) as exc:
+        raise Unreachable(exc) from exc
+
+
+def _text(value: Any) -> str | None:
+    if value is None or value is False:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _expiry(value: int) -> int | None:
+    """Script expiry reply -> result field: -1 never (None), else as is."""
+    return None if value == -1 else value
+
+
+def _slack(ttl_ms: int) -> int:
+    return min(INDEX_SLACK_MS, max(ttl_ms // 10, 1000))
+
+
+@dataclass(slots=True)
+class _Indexed:
+    score: float  # what the index holds (ms; inf = never expires)
+    owner: str | None  # owner index written, if any
+    ttl_ms: int  # TTL last seen for the session (0 = never)
+
+
+@dataclass(slots=True)
+class IndexPlan:
+    score: float
+    owner: str | None
+    zadds: list[tuple[str, float]]
+
+
+class RedisIndex:
+    """Keeps ``<prefix>:idx`` and owner indexes fresh without writing on every call.
+
+    The invariant listing relies on: whenever a session's expiry becomes E, the
+    index holds a score >= E - slack (slack <= INDEX_SLACK_MS). So an entry whose
+    score is older than now - INDEX_SLACK_MS is certainly expired.
+    """
+
+    def __init__(self, keys: KeySchema, default_ttl_ms: int, fixed: bool, capacity: int = 10_000):
+        self._keys = keys
+        self._default_ttl = default_ttl_ms
+        self._fixed = fixed
+        self._capacity = capacity
+        self._known: OrderedDict[str, _Indexed] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def before(self, sid: str, owner: str | None, ttl_ms: int | None, now: int) -> IndexPlan | None:
+        with self._lock:
+            known = self._known.get(sid)
+        ttl = ttl_ms if ttl_ms is not None else (known.ttl_ms if known else self._default_ttl)
+        score = math.inf if ttl <= 0 else float(now + ttl)
+        if known is not None and (owner is None or owner == known.owner):
+            if known.score == score or (self._fixed and ttl_ms is None):
+                return None
+            if known.score != math.inf and score != math.inf and score - known.score <= _slack(ttl):
+                return None
+        zadds = [(self._keys.index, score)]
+        if owner is not None:
+            zadds.append((self._keys.owner_index(owner), score))
+        return IndexPlan(score, owner, zadds)
+
+    def after(
+        self, sid: str, plan: IndexPlan | None, expires_at: int | None, owner: str | None, now: int
+    ) -> list[tuple[str, float]]:
+        """Record what the index holds now; return corrective ZADDs when the guess was off."""
+        if expires_at is not None and expires_at < 0:
+            return []  # expiry unknown or unchanged
+        actual = math.inf if expires_at is None else float(expires_at)
+        ttl = 0 if expires_at is None else max(expires_at - now, 1)
+        with self._lock:
+            known = self._known.get(sid)
+            score = plan.score if plan else (known.score if known else None)
+            indexed_owner = plan.owner if plan else (known.owner if known else None)
+            fixes: list[tuple[str, float]] = []
+            off = score is None or (
+                (score == math.inf) != (actual == math.inf)
+                or (actual != math.inf and abs(actual - score) > _slack(ttl))
+            )
+            if off:
+                score = actual
+                fixes.append((self._keys.index, actual))
+                indexed_owner = None
+            assert score is not None
+            if owner is not None and owner != indexed_owner:
+                fixes.append((self._keys.owner_index(owner), score))
+                indexed_owner = owner
+            self._known[sid] = _Indexed(score, indexed_owner, ttl)
+            self._known.move_to_end(sid)
+            while len(self._known) > self._capacity:
+                self._known.popitem(last=False)
+        return fixes
+
+    def forget(self, sid: str) -> None:
+        with self._lock:
+            self._known.pop(sid, None)
+
+
+class RedisProtocol:
+    """Everything the Redis twins share: arguments, replies, index policy."""
+
+    def __init__(
+        self,
+        *,
+        keys: KeySchema,
+        ttl_ms: int,
+        fixed: bool,
+        max_messages: int,
+        decoder: RecordDecoder,
+    ) -> None:
+        self.keys = keys
+        self.ttl_ms = ttl_ms
+        self.fixed = fixed
+        self.max_messages = max_messages
+        self.decoder = decoder
+        self.index = RedisIndex(keys, ttl_ms, fixed)
+        self._marker_seed = os.urandom(8).hex()
+
+    # -- script arguments ---------------------------------------------------------------
+
+    def write_args(self, op: Append | Replace, now: int) -> list[Any]:
+        return [
+            now,
+            "" if op.ttl_ms is None else op.ttl_ms,
+            self.ttl_ms,
+            1 if self.fixed else 0,
+            self.max_messages,
+            op.owner or "",
+            op.idem,
+            *op.records,
+        ]
+
+    def insert_args(self, op: Insert, now: int) -> list[Any]:
+        return [
+            now,
+            self.ttl_ms,
+            1 if self.fixed else 0,
+            self.max_messages,
+            op.owner or "",
+            op.index,
+            self.marker(),
+            op.idem,
+            *op.records,
+        ]
+
+    def pop_args(self, op: Pop, now: int) -> list[Any]:
+        return [now, self.ttl_ms, 1 if self.fixed else 0, op.owner or "", op.index, self.marker(), op.idem]
+
+    def read_args(self, op: Read, now: int) -> list[Any]:
+        return [now, self.ttl_ms, 1 if self.fixed else 0, op.owner or "", op.last or 0]
+
+    def marker(self) -> str:
+        # A value no record can equal (records are JSON objects), unique per call.
+        return f"chatkeep-marker:{self._marker_seed}:{os.urandom(6).hex()}"
+
+    # -- replies --------------------------------------------------------------------------
+
+    @staticmethod
+    def write_result(reply: Sequence[Any]) -> WriteResult:
+        return WriteResult(int(reply[0]), _expiry(int(reply[1])), _text(reply[2]), reply[3] == 1)
+
+    def read_result(self, op: Read, reply: Sequence[Any]) -> ReadResult:
+        at = int(reply[0])
+        messages = self.decoder.decode_all(reply[2], op.session_id)
+        if at == _UNKNOWN:
+            return ReadResult(messages, _UNKNOWN, None, exists=False)
+        return ReadResult(messages, _expiry(at), _text(reply[1]))
+
+    def pop_result(self, op: Pop, reply: Sequence[Any]) -> PopResult:
+        raw = reply[0]
+        message: Message | None = None
+        if raw is not None and raw is not False:
+            found = self.decoder.decode_all([raw], op.session_id)
+            message = found[0] if found else None
+        return PopResult(message, _expiry(int(reply[1])), _text(reply[2]), int(reply[3]))
+
+    @staticmethod
+    def ttl_result(pttl: int) -> float | None:
+        if pttl == -2:
+            return 0.0
+        if pttl == -1:
+            return None
+        return pttl / 1000
+
+    @staticmethod
+    def info_result(sid: str, meta: Sequence[Any], length: int, pttl: int) -> SessionInfo | None:
+        created, updated, owner = meta
+        if created is None:
+            return None
+        expires = None if pttl < 0 else now_ms() + pttl
+        return SessionInfo(
+            id=sid,
+            owner=_text(owner),
+            message_count=int(length),
+            created_at=ms_to_datetime(int(created)),
+            updated_at=ms_to_datetime(int(updated)) if updated is not None else None,
+            expires_at=ms_to_datetime(expires),
+        )
+
+    def listing_key(self, op: Sessions) -> str:
+        return self.keys.index if op.owner is None else self.keys.owner_index(op.owner)
+
+    def queue_page(self, pipe: Any, sids: list[str]) -> None:
+        for sid in sids:
+            messages, meta = self.keys.session(sid)
+            pipe.hmget(meta, ["c", "u", "o"])
+            pipe.llen(messages)
+            pipe.pttl(meta)
+
+    def read_page(
+        self, op: Sessions, sids: list[str], replies: Sequence[Any], found: list[SessionInfo]
+    ) -> list[str]:
+        """Add live sessions of one page to ``found``; return the stale index members."""
+        stale = []
+        for i, sid in enumerate(sids):
+            info = self.info_result(sid, *replies[3 * i : 3 * i + 3])
+            if info is None or (op.owner is not None and info.owner != op.owner):
+                stale.append(sid)
+            elif op.limit is None or len(found) < op.limit:
+                found.append(info)
+        return stale
+
+
+def _zadd(pipe: Any, zadds: list[tuple[str, float]], member: str) -> None:
+    for key, score in zadds:
+        pipe.zadd(key, {member: score})
+
+
+def _check_client(client: object, expected: tuple[type, ...], what: str) -> None:
+    if not isinstance(client, expected):
+        raise ConfigurationError(
+            f"{what} needs a {' or '.join(t.__module__ + '.' + t.__name__ for t in expected)} "
+            f"client, got {type(client).__module__}.{type(client).__name__}"
+        )
+
+
+class RedisBackend:
+    """Synchronous Redis backend (``redis.Redis`` or ``redis.RedisCluster``)."""
+
+    name = "redis"
+
+    def __init__(self, client: Any, protocol: RedisProtocol, *, owns_client: bool) -> None:
+        _check_client(client, (redis_sync.Redis, redis_sync.RedisCluster), "ConversationStore")
+        self.client = client
+        self.p = protocol
+        self._owns_client = owns_client
+
+    def _eval(self, script: Script, keys: Sequence[str], args: Sequence[Any],
+              zadds: list[tuple[str, float]] | None = None, member: str = "") -> Any:
+        for attempt in (0, 1):
+            try:
+                if not zadds:
+                    if attempt == 0:
+                        return self.client.evalsha(script.sha, len(keys), *keys, *args)
+                    return self.client.eval(script.text, len(keys), *keys, *args)
+                pipe = self.client.pipeline(transaction=False)
+                if attempt == 0:
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                else:
+                    pipe.eval(script.text, len(keys), *keys, *args)
+                _zadd(pipe, zadds, member)
+                return pipe.execute()[0]
+            except rex.NoScriptError:
+                continue
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _write(self, name: str, op: Append | Replace | Insert, args: list[Any], now: int) -> WriteResult:
+        keys = self.p.keys.session(op.session_id)
+        plan = self.p.index.before(op.session_id, op.owner, getattr(op, "ttl_ms", None), now)
+        with _translated(op.session_id):
+            reply = self._eval(SCRIPTS[name], keys, args, plan.zadds if plan else None, op.session_id)
+            result = self.p.write_result(reply)
+            if not result.duplicate:
+                self._fix_index(op.session_id, plan, result.expires_at_ms, result.owner, now)
+        return result
+
+    def _fix_index(self, sid: str, plan: IndexPlan | None, expires: int | None,
+                   owner: str | None, now: int) -> None:
+        fixes = self.p.index.after(sid, plan, expires, owner, now)
+        if fixes:
+            pipe = self.client.pipeline(transaction=False)
+            _zadd(pipe, fixes, sid)
+            pipe.execute()
+
+    def append(self, op: Append) -> WriteResult:
+        now = now_ms()
+        return self._write("append", op, self.p.write_args(op, now), now)
+
+    def replace(self, op: Replace) -> WriteResult:
+        now = now_ms()
+        return self._write("replace", op, self.p.write_args(op, now), now)
+
+    def insert(self, op: Insert) -> WriteResult:
+        now = now_ms()
+        return self._write("insert", op, self.p.insert_args(op, now), now)
+
+    def pop(self, op: Pop) -> PopResult:
+        now = now_ms()
+        keys = self.p.keys.session(op.session_id)
+        with _translated(op.session_id):
+            reply = self._eval(SCRIPTS["pop"], keys, self.p.pop_args(op, now))
+        return self.p.pop_result(op, reply)
+
+    def read(self, op: Read) -> ReadResult:
+        now = now_ms()
+        keys = self.p.keys.session(op.session_id)
+        plan = None if self.p.fixed else self.p.index.before(op.session_id, None, None, now)
+        with _translated(op.session_id):
+            reply = self._eval(SCRIPTS["read"], keys, self.p.read_args(op, now),
+                               plan.zadds if plan else None, op.session_id)
+            result = self.p.read_result(op, reply)
+            if result.exists:
+                self._fix_index(op.session_id, plan, result.expires_at_ms, result.owner, now)
+        return result
+
+    def clear(self, op: Clear) -> bool:
+        keys = self.p.keys.session(op.session_id)
+        with _translated(op.session_id):
+            existed, owner = self._eval(SCRIPTS["clear"], keys, [op.owner or ""])
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zrem(self.p.keys.index, op.session_id)
+            if owner is not None:
+                pipe.zrem(self.p.keys.owner_index(_text(owner) or ""), op.session_id)
+            pipe.execute()
+        self.p.index.forget(op.session_id)
+        return bool(existed)
+
+    def ttl(self, op: Ttl) -> float | None:
+        _, meta = self.p.keys.session(op.session_id)
+        with _translated(op.session_id):
+            return self.p.ttl_result(int(self.client.pttl(meta)))
+
+    def info(self, op: Info) -> SessionInfo | None:
+        messages, meta = self.p.keys.session(op.session_id)
+        with _translated(op.session_id):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hmget(meta, ["c", "u", "o"])
+            pipe.llen(messages)
+            pipe.pttl(meta)
+            fields, length, pttl = pipe.execute()
+        info = self.p.info_result(op.session_id, fields, length, pttl)
+        if info is not None and op.owner is not None and info.owner != op.owner:
+            raise SessionOwnershipError(op.session_id)
+        return info
+
+    def sessions(self, op: Sessions) -> list[SessionInfo]:
+        key = self.p.listing_key(op)
+        floor = now_ms() - INDEX_SLACK_MS
+        found: list[SessionInfo] = []
+        offset = 0
+        batch = op.limit if op.limit is not None else 500
+        with _translated():
+            self.client.zremrangebyscore(key, "-inf", f"({floor}")
+            while op.limit is None or len(found) < op.limit:
+                members = self.client.zrevrangebyscore(key, "+inf", floor, start=offset, num=batch)
+                if not members:
+                    break
+                offset += len(members)
+                sids = [_text(m) or "" for m in members]
+                pipe = self.client.pipeline(transaction=False)
+                self.p.queue_page(pipe, sids)
+                stale = self.p.read_page(op, sids, pipe.execute(), found)
+                if stale:
+                    self.client.zrem(key, *stale)
+                    offset -= len(stale)
+                if len(members) < batch:
+                    break
+        return found
+
+    def ping(self) -> None:
+        with _translated():
+            self.client.ping()
+
+    def close(self) -> None:
+        if self._owns_client:
+            self.client.close()
+
+
+class AsyncRedisBackend:
+    """Asynchronous twin of :class:`RedisBackend` on ``redis.asyncio``."""
+
+    name = "redis"
+
+    def __init__(self, client: Any, protocol: RedisProtocol, *, owns_client: bool) -> None:
+        _check_client(
+            client, (redis_async.Redis, redis_async.RedisCluster), "AsyncConversationStore"
+        )
+        self.client = client
+        self.p = protocol
+        self._owns_client = owns_client
+
+    async def _eval(self, script: Script, keys: Sequence[str], args: Sequence[Any],
+                    zadds: list[tuple[str, float]] | None = None, member: str = "") -> Any:
+        for attempt in (0, 1):
+            try:
+                if not zadds:
+                    if attempt == 0:
+                        return await self.client.evalsha(script.sha, len(keys), *keys, *args)
+                    return await self.client.eval(script.text, len(keys), *keys, *args)
+                pipe = self.client.pipeline(transaction=False)
+                if attempt == 0:
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                else:
+                    pipe.eval(script.text, len(keys), *keys, *args)
+                _zadd(pipe, zadds, member)
+                return (await pipe.execute())[0]
+            except rex.NoScriptError:
+                continue
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _write(self, name: str, op: Append | Replace | Insert, args: list[Any], now: int) -> WriteResult:
+        keys = self.p.keys.session(op.session_id)
+        plan = self.p.index.before(op.session_id, op.owner, getattr(op, "ttl_ms", None), now)
+        with _translated(op.session_id):
+            reply = await self._eval(SCRIPTS[name], keys, args, plan.zadds if plan else None, op.session_id)
+            result = self.p.write_result(reply)
+            if not result.duplicate:
+                await self._fix_index(op.session_id, plan, result.expires_at_ms, result.owner, now)
+        return result
+
+    async def _fix_index(self, sid: str, plan: IndexPlan | None, expires: int | None,
+                         owner: str | None, now: int) -> None:
+        fixes = self.p.index.after(sid, plan, expires, owner, now)
+        if fixes:
+            pipe = self.client.pipeline(transaction=False)
+            _zadd(pipe, fixes, sid)
+            await pipe.execute()
+
+    async def append(self, op: Append) -> WriteResult:
+        now = now_ms()
+        return await self._write("append", op, self.p.write_args(op, now), now)
+
+    async def replace(self, op: Replace) -> WriteResult:
+        now = now_ms()
+        return await self._write("replace", op, self.p.write_args(op, now), now)
+
+    async def insert(self, op: Insert) -> WriteResult:
+        now = now_ms()
+        return await self._write("insert", op, self.p.insert_args(op, now), now)
+
+    async def pop(self, op: Pop) -> PopResult:
+        now = now_ms()
+        keys = self.p.keys.session(op.session_id)
+        with _translated(op.session_id):
+            reply = await self._eval(SCRIPTS["pop"], keys, self.p.pop_args(op, now))
+        return self.p.pop_result(op, reply)
+
+    async def read(self, op: Read) -> ReadResult:
+        now = now_ms()
+        keys = self.p.keys.session(op.session_id)
+        plan = None if self.p.fixed else self.p.index.before(op.session_id, None, None, now)
+        with _translated(op.session_id):
+            reply = await self._eval(SCRIPTS["read"], keys, self.p.read_args(op, now),
+                                     plan.zadds if plan else None, op.session_id)
+            result = self.p.read_result(op, reply)
+            if result.exists:
+                await self._fix_index(op.session_id, plan, result.expires_at_ms, result.owner, now)
+        return result
+
+    async def clear(self, op: Clear) -> bool:
+        keys = self.p.keys.session(op.session_id)
+        with _translated(op.session_id):
+            existed, owner = await self._eval(SCRIPTS["clear"], keys, [op.owner or ""])
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zrem(self.p.keys.index, op.session_id)
+            if owner is not None:
+                pipe.zrem(self.p.keys.owner_index(_text(owner) or ""), op.session_id)
+            await pipe.execute()
+        self.p.index.forget(op.session_id)
+        return bool(existed)
+
+    async def ttl(self, op: Ttl) -> float | None:
+        _, meta = self.p.keys.session(op.session_id)
+        with _translated(op.session_id):
+            return self.p.ttl_result(int(await self.client.pttl(meta)))
+
+    async def info(self, op: Info) -> SessionInfo | None:
+        messages, meta = self.p.keys.session(op.session_id)
+        with _translated(op.session_id):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hmget(meta, ["c", "u", "o"])
+            pipe.llen(messages)
+            pipe.pttl(meta)
+            fields, length, pttl = await pipe.execute()
+        info = self.p.info_result(op.session_id, fields, length, pttl)
+        if info is not None and op.owner is not None and info.owner != op.owner:
+            raise SessionOwnershipError(op.session_id)
+        return info
+
+    async def sessions(self, op: Sessions) -> list[SessionInfo]:
+        key = self.p.listing_key(op)
+        floor = now_ms() - INDEX_SLACK_MS
+        found: list[SessionInfo] = []
+        offset = 0
+        batch = op.limit if op.limit is not None else 500
+        with _translated():
+            await self.client.zremrangebyscore(key, "-inf", f"({floor}")
+            while op.limit is None or len(found) < op.limit:
+                members = await self.client.zrevrangebyscore(key, "+inf", floor, start=offset, num=batch)
+                if not members:
+                    break
+                offset += len(members)
+                sids = [_text(m) or "" for m in members]
+                pipe = self.client.pipeline(transaction=False)
+                self.p.queue_page(pipe, sids)
+                stale = self.p.read_page(op, sids, await pipe.execute(), found)
+                if stale:
+                    await self.client.zrem(key, *stale)
+                    offset -= len(stale)
+                if len(members) < batch:
+                    break
+        return found
+
+    async def ping(self) -> None:
+        with _translated():
+            await self.client.ping()
+
+    async def close(self) -> None:
+        if self._owns_client:
+            await self.client.aclose()
+
+
+def client_options(connect_timeout: float, socket_timeout: float, *, asyncio: bool) -> dict[str, Any]:
+    """Connection options chatkeep sets on clients it makes from a URL."""
+    from redis.asyncio.retry import Retry as AsyncRetry
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    retry_class = AsyncRetry if asyncio else Retry
+    return {
+        "socket_connect_timeout": connect_timeout,
+        "socket_timeout": socket_timeout,
+        # One quick retry heals a pooled connection the server closed; more would
+        # only add timeouts in front of the fallback.
+        "retry": retry_class(ExponentialBackoff(cap=0.05, base=0.01), 1),
+        "health_check_interval": 30,
+    }
+

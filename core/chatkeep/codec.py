@@ -1,0 +1,228 @@
+"""Message <-> record bytes.
+
+A record is one compact JSON object per message::
+
+    {"v":1,"id":"…","role":"user","content":"…","ts":<µs since epoch>,
+     "name":…,"tool_calls":[…],"tool_call_id":…,"meta":{…},"native":{…},"b":1}
+
+Optional keys are left out when empty. Non-JSON values follow one policy, the same
+with the stdlib ``json`` and with ``orjson`` (the ``fast`` extra):
+
+* ``bytes``/``bytearray`` are stored as ``{"$b64": "<base64>"}`` and the record is
+  marked ``"b":1``; they come back as ``bytes``. (In a marked record, a dict whose only
+  key is ``"$b64"`` is read as bytes.)
+* ``uuid.UUID`` is stored as its string.
+* anything else that JSON cannot hold (datetime, set, custom objects, NaN) raises
+  :class:`SerializationError` naming the type; nothing is written.
+
+No pickle, ever: a record is data, never code.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import uuid
+from datetime import datetime, timedelta, timezone
+import logging
+import threading
+from collections.abc import Iterable
+from typing import Any, Callable
+
+from pydantic import ValidationError
+
+from .errors import SerializationError
+from .message import Message
+
+__all__ = ["JSON_LIBRARY", "RECORD_VERSION", "RecordDecoder", "decode", "dumps", "encode", "loads"]
+
+RECORD_VERSION = 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_US = timedelta(microseconds=1)
+_B64 = "$b64"
+
+try:  # the ``fast`` extra
+    import orjson
+
+    _ORJSON_OPTIONS = (
+        orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+    )
+
+    def _dumps(obj: Any, default: Callable[[Any], Any]) -> bytes:
+        return orjson.dumps(obj, default=default, option=_ORJSON_OPTIONS)
+
+    loads: Callable[[bytes | str], Any] = orjson.loads
+    JSON_LIBRARY = "orjson"
+except ImportError:  # pragma: no cover - exercised when orjson is absent
+    def _dumps(obj: Any, default: Callable[[Any], Any]) -> bytes:
+        encoder = json.JSONEncoder(
+            separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=default
+        )
+        return encoder.encode(obj).encode()
+
+    loads = json.loads
+    JSON_LIBRARY = "json"
+
+
+class _Encoding:
+    """The ``default`` hook of one encoding; remembers whether bytes were tagged."""
+
+    __slots__ = ("tagged",)
+
+    def __init__(self) -> None:
+        self.tagged = False
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            self.tagged = True
+            return {_B64: base64.b64encode(bytes(value)).decode("ascii")}
+        if isinstance(value, uuid.UUID):
+            return str(value)
+        raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact JSON with chatkeep's non-JSON policy (bytes tagged, UUIDs as strings)."""
+    return _checked_dumps(obj, _Encoding())
+
+
+def _checked_dumps(obj: Any, hook: _Encoding) -> bytes:
+    try:
+        return _dumps(obj, hook)
+    except (TypeError, ValueError) as exc:
+        # orjson raises its JSONEncodeError (a TypeError); stdlib raises TypeError/ValueError.
+        raise SerializationError(f"cannot encode message as JSON: {exc}") from None
+
+
+def _check_floats(obj: Any) -> None:
+    # orjson writes NaN/Infinity as null; refuse them so both libraries behave alike.
+    if isinstance(obj, float):
+        if not math.isfinite(obj):
+            raise SerializationError("cannot encode message as JSON: NaN or Infinity")
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            _check_floats(value)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            _check_floats(value)
+
+
+def to_record(message: Message) -> dict[str, Any]:
+    """The record (a JSON-ready dict) of one message."""
+    record: dict[str, Any] = {
+        "v": RECORD_VERSION,
+        "id": message.id,
+        "role": message.role,
+        "content": message.content,
+        "ts": (message.created_at - _EPOCH) // _US,
+    }
+    if message.name is not None:
+        record["name"] = message.name
+    if message.tool_calls:
+        record["tool_calls"] = [
+            {"id": call.id, "name": call.name, "arguments": call.arguments}
+            for call in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        record["tool_call_id"] = message.tool_call_id
+    if message.metadata:
+        record["meta"] = message.metadata
+    if message.native is not None:
+        record["native"] = message.native
+    return record
+
+
+def encode(message: Message) -> bytes:
+    """Encode one message to record bytes. Raises :class:`SerializationError`."""
+    record = to_record(message)
+    hook = _Encoding()
+    data = _checked_dumps(record, hook)
+    if JSON_LIBRARY == "orjson" and (b"null" in data):
+        _check_floats(record)
+    if hook.tagged:
+        record["b"] = 1
+        data = _checked_dumps(record, _Encoding())
+    return data
+
+
+def _untag(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        if len(obj) == 1 and _B64 in obj and isinstance(obj[_B64], str):
+            return base64.b64decode(obj[_B64])
+        return {key: _untag(value) for key, value in obj.items()}
+    if isinstance(obj, list):
+        return [_untag(value) for value in obj]
+    return obj
+
+
+def decode(raw: bytes | str) -> Message:
+    """Decode record bytes to a message. Raises :class:`SerializationError`."""
+    try:
+        record = loads(raw)
+    except ValueError:
+        raise SerializationError("stored record is not valid JSON") from None
+    if not isinstance(record, dict):
+        raise SerializationError("stored record is not a JSON object")
+    version = record.get("v")
+    if version != RECORD_VERSION:
+        raise SerializationError(f"stored record has unsupported version {version!r}")
+    if record.get("b") == 1:
+        record = _untag(record)
+    try:
+        ts = record["ts"]
+        if not isinstance(ts, int):
+            raise SerializationError("stored record has a non-integer timestamp")
+        fields: dict[str, Any] = {
+            "id": record["id"],
+            "role": record["role"],
+            "content": record.get("content", ""),
+            "created_at": _EPOCH + ts * _US,
+        }
+    except (KeyError, TypeError, OverflowError):
+        raise SerializationError("stored record lacks id, role or timestamp") from None
+    for key in ("name", "tool_call_id", "native", "tool_calls"):
+        if key in record:
+            fields[key] = record[key]
+    if "meta" in record:
+        fields["metadata"] = record["meta"]
+    try:
+        return Message.model_validate(fields)
+    except ValidationError as exc:
+        raise SerializationError(
+            f"stored record does not describe a message ({exc.error_count()} errors)"
+        ) from None
+
+
+class RecordDecoder:
+    """Decodes the records of one read under the store's policy.
+
+    A record that cannot be decoded is skipped, counted and reported by one WARNING
+    per read (never with its content); with ``strict=True`` it raises instead.
+    """
+
+    def __init__(self, *, strict: bool, logger: logging.Logger) -> None:
+        self.strict = strict
+        self.skipped = 0
+        self._logger = logger
+        self._lock = threading.Lock()
+
+    def decode_all(self, raws: Iterable[bytes | str], session_id: str) -> list[Message]:
+        messages = []
+        bad = 0
+        first_error = ""
+        for raw in raws:
+            try:
+                messages.append(decode(raw))
+            except SerializationError as exc:
+                if self.strict:
+                    raise SerializationError(f"session {session_id!r}: {exc}") from None
+                bad += 1
+                first_error = first_error or str(exc)
+        if bad:
+            with self._lock:
+                self.skipped += bad
+            self._logger.warning(
+                "skipped %d undecodable record(s) in session %r (%s)", bad, session_id, first_error
+            )
+        return messages

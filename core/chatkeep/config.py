@@ -1,0 +1,155 @@
+"""Store configuration: one validated object, also readable from ``CHATKEEP_*`` variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+)
+
+from .errors import ConfigurationError
+from .keys import KeySchema
+
+__all__ = ["DEFAULT_TTL", "StoreConfig", "redact_url"]
+
+DEFAULT_TTL = 7 * 24 * 3600.0
+"""Seven days, in seconds."""
+
+_NONE_WORDS = {"", "none", "null", "never", "off"}
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password (and user name) replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None and parts.username is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+
+
+class StoreConfig(BaseModel):
+    """Everything a store needs to know. Every field can be set by ``CHATKEEP_<FIELD>``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str = Field(default="redis://localhost:6379/0", repr=False)
+    """Where conversations live: ``redis://``, ``rediss://``, ``unix://`` or ``memory://``."""
+    prefix: str = "chatkeep"
+    """First part of every key; one prefix is one namespace."""
+    ttl: float | None = Field(default=DEFAULT_TTL, gt=0)
+    """Session time-to-live in seconds; ``None`` means sessions never expire."""
+    ttl_mode: Literal["sliding", "fixed"] = "sliding"
+    """``sliding``: every read and write restarts the TTL. ``fixed``: counted from creation."""
+    fallback: Literal["memory", "raise"] = "memory"
+    """``memory``: serve from memory while Redis is unreachable. ``raise``: raise instead."""
+    max_messages: int | None = Field(default=None, gt=0)
+    """Keep only the newest N messages of a session (trimmed atomically on append)."""
+    max_message_bytes: int = Field(default=1024 * 1024, gt=0)
+    """Largest encoded message accepted; larger ones raise MessageTooLargeError."""
+    strict: bool = False
+    """Raise SerializationError on an undecodable stored record instead of skipping it."""
+    connect_timeout: float = Field(default=0.25, gt=0)
+    """Seconds to wait for a TCP connection to Redis."""
+    socket_timeout: float = Field(default=0.5, gt=0)
+    """Seconds to wait for a Redis reply."""
+    mirror_sessions: int = Field(default=1000, ge=0)
+    """Sessions kept in the local fallback mirror (least recently used are evicted)."""
+    mirror_messages: int = Field(default=500, gt=0)
+    """Newest messages per session kept in the local fallback mirror."""
+    journal_size: int = Field(default=10_000, gt=0)
+    """Writes kept for replay while Redis is unreachable."""
+    probe_interval: float = Field(default=0.5, gt=0)
+    """Seconds before the first retry of an unreachable Redis (doubles up to probe_max)."""
+    probe_max: float = Field(default=15.0, gt=0)
+    """Longest wait between two retries of an unreachable Redis."""
+
+    @field_validator("prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        KeySchema(value)  # raises ConfigurationError with the rule
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError("url must look like scheme://..., e.g. redis://localhost:6379/0")
+        return value
+
+    @field_serializer("url", when_used="json")
+    def _serialize_url(self, value: str) -> str:
+        # A config dumped to JSON (logs, settings files) never carries the password.
+        return redact_url(value)
+
+    @classmethod
+    def create(cls, **options: Any) -> StoreConfig:
+        """Build a config, turning validation failures into :class:`ConfigurationError`."""
+        try:
+            return cls(**options)
+        except ValidationError as exc:
+            raise ConfigurationError(_describe(exc)) from None
+
+    def replace(self, **changes: Any) -> StoreConfig:
+        """A copy with some fields changed (validated)."""
+        return StoreConfig.create(**{**self.model_dump(), **changes})
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> StoreConfig:
+        """Read ``CHATKEEP_<FIELD>`` variables (``CHATKEEP_URL`` falls back to ``REDIS_URL``).
+
+        ``CHATKEEP_TTL=none`` (or ``never``/``off``) means no expiry. Keyword
+        arguments win over the environment.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name, field in cls.model_fields.items():
+            raw = env.get(f"CHATKEEP_{name.upper()}")
+            if raw is None and name == "url":
+                raw = env.get("REDIS_URL")
+            if raw is None:
+                continue
+            if field.annotation in (float | None, int | None) and raw.strip().lower() in _NONE_WORDS:
+                values[name] = None
+            else:
+                values[name] = raw.strip()
+        values.update(overrides)
+        return cls.create(**values)
+
+    @property
+    def scheme(self) -> str:
+        return self.url.split("://", 1)[0].lower()
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with credentials replaced by ``***``."""
+        return redact_url(self.url)
+
+    def __repr_args__(self) -> Any:
+        yield "url", self.safe_url
+        for name, value in super().__repr_args__():
+            if name != "url":
+                yield name, value
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False):
+        where = ".".join(str(p) for p in error["loc"]) or "config"
+        parts.append(f"{where}: {error['msg']}")
+    return "invalid chatkeep configuration: " + "; ".join(parts)

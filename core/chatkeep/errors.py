@@ -1,0 +1,88 @@
+"""The chatkeep exception tree.
+
+Every error chatkeep raises derives from :class:`ChatkeepError`, and also from the
+builtin a caller would naturally catch::
+
+    ChatkeepError
+    ├── ConfigurationError        (ValueError)       bad option, URL, unknown scheme
+    ├── InvalidArgumentError      (ValueError)       bad argument to a store method
+    │   ├── InvalidSessionId                         empty, too long or non-str id / owner
+    │   └── InvalidMessageError                      not a Message or a mapping that validates
+    ├── SerializationError        (ValueError)       value cannot be encoded / record cannot be decoded
+    │   └── MessageTooLargeError                     encoded message above ``max_message_bytes``
+    ├── SessionOwnershipError     (PermissionError)  session belongs to another owner
+    └── BackendError                                 the backend refused (WRONGTYPE, NOAUTH, OOM, ...)
+        └── BackendUnavailableError (ConnectionError) unreachable and fallback is off
+
+Driver exceptions are translated at one boundary (:func:`chatkeep.backends.redis`)
+and kept as ``__cause__``. Messages never include message content or credentials.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendError",
+    "BackendUnavailableError",
+    "ChatkeepError",
+    "ConfigurationError",
+    "InvalidArgumentError",
+    "InvalidMessageError",
+    "InvalidSessionId",
+    "MessageTooLargeError",
+    "SerializationError",
+    "SessionOwnershipError",
+]
+
+
+class ChatkeepError(Exception):
+    """Root of every exception raised by chatkeep."""
+
+
+class ConfigurationError(ChatkeepError, ValueError):
+    """An option, URL or client given to chatkeep is not usable."""
+
+
+class InvalidArgumentError(ChatkeepError, ValueError):
+    """An argument to a store method is not valid."""
+
+
+class InvalidSessionId(InvalidArgumentError):
+    """A session id (or owner) is not a string of 1..512 characters."""
+
+
+class InvalidMessageError(InvalidArgumentError):
+    """Something passed as a message is not a :class:`chatkeep.Message` or does not validate."""
+
+
+class SerializationError(ChatkeepError, ValueError):
+    """A value cannot be encoded to a record, or a stored record cannot be decoded."""
+
+
+class MessageTooLargeError(SerializationError):
+    """An encoded message is larger than ``max_message_bytes``; nothing was written."""
+
+    def __init__(self, size: int, limit: int, index: int) -> None:
+        super().__init__(
+            f"message {index} encodes to {size} bytes, above max_message_bytes={limit}; "
+            "nothing was written"
+        )
+        self.size = size
+        self.limit = limit
+        self.index = index
+
+
+class SessionOwnershipError(ChatkeepError, PermissionError):
+    """The session belongs to a different owner than the one given."""
+
+    def __init__(self, session_id: str) -> None:
+        # The owner names are left out on purpose: they identify users.
+        super().__init__(f"session {session_id!r} belongs to a different owner")
+        self.session_id = session_id
+
+
+class BackendError(ChatkeepError):
+    """The backend answered with an error that is not about reachability."""
+
+
+class BackendUnavailableError(BackendError, ConnectionError):
+    """The backend cannot be reached and the fallback is turned off (``fallback="raise"``)."""

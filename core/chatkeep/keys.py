@@ -1,0 +1,78 @@
+"""Key schema.
+
+Every key of one session shares the hash tag ``{<escaped id>}``, so each per-session
+script runs on one Redis Cluster slot::
+
+    <prefix>:{<sid>}:m      LIST  encoded messages, oldest first
+    <prefix>:{<sid>}:h      HASH  created/updated times, owner, TTL, idempotency ring
+    <prefix>:idx            ZSET  sid -> expires_at (ms), the session index
+    <prefix>:own:<owner>    ZSET  sid -> expires_at (ms), sessions of one owner
+
+Ids are percent-encoded with nothing kept but ``A-Z a-z 0-9 _ . - ~``. That is
+injective (``%`` itself is encoded) and leaves no ``{}``, ``*``, ``?``, ``[``, ``:``
+or whitespace that could reach another session's keys or a pattern.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from urllib.parse import quote, unquote
+
+from .errors import ConfigurationError, InvalidSessionId
+
+__all__ = ["MAX_ID_LENGTH", "KeySchema", "escape_id", "unescape_id", "validate_id"]
+
+MAX_ID_LENGTH = 512
+_SAFE_ID = re.compile(r"[A-Za-z0-9_.~-]+")
+_PREFIX = re.compile(r"[A-Za-z0-9_.:/@#$&+=!-]{1,128}")
+
+
+def validate_id(value: object, what: str = "session id") -> str:
+    """Return ``value`` if it is a usable id, else raise :class:`InvalidSessionId`."""
+    if not isinstance(value, str):
+        raise InvalidSessionId(f"{what} must be a str, not {type(value).__name__}")
+    if not 1 <= len(value) <= MAX_ID_LENGTH:
+        raise InvalidSessionId(
+            f"{what} must have 1..{MAX_ID_LENGTH} characters, got {len(value)}"
+        )
+    return value
+
+
+@lru_cache(maxsize=65536)
+def escape_id(value: str) -> str:
+    """Percent-encode an id for use inside a key (injective, pattern- and tag-safe)."""
+    if _SAFE_ID.fullmatch(value):
+        return value
+    try:
+        return quote(value, safe="", errors="strict")
+    except UnicodeEncodeError as exc:  # lone surrogates cannot be stored faithfully
+        raise InvalidSessionId("id is not valid Unicode (lone surrogate)") from exc
+
+
+def unescape_id(value: str) -> str:
+    """Inverse of :func:`escape_id`."""
+    return unquote(value, errors="strict")
+
+
+class KeySchema:
+    """Builds the Redis keys of one prefix."""
+
+    __slots__ = ("index", "prefix")
+
+    def __init__(self, prefix: str) -> None:
+        if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
+            raise ConfigurationError(
+                "prefix must be 1..128 characters from letters, digits and _ . : / @ # $ & + = ! - "
+                "(no braces, no whitespace, no glob characters)"
+            )
+        self.prefix = prefix
+        self.index = f"{prefix}:idx"
+
+    def session(self, session_id: str) -> tuple[str, str]:
+        """(messages list key, metadata hash key) of one session."""
+        tag = f"{self.prefix}:{{{escape_id(session_id)}}}"
+        return f"{tag}:m", f"{tag}:h"
+
+    def owner_index(self, owner: str) -> str:
+        return f"{self.prefix}:own:{escape_id(owner)}"

@@ -1,0 +1,203 @@
+"""Operations and results shared by every backend (internal).
+
+A store method validates and encodes its arguments once into an operation; any
+backend (Redis sync or async, memory, the fallback mirror) executes the same
+operation, and the fallback journal keeps operations for replay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from .message import Message
+
+__all__ = [
+    "Append",
+    "Clear",
+    "Info",
+    "Insert",
+    "Op",
+    "Pop",
+    "Read",
+    "Replace",
+    "SessionInfo",
+    "Sessions",
+    "StoreStatus",
+    "Ttl",
+    "WriteResult",
+    "ReadResult",
+    "PopResult",
+]
+
+# TTL of an operation, in milliseconds: None = not given (session's or store default),
+# 0 = never expires, > 0 = that many milliseconds.
+TtlMs = int | None
+
+
+@dataclass(slots=True)
+class Append:
+    session_id: str
+    messages: list[Message]
+    records: list[bytes]
+    owner: str | None
+    idem: bytes
+    ttl_ms: TtlMs = None
+    kind: Literal["append"] = "append"
+    is_write: bool = True
+
+
+@dataclass(slots=True)
+class Replace:
+    session_id: str
+    messages: list[Message]
+    records: list[bytes]
+    owner: str | None
+    idem: bytes
+    ttl_ms: TtlMs = None
+    kind: Literal["replace"] = "replace"
+    is_write: bool = True
+
+
+@dataclass(slots=True)
+class Insert:
+    session_id: str
+    index: int
+    messages: list[Message]
+    records: list[bytes]
+    owner: str | None
+    idem: bytes
+    kind: Literal["insert"] = "insert"
+    is_write: bool = True
+
+
+@dataclass(slots=True)
+class Pop:
+    session_id: str
+    index: int
+    owner: str | None
+    idem: bytes
+    kind: Literal["pop"] = "pop"
+    is_write: bool = True
+
+
+@dataclass(slots=True)
+class Clear:
+    session_id: str
+    owner: str | None
+    kind: Literal["clear"] = "clear"
+    is_write: bool = True
+
+
+@dataclass(slots=True)
+class Read:
+    session_id: str
+    last: int | None
+    owner: str | None
+    kind: Literal["read"] = "read"
+    is_write: bool = False
+
+
+@dataclass(slots=True)
+class Ttl:
+    session_id: str
+    kind: Literal["ttl"] = "ttl"
+    is_write: bool = False
+
+
+@dataclass(slots=True)
+class Info:
+    session_id: str
+    owner: str | None
+    kind: Literal["info"] = "info"
+    is_write: bool = False
+
+
+@dataclass(slots=True)
+class Sessions:
+    owner: str | None
+    limit: int | None
+    kind: Literal["sessions"] = "sessions"
+    is_write: bool = False
+
+
+Op = Append | Replace | Insert | Pop | Clear | Read | Ttl | Info | Sessions
+
+
+@dataclass(slots=True)
+class WriteResult:
+    """Outcome of append/replace/insert: length after the write."""
+
+    length: int
+    expires_at_ms: int | None  # None: never expires; -2: unknown (duplicate)
+    owner: str | None
+    duplicate: bool = False
+
+
+@dataclass(slots=True)
+class ReadResult:
+    messages: list[Message]
+    expires_at_ms: int | None  # None: never expires; -2: session does not exist
+    owner: str | None
+    exists: bool = True
+
+
+@dataclass(slots=True)
+class PopResult:
+    message: Message | None
+    expires_at_ms: int | None
+    owner: str | None
+    length: int = 0
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def ms_to_datetime(value: int | None) -> datetime | None:
+    if value is None:
+        return None
+    return datetime.fromtimestamp(value / 1000, tz=timezone.utc)
+
+
+class SessionInfo(BaseModel):
+    """What is known about one session."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    owner: str | None
+    message_count: int
+    created_at: datetime | None
+    updated_at: datetime | None
+    expires_at: datetime | None
+    """None when the session never expires."""
+
+
+class StoreStatus(BaseModel):
+    """Where a store's calls go now, and what the fallback has been through."""
+
+    model_config = ConfigDict(frozen=True)
+
+    backend: str
+    """``redis`` or ``memory``: the backend configured as primary."""
+    serving: str
+    """Where calls are served now: the primary's name, or ``fallback``."""
+    degraded: bool
+    """True while the primary is unreachable and calls are served from memory."""
+    circuit: Literal["closed", "open", "probing"] = "closed"
+    pending_replay: int = 0
+    """Writes in the journal, waiting for the primary to come back."""
+    replayed: int = 0
+    """Writes replayed to the primary since the store was made."""
+    journal_dropped: int = 0
+    """Writes not journaled because the journal was full (kept in memory only)."""
+    replay_rejected: int = 0
+    """Journaled writes the primary refused when replayed (logged)."""
+    skipped_records: int = 0
+    """Stored records that could not be decoded and were skipped."""
+    outages: int = 0
+    """Times the primary became unreachable."""
+    last_error: str | None = None
+    """Type and short text of the last backend error (no credentials)."""
+    degraded_since: datetime | None = None
