@@ -11,6 +11,8 @@ that keeps working when Redis does not.
 
 from __future__ import annotations
 
+import logging
+
 from .config import DEFAULT_TTL, StoreConfig
 from .errors import (
     BackendError,
@@ -29,6 +31,9 @@ from .ops import SessionInfo, StoreStatus
 from .store import UNSET, AsyncConversationStore, ConversationStore
 
 __version__ = "0.1.0"
+
+# Library logging etiquette: silent unless the application configures logging.
+logging.getLogger("chatkeep").addHandler(logging.NullHandler())
 
 __all__ = [
     "DEFAULT_TTL",

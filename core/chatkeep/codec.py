@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import base64
 import json
-import math
-import uuid
-from datetime import datetime, timedelta, timezone
 import logging
+import math
 import threading
-from collections.abc import Iterable
-from typing import Any, Callable
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -55,6 +55,7 @@ try:  # the ``fast`` extra
     loads: Callable[[bytes | str], Any] = orjson.loads
     JSON_LIBRARY = "orjson"
 except ImportError:  # pragma: no cover - exercised when orjson is absent
+
     def _dumps(obj: Any, default: Callable[[Any], Any]) -> bytes:
         encoder = json.JSONEncoder(
             separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=default

@@ -108,9 +108,7 @@ class StoreConfig(BaseModel):
         return StoreConfig.create(**{**self.model_dump(), **changes})
 
     @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, **overrides: Any
-    ) -> StoreConfig:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> StoreConfig:
         """Read ``CHATKEEP_<FIELD>`` variables (``CHATKEEP_URL`` falls back to ``REDIS_URL``).
 
         ``CHATKEEP_TTL=none`` (or ``never``/``off``) means no expiry. Keyword
@@ -124,7 +122,10 @@ class StoreConfig(BaseModel):
                 raw = env.get("REDIS_URL")
             if raw is None:
                 continue
-            if field.annotation in (float | None, int | None) and raw.strip().lower() in _NONE_WORDS:
+            if (
+                field.annotation in (float | None, int | None)
+                and raw.strip().lower() in _NONE_WORDS
+            ):
                 values[name] = None
             else:
                 values[name] = raw.strip()

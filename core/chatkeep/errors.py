@@ -4,15 +4,15 @@ Every error chatkeep raises derives from :class:`ChatkeepError`, and also from t
 builtin a caller would naturally catch::
 
     ChatkeepError
-    ├── ConfigurationError        (ValueError)       bad option, URL, unknown scheme
-    ├── InvalidArgumentError      (ValueError)       bad argument to a store method
-    │   ├── InvalidSessionId                         empty, too long or non-str id / owner
-    │   └── InvalidMessageError                      not a Message or a mapping that validates
-    ├── SerializationError        (ValueError)       value cannot be encoded / record cannot be decoded
-    │   └── MessageTooLargeError                     encoded message above ``max_message_bytes``
-    ├── SessionOwnershipError     (PermissionError)  session belongs to another owner
-    └── BackendError                                 the backend refused (WRONGTYPE, NOAUTH, OOM, ...)
-        └── BackendUnavailableError (ConnectionError) unreachable and fallback is off
+    ├── ConfigurationError      (ValueError)       bad option, URL, scheme or client
+    ├── InvalidArgumentError    (ValueError)       bad argument to a store method
+    │   ├── InvalidSessionId                       empty, too long or non-str id/owner
+    │   └── InvalidMessageError                    not a Message, or does not validate
+    ├── SerializationError      (ValueError)       cannot encode, or cannot decode a record
+    │   └── MessageTooLargeError                   above ``max_message_bytes``
+    ├── SessionOwnershipError   (PermissionError)  session owned by someone else
+    └── BackendError                               refused: WRONGTYPE, NOAUTH, OOM, ...
+        └── BackendUnavailableError (ConnectionError)  unreachable, fallback off
 
 Driver exceptions are translated at one boundary (:func:`chatkeep.backends.redis`)
 and kept as ``__cause__``. Messages never include message content or credentials.

@@ -33,9 +33,12 @@ def validate_id(value: object, what: str = "session id") -> str:
     if not isinstance(value, str):
         raise InvalidSessionId(f"{what} must be a str, not {type(value).__name__}")
     if not 1 <= len(value) <= MAX_ID_LENGTH:
-        raise InvalidSessionId(
-            f"{what} must have 1..{MAX_ID_LENGTH} characters, got {len(value)}"
-        )
+        raise InvalidSessionId(f"{what} must have 1..{MAX_ID_LENGTH} characters, got {len(value)}")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidSessionId(f"{what} is not valid Unicode (lone surrogate)") from None
     return value
 
 
@@ -44,10 +47,7 @@ def escape_id(value: str) -> str:
     """Percent-encode an id for use inside a key (injective, pattern- and tag-safe)."""
     if _SAFE_ID.fullmatch(value):
         return value
-    try:
-        return quote(value, safe="", errors="strict")
-    except UnicodeEncodeError as exc:  # lone surrogates cannot be stored faithfully
-        raise InvalidSessionId("id is not valid Unicode (lone surrogate)") from exc
+    return quote(value, safe="", errors="strict")
 
 
 def unescape_id(value: str) -> str:

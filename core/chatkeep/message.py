@@ -15,10 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["ContentPart", "Message", "Role", "ToolCall"]
 
-Role = Union[Literal["system", "user", "assistant", "tool", "function"], str]
+Role = Union[Literal["system", "user", "assistant", "tool", "function"], str]  # noqa: UP007
 """The usual roles, or any other non-empty string (e.g. a custom ChatMessage role)."""
 
-ContentPart = Union[str, dict[str, Any]]
+ContentPart = Union[str, dict[str, Any]]  # noqa: UP007
 """One part of a multi-part content: plain text or a typed block such as
 ``{"type": "text", "text": ...}`` or ``{"type": "image_url", "image_url": {...}}``."""
 

@@ -23,7 +23,13 @@ from .backends.base import Unreachable
 from .backends.fallback import Fallback, Route
 from .backends.memory import MemoryBackend
 from .config import StoreConfig
-from .errors import BackendUnavailableError, ChatkeepError, InvalidArgumentError, InvalidMessageError, MessageTooLargeError
+from .errors import (
+    BackendUnavailableError,
+    ChatkeepError,
+    InvalidArgumentError,
+    InvalidMessageError,
+    MessageTooLargeError,
+)
 from .keys import validate_id
 from .message import Message
 from .ops import (
@@ -202,29 +208,39 @@ class _StoreBase:
         return index
 
     def _plan_append(
-        self, session_id: str, messages: object, owner: object, key: object, ttl: Any
+        self, session_id: str, messages: object, owner: object, key: Any, ttl: Any
     ) -> Append:
         sid = self._sid(session_id)
         parsed, records = self._messages(messages)
-        return Append(sid, parsed, records, self._owner(owner), _IDEMPOTENCY.make(key), self._ttl(ttl))  # type: ignore[arg-type]
+        return Append(
+            sid, parsed, records, self._owner(owner), _IDEMPOTENCY.make(key), self._ttl(ttl)
+        )
 
-    def _plan_replace(
-        self, session_id: str, messages: object, owner: object, ttl: Any
-    ) -> Replace:
+    def _plan_replace(self, session_id: str, messages: object, owner: object, ttl: Any) -> Replace:
         sid = self._sid(session_id)
         parsed, records = self._messages(messages)
-        return Replace(sid, parsed, records, self._owner(owner), _IDEMPOTENCY.make(None), self._ttl(ttl))
+        return Replace(
+            sid, parsed, records, self._owner(owner), _IDEMPOTENCY.make(None), self._ttl(ttl)
+        )
 
-    def _plan_insert(self, session_id: str, index: object, messages: object, owner: object) -> Insert:
+    def _plan_insert(
+        self, session_id: str, index: object, messages: object, owner: object
+    ) -> Insert:
         sid = self._sid(session_id)
         parsed, records = self._messages(messages)
-        return Insert(sid, self._index(index), parsed, records, self._owner(owner), _IDEMPOTENCY.make(None))
+        return Insert(
+            sid, self._index(index), parsed, records, self._owner(owner), _IDEMPOTENCY.make(None)
+        )
 
     def _plan_pop(self, session_id: str, index: object, owner: object) -> Pop:
-        return Pop(self._sid(session_id), self._index(index), self._owner(owner), _IDEMPOTENCY.make(None))
+        return Pop(
+            self._sid(session_id), self._index(index), self._owner(owner), _IDEMPOTENCY.make(None)
+        )
 
     def _plan_sessions(self, owner: object, limit: object) -> Sessions:
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
             raise InvalidArgumentError("limit must be None or an int >= 1")
         return Sessions(self._owner(owner), limit)
 
@@ -584,7 +600,9 @@ class AsyncConversationStore(_StoreBase):
 
     async def info(self, session_id: str, *, owner: str | None = None) -> SessionInfo | None:
         """What is known about a session, or None if it does not exist."""
-        result: SessionInfo | None = await self._run(Info(self._sid(session_id), self._owner(owner)))
+        result: SessionInfo | None = await self._run(
+            Info(self._sid(session_id), self._owner(owner))
+        )
         return result
 
     async def sessions(

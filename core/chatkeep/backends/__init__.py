@@ -49,11 +49,11 @@ def build_backend(
         raise ConfigurationError(f"{scheme}:// URLs are not supported yet; pass a client instead")
     if scheme not in SCHEMES:
         raise ConfigurationError(
-            f"unknown URL scheme {scheme!r}; use one of: "
-            + ", ".join(f"{s}://" for s in SCHEMES)
+            f"unknown URL scheme {scheme!r}; use one of: " + ", ".join(f"{s}://" for s in SCHEMES)
         )
-    import redis as redis_sync
     import redis.asyncio as redis_async
+
+    import redis as redis_sync
 
     factory = redis_async.Redis if asyncio else redis_sync.Redis
     options = client_options(config.connect_timeout, config.socket_timeout, asyncio=asyncio)

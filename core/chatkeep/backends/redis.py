@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-import redis as redis_sync
 import redis.asyncio as redis_async
+
+import redis as redis_sync
 from redis import exceptions as rex
 
 from ..codec import RecordDecoder
@@ -104,10 +105,12 @@ def translate(exc: BaseException, session_id: str | None = None) -> BaseExceptio
     # redis-py prefixes pipeline errors with the command and its arguments, which
     # may hold message content: keep only the server's words.
     text = text.rpartition(" of pipeline caused error: ")[2]
-    if isinstance(exc, rex.ResponseError) and text.startswith(_OWNER_ERROR):
+    if isinstance(exc, rex.ResponseError) and _OWNER_ERROR in text:
         return SessionOwnershipError(session_id or "?")
     if isinstance(exc, _CONFIG_ERRORS):
-        return BackendError(f"Redis refused the credentials or command: {type(exc).__name__}: {text}")
+        return BackendError(
+            f"Redis refused the credentials or command: {type(exc).__name__}: {text}"
+        )
     if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
         return BackendError(f"TLS certificate verification failed: {text}")
     if isinstance(exc, _REACHABILITY_ERRORS) or text.startswith(_TRANSIENT_PREFIXES):
@@ -180,7 +183,7 @@ class RedisIndex:
         if known is not None and (owner is None or owner == known.owner):
             if known.score == score or (self._fixed and ttl_ms is None):
                 return None
-            if known.score != math.inf and score != math.inf and score - known.score <= _slack(ttl):
+            if math.inf not in (known.score, score) and score - known.score <= _slack(ttl):
                 return None
         zadds = [(self._keys.index, score)]
         if owner is not None:
@@ -271,7 +274,15 @@ class RedisProtocol:
         ]
 
     def pop_args(self, op: Pop, now: int) -> list[Any]:
-        return [now, self.ttl_ms, 1 if self.fixed else 0, op.owner or "", op.index, self.marker(), op.idem]
+        return [
+            now,
+            self.ttl_ms,
+            1 if self.fixed else 0,
+            op.owner or "",
+            op.index,
+            self.marker(),
+            op.idem,
+        ]
 
     def read_args(self, op: Read, now: int) -> list[Any]:
         return [now, self.ttl_ms, 1 if self.fixed else 0, op.owner or "", op.last or 0]
@@ -372,8 +383,14 @@ class RedisBackend:
         self.p = protocol
         self._owns_client = owns_client
 
-    def _eval(self, script: Script, keys: Sequence[str], args: Sequence[Any],
-              zadds: list[tuple[str, float]] | None = None, member: str = "") -> Any:
+    def _eval(
+        self,
+        script: Script,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        zadds: list[tuple[str, float]] | None = None,
+        member: str = "",
+    ) -> Any:
         for attempt in (0, 1):
             try:
                 if not zadds:
@@ -391,18 +408,23 @@ class RedisBackend:
                 continue
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _write(self, name: str, op: Append | Replace | Insert, args: list[Any], now: int) -> WriteResult:
+    def _write(
+        self, name: str, op: Append | Replace | Insert, args: list[Any], now: int
+    ) -> WriteResult:
         keys = self.p.keys.session(op.session_id)
         plan = self.p.index.before(op.session_id, op.owner, getattr(op, "ttl_ms", None), now)
         with _translated(op.session_id):
-            reply = self._eval(SCRIPTS[name], keys, args, plan.zadds if plan else None, op.session_id)
+            reply = self._eval(
+                SCRIPTS[name], keys, args, plan.zadds if plan else None, op.session_id
+            )
             result = self.p.write_result(reply)
             if not result.duplicate:
                 self._fix_index(op.session_id, plan, result.expires_at_ms, result.owner, now)
         return result
 
-    def _fix_index(self, sid: str, plan: IndexPlan | None, expires: int | None,
-                   owner: str | None, now: int) -> None:
+    def _fix_index(
+        self, sid: str, plan: IndexPlan | None, expires: int | None, owner: str | None, now: int
+    ) -> None:
         fixes = self.p.index.after(sid, plan, expires, owner, now)
         if fixes:
             pipe = self.client.pipeline(transaction=False)
@@ -433,8 +455,13 @@ class RedisBackend:
         keys = self.p.keys.session(op.session_id)
         plan = None if self.p.fixed else self.p.index.before(op.session_id, None, None, now)
         with _translated(op.session_id):
-            reply = self._eval(SCRIPTS["read"], keys, self.p.read_args(op, now),
-                               plan.zadds if plan else None, op.session_id)
+            reply = self._eval(
+                SCRIPTS["read"],
+                keys,
+                self.p.read_args(op, now),
+                plan.zadds if plan else None,
+                op.session_id,
+            )
             result = self.p.read_result(op, reply)
             if result.exists:
                 self._fix_index(op.session_id, plan, result.expires_at_ms, result.owner, now)
@@ -516,8 +543,14 @@ class AsyncRedisBackend:
         self.p = protocol
         self._owns_client = owns_client
 
-    async def _eval(self, script: Script, keys: Sequence[str], args: Sequence[Any],
-                    zadds: list[tuple[str, float]] | None = None, member: str = "") -> Any:
+    async def _eval(
+        self,
+        script: Script,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        zadds: list[tuple[str, float]] | None = None,
+        member: str = "",
+    ) -> Any:
         for attempt in (0, 1):
             try:
                 if not zadds:
@@ -535,18 +568,23 @@ class AsyncRedisBackend:
                 continue
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _write(self, name: str, op: Append | Replace | Insert, args: list[Any], now: int) -> WriteResult:
+    async def _write(
+        self, name: str, op: Append | Replace | Insert, args: list[Any], now: int
+    ) -> WriteResult:
         keys = self.p.keys.session(op.session_id)
         plan = self.p.index.before(op.session_id, op.owner, getattr(op, "ttl_ms", None), now)
         with _translated(op.session_id):
-            reply = await self._eval(SCRIPTS[name], keys, args, plan.zadds if plan else None, op.session_id)
+            reply = await self._eval(
+                SCRIPTS[name], keys, args, plan.zadds if plan else None, op.session_id
+            )
             result = self.p.write_result(reply)
             if not result.duplicate:
                 await self._fix_index(op.session_id, plan, result.expires_at_ms, result.owner, now)
         return result
 
-    async def _fix_index(self, sid: str, plan: IndexPlan | None, expires: int | None,
-                         owner: str | None, now: int) -> None:
+    async def _fix_index(
+        self, sid: str, plan: IndexPlan | None, expires: int | None, owner: str | None, now: int
+    ) -> None:
         fixes = self.p.index.after(sid, plan, expires, owner, now)
         if fixes:
             pipe = self.client.pipeline(transaction=False)
@@ -577,8 +615,13 @@ class AsyncRedisBackend:
         keys = self.p.keys.session(op.session_id)
         plan = None if self.p.fixed else self.p.index.before(op.session_id, None, None, now)
         with _translated(op.session_id):
-            reply = await self._eval(SCRIPTS["read"], keys, self.p.read_args(op, now),
-                                     plan.zadds if plan else None, op.session_id)
+            reply = await self._eval(
+                SCRIPTS["read"],
+                keys,
+                self.p.read_args(op, now),
+                plan.zadds if plan else None,
+                op.session_id,
+            )
             result = self.p.read_result(op, reply)
             if result.exists:
                 await self._fix_index(op.session_id, plan, result.expires_at_ms, result.owner, now)
@@ -623,7 +666,9 @@ class AsyncRedisBackend:
         with _translated():
             await self.client.zremrangebyscore(key, "-inf", f"({floor}")
             while op.limit is None or len(found) < op.limit:
-                members = await self.client.zrevrangebyscore(key, "+inf", floor, start=offset, num=batch)
+                members = await self.client.zrevrangebyscore(
+                    key, "+inf", floor, start=offset, num=batch
+                )
                 if not members:
                     break
                 offset += len(members)
@@ -647,7 +692,9 @@ class AsyncRedisBackend:
             await self.client.aclose()
 
 
-def client_options(connect_timeout: float, socket_timeout: float, *, asyncio: bool) -> dict[str, Any]:
+def client_options(
+    connect_timeout: float, socket_timeout: float, *, asyncio: bool
+) -> dict[str, Any]:
     """Connection options chatkeep sets on clients it makes from a URL."""
     from redis.asyncio.retry import Retry as AsyncRetry
     from redis.backoff import ExponentialBackoff
@@ -662,4 +709,3 @@ def client_options(connect_timeout: float, socket_timeout: float, *, asyncio: bo
         "retry": retry_class(ExponentialBackoff(cap=0.05, base=0.01), 1),
         "health_check_interval": 30,
     }
-

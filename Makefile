@@ -1,0 +1,48 @@
+# chatkeep: two commands for a fresh machine
+#   make demo   runs the main example (Redis at $REDIS_URL or localhost:6379 if it answers,
+#               else the in-memory fallback)
+#   make test   installs everything into .venv and runs lint, types and the whole test suite
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+EXTRAS := dev,fast,langchain,llama-index
+
+.PHONY: demo test install lint typecheck pytest wheel clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-core: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-all: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $@ $(VENV)/.installed-core
+
+demo: $(VENV)/.installed-core
+	$(BIN)/python examples/quickstart.py
+
+install: $(VENV)/.installed-all
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy --strict core/chatkeep
+
+pytest: install
+	$(BIN)/python -m pytest
+
+wheel: install
+	rm -rf dist
+	$(BIN)/python -m build --wheel --no-isolation --outdir dist . > /dev/null
+	$(BIN)/python tests/support/check_wheel.py dist
+
+test: lint typecheck wheel pytest
+
+clean:
+	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache

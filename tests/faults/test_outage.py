@@ -1,0 +1,288 @@
+"""Redis going away mid-conversation, against real servers: stopped processes and a
+TCP proxy that resets, black-holes or swallows replies."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import redis
+from chatkeep import (
+    AsyncConversationStore,
+    BackendError,
+    BackendUnavailableError,
+    ConversationStore,
+    Message,
+)
+from tests.support.servers import RedisServer, TcpProxy
+
+pytestmark = pytest.mark.redis_server
+
+FAST = {"probe_interval": 0.05, "probe_max": 0.2}
+
+
+def msg(text: str, role: str = "user") -> Message:
+    return Message(role=role, content=text)
+
+
+def stored(server_url: str, prefix: str, sid: str) -> list[str]:
+    client = redis.Redis.from_url(server_url)
+    try:
+        from chatkeep.codec import decode
+
+        return [decode(raw).text for raw in client.lrange(f"{prefix}:{{{sid}}}:m", 0, -1)]
+    finally:
+        client.close()
+
+
+def until_recovered(call: Any, status: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while status().degraded:
+        assert time.monotonic() < deadline, "the store did not come back from the fallback"
+        call()
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def proxy(fresh_redis_server: RedisServer) -> Iterator[TcpProxy]:
+    made = TcpProxy(fresh_redis_server.port)
+    yield made
+    made.close()
+
+
+def test_server_stopped_mid_conversation(durable_redis_server: RedisServer, prefix: str) -> None:
+    server = durable_redis_server
+    store = ConversationStore.from_url(server.url, prefix=prefix, **FAST)
+    for i in range(3):
+        store.append("chat", [msg(f"q{i}"), msg(f"a{i}", "assistant")])
+        assert len(store.messages("chat")) == 2 * (i + 1)
+
+    server.stop()
+    for i in range(3, 6):  # the conversation goes on, no exception reaches the caller
+        history = store.messages("chat")
+        assert [m.text for m in history][-2:] == [f"q{i - 1}", f"a{i - 1}"]
+        store.append("chat", [msg(f"q{i}"), msg(f"a{i}", "assistant")])
+    assert store.status().degraded
+    assert store.status().pending_replay == 3
+    assert [m.text for m in store.messages("chat", last=2)] == ["q5", "a5"]
+
+    server.start()
+    until_recovered(lambda: store.messages("chat"), store.status)
+    expected = [t for i in range(6) for t in (f"q{i}", f"a{i}")]
+    assert stored(server.url, prefix, "chat") == expected  # every message once, in order
+    assert [m.text for m in store.messages("chat")] == expected
+    status = store.status()
+    assert (status.degraded, status.pending_replay, status.replayed, status.outages) == (
+        False,
+        0,
+        3,
+        1,
+    )
+    store.close()
+
+
+def test_async_server_stopped_mid_conversation(
+    durable_redis_server: RedisServer, prefix: str
+) -> None:
+    server = durable_redis_server
+
+    async def scenario() -> None:
+        store = AsyncConversationStore.from_url(server.url, prefix=prefix, **FAST)
+        await store.append("chat", [msg("q0"), msg("a0", "assistant")])
+        server.stop()
+        assert [m.text for m in await store.messages("chat")] == ["q0", "a0"]
+        await store.append("chat", [msg("q1"), msg("a1", "assistant")])
+        assert [m.text for m in await store.messages("chat")] == ["q0", "a0", "q1", "a1"]
+        assert store.status().degraded
+        server.start()
+        deadline = time.monotonic() + 10
+        while store.status().degraded:
+            assert time.monotonic() < deadline
+            await store.messages("chat")
+            await asyncio.sleep(0.02)
+        assert stored(server.url, prefix, "chat") == ["q0", "a0", "q1", "a1"]
+        await store.aclose()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("twin", ["sync", "async"])
+def test_connection_cut_by_the_network(
+    proxy: TcpProxy, fresh_redis_server: RedisServer, prefix: str, twin: str
+) -> None:
+    def run(store: Any, call: Any) -> None:
+        call(store.append("s", [msg("before")]))
+        proxy.cut()
+        call(store.append("s", [msg("during")]))
+        assert [m.text for m in call(store.messages("s"))] == ["before", "during"]
+        proxy.restore()
+        deadline = time.monotonic() + 10
+        while store.status().degraded:
+            assert time.monotonic() < deadline
+            call(store.messages("s"))
+            time.sleep(0.02)
+        assert stored(fresh_redis_server.url, prefix, "s") == ["before", "during"]
+
+    if twin == "sync":
+        with ConversationStore.from_url(proxy.url, prefix=prefix, **FAST) as store:
+            run(store, lambda value: value)
+    else:
+        loop = asyncio.new_event_loop()
+        store = AsyncConversationStore.from_url(proxy.url, prefix=prefix, **FAST)
+        run(store, loop.run_until_complete)
+        loop.run_until_complete(store.aclose())
+        loop.close()
+
+
+def test_black_holed_server_costs_one_timeout_then_nothing(proxy: TcpProxy, prefix: str) -> None:
+    store = ConversationStore.from_url(proxy.url, prefix=prefix, probe_interval=60)
+    store.append("s", [msg("a")])
+    proxy.cut(blackhole=True)
+    started = time.monotonic()
+    store.append("s", [msg("b")])  # pays the connect/read timeout once
+    first = time.monotonic() - started
+    assert first < 3.0, f"a call blocked {first:.2f}s on a dead server"
+    # With the circuit open the primary is not even tried.
+    primary_calls = []
+    original = store._primary.append
+
+    def spy(op: Any) -> Any:
+        primary_calls.append(op)
+        return original(op)
+
+    store._primary.append = spy  # type: ignore[method-assign]
+    for i in range(50):
+        store.append("s", [msg(f"c{i}")])
+    assert primary_calls == []
+    assert len(store.messages("s")) == 52
+    assert store.status().pending_replay == 51
+    store._closed = True  # nothing to replay into a black hole at teardown
+
+
+def test_lost_reply_is_replayed_exactly_once(
+    proxy: TcpProxy, fresh_redis_server: RedisServer, prefix: str
+) -> None:
+    store = ConversationStore.from_url(proxy.url, prefix=prefix, **FAST)
+    store.append("s", [msg("one")])
+    proxy.drop_replies()  # Redis applies the next append; the client times out
+    store.append("s", [msg("two")])
+    assert store.status().degraded
+    assert stored(fresh_redis_server.url, prefix, "s") == ["one", "two"]  # applied already
+    proxy.cut()  # drop the stalled connections, then let traffic through again
+    proxy.restore()
+    until_recovered(store.flush, store.status)
+    assert stored(fresh_redis_server.url, prefix, "s") == ["one", "two"]  # not twice
+    assert store.status().replayed == 1
+    store.close()
+
+
+def test_transitions_are_logged_once_and_reported(
+    fresh_redis_server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    events: list[tuple[str, bool]] = []
+    store = ConversationStore.from_url(
+        fresh_redis_server.url,
+        prefix=prefix,
+        on_state_change=lambda event, status: events.append((event, status.degraded)),
+        **FAST,
+    )
+    store.append("s", [msg("secret text")])
+    with caplog.at_level(logging.WARNING, logger="chatkeep"):
+        fresh_redis_server.stop()
+        for _ in range(30):
+            store.append("s", [msg("secret text")])
+            store.messages("s")
+        fresh_redis_server.start()
+        until_recovered(lambda: store.messages("s"), store.status)
+        for _ in range(5):
+            store.messages("s")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 2, warnings
+    assert "unreachable" in warnings[0] and "reachable again" in warnings[1]
+    assert not any("secret" in w for w in warnings)
+    assert events == [("degraded", True), ("recovered", False)]
+    store.close()
+
+
+def test_fallback_raise_raises_a_connection_error(
+    fresh_redis_server: RedisServer, prefix: str
+) -> None:
+    store = ConversationStore.from_url(fresh_redis_server.url, prefix=prefix, fallback="raise")
+    store.append("s", [msg("a")])
+    fresh_redis_server.stop()
+    with pytest.raises(BackendUnavailableError) as info:
+        store.messages("s")
+    assert isinstance(info.value, ConnectionError)
+    assert isinstance(info.value.__cause__, redis.ConnectionError)
+    fresh_redis_server.start()
+    assert [m.text for m in store.messages("s")] == []  # the restarted server kept nothing
+    store.close()
+
+
+def test_noauth_is_raised_not_hidden(prefix: str) -> None:
+    with RedisServer("--requirepass", "s3cret") as server:
+        store = ConversationStore.from_url(server.url, prefix=prefix)
+        with pytest.raises(BackendError) as info:
+            store.append("s", [msg("a")])
+        assert "s3cret" not in str(info.value)
+        assert store.status().degraded is False
+        good = ConversationStore.from_url(
+            f"redis://:s3cret@127.0.0.1:{server.port}/0", prefix=prefix
+        )
+        assert good.append("s", [msg("a")]) == 1
+        assert "s3cret" not in repr(good) + str(good.status())
+        good.close()
+        store.close()
+
+
+def test_out_of_memory_is_raised_not_hidden(fresh_redis_server: RedisServer, prefix: str) -> None:
+    client = redis.Redis.from_url(fresh_redis_server.url)
+    client.config_set("maxmemory", 1)
+    client.config_set("maxmemory-policy", "noeviction")
+    store = ConversationStore.from_url(fresh_redis_server.url, prefix=prefix)
+    with pytest.raises(BackendError, match="maxmemory"):
+        store.append("s", [msg("a")])
+    assert store.status().degraded is False
+    store.close()
+    client.close()
+
+
+def test_full_journal_is_counted_and_logged_once(
+    fresh_redis_server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = ConversationStore.from_url(
+        fresh_redis_server.url, prefix=prefix, journal_size=3, probe_interval=60
+    )
+    store.append("s", [msg("a")])
+    fresh_redis_server.stop()
+    with caplog.at_level(logging.ERROR, logger="chatkeep"):
+        for i in range(5):
+            store.append("s", [msg(f"o{i}")])
+    status = store.status()
+    assert (status.pending_replay, status.journal_dropped) == (3, 2)
+    assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 1
+    assert len(store.messages("s")) == 6  # the conversation itself still has them all
+    store._closed = True
+
+
+def test_constructor_does_not_connect(prefix: str) -> None:
+    from tests.support.servers import free_port
+
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    store = ConversationStore.from_url(dead, prefix=prefix)  # no exception, no I/O
+    assert store.status().degraded is False
+    assert store.append("s", [msg("a")]) == 1  # served by the fallback
+    assert store.status().degraded is True
+    store._closed = True
+
+
+def test_default_timeouts_are_short() -> None:
+    from chatkeep import StoreConfig
+
+    config = StoreConfig()
+    assert config.connect_timeout + config.socket_timeout <= 1.0

@@ -1,0 +1,217 @@
+"""What chatkeep does inside a real redis-server: keys, TTLs, round trips, records."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import pytest
+
+import redis
+from chatkeep import ConversationStore, Message, SerializationError
+
+pytestmark = pytest.mark.redis_server
+
+
+def msg(text: str, role: str = "user") -> Message:
+    return Message(role=role, content=text)
+
+
+def make(redis_server: Any, prefix: str, **options: Any) -> ConversationStore:
+    return ConversationStore.from_url(redis_server.url, prefix=prefix, **options)
+
+
+def test_keys_follow_the_documented_layout(
+    redis_server: Any, raw: redis.Redis, prefix: str
+) -> None:
+    with make(redis_server, prefix) as store:
+        store.append("user:42/chat", [msg("hi")], owner="u 1")
+    keys = sorted(k.decode() for k in raw.scan_iter(match=f"{prefix}:*"))
+    assert keys == [
+        f"{prefix}:idx",
+        f"{prefix}:own:u%201",
+        f"{prefix}:{{user%3A42%2Fchat}}:h",
+        f"{prefix}:{{user%3A42%2Fchat}}:m",
+    ]
+    record = json.loads(raw.lrange(f"{prefix}:{{user%3A42%2Fchat}}:m", 0, -1)[0])
+    assert record["v"] == 1 and record["role"] == "user" and record["content"] == "hi"
+    assert set(record) == {"v", "id", "role", "content", "ts"}
+    meta = raw.hgetall(f"{prefix}:{{user%3A42%2Fchat}}:h")
+    assert meta[b"o"] == b"u 1" and meta[b"v"] == b"1"
+
+
+def pttls(raw: redis.Redis, prefix: str, sid: str) -> tuple[int, int]:
+    return raw.pttl(f"{prefix}:{{{sid}}}:m"), raw.pttl(f"{prefix}:{{{sid}}}:h")
+
+
+def test_every_write_sets_the_ttl_on_both_keys(
+    redis_server: Any, raw: redis.Redis, prefix: str
+) -> None:
+    with make(redis_server, prefix, ttl=100) as store:
+        store.append("s", [msg("a"), msg("b"), msg("c")])
+        for check in ("append", "replace", "insert", "pop", "read"):
+            raw.pexpire(f"{prefix}:{{s}}:m", 5000)
+            raw.pexpire(f"{prefix}:{{s}}:h", 5000)
+            if check == "append":
+                store.append("s", [msg("d")])
+            elif check == "replace":
+                store.replace("s", [msg("x"), msg("y"), msg("z")])
+            elif check == "insert":
+                store.insert("s", 1, [msg("i")])
+            elif check == "pop":
+                store.pop("s", 1)
+            else:
+                store.messages("s")
+            m, h = pttls(raw, prefix, "s")
+            assert 95_000 < m <= 100_000, check
+            assert 95_000 < h <= 100_000, check
+        store.clear("s")
+        assert pttls(raw, prefix, "s") == (-2, -2)
+
+
+def test_fixed_ttl_counts_from_creation(redis_server: Any, raw: redis.Redis, prefix: str) -> None:
+    with make(redis_server, prefix, ttl=100, ttl_mode="fixed") as store:
+        store.append("s", [msg("a")])
+        first = raw.hget(f"{prefix}:{{s}}:h", "e")
+        time.sleep(0.05)
+        store.append("s", [msg("b")])
+        store.messages("s")
+        store.pop("s")
+        assert raw.hget(f"{prefix}:{{s}}:h", "e") == first
+        expire_at = int(first)
+        assert abs(raw.pexpiretime(f"{prefix}:{{s}}:m") - expire_at) <= 1
+        assert abs(raw.pexpiretime(f"{prefix}:{{s}}:h") - expire_at) <= 1
+
+
+def test_ttl_none_persists_both_keys(redis_server: Any, raw: redis.Redis, prefix: str) -> None:
+    with make(redis_server, prefix) as store:
+        store.append("s", [msg("a")])
+        store.append("s", [msg("b")], ttl=None)
+        assert pttls(raw, prefix, "s") == (-1, -1)
+        store.messages("s")
+        store.pop("s")
+        assert pttls(raw, prefix, "s") == (-1, -1)
+        store.append("s", [msg("c")], ttl=50)
+        m, h = pttls(raw, prefix, "s")
+        assert 45_000 < m <= 50_000 and 45_000 < h <= 50_000
+
+
+def test_sessions_expire_and_leave_the_index(
+    redis_server: Any, raw: redis.Redis, prefix: str
+) -> None:
+    with make(redis_server, prefix, ttl=0.3) as store:
+        store.append("short", [msg("a")], owner="o")
+        store.append("long", [msg("b")], owner="o", ttl=60)
+        assert sorted(s.id for s in store.sessions()) == ["long", "short"]
+        time.sleep(0.5)
+        assert store.messages("short") == []
+        assert [s.id for s in store.sessions()] == ["long"]
+        assert [s.id for s in store.sessions(owner="o")] == ["long"]
+        assert raw.exists(f"{prefix}:{{short}}:m", f"{prefix}:{{short}}:h") == 0
+
+
+def test_append_and_read_are_one_round_trip(
+    counting_store: ConversationStore, round_trips: Any
+) -> None:
+    store = counting_store
+    store.append("s", [msg("first")])  # first call also loads the script
+    with round_trips() as append:
+        store.append("s", [msg("a"), msg("b")])
+    with round_trips() as read:
+        store.messages("s")
+    with round_trips() as tail:
+        store.messages("s", last=2)
+    with round_trips() as replace:
+        store.replace("s", [msg("x")])
+    assert (append.count, read.count, tail.count, replace.count) == (1, 1, 1, 1)
+
+
+def test_first_append_of_a_session_is_one_round_trip_with_the_index(
+    counting_store: ConversationStore, round_trips: Any, raw: redis.Redis, prefix: str
+) -> None:
+    counting_store.append("warm", [msg("load the script")])
+    with round_trips() as first:
+        counting_store.append("new", [msg("a")], owner="u")
+    assert first.count == 1
+    assert raw.zscore(f"{prefix}:idx", "new") is not None
+    assert raw.zscore(f"{prefix}:own:u", "new") is not None
+
+
+def test_last_k_reads_only_the_tail(
+    redis_server: Any, raw: redis.Redis, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with make(redis_server, prefix) as store:
+        store.append("s", [msg(str(i)) for i in range(5000)])
+        # Corrupt the oldest records: a tail read must never fetch (or decode) them.
+        key = f"{prefix}:{{s}}:m"
+        for i in range(100):
+            raw.lset(key, i, b"not json")
+        with caplog.at_level(logging.WARNING, logger="chatkeep"):
+            tail = store.messages("s", last=20)
+        assert [m.text for m in tail] == [str(i) for i in range(4980, 5000)]
+        assert store.status().skipped_records == 0
+        assert caplog.records == []
+
+
+def test_undecodable_records_are_skipped_logged_and_counted(
+    redis_server: Any, raw: redis.Redis, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with make(redis_server, prefix) as store:
+        store.append("s", [msg("good1"), msg("good2"), msg("good3")])
+        key = f"{prefix}:{{s}}:m"
+        good = json.loads(raw.lindex(key, 2))
+        raw.lset(key, 0, b'{"v":1,"id":"x","role":"user","content":"trunc')  # truncated
+        raw.rpush(key, json.dumps({**good, "v": 99}))  # unknown version
+        raw.rpush(key, b"\x80\x81 binary")
+        with caplog.at_level(logging.WARNING, logger="chatkeep"):
+            read = store.messages("s")
+        assert [m.text for m in read] == ["good2", "good3"]
+        assert store.status().skipped_records == 3
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1
+        assert "trunc" not in warnings[0].getMessage()
+    with make(redis_server, prefix, strict=True) as strict, pytest.raises(SerializationError):
+        strict.messages("s")
+
+
+def test_listing_uses_the_index_not_the_keyspace(
+    redis_server: Any, raw: redis.Redis, prefix: str
+) -> None:
+    with make(redis_server, prefix) as store:
+        for i in range(20):
+            store.append(f"s{i}", [msg("x")], owner="u" if i % 2 else None)
+        raw.config_resetstat()
+        assert len(store.sessions()) == 20
+        assert len(store.sessions(owner="u")) == 10
+        stats = raw.info("commandstats")
+    assert not any(name in stats for name in ("cmdstat_keys", "cmdstat_scan"))
+
+
+def test_a_foreign_key_type_is_an_error_not_a_fallback(
+    redis_server: Any, raw: redis.Redis, prefix: str
+) -> None:
+    from chatkeep import BackendError
+
+    raw.set(f"{prefix}:{{s}}:m", "a string")
+    with make(redis_server, prefix) as store:
+        with pytest.raises(BackendError, match="WRONGTYPE"):
+            store.append("s", [msg("x")])
+        assert store.status().degraded is False
+
+
+def test_async_store_uses_redis_asyncio(redis_server: Any, prefix: str) -> None:
+    import asyncio
+
+    import redis.asyncio
+
+    from chatkeep import AsyncConversationStore
+
+    async def scenario() -> list[str]:
+        async with AsyncConversationStore.from_url(redis_server.url, prefix=prefix) as store:
+            assert isinstance(store._primary.client, redis.asyncio.Redis)
+            await store.append("s", [msg("a"), msg("b")])
+            return [m.text for m in await store.messages("s")]
+
+    assert asyncio.run(scenario()) == ["a", "b"]

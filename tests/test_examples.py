@@ -1,0 +1,41 @@
+"""The README's demo runs with and without a Redis server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.servers import RedisServer, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_example(name: str, redis_url: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "REDIS_URL": redis_url}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "examples" / name)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.redis_server
+def test_quickstart_with_redis(redis_server: RedisServer) -> None:
+    done = run_example("quickstart.py", redis_server.url)
+    assert done.returncode == 0, done.stderr
+    assert "Connected to Redis" in done.stdout
+    assert "4 messages" in done.stdout
+
+
+def test_quickstart_without_redis() -> None:
+    done = run_example("quickstart.py", f"redis://127.0.0.1:{free_port()}/0")
+    assert done.returncode == 0, done.stderr
+    assert "in-memory fallback" in done.stdout
+    assert "4 messages" in done.stdout

@@ -1,0 +1,162 @@
+"""Configuration, the public API and the exception tree."""
+
+from __future__ import annotations
+
+import pytest
+
+import chatkeep
+from chatkeep import (
+    BackendError,
+    BackendUnavailableError,
+    ChatkeepError,
+    ConfigurationError,
+    ConversationStore,
+    InvalidArgumentError,
+    InvalidMessageError,
+    InvalidSessionId,
+    MessageTooLargeError,
+    SerializationError,
+    SessionOwnershipError,
+    StoreConfig,
+)
+
+
+def test_public_api_is_pinned() -> None:
+    assert sorted(chatkeep.__all__) == sorted(
+        [
+            "DEFAULT_TTL",
+            "UNSET",
+            "AsyncConversationStore",
+            "BackendError",
+            "BackendUnavailableError",
+            "ChatkeepError",
+            "ConfigurationError",
+            "ContentPart",
+            "ConversationStore",
+            "InvalidArgumentError",
+            "InvalidMessageError",
+            "InvalidSessionId",
+            "Message",
+            "MessageTooLargeError",
+            "Role",
+            "SerializationError",
+            "SessionInfo",
+            "SessionOwnershipError",
+            "StoreConfig",
+            "StoreStatus",
+            "ToolCall",
+            "__version__",
+        ]
+    )
+    for name in chatkeep.__all__:
+        assert hasattr(chatkeep, name)
+
+
+def test_exception_tree_subclasses_the_builtins_users_catch() -> None:
+    assert issubclass(ConfigurationError, (ChatkeepError, ValueError))
+    assert issubclass(InvalidSessionId, InvalidArgumentError)
+    assert issubclass(InvalidMessageError, ValueError)
+    assert issubclass(MessageTooLargeError, SerializationError)
+    assert issubclass(SerializationError, ValueError)
+    assert issubclass(SessionOwnershipError, PermissionError)
+    assert issubclass(BackendUnavailableError, (BackendError, ConnectionError))
+    for cls in (
+        ConfigurationError,
+        InvalidArgumentError,
+        SerializationError,
+        SessionOwnershipError,
+        BackendError,
+    ):
+        assert issubclass(cls, ChatkeepError)
+
+
+def test_from_env_reads_every_field() -> None:
+    env = {
+        "CHATKEEP_URL": "redis://h:1/2",
+        "CHATKEEP_PREFIX": "app",
+        "CHATKEEP_TTL": "3600",
+        "CHATKEEP_TTL_MODE": "fixed",
+        "CHATKEEP_FALLBACK": "raise",
+        "CHATKEEP_MAX_MESSAGES": "50",
+        "CHATKEEP_MAX_MESSAGE_BYTES": "2048",
+        "CHATKEEP_STRICT": "true",
+        "CHATKEEP_CONNECT_TIMEOUT": "0.1",
+        "CHATKEEP_SOCKET_TIMEOUT": "0.2",
+        "CHATKEEP_MIRROR_SESSIONS": "10",
+        "CHATKEEP_MIRROR_MESSAGES": "20",
+        "CHATKEEP_JOURNAL_SIZE": "30",
+        "CHATKEEP_PROBE_INTERVAL": "1",
+        "CHATKEEP_PROBE_MAX": "9",
+    }
+    config = StoreConfig.from_env(env)
+    assert set(env) == {f"CHATKEEP_{name.upper()}" for name in StoreConfig.model_fields}
+    assert config.model_dump() == {
+        "url": "redis://h:1/2",
+        "prefix": "app",
+        "ttl": 3600.0,
+        "ttl_mode": "fixed",
+        "fallback": "raise",
+        "max_messages": 50,
+        "max_message_bytes": 2048,
+        "strict": True,
+        "connect_timeout": 0.1,
+        "socket_timeout": 0.2,
+        "mirror_sessions": 10,
+        "mirror_messages": 20,
+        "journal_size": 30,
+        "probe_interval": 1.0,
+        "probe_max": 9.0,
+    }
+
+
+def test_from_env_falls_back_to_redis_url_and_understands_none() -> None:
+    config = StoreConfig.from_env({"REDIS_URL": "redis://r:6/0", "CHATKEEP_TTL": "none"})
+    assert config.url == "redis://r:6/0" and config.ttl is None
+    assert StoreConfig.from_env({}, prefix="x").prefix == "x"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"ttl": -1},
+        {"ttl": 0},
+        {"ttl_mode": "forever"},
+        {"fallback": "ignore"},
+        {"prefix": "has{brace}"},
+        {"prefix": "has space"},
+        {"prefix": ""},
+        {"url": "localhost:6379"},
+        {"max_message_bytes": 0},
+        {"unknown_option": 1},
+    ],
+)
+def test_bad_configuration_raises_configuration_error(options: dict[str, object]) -> None:
+    with pytest.raises(ConfigurationError):
+        StoreConfig.create(**options)
+    with pytest.raises(ConfigurationError):
+        ConversationStore(**options)
+
+
+def test_unknown_scheme_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="unknown URL scheme"):
+        ConversationStore.from_url("mongodb://localhost")
+
+
+def test_credentials_never_show(caplog: pytest.LogCaptureFixture) -> None:
+    config = StoreConfig.create(url="redis://admin:hunter2@db.internal:6379/0")
+    assert "hunter2" not in repr(config)
+    assert "hunter2" not in config.model_dump_json()
+    assert config.safe_url == "redis://***@db.internal:6379/0"
+    store = ConversationStore(config)
+    assert "hunter2" not in repr(store) + str(store.status())
+
+
+def test_wrong_client_kind_is_a_configuration_error() -> None:
+    import redis.asyncio
+
+    from chatkeep import AsyncConversationStore
+
+    with pytest.raises(ConfigurationError):
+        ConversationStore(client=redis.asyncio.Redis())
+    with pytest.raises(ConfigurationError):
+        AsyncConversationStore(client=object())
