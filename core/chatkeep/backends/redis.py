@@ -704,8 +704,11 @@ def client_options(
     return {
         "socket_connect_timeout": connect_timeout,
         "socket_timeout": socket_timeout,
-        # One quick retry heals a pooled connection the server closed; more would
-        # only add timeouts in front of the fallback.
-        "retry": retry_class(ExponentialBackoff(cap=0.05, base=0.01), 1),
+        # One quick retry heals a pooled connection the server closed. Timeouts are
+        # not retried: a server that did not answer in time will not answer the
+        # retry either, and the fallback is waiting.
+        "retry": retry_class(
+            ExponentialBackoff(cap=0.05, base=0.01), 1, supported_errors=(rex.ConnectionError,)
+        ),
         "health_check_interval": 30,
     }
