@@ -33,7 +33,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .errors import SerializationError
-from .message import Message
+from .message import Message, ToolCall
 
 __all__ = ["JSON_LIBRARY", "RECORD_VERSION", "RecordDecoder", "decode", "dumps", "encode", "loads"]
 
@@ -170,6 +170,9 @@ def decode(raw: bytes | str) -> Message:
         raise SerializationError(f"stored record has unsupported version {version!r}")
     if record.get("b") == 1:
         record = _untag(record)
+    fast = _trusted_message(record)
+    if fast is not None:
+        return fast
     try:
         ts = record["ts"]
         if not isinstance(ts, int):
@@ -193,6 +196,104 @@ def decode(raw: bytes | str) -> Message:
         raise SerializationError(
             f"stored record does not describe a message ({exc.error_count()} errors)"
         ) from None
+
+
+# -- fast path --------------------------------------------------------------------------
+# Reading is the hot path (a chain reads the whole history every turn). A record that
+# came out of a JSON parser has only str keys and JSON values, so checking the types of
+# the top-level fields is all the validation pydantic would do; when every check passes
+# the model is built directly (a third of the cost), otherwise decode() falls back to
+# full validation, which gives the precise error.
+
+_KNOWN_KEYS = frozenset(
+    (
+        "v",
+        "id",
+        "role",
+        "content",
+        "ts",
+        "name",
+        "tool_calls",
+        "tool_call_id",
+        "meta",
+        "native",
+        "b",
+    )
+)
+_MAX_US = (datetime(9999, 12, 31, tzinfo=timezone.utc) - _EPOCH) // _US
+
+
+def _build(cls: type[Any], values: dict[str, Any]) -> Any:
+    obj = object.__new__(cls)
+    object.__setattr__(obj, "__dict__", values)
+    object.__setattr__(obj, "__pydantic_fields_set__", set(values))
+    object.__setattr__(obj, "__pydantic_extra__", None)
+    object.__setattr__(obj, "__pydantic_private__", None)
+    return obj
+
+
+def _trusted_tool_calls(raw: Any) -> list[ToolCall] | None:
+    if type(raw) is not list:
+        return None
+    calls = []
+    for item in raw:
+        if type(item) is not dict or item.keys() - {"id", "name", "arguments"}:
+            return None
+        call_id = item.get("id")
+        name = item.get("name")
+        arguments = item.get("arguments", {})
+        if (call_id is not None and type(call_id) is not str) or type(name) is not str:
+            return None
+        if type(arguments) is not dict:
+            return None
+        calls.append(_build(ToolCall, {"id": call_id, "name": name, "arguments": arguments}))
+    return calls
+
+
+def _trusted_message(record: dict[str, Any]) -> Message | None:
+    if record.keys() - _KNOWN_KEYS:
+        return None
+    mid = record.get("id")
+    role = record.get("role")
+    ts = record.get("ts")
+    content = record.get("content", "")
+    if type(mid) is not str or not mid or type(role) is not str or not role:
+        return None
+    if type(ts) is not int or not 0 <= ts <= _MAX_US:
+        return None
+    if type(content) is not str and (
+        type(content) is not list
+        or any(type(p) is not str and type(p) is not dict for p in content)
+    ):
+        return None
+    name = record.get("name")
+    call_id = record.get("tool_call_id")
+    metadata = record.get("meta", {})
+    native = record.get("native")
+    if (name is not None and type(name) is not str) or (
+        call_id is not None and type(call_id) is not str
+    ):
+        return None
+    if type(metadata) is not dict or (native is not None and type(native) is not dict):
+        return None
+    tool_calls: list[ToolCall] | None = []
+    if "tool_calls" in record:
+        tool_calls = _trusted_tool_calls(record["tool_calls"])
+        if tool_calls is None:
+            return None
+    values = {
+        "id": mid,
+        "role": role,
+        "content": content,
+        "name": name,
+        "tool_calls": tool_calls,
+        "tool_call_id": call_id,
+        "created_at": _EPOCH + ts * _US,
+        "metadata": metadata,
+        "native": native,
+    }
+    message: Message = _build(Message, values)
+    return message
 
 
 class RecordDecoder:

@@ -1,0 +1,208 @@
+"""chatkeep benchmark: side by side with raw redis-py and the peers, in one run.
+
+    python bench/run.py [--quick] [--redis-url URL] [--out bench/results]
+
+Starts its own redis-server on a free port unless ``--redis-url`` is given. Every
+scenario alternates the implementations op by op (in a shuffled order each round),
+so machine noise hits all of them alike. Ratios are to raw redis-py from the same
+run. Round trips are counted on the wire (packets sent by redis-py connections), not
+estimated. Writes ``results.json`` and ``results.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import redis  # noqa: E402
+import redis.asyncio.connection  # noqa: E402
+import redis.connection  # noqa: E402
+
+from bench import scenarios  # noqa: E402
+from bench.subjects import Subject, available, make_messages  # noqa: E402
+
+
+@dataclass
+class Row:
+    scenario: str
+    subject: str
+    median_us: float | None = None
+    p99_us: float | None = None
+    ratio: float | None = None  # median / reference median (raw redis-py unless noted)
+    round_trips: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class RoundTrips:
+    """Counts packets sent by every redis-py connection, sync and async."""
+
+    sent = 0
+
+    def __init__(self) -> None:
+        self._patched: list[tuple[type, Callable[..., Any]]] = []
+
+    def install(self) -> None:
+        for cls in (redis.connection.AbstractConnection, redis.asyncio.connection.AbstractConnection):
+            original = cls.send_packed_command
+            self._patched.append((cls, original))
+            if asyncio.iscoroutinefunction(original):
+
+                async def counted_async(self: Any, *args: Any, _o: Any = original, **kw: Any) -> Any:
+                    RoundTrips.sent += 1
+                    return await _o(self, *args, **kw)
+
+                cls.send_packed_command = counted_async  # type: ignore[method-assign]
+            else:
+
+                def counted(self: Any, *args: Any, _o: Any = original, **kw: Any) -> Any:
+                    RoundTrips.sent += 1
+                    return _o(self, *args, **kw)
+
+                cls.send_packed_command = counted  # type: ignore[method-assign]
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[list[int]]:
+        box = [RoundTrips.sent]
+        yield box
+        box.append(RoundTrips.sent - box[0])
+
+
+def summarize(samples: list[int]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    median = statistics.median(ordered) / 1000
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] / 1000
+    return median, p99
+
+
+def alternate(
+    ops: dict[str, Callable[[], Any]], rounds: int, warmup: int = 3
+) -> dict[str, list[int]]:
+    """Time ``rounds`` calls of every op, interleaved in a new random order each round."""
+    names = list(ops)
+    for _ in range(warmup):
+        for name in names:
+            ops[name]()
+    samples: dict[str, list[int]] = {name: [] for name in names}
+    rng = random.Random(42)
+    clock = time.perf_counter_ns
+    for _ in range(rounds):
+        rng.shuffle(names)
+        for name in names:
+            op = ops[name]
+            start = clock()
+            op()
+            samples[name].append(clock() - start)
+    return samples
+
+
+def measure(
+    scenario: str,
+    ops: dict[str, Callable[[], Any]],
+    rounds: int,
+    counter: RoundTrips,
+    reference: str = "raw redis-py",
+) -> list[Row]:
+    samples = alternate(ops, rounds)
+    rows = []
+    ref = statistics.median(samples[reference]) / 1000 if reference in samples else None
+    for name, op in ops.items():
+        with counter.counting() as box:
+            for _ in range(3):
+                op()
+        median, p99 = summarize(samples[name])
+        rows.append(
+            Row(
+                scenario,
+                name,
+                round(median, 1),
+                round(p99, 1),
+                round(median / ref, 2) if ref else None,
+                round(box[1] / 3, 2),
+            )
+        )
+    return rows
+
+
+def render(rows: list[Row], meta: dict[str, Any]) -> str:
+    lines = [
+        f"chatkeep benchmark ({meta['mode']}) — {meta['machine']}; Python {meta['python']}, "
+        f"redis-py {meta['redis_py']}, redis-server {meta['redis_server']}, JSON: {meta['json']}",
+        "",
+        "| scenario | implementation | median µs | p99 µs | × ref | round trips | notes |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        notes = ", ".join(f"{k}={v}" for k, v in row.extra.items())
+        lines.append(
+            f"| {row.scenario} | {row.subject} | {_fmt(row.median_us)} | {_fmt(row.p99_us)} | "
+            f"{_fmt(row.ratio)} | {_fmt(row.round_trips)} | {notes} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:g}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="few rounds; under a minute")
+    parser.add_argument("--redis-url", help="use this server instead of starting one")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="output folder")
+    args = parser.parse_args(argv)
+
+    from tests.support.servers import RedisServer
+
+    server = None
+    url = args.redis_url
+    if url is None:
+        server = RedisServer().start()
+        url = server.url
+    counter = RoundTrips()
+    counter.install()
+    try:
+        client = redis.Redis.from_url(url)
+        info = client.info("server")
+        client.close()
+        meta = {
+            "mode": "quick" if args.quick else "full",
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
+            "python": platform.python_version(),
+            "redis_py": redis.__version__,
+            "redis_server": info.get("redis_version"),
+            "json": __import__("chatkeep.codec").codec.JSON_LIBRARY,
+        }
+        rows = scenarios.run_all(url, quick=args.quick, counter=counter, measure=measure)
+    finally:
+        if server is not None:
+            server.cleanup()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(
+        json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=1)
+    )
+    table = render(rows, meta)
+    (out / "results.md").write_text(table)
+    print(table)
+    return 0
+
+
+__all__ = ["Row", "RoundTrips", "Subject", "available", "main", "make_messages", "measure"]
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""The benchmark's scenarios (see run.py for the harness)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from bench.subjects import Subject, available, make_messages, run_async
+
+POOL = make_messages(2000)
+
+
+def _cycle() -> Callable[[], Any]:
+    counter = itertools.count()
+    return lambda: POOL[next(counter) % len(POOL)]
+
+
+def run_all(url: str, *, quick: bool, counter: Any, measure: Callable[..., Any]) -> list[Any]:
+    from bench.run import Row
+
+    rounds = 60 if quick else 400
+    rows: list[Row] = []
+    subjects = available(url, run=int(time.time()) % 100000)
+    try:
+        for length in (10, 1000):
+            for subject in subjects:
+                subject.prefill(f"a{length}", POOL[:length])
+            ops = {}
+            for subject in subjects:
+                next_message = _cycle()
+                ops[subject.name] = (lambda s=subject, n=next_message, L=length: s.add_one(f"a{L}", n()))
+            rows += measure(f"append 1 at length {length}", ops, rounds, counter)
+
+        ops = {}
+        for subject in subjects:
+            batch = POOL[:10]
+            ops[subject.name] = lambda s=subject, b=batch: s.add_many("batch", b)
+        rows += measure("add 10 messages", ops, rounds, counter)
+
+        for length in (10, 100, 1000, 5000):
+            if quick and length == 5000:
+                continue
+            for subject in subjects:
+                subject.prefill(f"r{length}", (POOL * 3)[:length])
+            ops = {s.name: (lambda s=s, L=length: s.read_all(f"r{L}")) for s in subjects}
+            reads = max(10, rounds // (1 if length <= 100 else 4 if length <= 1000 else 10))
+            rows += measure(f"read all at {length}", ops, reads, counter)
+
+        tail_length = 1000 if quick else 5000
+        for length in (10, tail_length):
+            if length != 10 and f"r{length}" not in {"r1000", "r5000"}:
+                continue
+            ops = {}
+            for subject in subjects:
+                if subject.read_last(f"r{length}", 20) is not None:
+                    ops[subject.name] = lambda s=subject, L=length: s.read_last(f"r{L}", 20)
+            rows += measure(f"read last 20 at {length}", ops, rounds, counter)
+
+        rows += _langchain_turn(url, subjects, rounds, counter, measure)
+        rows += _llama_turn(url, subjects, rounds, counter, measure)
+        rows += _memory(url, subjects)
+        rows += _concurrent(subjects, quick)
+    finally:
+        for subject in subjects:
+            subject.close()
+    rows += _outage(quick)
+    return rows
+
+
+def _langchain_turn(url: str, subjects: list[Subject], rounds: int, counter: Any, measure: Any) -> list[Any]:
+    names = {s.name: s for s in subjects if s.framework == "langchain"}
+    if not names:
+        return []
+    from langchain_core.chat_history import InMemoryChatMessageHistory
+    from langchain_core.language_models import FakeListChatModel
+    from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
+    from langchain_core.runnables.history import RunnableWithMessageHistory
+
+    prompt = ChatPromptTemplate.from_messages(
+        [("system", "You are terse."), MessagesPlaceholder("history"), ("human", "{input}")]
+    )
+    model = FakeListChatModel(responses=["ok, noted: " + POOL[1].text[:200]])
+    memory: dict[str, InMemoryChatMessageHistory] = {}
+    factories: dict[str, Callable[[str], Any]] = {
+        "langchain in-memory": lambda sid: memory.setdefault(sid, InMemoryChatMessageHistory())
+    }
+    for name, subject in names.items():
+        factories[name] = subject.history
+    ops = {}
+    for name, factory in factories.items():
+        chain = RunnableWithMessageHistory(
+            prompt | model,
+            factory,
+            input_messages_key="input",
+            history_messages_key="history",
+        )
+        config = {"configurable": {"session_id": "turns"}}
+        question = POOL[0].text
+        ops[name] = lambda c=chain, cfg=config, q=question: c.invoke({"input": q}, config=cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return measure(
+            "LangChain RunnableWithMessageHistory turn",
+            ops,
+            max(20, rounds // 4),
+            counter,
+            reference="langchain_community",
+        )
+
+
+def _llama_turn(url: str, subjects: list[Subject], rounds: int, counter: Any, measure: Any) -> list[Any]:
+    chosen = [s for s in subjects if s.framework == "llama-index"]
+    if not chosen:
+        return []
+    from llama_index.core.chat_engine import SimpleChatEngine
+    from llama_index.core.llms import MockLLM
+    from llama_index.core.memory import ChatMemoryBuffer
+    from llama_index.core.storage.chat_store import SimpleChatStore
+
+    stores: dict[str, tuple[Any, str]] = {"llama-index in-memory": (SimpleChatStore(), "turns")}
+    for subject in chosen:
+        key = "turns" if subject.name != "llama-index redis" else f"{subject.prefix}:turns"
+        stores[subject.name] = (subject.store, key)  # type: ignore[attr-defined]
+    ops = {}
+    for name, (store, key) in stores.items():
+        memory = ChatMemoryBuffer.from_defaults(chat_store=store, chat_store_key=key, token_limit=3000)
+        engine = SimpleChatEngine.from_defaults(llm=MockLLM(max_tokens=40), memory=memory)
+        ops[name] = lambda e=engine: e.chat(POOL[0].text)
+    reference = "llama-index redis" if "llama-index redis" in ops else next(iter(ops))
+    return measure("LlamaIndex SimpleChatEngine turn", ops, max(20, rounds // 4), counter, reference=reference)
+
+
+def _concurrent(subjects: list[Subject], quick: bool) -> list[Any]:
+    from bench.run import Row
+
+    sessions, per_session = (50, 10) if quick else (200, 20)
+    rows = []
+    rates: dict[str, float] = {}
+    for subject in subjects:
+
+        async def scenario(s: Subject = subject) -> float:
+            async def writer(n: int) -> None:
+                for i in range(per_session):
+                    await s.aadd_one(f"conc{n}", POOL[(n + i) % len(POOL)])
+
+            await s.aadd_one("conc-warm", POOL[0])
+            start = time.perf_counter()
+            await asyncio.gather(*(writer(n) for n in range(sessions)))
+            elapsed = time.perf_counter() - start
+            await s.aclose()
+            return sessions * per_session / elapsed
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rates[subject.name] = run_async(scenario())
+    ref = rates.get("raw redis-py")
+    for name, rate in rates.items():
+        rows.append(
+            Row(
+                f"async {sessions} sessions × {per_session} appends",
+                name,
+                extra={"messages_per_s": round(rate), "vs_raw": round(rate / ref, 2) if ref else None},
+            )
+        )
+    return rows
+
+
+def _memory(url: str, subjects: list[Subject]) -> list[Any]:
+    from bench.run import Row
+
+    client = redis.Redis.from_url(url)
+    count = 1000
+    sizes: dict[str, float] = {}
+    for subject in subjects:
+        subject.prefill("mem", POOL[:count])
+        total = sum(client.memory_usage(k, samples=0) or 0 for k in subject.keys("mem"))
+        if subject.name == "llama-index redis":
+            total = client.memory_usage(f"{subject.prefix}:mem", samples=0) or 0
+        sizes[subject.name] = total / count
+    client.close()
+    ref = sizes.get("raw redis-py")
+    return [
+        Row(
+            f"bytes per message in Redis ({count} messages)",
+            name,
+            ratio=round(size / ref, 2) if ref else None,
+            extra={"bytes": round(size)},
+        )
+        for name, size in sizes.items()
+    ]
+
+
+def _outage(quick: bool) -> list[Any]:
+    """Per-call latency with the circuit open, and the first call after the server dies."""
+    from bench.run import Row
+    from chatkeep import ConversationStore
+    from tests.support.servers import RedisServer, TcpProxy
+
+    rows = []
+    calls = 300 if quick else 3000
+    with RedisServer() as server:
+        proxy = TcpProxy(server.port)
+        for how in ("refused", "black-holed"):
+            store = ConversationStore.from_url(proxy.url, prefix="outage", probe_interval=3600)
+            store.append("s", POOL[:20])
+            store.messages("s")
+            if how == "refused":
+                proxy.cut()
+            else:
+                proxy.cut(blackhole=True)
+            start = time.perf_counter()
+            store.append("s", [POOL[20]])
+            first = time.perf_counter() - start
+            appends, reads = [], []
+            for i in range(calls):
+                t0 = time.perf_counter_ns()
+                store.append("s", [POOL[i % 100]])
+                t1 = time.perf_counter_ns()
+                store.messages("s", last=20)
+                t2 = time.perf_counter_ns()
+                appends.append(t1 - t0)
+                reads.append(t2 - t1)
+            appends.sort()
+            reads.sort()
+            rows.append(
+                Row(
+                    f"during an outage ({how}, circuit open)",
+                    "chatkeep store",
+                    median_us=round(appends[len(appends) // 2] / 1000, 1),
+                    p99_us=round(appends[int(len(appends) * 0.99)] / 1000, 1),
+                    extra={
+                        "op": "append",
+                        "read_last_20_median_us": round(reads[len(reads) // 2] / 1000, 1),
+                        "first_call_s": round(first, 3),
+                        "degraded": store.status().degraded,
+                    },
+                )
+            )
+            store._closed = True  # nothing to replay into a dead server
+            proxy.restore()
+        proxy.close()
+    return rows

@@ -1,0 +1,390 @@
+"""The implementations the benchmark puts side by side.
+
+Each subject keeps chat history in the same Redis, through its own public API, and
+exposes the same few operations. ``raw`` is the reference limit: redis-py with a
+pipeline of RPUSH + PEXPIRE to write and LRANGE + ``json.loads`` to read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import redis
+import redis.asyncio
+
+from chatkeep import AsyncConversationStore, ConversationStore, Message, ToolCall
+
+TTL_SECONDS = 7 * 24 * 3600
+
+
+def make_messages(count: int, seed: int = 7) -> list[Message]:
+    """Realistic turns: 200-500 characters, user/assistant alternating, some tool
+    calls and metadata."""
+    rng = random.Random(seed)
+    words = "the a redis session memory answer question tool weather paris model token".split()
+    out: list[Message] = []
+    for i in range(count):
+        size = rng.randint(200, 500)
+        text = ""
+        while len(text) < size:
+            text += rng.choice(words) + " "
+        role = "user" if i % 2 == 0 else "assistant"
+        calls = []
+        metadata: dict[str, Any] = {}
+        if role == "assistant" and i % 6 == 1:
+            calls = [ToolCall(id=f"call_{i}", name="search", arguments={"q": text[:40]})]
+        if i % 4 == 3:
+            metadata = {"model": "gpt-x", "tokens": {"in": 120, "out": 64}}
+        out.append(Message(role=role, content=text[:size], tool_calls=calls, metadata=metadata))
+    return out
+
+
+def raw_record(message: Message) -> str:
+    """What a hand-written redis-py store would keep: role, content and the rest."""
+    record: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        record["tool_calls"] = [c.model_dump() for c in message.tool_calls]
+    if message.metadata:
+        record["metadata"] = message.metadata
+    return json.dumps(record)
+
+
+class Subject:
+    """One implementation. ``ops`` maps an operation name to a callable."""
+
+    name = "?"
+    framework = "core"
+
+    def __init__(self, url: str, prefix: str) -> None:
+        self.url = url
+        self.prefix = prefix
+
+    def keys(self, sid: str) -> list[str]:
+        raise NotImplementedError
+
+    def prefill(self, sid: str, messages: list[Message]) -> None:
+        self.add_many(sid, messages)
+
+    def add_one(self, sid: str, message: Message) -> None:
+        raise NotImplementedError
+
+    def add_many(self, sid: str, messages: list[Message]) -> None:
+        raise NotImplementedError
+
+    def read_all(self, sid: str) -> list[Any]:
+        raise NotImplementedError
+
+    def read_last(self, sid: str, k: int) -> list[Any] | None:
+        return None  # not offered
+
+    async def aadd_one(self, sid: str, message: Message) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+class Raw(Subject):
+    name = "raw redis-py"
+
+    def __init__(self, url: str, prefix: str) -> None:
+        super().__init__(url, prefix)
+        self.client = redis.Redis.from_url(url)
+        self.aclient: Any = None
+
+    def keys(self, sid: str) -> list[str]:
+        return [f"{self.prefix}:{sid}"]
+
+    def add_one(self, sid: str, message: Message) -> None:
+        self.add_many(sid, [message])
+
+    def add_many(self, sid: str, messages: list[Message]) -> None:
+        key = f"{self.prefix}:{sid}"
+        pipe = self.client.pipeline(transaction=False)
+        pipe.rpush(key, *[raw_record(m) for m in messages])
+        pipe.pexpire(key, TTL_SECONDS * 1000)
+        pipe.execute()
+
+    def read_all(self, sid: str) -> list[Any]:
+        return [json.loads(r) for r in self.client.lrange(f"{self.prefix}:{sid}", 0, -1)]
+
+    def read_last(self, sid: str, k: int) -> list[Any]:
+        return [json.loads(r) for r in self.client.lrange(f"{self.prefix}:{sid}", -k, -1)]
+
+    async def aadd_one(self, sid: str, message: Message) -> None:
+        if self.aclient is None:
+            self.aclient = redis.asyncio.Redis.from_url(self.url)
+        key = f"{self.prefix}:{sid}"
+        pipe = self.aclient.pipeline(transaction=False)
+        pipe.rpush(key, raw_record(message))
+        pipe.pexpire(key, TTL_SECONDS * 1000)
+        await pipe.execute()
+
+    def close(self) -> None:
+        self.client.close()
+
+    async def aclose(self) -> None:
+        if self.aclient is not None:
+            await self.aclient.aclose()
+            self.aclient = None
+
+
+class ChatkeepCore(Subject):
+    name = "chatkeep store"
+
+    def __init__(self, url: str, prefix: str) -> None:
+        super().__init__(url, prefix)
+        self.store = ConversationStore.from_url(url, prefix=prefix, fallback="raise")
+        self.astore: AsyncConversationStore | None = None
+
+    def keys(self, sid: str) -> list[str]:
+        return list(self.store._primary.p.keys.session(sid))  # type: ignore[attr-defined]
+
+    def add_one(self, sid: str, message: Message) -> None:
+        self.store.append(sid, [message])
+
+    def add_many(self, sid: str, messages: list[Message]) -> None:
+        self.store.append(sid, messages)
+
+    def read_all(self, sid: str) -> list[Any]:
+        return self.store.messages(sid)
+
+    def read_last(self, sid: str, k: int) -> list[Any]:
+        return self.store.messages(sid, last=k)
+
+    async def aadd_one(self, sid: str, message: Message) -> None:
+        if self.astore is None:
+            self.astore = AsyncConversationStore.from_url(
+                self.url, prefix=self.prefix, fallback="raise"
+            )
+        await self.astore.append(sid, [message])
+
+    def close(self) -> None:
+        self.store.close()
+
+    async def aclose(self) -> None:
+        if self.astore is not None:
+            await self.astore.aclose()
+            self.astore = None
+
+
+# -- LangChain -----------------------------------------------------------------------------
+
+
+def _lc_message(message: Message) -> Any:
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    if message.role == "user":
+        return HumanMessage(content=message.text)
+    return AIMessage(
+        content=message.text,
+        tool_calls=[{"id": c.id, "name": c.name, "args": c.arguments} for c in message.tool_calls],
+        response_metadata=message.metadata,
+    )
+
+
+class LangChainSubject(Subject):
+    framework = "langchain"
+
+    def history(self, sid: str) -> Any:
+        raise NotImplementedError
+
+    def add_one(self, sid: str, message: Message) -> None:
+        self.history(sid).add_messages([_lc_message(message)])
+
+    def add_many(self, sid: str, messages: list[Message]) -> None:
+        self.history(sid).add_messages([_lc_message(m) for m in messages])
+
+    def read_all(self, sid: str) -> list[Any]:
+        return list(self.history(sid).messages)
+
+    async def aadd_one(self, sid: str, message: Message) -> None:
+        await self.history(sid).aadd_messages([_lc_message(message)])
+
+
+class ChatkeepLangChain(LangChainSubject):
+    name = "chatkeep_langchain"
+
+    def __init__(self, url: str, prefix: str) -> None:
+        super().__init__(url, prefix)
+        from chatkeep_langchain import history_factory
+
+        self.store = ConversationStore.from_url(url, prefix=prefix, fallback="raise")
+        self.astore = None
+        self.factory = history_factory(self.store)
+        self._async_factory: Callable[[str], Any] | None = None
+        self.core = ChatkeepCore.__new__(ChatkeepCore)
+        self.core.store = self.store
+
+    def keys(self, sid: str) -> list[str]:
+        return list(self.store._primary.p.keys.session(sid))  # type: ignore[attr-defined]
+
+    def history(self, sid: str) -> Any:
+        return self.factory(sid)
+
+    def read_last(self, sid: str, k: int) -> list[Any]:
+        from chatkeep_langchain import RedisChatMessageHistory
+
+        return list(RedisChatMessageHistory(sid, store=self.store, window=k).messages)
+
+    async def aadd_one(self, sid: str, message: Message) -> None:
+        if self._async_factory is None:
+            from chatkeep_langchain import history_factory
+
+            self.astore = AsyncConversationStore.from_url(
+                self.url, prefix=self.prefix, fallback="raise"
+            )
+            self._async_factory = history_factory(self.store, async_store=self.astore)
+        await self._async_factory(sid).aadd_messages([_lc_message(message)])
+
+    def close(self) -> None:
+        self.store.close()
+
+    async def aclose(self) -> None:
+        if self.astore is not None:
+            await self.astore.aclose()
+            self.astore = None
+            self._async_factory = None
+
+
+class CommunityLangChain(LangChainSubject):
+    name = "langchain_community"
+
+    def __init__(self, url: str, prefix: str) -> None:
+        super().__init__(url, prefix)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from langchain_community.chat_message_histories import RedisChatMessageHistory
+        self.cls = RedisChatMessageHistory
+
+    def keys(self, sid: str) -> list[str]:
+        return [f"{self.prefix}:{sid}"]
+
+    def history(self, sid: str) -> Any:
+        # What users do with RunnableWithMessageHistory: a new history (and a new
+        # client, which is how this class is built) for every turn.
+        return self.cls(sid, url=self.url, key_prefix=f"{self.prefix}:", ttl=TTL_SECONDS)
+
+
+# -- LlamaIndex ------------------------------------------------------------------------------
+
+
+def _li_message(message: Message) -> Any:
+    from llama_index.core.llms import ChatMessage
+
+    kwargs: dict[str, Any] = {}
+    if message.tool_calls:
+        kwargs["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": "{}"}}
+            for c in message.tool_calls
+        ]
+    return ChatMessage(role=message.role, content=message.text, additional_kwargs=kwargs)
+
+
+class LlamaSubject(Subject):
+    framework = "llama-index"
+    store: Any
+
+    def add_one(self, sid: str, message: Message) -> None:
+        self.store.add_message(sid, _li_message(message))
+
+    def add_many(self, sid: str, messages: list[Message]) -> None:
+        # BaseChatStore has no batch append; a batch is a loop of add_message.
+        for message in messages:
+            self.store.add_message(sid, _li_message(message))
+
+    def prefill(self, sid: str, messages: list[Message]) -> None:
+        self.store.set_messages(sid, [_li_message(m) for m in messages])
+
+    def read_all(self, sid: str) -> list[Any]:
+        return list(self.store.get_messages(sid))
+
+    async def aadd_one(self, sid: str, message: Message) -> None:
+        await self.store.async_add_message(sid, _li_message(message))
+
+
+class ChatkeepLlama(LlamaSubject):
+    name = "chatkeep_llama_index"
+
+    def __init__(self, url: str, prefix: str) -> None:
+        super().__init__(url, prefix)
+        from chatkeep_llama_index import RedisChatStore
+
+        self.store = RedisChatStore(redis_url=url, key_prefix=prefix, ttl=TTL_SECONDS)
+
+    def keys(self, sid: str) -> list[str]:
+        from chatkeep.keys import KeySchema
+
+        return list(KeySchema(self.prefix).session(sid))
+
+    def close(self) -> None:
+        close = getattr(self.store, "close", None)
+        if close is not None:
+            close()
+
+    async def aclose(self) -> None:
+        aclose = getattr(self.store, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+class PeerLlama(LlamaSubject):
+    name = "llama-index redis"
+
+    def __init__(self, url: str, prefix: str) -> None:
+        super().__init__(url, prefix)
+        from llama_index.storage.chat_store.redis import RedisChatStore
+
+        self.store = RedisChatStore(redis_url=url, ttl=TTL_SECONDS)
+
+    def keys(self, sid: str) -> list[str]:
+        return [sid]
+
+    def add_one(self, sid: str, message: Message) -> None:
+        self.store.add_message(f"{self.prefix}:{sid}", _li_message(message))
+
+    def add_many(self, sid: str, messages: list[Message]) -> None:
+        for message in messages:
+            self.add_one(sid, message)
+
+    def prefill(self, sid: str, messages: list[Message]) -> None:
+        self.store.set_messages(f"{self.prefix}:{sid}", [_li_message(m) for m in messages])
+
+    def read_all(self, sid: str) -> list[Any]:
+        return list(self.store.get_messages(f"{self.prefix}:{sid}"))
+
+    async def aadd_one(self, sid: str, message: Message) -> None:
+        await self.store.async_add_message(f"{self.prefix}:{sid}", _li_message(message))
+
+
+ALL_SUBJECTS: list[type[Subject]] = [
+    Raw,
+    ChatkeepCore,
+    ChatkeepLangChain,
+    CommunityLangChain,
+    ChatkeepLlama,
+    PeerLlama,
+]
+
+
+def available(url: str, run: int) -> list[Subject]:
+    """Every subject whose packages are installed, each with its own key prefix."""
+    made: list[Subject] = []
+    for index, cls in enumerate(ALL_SUBJECTS):
+        try:
+            made.append(cls(url, f"bench{run}s{index}"))
+        except ImportError as exc:
+            print(f"  (skipping {cls.name}: {exc.name} is not installed)")
+    return made
+
+
+def run_async(coro: Any) -> Any:
+    return asyncio.run(coro)
