@@ -57,12 +57,17 @@ class RoundTrips:
         self._patched: list[tuple[type, Callable[..., Any]]] = []
 
     def install(self) -> None:
-        for cls in (redis.connection.AbstractConnection, redis.asyncio.connection.AbstractConnection):
+        for cls in (
+            redis.connection.AbstractConnection,
+            redis.asyncio.connection.AbstractConnection,
+        ):
             original = cls.send_packed_command
             self._patched.append((cls, original))
             if asyncio.iscoroutinefunction(original):
 
-                async def counted_async(self: Any, *args: Any, _o: Any = original, **kw: Any) -> Any:
+                async def counted_async(
+                    self: Any, *args: Any, _o: Any = original, **kw: Any
+                ) -> Any:
                     RoundTrips.sent += 1
                     return await _o(self, *args, **kw)
 

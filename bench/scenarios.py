@@ -34,7 +34,9 @@ def run_all(url: str, *, quick: bool, counter: Any, measure: Callable[..., Any])
             ops = {}
             for subject in subjects:
                 next_message = _cycle()
-                ops[subject.name] = (lambda s=subject, n=next_message, L=length: s.add_one(f"a{L}", n()))
+                ops[subject.name] = lambda s=subject, n=next_message, L=length: s.add_one(
+                    f"a{L}", n()
+                )
             rows += measure(f"append 1 at length {length}", ops, rounds, counter)
 
         ops = {}
@@ -73,7 +75,9 @@ def run_all(url: str, *, quick: bool, counter: Any, measure: Callable[..., Any])
     return rows
 
 
-def _langchain_turn(url: str, subjects: list[Subject], rounds: int, counter: Any, measure: Any) -> list[Any]:
+def _langchain_turn(
+    url: str, subjects: list[Subject], rounds: int, counter: Any, measure: Any
+) -> list[Any]:
     names = {s.name: s for s in subjects if s.framework == "langchain"}
     if not names:
         return []
@@ -114,7 +118,9 @@ def _langchain_turn(url: str, subjects: list[Subject], rounds: int, counter: Any
         )
 
 
-def _llama_turn(url: str, subjects: list[Subject], rounds: int, counter: Any, measure: Any) -> list[Any]:
+def _llama_turn(
+    url: str, subjects: list[Subject], rounds: int, counter: Any, measure: Any
+) -> list[Any]:
     chosen = [s for s in subjects if s.framework == "llama-index"]
     if not chosen:
         return []
@@ -129,11 +135,15 @@ def _llama_turn(url: str, subjects: list[Subject], rounds: int, counter: Any, me
         stores[subject.name] = (subject.store, key)  # type: ignore[attr-defined]
     ops = {}
     for name, (store, key) in stores.items():
-        memory = ChatMemoryBuffer.from_defaults(chat_store=store, chat_store_key=key, token_limit=3000)
+        memory = ChatMemoryBuffer.from_defaults(
+            chat_store=store, chat_store_key=key, token_limit=3000
+        )
         engine = SimpleChatEngine.from_defaults(llm=MockLLM(max_tokens=40), memory=memory)
         ops[name] = lambda e=engine: e.chat(POOL[0].text)
     reference = "llama-index redis" if "llama-index redis" in ops else next(iter(ops))
-    return measure("LlamaIndex SimpleChatEngine turn", ops, max(20, rounds // 4), counter, reference=reference)
+    return measure(
+        "LlamaIndex SimpleChatEngine turn", ops, max(20, rounds // 4), counter, reference=reference
+    )
 
 
 def _concurrent(subjects: list[Subject], quick: bool) -> list[Any]:
@@ -165,7 +175,10 @@ def _concurrent(subjects: list[Subject], quick: bool) -> list[Any]:
             Row(
                 f"async {sessions} sessions × {per_session} appends",
                 name,
-                extra={"messages_per_s": round(rate), "vs_raw": round(rate / ref, 2) if ref else None},
+                extra={
+                    "messages_per_s": round(rate),
+                    "vs_raw": round(rate / ref, 2) if ref else None,
+                },
             )
         )
     return rows
@@ -198,9 +211,10 @@ def _memory(url: str, subjects: list[Subject]) -> list[Any]:
 
 def _outage(quick: bool) -> list[Any]:
     """Per-call latency with the circuit open, and the first call after the server dies."""
+    from tests.support.servers import RedisServer, TcpProxy
+
     from bench.run import Row
     from chatkeep import ConversationStore
-    from tests.support.servers import RedisServer, TcpProxy
 
     rows = []
     calls = 300 if quick else 3000

@@ -26,7 +26,20 @@ def make_messages(count: int, seed: int = 7) -> list[Message]:
     """Realistic turns: 200-500 characters, user/assistant alternating, some tool
     calls and metadata."""
     rng = random.Random(seed)
-    words = "the a redis session memory answer question tool weather paris model token".split()
+    words = [
+        "the",
+        "a",
+        "redis",
+        "session",
+        "memory",
+        "answer",
+        "question",
+        "tool",
+        "weather",
+        "paris",
+        "model",
+        "token",
+    ]
     out: list[Message] = []
     for i in range(count):
         size = rng.randint(200, 500)

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
 import redis
+
 from chatkeep import (
     AsyncConversationStore,
     BackendError,

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
 import redis
+
 from chatkeep import ConversationStore
 from tests.support.servers import RedisServer
 

@@ -7,8 +7,8 @@ import threading
 from collections import defaultdict
 
 import pytest
-
 import redis
+
 from chatkeep import ConversationStore, Message
 from chatkeep.codec import decode
 

@@ -8,8 +8,8 @@ import time
 from typing import Any
 
 import pytest
-
 import redis
+
 from chatkeep import ConversationStore, Message, SerializationError
 
 pytestmark = pytest.mark.redis_server

@@ -1,0 +1,32 @@
+"""chatkeep for LangChain: chat message histories kept in Redis, with a TTL, that
+keep working when Redis does not.
+
+>>> from chatkeep_langchain import RedisChatMessageHistory
+>>> history = RedisChatMessageHistory("s1", "memory://")
+>>> history.add_user_message("hi")
+>>> [m.content for m in history.messages]
+['hi']
+
+See :class:`RedisChatMessageHistory` (a drop-in for ``langchain_community``'s) and
+:func:`history_factory` (``get_session_history`` for ``RunnableWithMessageHistory``).
+"""
+
+from __future__ import annotations
+
+from ._stores import aclose_shared_stores, close_shared_stores
+from .convert import from_chatkeep, role_of, to_chatkeep
+from .history import HistoryFactory, RedisChatMessageHistory, history_factory, store_prefix
+from .migrate import import_community_history
+
+__all__ = [
+    "HistoryFactory",
+    "RedisChatMessageHistory",
+    "aclose_shared_stores",
+    "close_shared_stores",
+    "from_chatkeep",
+    "history_factory",
+    "import_community_history",
+    "role_of",
+    "store_prefix",
+    "to_chatkeep",
+]

@@ -1,0 +1,466 @@
+"""``RedisChatMessageHistory``: LangChain chat history on a chatkeep store."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+from langchain_core.chat_history import BaseChatMessageHistory
+from langchain_core.messages import BaseMessage, FunctionMessage, ToolMessage
+from langchain_core.runnables.config import run_in_executor
+
+from chatkeep import (
+    UNSET,
+    AsyncConversationStore,
+    ConfigurationError,
+    ConversationStore,
+    InvalidArgumentError,
+    Message,
+    StoreConfig,
+)
+from chatkeep.keys import KeySchema, validate_id
+
+from ._stores import Backing, shared_backing
+from .convert import from_chatkeep, to_chatkeep
+
+__all__ = ["HistoryFactory", "RedisChatMessageHistory", "history_factory", "store_prefix"]
+
+
+def store_prefix(key_prefix: str | None) -> str | None:
+    """The chatkeep prefix for a ``langchain_community``-style ``key_prefix``.
+
+    chatkeep writes ``<prefix>:{<session>}:m``, so the separator is its own: a
+    trailing ``:`` is dropped (``"message_store:"`` -> ``"message_store"``). None
+    or an empty prefix means the store's default (``chatkeep``, or
+    ``CHATKEEP_PREFIX``). Characters a chatkeep prefix cannot hold (braces,
+    whitespace, glob characters) raise :class:`chatkeep.ConfigurationError`.
+    """
+    if key_prefix is None:
+        return None
+    if not isinstance(key_prefix, str):
+        raise ConfigurationError(f"key_prefix must be a str, not {type(key_prefix).__name__}")
+    prefix = key_prefix.rstrip(":")
+    if not prefix:
+        return None
+    KeySchema(prefix)  # validates, raising ConfigurationError with the rule
+    return prefix
+
+
+def _config(url: str | None, prefix: str | None, ttl: Any, options: dict[str, Any]) -> StoreConfig:
+    overrides = dict(options)
+    if url is not None:
+        overrides["url"] = url
+    if prefix is not None:
+        overrides["prefix"] = prefix
+    if ttl is not UNSET:
+        overrides["ttl"] = ttl
+    return StoreConfig.from_env(**overrides)
+
+
+def _check_window(window: object) -> int | None:
+    if window is None:
+        return None
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise InvalidArgumentError("window must be None or an int >= 1")
+    return window
+
+
+class RedisChatMessageHistory(BaseChatMessageHistory):
+    """Chat message history in Redis, through a chatkeep store.
+
+    Drop-in for ``langchain_community.chat_message_histories.RedisChatMessageHistory``:
+    the first four arguments are the same (``session_id, url, key_prefix, ttl``)::
+
+        from chatkeep_langchain import RedisChatMessageHistory
+
+        history = RedisChatMessageHistory("s1", "redis://localhost:6379/0", ttl=3600)
+
+    Where the stores come from (no connection is made until the first call, so a
+    history can always be constructed, even when Redis is down):
+
+    * ``url`` (and store options such as ``connect_timeout``, ``max_messages``,
+      ``fallback``): stores built from the URL, shared process-wide by every history
+      of the same configuration (one pool, one fallback mirror). ``url=None`` reads
+      ``CHATKEEP_URL``/``REDIS_URL``, else ``redis://localhost:6379/0``.
+    * ``client`` / ``async_client``: stores on your ``redis.Redis`` /
+      ``redis.asyncio.Redis`` clients (pass the same client object every time).
+    * ``store`` / ``async_store``: your :class:`chatkeep.ConversationStore` and/or
+      :class:`chatkeep.AsyncConversationStore`.
+
+    Sync methods use the sync store; ``aget_messages``, ``aadd_messages`` and
+    ``aclear`` await the async store on ``redis.asyncio`` (no threads). With only a
+    sync store given, async methods run it in an executor thread (as LangChain's
+    default does), or directly for ``memory://``; with only an async store, the sync
+    methods raise :class:`chatkeep.ConfigurationError`.
+
+    ``ttl`` (seconds): not given -> the store's TTL (chatkeep's default, 7 days,
+    sliding: every read and write restarts it); ``None`` -> the session never expires
+    (``langchain_community``'s default); a number -> that TTL. With a given ``store``
+    the TTL is set per session on each write.
+
+    ``window=k`` reads only the newest ``k`` messages (from the tail of the Redis
+    list), then drops tool/function results at its start whose call fell outside
+    the window, so a model never receives an orphan tool message.
+
+    Designed to be subclassed; override these hooks rather than the methods:
+
+    * :meth:`session_key`: map LangChain's ``session_id`` (and ``owner``) to the
+      chatkeep session id and owner (a custom key/owner scheme);
+    * :meth:`to_record` / :meth:`from_record`: convert one message, return None to
+      skip it (filter what is stored or what is read);
+    * :meth:`record_metadata`: neutral metadata stored with each message;
+    * :meth:`filter_messages`: last look at what a read returns.
+
+    A subclass that overrides ``__init__`` must accept and pass on ``**kwargs``
+    (:func:`history_factory` passes private arguments through them).
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        url: str | None = None,
+        key_prefix: str | None = None,
+        ttl: float | None = UNSET,
+        *,
+        store: ConversationStore | AsyncConversationStore | None = None,
+        async_store: AsyncConversationStore | None = None,
+        client: Any = None,
+        async_client: Any = None,
+        owner: str | None = None,
+        window: int | None = None,
+        snapshot: bool = False,
+        **store_options: Any,
+    ) -> None:
+        backing: Backing | None = store_options.pop("_backing", None)
+        self.session_id: str = validate_id(session_id)
+        self.window: int | None = _check_window(window)
+        self.snapshot: bool = bool(snapshot)
+        self._append_ttl: Any = UNSET
+        prefix = store_prefix(key_prefix)
+        if (
+            ttl is not UNSET
+            and ttl is not None
+            and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0)
+        ):
+            raise ConfigurationError("ttl must be a positive number of seconds, or None")
+
+        if backing is not None:
+            self._backing = backing
+            self._append_ttl = ttl
+        elif store is not None or async_store is not None:
+            if url is not None or client is not None or async_client is not None or store_options:
+                raise ConfigurationError(
+                    "url, client and store options apply when the history builds its "
+                    "store; a given store keeps its own configuration"
+                )
+            self._backing = Backing(store=store, async_store=async_store)
+            if prefix is not None and prefix != self._backing.prefix:
+                raise ConfigurationError(
+                    f"key_prefix {key_prefix!r} differs from the given store's prefix "
+                    f"{self._backing.prefix!r}"
+                )
+            self._append_ttl = ttl
+        else:
+            config = _config(url, prefix, ttl, store_options)
+            self._backing = shared_backing(config, client, async_client)
+
+        self._sid, self._owner = self.session_key(self.session_id, owner)
+        self._sid = validate_id(self._sid)
+        if self._owner is not None:
+            self._owner = validate_id(self._owner, "owner")
+        self._snapshot: list[BaseMessage] | None = None
+        super().__init__()
+
+    # -- hooks for subclasses -----------------------------------------------------------
+
+    def session_key(self, session_id: str, owner: str | None) -> tuple[str, str | None]:
+        """The chatkeep (session id, owner) of this history. Default: as given.
+
+        Override for a custom scheme, e.g. ``"u42/chat7"`` -> ``("u42/chat7", "u42")``
+        to bind every conversation to its user.
+        """
+        return session_id, owner
+
+    def record_metadata(self, message: BaseMessage) -> dict[str, Any]:
+        """Neutral metadata stored with ``message`` (record ``meta``). Default: none."""
+        return {}
+
+    def to_record(self, message: BaseMessage) -> Message | None:
+        """The chatkeep record of ``message``, or None to not store it."""
+        return to_chatkeep(message, metadata=self.record_metadata(message))
+
+    def from_record(self, record: Message) -> BaseMessage | None:
+        """The LangChain message of a stored record, or None to leave it out."""
+        return from_chatkeep(record)
+
+    def filter_messages(self, messages: list[BaseMessage]) -> list[BaseMessage]:
+        """What a read returns, given the converted messages. Default: all of them."""
+        return messages
+
+    # -- identity -------------------------------------------------------------------------
+
+    @property
+    def owner(self) -> str | None:
+        """The owner this history reads and writes as (None: unchecked)."""
+        return self._owner
+
+    @property
+    def store_session_id(self) -> str:
+        """The chatkeep session id (after :meth:`session_key`)."""
+        return self._sid
+
+    @property
+    def key(self) -> str:
+        """The Redis key of the message list (``<prefix>:{<session>}:m``)."""
+        return KeySchema(self._backing.prefix).session(self._sid)[0]
+
+    @property
+    def store(self) -> ConversationStore | None:
+        """The synchronous store (None if this history has only an async one)."""
+        return self._backing.sync_store()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(session_id={self.session_id!r}, "
+            f"prefix={self._backing.prefix!r}, window={self.window!r})"
+        )
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _sync_store(self) -> ConversationStore:
+        store = self._backing.sync_store()
+        if store is None:
+            raise ConfigurationError(
+                "this history has only an AsyncConversationStore: use aget_messages(), "
+                "aadd_messages() and aclear(), or give it a sync store too"
+            )
+        return store
+
+    def _records(self, messages: Sequence[BaseMessage]) -> list[Message]:
+        if isinstance(messages, BaseMessage):
+            messages = [messages]
+        records = []
+        for message in messages:
+            record = self.to_record(message)
+            if record is not None:
+                records.append(record)
+        return records
+
+    def _finish(self, records: Sequence[Message]) -> list[BaseMessage]:
+        messages = []
+        for record in records:
+            message = self.from_record(record)
+            if message is not None:
+                messages.append(message)
+        if self.window is not None:
+            start = 0
+            while start < len(messages) and isinstance(
+                messages[start], (ToolMessage, FunctionMessage)
+            ):
+                start += 1
+            messages = messages[start:]
+        messages = self.filter_messages(messages)
+        if self.snapshot:
+            self._snapshot = list(messages)
+        return messages
+
+    def _read_sync(self) -> list[Message]:
+        return self._sync_store().messages(self._sid, last=self.window, owner=self._owner)
+
+    def _append_sync(self, records: list[Message]) -> None:
+        self._sync_store().append(self._sid, records, owner=self._owner, ttl=self._append_ttl)
+
+    def _clear_sync(self) -> None:
+        self._sync_store().clear(self._sid, owner=self._owner)
+
+    # -- BaseChatMessageHistory -----------------------------------------------------------
+
+    @property
+    def messages(self) -> list[BaseMessage]:  # type: ignore[override]
+        """The messages, oldest first (the newest ``window`` when a window is set).
+
+        With ``snapshot=True`` the first read is kept and returned again until this
+        history writes or clears (one Redis read per turn, see :func:`history_factory`).
+        """
+        if self._snapshot is not None:
+            return list(self._snapshot)
+        return self._finish(self._read_sync())
+
+    def add_messages(self, messages: Sequence[BaseMessage]) -> None:
+        """Append messages in one atomic round trip (nothing is written if any fails
+        to encode, e.g. a value JSON cannot hold)."""
+        records = self._records(messages)
+        if not records:
+            return
+        self._snapshot = None
+        self._append_sync(records)
+
+    def clear(self) -> None:
+        """Delete the session (its messages and metadata)."""
+        self._snapshot = None
+        self._clear_sync()
+
+    async def aget_messages(self) -> list[BaseMessage]:
+        """Async :attr:`messages`, awaited on the async store (``redis.asyncio``)."""
+        if self._snapshot is not None:
+            return list(self._snapshot)
+        astore = self._backing.async_store()
+        if astore is not None:
+            records = await astore.messages(self._sid, last=self.window, owner=self._owner)
+        elif self._backing.async_mode == "inline":
+            records = self._read_sync()
+        else:
+            records = await run_in_executor(None, self._read_sync)
+        return self._finish(records)
+
+    async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
+        """Async :meth:`add_messages` (one round trip per batch)."""
+        records = self._records(messages)
+        if not records:
+            return
+        self._snapshot = None
+        astore = self._backing.async_store()
+        if astore is not None:
+            await astore.append(self._sid, records, owner=self._owner, ttl=self._append_ttl)
+        elif self._backing.async_mode == "inline":
+            self._append_sync(records)
+        else:
+            await run_in_executor(None, self._append_sync, records)
+
+    async def aclear(self) -> None:
+        """Async :meth:`clear`."""
+        self._snapshot = None
+        astore = self._backing.async_store()
+        if astore is not None:
+            await astore.clear(self._sid, owner=self._owner)
+        elif self._backing.async_mode == "inline":
+            self._clear_sync()
+        else:
+            await run_in_executor(None, self._clear_sync)
+
+
+class HistoryFactory:
+    """``get_session_history`` for ``RunnableWithMessageHistory``, on one pool.
+
+    Call it with a session id to get a :class:`RedisChatMessageHistory` (or
+    ``history_class``) on the factory's stores. Every history it makes shares them:
+    one connection pool and one fallback mirror for all sessions and turns.
+
+    Histories it makes use ``snapshot=True`` by default: ``RunnableWithMessageHistory``
+    makes a new history per turn and, when it has no ``history_messages_key``, reads
+    the history a second time at the end of the turn only to count the messages it
+    prepended; the snapshot answers that from the first read (and counts right even if
+    another writer appended meanwhile). A turn then costs one read and one append.
+    """
+
+    def __init__(
+        self,
+        store: ConversationStore | AsyncConversationStore | None = None,
+        *,
+        async_store: AsyncConversationStore | None = None,
+        url: str | None = None,
+        client: Any = None,
+        async_client: Any = None,
+        key_prefix: str | None = None,
+        ttl: float | None = UNSET,
+        owner: str | None = None,
+        window: int | None = None,
+        snapshot: bool = True,
+        history_class: type[RedisChatMessageHistory] = RedisChatMessageHistory,
+        **store_options: Any,
+    ) -> None:
+        if not isinstance(history_class, type) or not issubclass(
+            history_class, RedisChatMessageHistory
+        ):
+            raise ConfigurationError("history_class must be a RedisChatMessageHistory subclass")
+        self.history_class = history_class
+        prefix = store_prefix(key_prefix)
+        if store is not None or async_store is not None:
+            if url is not None or client is not None or async_client is not None or store_options:
+                raise ConfigurationError(
+                    "url, client and store options apply when the factory builds its "
+                    "stores; a given store keeps its own configuration"
+                )
+            self._backing = Backing(store=store, async_store=async_store)
+            if prefix is not None and prefix != self._backing.prefix:
+                raise ConfigurationError(
+                    f"key_prefix {key_prefix!r} differs from the given store's prefix "
+                    f"{self._backing.prefix!r}"
+                )
+            history_ttl = ttl
+        else:
+            config = _config(url, prefix, ttl, store_options)
+            self._backing = Backing(config=config, client=client, async_client=async_client)
+            history_ttl = UNSET
+        self._options: dict[str, Any] = {
+            "ttl": history_ttl,
+            "owner": owner,
+            "window": _check_window(window),
+            "snapshot": snapshot,
+        }
+
+    def __call__(self, session_id: str) -> RedisChatMessageHistory:
+        """A history of ``session_id`` on the factory's stores (no I/O)."""
+        return self.history_class(session_id, _backing=self._backing, **self._options)
+
+    @property
+    def store(self) -> ConversationStore | None:
+        """The synchronous store (built on first use; None if there is only an async one)."""
+        return self._backing.sync_store()
+
+    @property
+    def async_store(self) -> AsyncConversationStore | None:
+        """The asynchronous store of the running loop (None when async calls use the
+        sync store: ``memory://``, or only a sync store/client was given)."""
+        return self._backing.async_store()
+
+    def close(self) -> None:
+        """Close the sync store the factory built (given stores stay open)."""
+        self._backing.close()
+
+    async def aclose(self) -> None:
+        """Close the stores the factory built for the running loop, and the sync one."""
+        await self._backing.aclose()
+
+    def __enter__(self) -> HistoryFactory:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> HistoryFactory:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def history_factory(
+    store: ConversationStore | AsyncConversationStore | None = None, **options: Any
+) -> HistoryFactory:
+    """``get_session_history`` for ``RunnableWithMessageHistory`` (see :class:`HistoryFactory`).
+
+    ::
+
+        store = ConversationStore.from_url("redis://localhost:6379/0")
+        chain = RunnableWithMessageHistory(
+            prompt | model, history_factory(store, window=20),
+            input_messages_key="input", history_messages_key="history",
+        )
+
+    ``options``: ``async_store``, or ``url``/``client``/``async_client`` and store
+    options when the factory should build its stores; ``key_prefix``, ``ttl``,
+    ``owner``, ``window``, ``snapshot`` and ``history_class`` for the histories.
+    """
+    return HistoryFactory(store, **options)
