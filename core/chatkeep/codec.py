@@ -15,7 +15,8 @@ with the stdlib ``json`` and with ``orjson`` (the ``fast`` extra):
 * anything else that JSON cannot hold (datetime, set, custom objects, NaN) raises
   :class:`SerializationError` naming the type; nothing is written.
 
-No pickle, ever: a record is data, never code.
+Records are written with ``orjson`` when installed, else the stdlib ``json``, and read
+with pydantic-core's JSON parser. No pickle, ever: a record is data, never code.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import pydantic_core
 from pydantic import ValidationError
 
 from .errors import SerializationError
@@ -52,7 +54,6 @@ try:  # the ``fast`` extra
     def _dumps(obj: Any, default: Callable[[Any], Any]) -> bytes:
         return orjson.dumps(obj, default=default, option=_ORJSON_OPTIONS)
 
-    loads: Callable[[bytes | str], Any] = orjson.loads
     JSON_LIBRARY = "orjson"
 except ImportError:  # pragma: no cover - exercised when orjson is absent
 
@@ -62,8 +63,11 @@ except ImportError:  # pragma: no cover - exercised when orjson is absent
         )
         return encoder.encode(obj).encode()
 
-    loads = json.loads
     JSON_LIBRARY = "json"
+
+# Reading always uses pydantic-core's parser (Rust, as fast as orjson, and installed
+# with pydantic): the read path stays fast without the ``fast`` extra.
+loads: Callable[[bytes | str], Any] = pydantic_core.from_json
 
 
 class _Encoding:
@@ -203,32 +207,19 @@ def decode(raw: bytes | str) -> Message:
 # came out of a JSON parser has only str keys and JSON values, so checking the types of
 # the top-level fields is all the validation pydantic would do; when every check passes
 # the model is built directly (a third of the cost), otherwise decode() falls back to
-# full validation, which gives the precise error.
+# full validation, which gives the precise error (and ignores keys it does not know,
+# so a record from a newer writer still reads).
 
-_KNOWN_KEYS = frozenset(
-    (
-        "v",
-        "id",
-        "role",
-        "content",
-        "ts",
-        "name",
-        "tool_calls",
-        "tool_call_id",
-        "meta",
-        "native",
-        "b",
-    )
-)
 _MAX_US = (datetime(9999, 12, 31, tzinfo=timezone.utc) - _EPOCH) // _US
+_set = object.__setattr__
 
 
 def _build(cls: type[Any], values: dict[str, Any]) -> Any:
     obj = object.__new__(cls)
-    object.__setattr__(obj, "__dict__", values)
-    object.__setattr__(obj, "__pydantic_fields_set__", set(values))
-    object.__setattr__(obj, "__pydantic_extra__", None)
-    object.__setattr__(obj, "__pydantic_private__", None)
+    _set(obj, "__dict__", values)
+    _set(obj, "__pydantic_fields_set__", set(values))
+    _set(obj, "__pydantic_extra__", None)
+    _set(obj, "__pydantic_private__", None)
     return obj
 
 
@@ -237,62 +228,69 @@ def _trusted_tool_calls(raw: Any) -> list[ToolCall] | None:
         return None
     calls = []
     for item in raw:
-        if type(item) is not dict or item.keys() - {"id", "name", "arguments"}:
+        if type(item) is not dict or len(item) > 3:
             return None
         call_id = item.get("id")
         name = item.get("name")
         arguments = item.get("arguments", {})
         if (call_id is not None and type(call_id) is not str) or type(name) is not str:
             return None
-        if type(arguments) is not dict:
+        if type(arguments) is not dict or len(item) != 2 + ("id" in item):
             return None
         calls.append(_build(ToolCall, {"id": call_id, "name": name, "arguments": arguments}))
     return calls
 
 
 def _trusted_message(record: dict[str, Any]) -> Message | None:
-    if record.keys() - _KNOWN_KEYS:
+    get = record.get
+    mid = get("id")
+    role = get("role")
+    ts = get("ts")
+    if not (type(mid) is str and mid and type(role) is str and role and type(ts) is int):
         return None
-    mid = record.get("id")
-    role = record.get("role")
-    ts = record.get("ts")
-    content = record.get("content", "")
-    if type(mid) is not str or not mid or type(role) is not str or not role:
+    if not 0 <= ts <= _MAX_US:
         return None
-    if type(ts) is not int or not 0 <= ts <= _MAX_US:
-        return None
-    if type(content) is not str and (
-        type(content) is not list
-        or any(type(p) is not str and type(p) is not dict for p in content)
-    ):
-        return None
-    name = record.get("name")
-    call_id = record.get("tool_call_id")
-    metadata = record.get("meta", {})
-    native = record.get("native")
+    content = get("content", "")
+    if type(content) is not str:
+        if type(content) is not list:
+            return None
+        for part in content:
+            if type(part) is not str and type(part) is not dict:
+                return None
+    name = get("name")
+    call_id = get("tool_call_id")
     if (name is not None and type(name) is not str) or (
         call_id is not None and type(call_id) is not str
     ):
         return None
-    if type(metadata) is not dict or (native is not None and type(native) is not dict):
+    metadata = get("meta")
+    if metadata is None:
+        metadata = {}
+    elif type(metadata) is not dict:
+        return None
+    native = get("native")
+    if native is not None and type(native) is not dict:
         return None
     tool_calls: list[ToolCall] | None = []
-    if "tool_calls" in record:
-        tool_calls = _trusted_tool_calls(record["tool_calls"])
+    raw_calls = get("tool_calls")
+    if raw_calls is not None:
+        tool_calls = _trusted_tool_calls(raw_calls)
         if tool_calls is None:
             return None
-    values = {
-        "id": mid,
-        "role": role,
-        "content": content,
-        "name": name,
-        "tool_calls": tool_calls,
-        "tool_call_id": call_id,
-        "created_at": _EPOCH + ts * _US,
-        "metadata": metadata,
-        "native": native,
-    }
-    message: Message = _build(Message, values)
+    message: Message = _build(
+        Message,
+        {
+            "id": mid,
+            "role": role,
+            "content": content,
+            "name": name,
+            "tool_calls": tool_calls,
+            "tool_call_id": call_id,
+            "created_at": _EPOCH + ts * _US,
+            "metadata": metadata,
+            "native": native,
+        },
+    )
     return message
 
 
