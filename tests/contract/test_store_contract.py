@@ -429,3 +429,26 @@ def test_a_closed_store_refuses_calls(make_store: Any) -> None:
     with pytest.raises(InvalidArgumentError):
         store.messages("s1")
     store.close()  # closing twice is fine
+
+
+def test_every_backend_returns_what_a_redis_round_trip_returns(store: Any) -> None:
+    import uuid
+
+    ident = uuid.uuid4()
+    store.append("s1", [Message(role="user", content="x", metadata={"u": ident, "b": b"\x01"})])
+    read = store.messages("s1")[0]
+    assert read.metadata == {"u": str(ident), "b": b"\x01"}
+    assert store.pop("s1").metadata == {"u": str(ident), "b": b"\x01"}
+
+
+def test_fixed_ttl_counts_from_creation_even_with_a_new_ttl(make_store: Any) -> None:
+    import time
+
+    store = make_store(ttl=100, ttl_mode="fixed")
+    store.append("s1", [msg("a")])
+    time.sleep(0.3)
+    store.append("s1", [msg("b")])
+    store.messages("s1")
+    assert 99.0 <= store.ttl("s1") <= 99.8
+    store.append("s1", [msg("c")], ttl=50)
+    assert 49.0 <= store.ttl("s1") <= 49.8

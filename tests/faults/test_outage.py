@@ -286,3 +286,29 @@ def test_default_timeouts_are_short() -> None:
 
     config = StoreConfig()
     assert config.connect_timeout + config.socket_timeout <= 1.0
+
+
+def test_a_tail_read_does_not_shrink_the_mirror(
+    fresh_redis_server: RedisServer, prefix: str
+) -> None:
+    store = ConversationStore.from_url(fresh_redis_server.url, prefix=prefix, probe_interval=60)
+    store.append("s", [msg(str(i)) for i in range(5)])
+    assert [m.text for m in store.messages("s", last=1)] == ["4"]
+    fresh_redis_server.stop()
+    assert [m.text for m in store.messages("s")] == ["0", "1", "2", "3", "4"]
+    store._closed = True
+
+
+def test_outage_reads_return_what_redis_would(fresh_redis_server: RedisServer, prefix: str) -> None:
+    import uuid
+
+    store = ConversationStore.from_url(fresh_redis_server.url, prefix=prefix, probe_interval=60)
+    ident = uuid.uuid4()
+    store.append("s", [Message(role="user", content="x", metadata={"u": ident})])
+    online = store.messages("s")
+    fresh_redis_server.stop()
+    store.append("s", [Message(role="user", content="y", metadata={"u": ident})])
+    offline = store.messages("s")
+    assert offline[0] == online[0]
+    assert offline[1].metadata == {"u": str(ident)}
+    store._closed = True

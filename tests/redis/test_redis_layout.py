@@ -74,15 +74,16 @@ def test_every_write_sets_the_ttl_on_both_keys(
 def test_fixed_ttl_counts_from_creation(redis_server: Any, raw: redis.Redis, prefix: str) -> None:
     with make(redis_server, prefix, ttl=100, ttl_mode="fixed") as store:
         store.append("s", [msg("a")])
-        first = raw.hget(f"{prefix}:{{s}}:h", "e")
+        created = int(raw.hget(f"{prefix}:{{s}}:h", "c"))
         time.sleep(0.05)
         store.append("s", [msg("b")])
         store.messages("s")
         store.pop("s")
-        assert raw.hget(f"{prefix}:{{s}}:h", "e") == first
-        expire_at = int(first)
-        assert abs(raw.pexpiretime(f"{prefix}:{{s}}:m") - expire_at) <= 1
-        assert abs(raw.pexpiretime(f"{prefix}:{{s}}:h") - expire_at) <= 1
+        for key in (f"{prefix}:{{s}}:m", f"{prefix}:{{s}}:h"):
+            assert raw.pexpiretime(key) == created + 100_000
+        store.append("s", [msg("c")], ttl=10)  # a new TTL, still counted from creation
+        for key in (f"{prefix}:{{s}}:m", f"{prefix}:{{s}}:h"):
+            assert raw.pexpiretime(key) == created + 10_000
 
 
 def test_ttl_none_persists_both_keys(redis_server: Any, raw: redis.Redis, prefix: str) -> None:

@@ -12,6 +12,7 @@ import threading
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
+from .. import codec
 from ..errors import SessionOwnershipError
 from ..message import Message
 from ..ops import (
@@ -38,9 +39,16 @@ __all__ = ["MemoryBackend"]
 _RING = 32  # idempotency keys remembered per session, as in Redis
 
 
+# A session holds what Redis would: the encoded records, decoded on first read (and
+# kept decoded). So memory:// and the fallback mirror return exactly what a Redis
+# round trip returns (bytes tagged and restored, UUIDs as strings), and the hot
+# write path pays no decoding.
+Entry = Message | bytes
+
+
 @dataclass(slots=True)
 class _Session:
-    messages: list[Message]
+    messages: list[Entry]
     owner: str | None
     created_ms: int
     updated_ms: int
@@ -93,14 +101,15 @@ class MemoryBackend:
         if session.owner != owner:
             raise SessionOwnershipError(sid)
 
-    def _expire(self, session: _Session, now: int, ttl_ms: int | None, fresh: bool) -> None:
+    def _expire(self, session: _Session, now: int, ttl_ms: int | None) -> None:
+        """Sliding TTLs count from now, fixed ones from the session's creation."""
         if ttl_ms is not None:
             session.ttl_ms = ttl_ms
         ttl = session.ttl_ms if session.ttl_ms is not None else self._default_ttl
         if ttl <= 0:
             session.expires_ms = None
-        elif not (self._fixed and session.expires_ms is not None and not fresh):
-            session.expires_ms = now + ttl
+        else:
+            session.expires_ms = (session.created_ms if self._fixed else now) + ttl
 
     def _bound(self, session: _Session) -> None:
         limit = self._max_messages
@@ -121,19 +130,18 @@ class MemoryBackend:
 
     def _write_session(
         self, sid: str, owner: str | None, idem: bytes, now: int
-    ) -> tuple[_Session, bool, bool]:
-        """(session to write to, made if new; whether ``idem`` was seen; whether it is new)."""
+    ) -> tuple[_Session, bool]:
+        """(session to write to, made if new; whether ``idem`` was seen)."""
         session = self._get(sid, now)
         self._check_owner(sid, session, owner)
         if session is not None and idem and idem in session.ring:
-            return session, True, False
-        fresh = session is None
+            return session, True
         if session is None:
             session = self._new(sid, owner, now)
         if idem:
             session.ring.append(idem)
         session.updated_ms = now
-        return session, False, fresh
+        return session, False
 
     @staticmethod
     def _result(session: _Session, duplicate: bool = False) -> WriteResult:
@@ -149,38 +157,38 @@ class MemoryBackend:
     def append(self, op: Append) -> WriteResult:
         now = now_ms()
         with self._lock:
-            session, seen, fresh = self._write_session(op.session_id, op.owner, op.idem, now)
+            session, seen = self._write_session(op.session_id, op.owner, op.idem, now)
             if seen:
                 return self._result(session, duplicate=True)
-            session.messages.extend(op.messages)
+            session.messages.extend(op.records)
             self._bound(session)
-            self._expire(session, now, op.ttl_ms, fresh or op.ttl_ms is not None)
+            self._expire(session, now, op.ttl_ms)
             return self._result(session)
 
     def replace(self, op: Replace) -> WriteResult:
         now = now_ms()
         with self._lock:
-            session, seen, fresh = self._write_session(op.session_id, op.owner, op.idem, now)
+            session, seen = self._write_session(op.session_id, op.owner, op.idem, now)
             if seen:
                 return self._result(session, duplicate=True)
-            session.messages = list(op.messages)
+            session.messages = list(op.records)
             session.complete = True
             self._bound(session)
-            self._expire(session, now, op.ttl_ms, fresh or op.ttl_ms is not None)
+            self._expire(session, now, op.ttl_ms)
             return self._result(session)
 
     def insert(self, op: Insert) -> WriteResult:
         now = now_ms()
         with self._lock:
-            session, seen, fresh = self._write_session(op.session_id, op.owner, op.idem, now)
+            session, seen = self._write_session(op.session_id, op.owner, op.idem, now)
             if seen:
                 return self._result(session, duplicate=True)
             index = op.index
             if index < 0:
                 index = max(len(session.messages) + index, 0)
-            session.messages[index:index] = op.messages
+            session.messages[index:index] = op.records
             self._bound(session)
-            self._expire(session, now, None, fresh)
+            self._expire(session, now, None)
             return self._result(session)
 
     def pop(self, op: Pop) -> PopResult:
@@ -198,9 +206,9 @@ class MemoryBackend:
                 return PopResult(None, session.expires_ms, session.owner, size)
             if op.idem:
                 session.ring.append(op.idem)
-            message = session.messages.pop(index)
+            message = _message(session.messages.pop(index))
             session.updated_ms = now
-            self._expire(session, now, None, False)
+            self._expire(session, now, None)
             return PopResult(message, session.expires_ms, session.owner, size - 1)
 
     def clear(self, op: Clear) -> bool:
@@ -217,9 +225,14 @@ class MemoryBackend:
             if session is None:
                 return ReadResult([], None, None, exists=False)
             if not self._fixed:
-                self._expire(session, now, None, False)
-            messages = session.messages
-            selected = messages[-op.last :] if op.last else list(messages)
+                self._expire(session, now, None)
+            entries = session.messages
+            start = max(len(entries) - op.last, 0) if op.last else 0
+            for i in range(start, len(entries)):
+                entry = entries[i]
+                if type(entry) is bytes:
+                    entries[i] = codec.decode(entry)
+            selected: list[Message] = entries[start:]  # type: ignore[assignment]
             return ReadResult(selected, session.expires_ms, session.owner)
 
     def ttl(self, op: Ttl) -> float | None:
@@ -291,8 +304,10 @@ class MemoryBackend:
                     return
                 if session is None:
                     session = self._new(sid, result.owner, now)
-                session.messages = list(result.messages)
-                session.complete = op.last is None or len(result.messages) < op.last
+                if not _is_tail(session.messages, result.messages):
+                    # Keep a longer history the tail agrees with; else take what Redis has.
+                    session.messages = list(result.messages)
+                    session.complete = op.last is None or len(result.messages) < op.last
                 self._learn(session, result.owner, result.expires_at_ms)
                 self._bound(session)
                 return
@@ -300,9 +315,10 @@ class MemoryBackend:
                 assert isinstance(result, PopResult)
                 if session is not None and result.message is not None:
                     gone = result.message.id
-                    for i in range(len(session.messages) - 1, -1, -1):
-                        if session.messages[i].id == gone:
-                            del session.messages[i]
+                    entries = session.messages
+                    for i in range(len(entries) - 1, -1, -1):
+                        if _message(entries[i]).id == gone:
+                            del entries[i]
                             break
                     self._learn(session, result.owner, result.expires_at_ms)
                 return
@@ -312,19 +328,19 @@ class MemoryBackend:
             if isinstance(op, Append):
                 if session is None:
                     session = self._new(sid, result.owner, now)
-                    session.complete = result.length == len(op.messages)
-                session.messages.extend(op.messages)
+                    session.complete = result.length == len(op.records)
+                session.messages.extend(op.records)
             elif isinstance(op, Replace):
                 if session is None:
                     session = self._new(sid, result.owner, now)
-                session.messages = list(op.messages)
+                session.messages = list(op.records)
                 session.complete = True
             elif isinstance(op, Insert):
                 if session is None or not session.complete:
                     self._sessions.pop(sid, None)
                     return
                 index = op.index if op.index >= 0 else max(len(session.messages) + op.index, 0)
-                session.messages[index:index] = op.messages
+                session.messages[index:index] = op.records
             if op.idem:
                 session.ring.append(op.idem)
             session.updated_ms = now
@@ -337,3 +353,20 @@ class MemoryBackend:
             session.owner = owner
         if expires_at_ms is None or expires_at_ms > 0:  # negative: not known
             session.expires_ms = expires_at_ms
+
+
+def _message(entry: Entry) -> Message:
+    return codec.decode(entry) if type(entry) is bytes else entry  # type: ignore[return-value]
+
+
+def _is_tail(entries: list[Entry], tail: list[Message]) -> bool:
+    """Whether ``tail`` is the end of ``entries`` (compared by message id)."""
+    if not tail or len(tail) > len(entries):
+        return False
+    offset = len(entries) - len(tail)
+    for i, message in enumerate(tail):
+        entry = _message(entries[offset + i])
+        entries[offset + i] = entry
+        if entry.id != message.id:
+            return False
+    return True

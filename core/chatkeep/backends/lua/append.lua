@@ -2,10 +2,10 @@
 -- max messages ('0' = no limit), owner ('' = unchecked), idempotency key, records...
 -- Returns {length, expires_at, owner|false, duplicate 0/1}.
 local now = tonumber(ARGV[1])
-local meta = redis.call('HMGET', KEYS[2], 'o', 't', 'e', 'k', 'c')
-local exists = meta[5] ~= false
+local meta = redis.call('HMGET', KEYS[2], 'o', 't', 'k', 'c')
+local exists = meta[4] ~= false
 if not owner_ok(meta[1], ARGV[6], exists) then return redis.error_reply('CHATKEEP_OWNER') end
-local ring = meta[4] or ''
+local ring = meta[3] or ''
 if seen(ring, ARGV[7]) then
   return {redis.call('LLEN', KEYS[1]), -2, meta[1], 1}
 end
@@ -25,5 +25,5 @@ end
 if ARGV[2] ~= '' then table.insert(fields, 't'); table.insert(fields, ARGV[2]) end
 redis.call('HSET', KEYS[2], unpack(fields))
 local ttl = ttl_of(ARGV[2], meta[2], ARGV[3])
-local at = expire(now, ttl, ARGV[4] == '1', meta[3], not exists or ARGV[2] ~= '')
+local at = expire(now, ttl, ARGV[4] == '1', meta[4])
 return {n, at, owner, 0}

@@ -1,7 +1,7 @@
 -- Shared prelude of every chatkeep script (prepended when the script is loaded).
 -- KEYS[1] = messages LIST, KEYS[2] = metadata HASH of one session (same hash tag).
 -- Hash fields: c created ms, u updated ms, o owner, t session TTL ms ('0' = never),
---              e expiry anchor ms (fixed mode), k idempotency ring, v schema version.
+--              k idempotency ring, v schema version.
 local RING_BYTES = 512   -- 32 keys of 16 bytes
 
 -- Owner check: a given owner must equal the stored one; an owned session needs
@@ -30,19 +30,18 @@ local function ttl_of(given, stored, default)
   return tonumber(default)
 end
 
--- Apply the expiry to both keys; returns expires_at ms, or -1 for never.
-local function expire(now, ttl, fixed, anchor, fresh)
+-- Apply the expiry to both keys; returns expires_at ms, or -1 for never. A sliding
+-- TTL counts from now, a fixed one from the session's creation.
+local function expire(now, ttl, fixed, created)
   if ttl <= 0 then
     redis.call('PERSIST', KEYS[1])
     redis.call('PERSIST', KEYS[2])
-    redis.call('HDEL', KEYS[2], 'e')
     return -1
   end
   local at = now + ttl
-  if fixed and anchor and not fresh then at = tonumber(anchor) end
+  if fixed then at = (tonumber(created) or now) + ttl end
   redis.call('PEXPIREAT', KEYS[1], at)
   redis.call('PEXPIREAT', KEYS[2], at)
-  if fixed then redis.call('HSET', KEYS[2], 'e', at) end
   return at
 end
 

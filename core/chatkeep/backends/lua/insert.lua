@@ -2,10 +2,10 @@
 -- ARGV: now, default ttl, fixed, max messages, owner, index, marker, idempotency key, records...
 -- Returns {length, expires_at, owner|false, duplicate 0/1}.
 local now = tonumber(ARGV[1])
-local meta = redis.call('HMGET', KEYS[2], 'o', 't', 'e', 'k', 'c')
-local exists = meta[5] ~= false
+local meta = redis.call('HMGET', KEYS[2], 'o', 't', 'k', 'c')
+local exists = meta[4] ~= false
 if not owner_ok(meta[1], ARGV[5], exists) then return redis.error_reply('CHATKEEP_OWNER') end
-local ring = meta[4] or ''
+local ring = meta[3] or ''
 if seen(ring, ARGV[8]) then return {redis.call('LLEN', KEYS[1]), -2, meta[1], 1} end
 local len = redis.call('LLEN', KEYS[1])
 local index = tonumber(ARGV[6])
@@ -35,5 +35,5 @@ if not exists then
   end
 end
 redis.call('HSET', KEYS[2], unpack(fields))
-local at = expire(now, ttl_of('', meta[2], ARGV[2]), ARGV[3] == '1', meta[3], not exists)
+local at = expire(now, ttl_of('', meta[2], ARGV[2]), ARGV[3] == '1', meta[4])
 return {n, at, owner, 0}

@@ -1,11 +1,11 @@
 -- Remove the record at an index (Python semantics, -1 = last) and return it.
 -- ARGV: now, default ttl, fixed, owner, index, marker, idempotency key.
 -- Returns {record|false, expires_at, owner|false, length}.
-local meta = redis.call('HMGET', KEYS[2], 'o', 't', 'e', 'k', 'c')
-local exists = meta[5] ~= false
+local meta = redis.call('HMGET', KEYS[2], 'o', 't', 'k', 'c')
+local exists = meta[4] ~= false
 if not owner_ok(meta[1], ARGV[4], exists) then return redis.error_reply('CHATKEEP_OWNER') end
 if not exists then return {false, -2, false, 0} end
-local ring = meta[4] or ''
+local ring = meta[3] or ''
 if seen(ring, ARGV[7]) then return {false, -2, meta[1], redis.call('LLEN', KEYS[1])} end
 local index = tonumber(ARGV[5])
 local len = redis.call('LLEN', KEYS[1])
@@ -27,5 +27,5 @@ if ARGV[7] ~= '' then
   table.insert(fields, 'k'); table.insert(fields, string.sub(ARGV[7] .. ring, 1, RING_BYTES))
 end
 redis.call('HSET', KEYS[2], unpack(fields))
-local at = expire(now, ttl_of('', meta[2], ARGV[2]), ARGV[3] == '1', meta[3], false)
+local at = expire(now, ttl_of('', meta[2], ARGV[2]), ARGV[3] == '1', meta[4])
 return {value, at, meta[1], len - 1}

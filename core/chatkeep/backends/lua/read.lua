@@ -14,6 +14,6 @@ end
 if not exists then return {-2, false, items} end
 local at = -3  -- unchanged (fixed mode)
 if ARGV[3] ~= '1' then
-  at = expire(tonumber(ARGV[1]), ttl_of('', meta[2], ARGV[2]), false, nil, false)
+  at = expire(tonumber(ARGV[1]), ttl_of('', meta[2], ARGV[2]), false, nil)
 end
 return {at, meta[1], items}
