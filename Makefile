@@ -6,7 +6,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-EXTRAS := dev,fast,langchain,llama-index
+EXTRAS := dev,fast,langchain,llama-index,cli,otel,bench
 
 .PHONY: demo test install lint typecheck pytest wheel clean
 

@@ -12,6 +12,7 @@ import itertools
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
+from time import perf_counter
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
@@ -32,6 +33,7 @@ from .errors import (
 )
 from .keys import validate_id
 from .message import Message
+from .metrics import Metrics, MetricsSnapshot
 from .ops import (
     Append,
     Clear,
@@ -111,6 +113,7 @@ class _StoreBase:
         self._on_state_change = on_state_change
         self._ttl_ms = 0 if config.ttl is None else round(config.ttl * 1000)
         self._decoder = codec.RecordDecoder(strict=config.strict, logger=logger)
+        self._metrics = Metrics()
         self._closed = False
 
     def _make_fallback(self, primary_name: str) -> Fallback | None:
@@ -275,6 +278,11 @@ class _StoreBase:
             degraded_since=fb.degraded_since,
         )
 
+    def metrics(self) -> MetricsSnapshot:
+        """Counters since the store was made: operations, errors by kind, fallback
+        transitions, journal size, replayed writes, skipped records, latency (no I/O)."""
+        return self._metrics.snapshot(self._fallback, self._decoder.skipped)
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(url={self.config.safe_url!r}, prefix={self.config.prefix!r}, "
@@ -329,24 +337,31 @@ class ConversationStore(_StoreBase):
 
     def _run(self, op: Op) -> Any:
         self._closed_check()
-        fb = self._fallback
-        if fb is None:
-            try:
-                return getattr(self._primary, op.kind)(op)
-            except Unreachable as exc:
-                raise self._unavailable(exc) from exc.cause
-        route = fb.route()
-        if route is not Route.LOCAL:
-            try:
-                if route is Route.PROBE:
-                    self._replay(fb)
-                result = getattr(self._primary, op.kind)(op)
-            except Unreachable as exc:
-                fb.failed(exc)
-            else:
-                fb.succeeded(op, result)
-                return result
-        return fb.serve(op)
+        started = perf_counter()  # metrics: one perf_counter pair per call
+        try:
+            fb = self._fallback
+            if fb is None:
+                try:
+                    return getattr(self._primary, op.kind)(op)
+                except Unreachable as exc:
+                    raise self._unavailable(exc) from exc.cause
+            route = fb.route()
+            if route is not Route.LOCAL:
+                try:
+                    if route is Route.PROBE:
+                        self._replay(fb)
+                    result = getattr(self._primary, op.kind)(op)
+                except Unreachable as exc:
+                    fb.failed(exc)
+                else:
+                    fb.succeeded(op, result)
+                    return result
+            return fb.serve(op)
+        except ChatkeepError as exc:
+            self._metrics.failed(exc)
+            raise
+        finally:
+            self._metrics.observe(op.kind, perf_counter() - started)
 
     def _replay(self, fb: Fallback) -> None:
         self._primary.ping()
@@ -497,24 +512,31 @@ class AsyncConversationStore(_StoreBase):
 
     async def _run(self, op: Op) -> Any:
         self._closed_check()
-        fb = self._fallback
-        if fb is None:
-            try:
-                return await getattr(self._primary, op.kind)(op)
-            except Unreachable as exc:
-                raise self._unavailable(exc) from exc.cause
-        route = fb.route()
-        if route is not Route.LOCAL:
-            try:
-                if route is Route.PROBE:
-                    await self._replay(fb)
-                result = await getattr(self._primary, op.kind)(op)
-            except Unreachable as exc:
-                fb.failed(exc)
-            else:
-                fb.succeeded(op, result)
-                return result
-        return fb.serve(op)
+        started = perf_counter()  # metrics: one perf_counter pair per call
+        try:
+            fb = self._fallback
+            if fb is None:
+                try:
+                    return await getattr(self._primary, op.kind)(op)
+                except Unreachable as exc:
+                    raise self._unavailable(exc) from exc.cause
+            route = fb.route()
+            if route is not Route.LOCAL:
+                try:
+                    if route is Route.PROBE:
+                        await self._replay(fb)
+                    result = await getattr(self._primary, op.kind)(op)
+                except Unreachable as exc:
+                    fb.failed(exc)
+                else:
+                    fb.succeeded(op, result)
+                    return result
+            return fb.serve(op)
+        except ChatkeepError as exc:
+            self._metrics.failed(exc)
+            raise
+        finally:
+            self._metrics.observe(op.kind, perf_counter() - started)
 
     async def _replay(self, fb: Fallback) -> None:
         await self._primary.ping()

@@ -63,6 +63,11 @@ class Fallback:
         self._dropped_logged = False
         self.last_error: str | None = None
         self.degraded_since: datetime | None = None
+        # metrics (read by chatkeep.metrics): failed primary calls, recoveries,
+        # calls served locally
+        self.failures = 0
+        self.recoveries = 0
+        self.served = 0
 
     @property
     def pending(self) -> int:
@@ -89,6 +94,7 @@ class Fallback:
     def failed(self, exc: Unreachable) -> None:
         """The primary could not be reached: open (or keep open) the circuit."""
         with self._lock:
+            self.failures += 1  # metrics
             self.last_error = str(exc)
             was = self.state
             if was == "probing":
@@ -110,6 +116,7 @@ class Fallback:
 
     def serve(self, op: Op) -> Any:
         """Carry out ``op`` on the mirror; journal it if it changes something."""
+        self.served += 1  # metrics (degraded path only)
         result = getattr(self.mirror, op.kind)(op)
         if op.is_write and not (isinstance(result, WriteResult) and result.duplicate):
             self._journal_op(op)
@@ -138,6 +145,7 @@ class Fallback:
             if self._journal:
                 return self._journal[0]
             recovered = self.state != "closed"
+            self.recoveries += recovered  # metrics
             self.state = "closed"
             self._backoff = self._probe_interval
             self.degraded_since = None

@@ -1,0 +1,711 @@
+"""The ``chatkeep`` command (click + rich). See docs/readme-operating.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import IO, Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from .. import __version__, codec
+from ..config import StoreConfig
+from ..errors import ChatkeepError, ConfigurationError
+from ..message import Message
+from ..ops import SessionInfo
+from ..store import UNSET
+from .admin import Admin, LineError
+from .doctor import run_checks
+
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_NOT_FOUND",
+    "EXIT_OK",
+    "EXIT_PARTIAL",
+    "EXIT_USAGE",
+    "CommandError",
+    "cli",
+    "parse_duration",
+]
+
+EXIT_OK = 0
+EXIT_ERROR = 1  # unreachable server, Redis refused, unreadable file, declined prompt
+EXIT_USAGE = 2  # bad arguments or options
+EXIT_PARTIAL = 3  # done, with problems: bad import lines, doctor warnings (--strict), ...
+EXIT_NOT_FOUND = 4  # the session asked for does not exist
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$", re.IGNORECASE)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_NEVER = {"none", "never", "off"}
+
+
+class CommandError(Exception):
+    """An expected failure: printed as one line, with an exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def parse_duration(value: str) -> float:
+    """Seconds in ``90``, ``90s``, ``15m``, ``1h``, ``2d``, ``1w``."""
+    match = _DURATION.match(value)
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError(f"{value!r} is not a duration like 90s, 15m, 1h, 2d or 1w")
+    return float(match.group(1)) * _UNITS[(match.group(2) or "s").lower()]
+
+
+def _duration(allow_never: bool = False) -> Any:
+    """An option callback turning ``1h``-style text into seconds (None: not given or never)."""
+
+    def convert(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+        if value is None:
+            return None
+        if allow_never and value.strip().lower() in _NEVER:
+            return None
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), ctx, param) from None
+
+    return convert
+
+
+# -- output helpers ----------------------------------------------------------------------
+
+
+def _console(stderr: bool = False) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else 240
+    return Console(file=stream, stderr=stderr, width=width, highlight=False)
+
+
+def _note(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def _when(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _span(seconds: float) -> str:
+    seconds = max(int(seconds), 0)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            big, rest = divmod(seconds, size)
+            small = {"d": (3600, "h"), "h": (60, "m"), "m": (1, "s")}[unit]
+            part = rest // small[0]
+            return f"{big}{unit} {part}{small[1]}" if part else f"{big}{unit}"
+    return f"{seconds}s"
+
+
+def _expires_in(info: SessionInfo, now: datetime) -> str:
+    if info.expires_at is None:
+        return "never"
+    return _span((info.expires_at - now).total_seconds())
+
+
+def _info_json(info: SessionInfo, now: datetime) -> dict[str, Any]:
+    data = info.model_dump(mode="json")
+    data["expires_in_seconds"] = (
+        None if info.expires_at is None else round((info.expires_at - now).total_seconds(), 3)
+    )
+    return data
+
+
+def _progress(console: Console, *, bytes_total: int | None = None) -> Progress:
+    columns: list[Any] = [TextColumn("{task.description}"), BarColumn()]
+    if bytes_total is not None:
+        columns += [DownloadColumn(), TransferSpeedColumn()]
+    else:
+        columns += [MofNCompleteColumn()]
+    columns.append(TimeElapsedColumn())
+    return Progress(*columns, console=console, transient=True, disable=not console.is_terminal)
+
+
+# -- the group ---------------------------------------------------------------------------
+
+
+class State:
+    """Per-invocation settings; connects on first use (``--help`` never connects)."""
+
+    def __init__(self, url: str | None, prefix: str | None) -> None:
+        overrides: dict[str, Any] = {}
+        if url is not None:
+            overrides["url"] = url
+        if prefix is not None:
+            overrides["prefix"] = prefix
+        self.config = StoreConfig.from_env(**overrides)
+        self._admin: Admin | None = None
+
+    @property
+    def admin(self) -> Admin:
+        if self._admin is None:
+            self._admin = Admin(self.config)
+        return self._admin
+
+    def close(self) -> None:
+        if self._admin is not None:
+            self._admin.close()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--url",
+    metavar="URL",
+    help="Redis URL (redis://, rediss://, unix://). Default: $CHATKEEP_URL, else $REDIS_URL, "
+    "else redis://localhost:6379/0.",
+)
+@click.option(
+    "--prefix",
+    metavar="PREFIX",
+    help="Key prefix of the conversations. Default: $CHATKEEP_PREFIX, else chatkeep.",
+)
+@click.version_option(__version__, prog_name="chatkeep")
+@click.pass_context
+def cli(ctx: click.Context, url: str | None, prefix: str | None) -> None:
+    """See and manage the conversations chatkeep keeps in Redis.
+
+    Exit codes: 0 done; 1 error (Redis unreachable or refusing, unreadable file,
+    declined prompt); 2 bad arguments; 3 done with problems (bad import lines,
+    doctor warnings with --strict, sessions that appeared during a purge);
+    4 session not found.
+    """
+    state = State(url, prefix)
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+
+
+def _state(ctx: click.Context) -> State:
+    state = ctx.find_object(State)
+    assert state is not None
+    return state
+
+
+# -- sessions ----------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--owner", metavar="USER", help="Only the sessions of this owner.")
+@click.option(
+    "--active-since",
+    callback=_duration(),
+    metavar="DURATION",
+    help="Only sessions written within this long (90s, 15m, 1h, 2d, 1w).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="Show at most this many sessions.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def sessions(
+    ctx: click.Context,
+    owner: str | None,
+    active_since: float | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List live sessions, most recently active first."""
+    admin = _state(ctx).admin
+    found = admin.store.sessions(owner=owner, limit=None if active_since else limit + 1)
+    now = datetime.now(timezone.utc)
+    if active_since is not None:
+        since = now - timedelta(seconds=active_since)
+        found = [i for i in found if (i.updated_at or i.created_at or now) >= since]
+    found.sort(key=lambda i: i.updated_at or i.created_at or now, reverse=True)
+    more = len(found) > limit
+    found = found[:limit]
+    if as_json:
+        _emit_json([_info_json(i, now) for i in found])
+        return
+    console = _console()
+    if not found:
+        console.print("no sessions" + (f" of owner {owner!r}" if owner else ""))
+        return
+    table = Table(box=None, header_style="bold")
+    for column, justify in (
+        ("session", "left"),
+        ("owner", "left"),
+        ("messages", "right"),
+        ("created", "left"),
+        ("last active", "left"),
+        ("expires in", "right"),
+    ):
+        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    for info in found:
+        table.add_row(
+            Text(info.id),
+            Text(info.owner or "-"),
+            str(info.message_count),
+            _when(info.created_at),
+            _when(info.updated_at),
+            _expires_in(info, now),
+        )
+    console.print(table)
+    tail = f"{len(found)} session{'s' if len(found) != 1 else ''}"
+    if more:
+        tail += f" (more exist; raise --limit above {limit})"
+    console.print(tail, style="dim")
+
+
+# -- show --------------------------------------------------------------------------------
+
+
+def _clip(text: str, width: int = 100) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _summary(value: Any, width: int) -> str:
+    return _clip(json.dumps(value, ensure_ascii=False, default=str), width)
+
+
+def _render(message: Message) -> Text:
+    line = Text()
+    line.append(_when(message.created_at), style="dim")
+    line.append("  ")
+    role = message.role + (f" ({message.name})" if message.name else "")
+    line.append(role, style="bold cyan" if message.role == "user" else "bold")
+    if message.tool_call_id:
+        line.append(f" [result of {message.tool_call_id}]", style="dim")
+    line.append(": ")
+    line.append(message.text)
+    if not isinstance(message.content, str):
+        others = [
+            str(p.get("type", "part"))
+            for p in message.content
+            if isinstance(p, dict) and p.get("type") != "text"
+        ]
+        if others:
+            line.append(" " + " ".join(f"<{kind}>" for kind in others), style="magenta")
+    for call in message.tool_calls:
+        line.append("\n    → ", style="yellow")
+        arguments = ", ".join(f"{k}={_summary(v, 40)}" for k, v in call.arguments.items())
+        line.append(f"{call.name}({_clip(arguments)})", style="yellow")
+        if call.id:
+            line.append(f" [{call.id}]", style="dim")
+    return line
+
+
+@cli.command()
+@click.argument("session")
+@click.option("--last", type=click.IntRange(min=1), metavar="N", help="Only the newest N.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (info and records).")
+@click.pass_context
+def show(ctx: click.Context, session: str, last: int | None, as_json: bool) -> None:
+    """Print one conversation: time, role and text; tool calls summarised.
+
+    Reading does not refresh the session's TTL.
+    """
+    admin = _state(ctx).admin
+    info = admin.info(session)
+    if info is None:
+        raise CommandError(f"session {session!r} not found", EXIT_NOT_FOUND)
+    messages, unreadable = admin.tail(session, last)
+    now = datetime.now(timezone.utc)
+    if as_json:
+        _emit_json(
+            {
+                "session": _info_json(info, now),
+                "messages": [codec.loads(codec.encode(m)) for m in messages],
+                "unreadable_records": unreadable,
+            }
+        )
+        return
+    console = _console()
+    head = Text()
+    head.append(f"session {info.id}", style="bold")
+    head.append(
+        f"  owner {info.owner or '-'} · {info.message_count} messages · created "
+        f"{_when(info.created_at)} · expires in {_expires_in(info, now)}",
+        style="dim",
+    )
+    console.print(head)
+    if last is not None and info.message_count > len(messages):
+        console.print(f"… {info.message_count - len(messages)} earlier messages", style="dim")
+    for message in messages:
+        console.print(_render(message))
+    if unreadable:
+        _note(f"warning: {unreadable} stored record(s) could not be decoded and were skipped")
+
+
+# -- export / import ---------------------------------------------------------------------
+
+
+@contextmanager
+def _output(path: str) -> Iterator[IO[bytes]]:
+    """stdout for ``-``; else a temporary file renamed over ``path`` on success."""
+    if path == "-":
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    target = Path(path)
+    partial = target.with_name(target.name + ".partial")
+    try:
+        handle = partial.open("wb")
+    except OSError as exc:
+        raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with handle:
+            yield handle
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+@cli.command(name="export")
+@click.option("--owner", metavar="USER", help="Only the sessions of this owner.")
+@click.option(
+    "--session",
+    "session_ids",
+    metavar="SESSION",
+    multiple=True,
+    help="Only this session (repeatable).",
+)
+@click.option(
+    "-o",
+    "--output",
+    default="-",
+    metavar="FILE.jsonl",
+    show_default=True,
+    help="Where to write; - is standard output.",
+)
+@click.pass_context
+def export_command(
+    ctx: click.Context, owner: str | None, session_ids: tuple[str, ...], output: str
+) -> None:
+    """Write sessions to a JSONL file (all, one owner's, or the ones named).
+
+    Streams: memory stays flat however many messages. Reading does not refresh TTLs.
+    """
+    if owner is not None and session_ids:
+        raise click.UsageError("use either --owner or --session, not both")
+    admin = _state(ctx).admin
+    console = _console(stderr=True)
+    with _output(output) as out, _progress(console) as progress:
+        task = progress.add_task("exporting", total=None)
+        result = admin.export(
+            out,
+            owner=owner,
+            sessions=list(session_ids) or None,
+            progress=lambda n: progress.advance(task, n),
+        )
+    where = "standard output" if output == "-" else output
+    _note(f"exported {result.sessions} sessions, {result.messages} messages to {where}")
+    if result.skipped_records:
+        _note(f"warning: {result.skipped_records} undecodable stored record(s) left out")
+    for missing in result.missing:
+        _note(f"session {missing!r} not found")
+    if result.missing:
+        ctx.exit(EXIT_NOT_FOUND)
+
+
+@contextmanager
+def _input(path: str) -> Iterator[tuple[IO[bytes], int | None]]:
+    if path == "-":
+        yield sys.stdin.buffer, None
+        return
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror or exc}") from None
+    with handle:
+        yield handle, os.fstat(handle.fileno()).st_size
+
+
+@cli.command(name="import")
+@click.argument("file", metavar="FILE.jsonl")
+@click.option(
+    "--ttl",
+    callback=_duration(allow_never=True),
+    default=None,
+    metavar="DURATION",
+    help="TTL of the imported sessions (3600, 12h, 7d, none). Default: the configured TTL.",
+)
+@click.option(
+    "--max-errors",
+    type=click.IntRange(min=0),
+    default=20,
+    show_default=True,
+    help="Print at most this many bad lines (all are counted).",
+)
+@click.pass_context
+def import_command(ctx: click.Context, file: str, ttl: Any, max_errors: int) -> None:
+    """Import a JSONL export (- reads standard input).
+
+    Idempotent: a message whose id its session already holds is skipped, so importing
+    a file twice stores each message once. Every line is validated; a bad line is
+    reported with its number and the good ones are imported.
+    """
+    ttl_given = ctx.get_parameter_source("ttl") is not click.core.ParameterSource.DEFAULT
+    admin = _state(ctx).admin
+    console = _console(stderr=True)
+    shown = 0
+
+    def bad_line(number: int, reason: str) -> None:
+        nonlocal shown
+        shown += 1
+        if shown <= max_errors:
+            _note(f"line {number}: {reason}")
+
+    with _input(file) as (handle, size), _progress(console, bytes_total=size) as progress:
+        task = progress.add_task("importing", total=size)
+        try:
+            result = admin.import_lines(
+                handle,
+                ttl=ttl if ttl_given else UNSET,
+                on_bad_line=bad_line,
+                progress=lambda n: progress.advance(task, n),
+            )
+        except LineError as exc:
+            raise CommandError(f"{file}: {exc}") from None
+    if shown > max_errors:
+        _note(f"... and {shown - max_errors} more bad lines")
+    bad = len(result.bad_lines)
+    _note(
+        f"imported {result.messages} messages into {result.sessions} sessions "
+        f"({result.already_present} already present, {bad} bad line{'s' if bad != 1 else ''})"
+    )
+    if not result.complete:
+        _note("warning: no end-of-export line: the file may have been cut short")
+    if bad:
+        ctx.exit(EXIT_PARTIAL)
+
+
+# -- delete / purge ----------------------------------------------------------------------
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty()
+
+
+def _confirm(question: str, yes: bool) -> None:
+    if yes:
+        return
+    if not _interactive():
+        raise CommandError("refusing to delete without confirmation: add --yes")
+    if not click.confirm(question, default=False, err=True):
+        raise CommandError("aborted; nothing was deleted")
+
+
+@cli.command()
+@click.argument("session")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def delete(ctx: click.Context, session: str, yes: bool) -> None:
+    """Delete one session (messages and metadata)."""
+    admin = _state(ctx).admin
+    info = admin.info(session)
+    if info is None:
+        raise CommandError(f"session {session!r} not found", EXIT_NOT_FOUND)
+    _confirm(
+        f"Delete session {session!r} ({info.message_count} messages, owner {info.owner or '-'})?",
+        yes,
+    )
+    existed = admin.store.clear(session)
+    count = info.message_count if existed else 0
+    click.echo(f"deleted session {session!r} ({count} messages)")
+
+
+@cli.command()
+@click.option("--owner", required=True, metavar="USER", help="The owner whose data goes.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def purge(ctx: click.Context, owner: str, yes: bool) -> None:
+    """Delete every session of one owner (e.g. for a data-protection request)."""
+    admin = _state(ctx).admin
+    found = admin.owner_sessions(owner)
+    if not found:
+        click.echo(f"owner {owner!r} has no sessions; nothing deleted")
+        return
+    messages = sum(i.message_count for i in found)
+    _confirm(
+        f"Delete {len(found)} sessions ({messages} messages) of owner {owner!r}? "
+        "This cannot be undone.",
+        yes,
+    )
+    result = admin.purge(owner, found)
+    click.echo(
+        f"deleted {result.sessions} sessions ({result.messages} messages) of owner {owner!r}"
+    )
+    if result.appeared:
+        _note(
+            f"warning: {result.appeared} new session(s) of {owner!r} appeared meanwhile; "
+            "run purge again"
+        )
+        ctx.exit(EXIT_PARTIAL)
+
+
+# -- stats / doctor ----------------------------------------------------------------------
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "unknown (MEMORY USAGE not permitted)"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+@cli.command()
+@click.option(
+    "--samples",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Sessions whose MEMORY USAGE is measured for the size estimate.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def stats(ctx: click.Context, samples: int, as_json: bool) -> None:
+    """Sessions, messages, estimated bytes, TTLs, owners; and the fallback settings."""
+    state = _state(ctx)
+    data = state.admin.stats(samples=samples)
+    config = state.config
+    data["fallback"] = {
+        "mode": config.fallback,
+        "journal_size": config.journal_size,
+        "mirror_sessions": config.mirror_sessions,
+        "mirror_messages": config.mirror_messages,
+        "probe_interval": config.probe_interval,
+        "probe_max": config.probe_max,
+    }
+    data["ttl"] = {"default_seconds": config.ttl, "mode": config.ttl_mode}
+    if as_json:
+        _emit_json(data)
+        return
+    console = _console()
+    table = Table(box=None, show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("prefix", Text(data["prefix"]))
+    table.add_row("sessions", str(data["sessions"]))
+    table.add_row("messages", str(data["messages"]))
+    table.add_row("largest session", f"{data['largest_session']} messages")
+    table.add_row(
+        "owners", f"{data['owners']} ({data['sessions_without_owner']} session(s) without owner)"
+    )
+    table.add_row(
+        "memory",
+        _bytes(data["bytes_estimated"])
+        + (
+            f" (estimated from {data['bytes_sampled_sessions']} sampled sessions)"
+            if data["bytes_estimated"] is not None
+            else ""
+        ),
+    )
+    table.add_row("expires in", ", ".join(f"{k}: {v}" for k, v in data["expires_in"].items()))
+    table.add_row(
+        "ttl",
+        ("never" if config.ttl is None else _span(config.ttl)) + f" ({config.ttl_mode})",
+    )
+    table.add_row(
+        "fallback",
+        f"{config.fallback}"
+        + (
+            f" (journal {config.journal_size} writes, mirror {config.mirror_sessions} sessions"
+            f" x {config.mirror_messages} messages, probe {config.probe_interval:g}s"
+            f"..{config.probe_max:g}s)"
+            if config.fallback == "memory"
+            else " (errors are raised)"
+        ),
+    )
+    console.print(table)
+
+
+_MARKS = {"ok": ("✓", "green"), "warn": ("!", "yellow"), "fail": ("✗", "red")}
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a report.")
+@click.option("--strict", is_flag=True, help="Exit 3 when a check only warns.")
+@click.pass_context
+def doctor(ctx: click.Context, as_json: bool, strict: bool) -> None:
+    """Check that Redis is fit for chatkeep: connectivity, version and mode, latency,
+    ACL permissions, eviction policy and persistence."""
+    checks = run_checks(_state(ctx).admin)
+    if as_json:
+        _emit_json([c.as_dict() for c in checks])
+    else:
+        console = _console()
+        for check in checks:
+            mark, color = _MARKS[check.status]
+            line = Text()
+            line.append(f"{mark} ", style=f"bold {color}")
+            line.append(f"{check.name}: ", style="bold")
+            line.append(check.summary)
+            console.print(line)
+            if check.advice:
+                console.print(Text(f"    {check.advice}", style="dim"))
+    if any(c.status == "fail" for c in checks):
+        ctx.exit(EXIT_ERROR)
+    if strict and any(c.status == "warn" for c in checks):
+        ctx.exit(EXIT_PARTIAL)
+
+
+# -- entry point -------------------------------------------------------------------------
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"chatkeep: error: {message}", err=True)
+    raise SystemExit(code)
+
+
+def run(args: list[str] | None = None) -> int:
+    """Run the command; expected failures become one line on stderr and an exit code."""
+    try:
+        result = cli.main(args=args, prog_name="chatkeep", standalone_mode=False)
+    except click.exceptions.Abort:
+        _fail("aborted", EXIT_ERROR)
+    except click.UsageError as exc:
+        if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())) and exc.ctx:
+            click.echo(exc.ctx.get_help(), err=True)  # bare `chatkeep`: the help, as usual
+            return EXIT_USAGE
+        where = exc.ctx.command_path if exc.ctx else "chatkeep"
+        _fail(f"{exc.format_message()} (see '{where} --help')", EXIT_USAGE)
+    except click.ClickException as exc:
+        _fail(exc.format_message(), exc.exit_code)
+    except CommandError as exc:
+        _fail(str(exc), exc.code)
+    except ConfigurationError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except ChatkeepError as exc:
+        # The CLI runs with fallback="raise" on purpose; the store's hint adds nothing.
+        _fail(str(exc).replace("; fallback is off", ""), EXIT_ERROR)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except BrokenPipeError:  # e.g. `chatkeep export | head`
+        sys.stderr.close()
+        return EXIT_ERROR
+    return result if isinstance(result, int) else EXIT_OK
