@@ -1,0 +1,65 @@
+"""The benchmark cannot rot: ``bench/run.py --quick`` runs in the test command.
+
+Nothing here is about speed; it checks that every scenario ran for every
+implementation and that round trips were counted.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = [pytest.mark.redis_server, pytest.mark.slow]
+
+
+def test_quick_benchmark_runs_everything(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "results.json").read_text())
+    rows = result["rows"]
+    by_scenario: dict[str, set[str]] = {}
+    for row in rows:
+        by_scenario.setdefault(row["scenario"], set()).add(row["subject"])
+    everyone = {
+        "raw redis-py",
+        "chatkeep store",
+        "chatkeep_langchain",
+        "langchain_community",
+        "chatkeep_llama_index",
+        "llama-index redis",
+    }
+    for scenario in ("append 1 at length 10", "append 1 at length 1000", "add 10 messages"):
+        assert by_scenario[scenario] == everyone, scenario
+    assert by_scenario["read all at 1000"] == everyone
+    assert by_scenario["LangChain RunnableWithMessageHistory turn"] >= {
+        "chatkeep_langchain",
+        "langchain_community",
+    }
+    assert by_scenario["LlamaIndex SimpleChatEngine turn"] >= {
+        "chatkeep_llama_index",
+        "llama-index redis",
+    }
+    assert any(s.startswith("async ") for s in by_scenario)
+    assert any(s.startswith("bytes per message") for s in by_scenario)
+    assert any(s.startswith("during an outage") for s in by_scenario)
+    timed = [r for r in rows if r["median_us"] is not None and r["round_trips"] is not None]
+    assert timed and all(r["median_us"] > 0 for r in timed)
+    core_append = next(
+        r
+        for r in rows
+        if r["scenario"] == "append 1 at length 10" and r["subject"] == "chatkeep store"
+    )
+    assert core_append["round_trips"] == 1  # counted on the wire, not assumed
+    assert (tmp_path / "results.md").read_text().count("|") > 50
