@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
@@ -27,18 +27,28 @@ DEFAULT_TTL = 7 * 24 * 3600.0
 _NONE_WORDS = {"", "none", "null", "never", "off"}
 
 
+_SECRET_QUERY = ("password", "sentinel_password")
+
+
 def redact_url(url: str) -> str:
-    """``url`` with any password (and user name) replaced by ``***``."""
+    """``url`` with user name, password and password query options replaced by ``***``.
+
+    Works for multi-host URLs (``redis+cluster://u:pw@h1:p1,h2:p2``) too."""
     try:
         parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
     except ValueError:
         return "<unparseable url>"
-    if parts.password is None and parts.username is None:
+    _, at, hosts = parts.netloc.rpartition("@")
+    secret = any(key.lower() in _SECRET_QUERY for key, _ in query)
+    if not at and not secret:
         return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+    netloc = f"***@{hosts}" if at else hosts
+    if secret:
+        query = [(k, "***" if k.lower() in _SECRET_QUERY else v) for k, v in query]
+    return urlunsplit(
+        (parts.scheme, netloc, parts.path, urlencode(query, safe="*/"), parts.fragment)
+    )
 
 
 class StoreConfig(BaseModel):

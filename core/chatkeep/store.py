@@ -349,7 +349,7 @@ class ConversationStore(_StoreBase):
             if route is not Route.LOCAL:
                 try:
                     if route is Route.PROBE:
-                        self._replay(fb)
+                        self._probe(fb)
                     result = getattr(self._primary, op.kind)(op)
                 except Unreachable as exc:
                     fb.failed(exc)
@@ -362,6 +362,13 @@ class ConversationStore(_StoreBase):
             raise
         finally:
             self._metrics.observe(op.kind, perf_counter() - started)
+
+    def _probe(self, fb: Fallback) -> None:
+        try:
+            self._replay(fb)
+        except ChatkeepError as exc:
+            fb.probe_refused(exc)
+            raise
 
     def _replay(self, fb: Fallback) -> None:
         self._primary.ping()
@@ -380,7 +387,7 @@ class ConversationStore(_StoreBase):
             return 0
         if fb.route(force_probe=True) is Route.PROBE:
             try:
-                self._replay(fb)
+                self._probe(fb)
             except Unreachable as exc:
                 fb.failed(exc)
         return fb.pending
@@ -524,7 +531,7 @@ class AsyncConversationStore(_StoreBase):
             if route is not Route.LOCAL:
                 try:
                     if route is Route.PROBE:
-                        await self._replay(fb)
+                        await self._probe(fb)
                     result = await getattr(self._primary, op.kind)(op)
                 except Unreachable as exc:
                     fb.failed(exc)
@@ -537,6 +544,13 @@ class AsyncConversationStore(_StoreBase):
             raise
         finally:
             self._metrics.observe(op.kind, perf_counter() - started)
+
+    async def _probe(self, fb: Fallback) -> None:
+        try:
+            await self._replay(fb)
+        except ChatkeepError as exc:
+            fb.probe_refused(exc)
+            raise
 
     async def _replay(self, fb: Fallback) -> None:
         await self._primary.ping()
@@ -555,7 +569,7 @@ class AsyncConversationStore(_StoreBase):
             return 0
         if fb.route(force_probe=True) is Route.PROBE:
             try:
-                await self._replay(fb)
+                await self._probe(fb)
             except Unreachable as exc:
                 fb.failed(exc)
         return fb.pending

@@ -2,8 +2,15 @@
 
 ``make_store(**options)`` returns a store with the synchronous API. For the async
 twin it is a thin facade that runs each awaited call on the test's own event loop,
-so one test body checks both twins. Backends: memory, fakeredis, and a real
-redis-server started by the test session.
+so one test body checks both twins. Backends: memory, fakeredis, and real servers
+started by the test session:
+
+- ``redis``: one redis-server;
+- ``cluster``: a Redis Cluster of 3 masters + 3 replicas (``redis+cluster://``);
+- ``sentinel``: a master, a replica and 3 sentinels (``redis+sentinel://``);
+- ``redis-acl``: the redis-server, through a user that has only the minimal ACL
+  (``chatkeep.backends.redis.acl_rules``) limited to the test's prefix;
+- ``redis-tls``: a TLS-only redis-server, certificate verified against a test CA.
 """
 
 from __future__ import annotations
@@ -14,14 +21,41 @@ from typing import Any
 
 import fakeredis
 import pytest
+import redis
 import redis.asyncio
 
-import redis
 from chatkeep import AsyncConversationStore, ConversationStore
-from tests.support.servers import RedisServer
+from tests.support.acl import AclUser
+from tests.support.cluster import (
+    RedisClusterDeployment,
+    SentinelDeployment,
+    close_sentinel_client,
+    sentinel_master,
+    shared,
+)
+from tests.support.tls import TlsRedis
 
-BACKENDS = ["memory", "fakeredis", "redis"]
+BACKENDS = ["memory", "fakeredis", "redis", "cluster", "sentinel", "redis-acl", "redis-tls"]
 TWINS = ["sync", "async"]
+REAL = {"redis", "cluster", "sentinel", "redis-acl", "redis-tls"}
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(pytestconfig: pytest.Config) -> RedisClusterDeployment:
+    """3 masters + 3 replicas for the whole test session (shared with tests/scale)."""
+    return shared(pytestconfig, "cluster", lambda: RedisClusterDeployment().start())
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(pytestconfig: pytest.Config) -> SentinelDeployment:
+    """1 master, 1 replica, 3 sentinels for the whole test session (shared)."""
+    return shared(pytestconfig, "sentinel", lambda: SentinelDeployment().start())
+
+
+@pytest.fixture(scope="session")
+def tls_redis(pytestconfig: pytest.Config) -> TlsRedis:
+    """A TLS-only redis-server with a throwaway CA for the whole test session (shared)."""
+    return shared(pytestconfig, "tls", lambda: TlsRedis().start())
 
 
 class AsyncFacade:
@@ -46,11 +80,12 @@ class AsyncFacade:
 
 
 class Harness:
-    def __init__(self, backend: str, twin: str, prefix: str, server: RedisServer | None) -> None:
+    def __init__(self, backend: str, twin: str, prefix: str, deployment: Any = None) -> None:
         self.backend = backend
         self.twin = twin
         self.prefix = prefix
-        self.server = server
+        self.deployment = deployment
+        self.acl_user = AclUser([deployment.port], prefix) if backend == "redis-acl" else None
         self.loop = asyncio.new_event_loop() if twin == "async" else None
         self.fake_server = fakeredis.FakeServer() if backend == "fakeredis" else None
         self.stores: list[Any] = []
@@ -60,9 +95,14 @@ class Harness:
         """A raw client on the same data (sync), for assertions about Redis itself."""
         if self.backend == "fakeredis":
             made = fakeredis.FakeRedis(server=self.fake_server)
-        elif self.backend == "redis":
-            assert self.server is not None
-            made = redis.Redis.from_url(self.server.url)
+        elif self.backend in ("redis", "redis-acl"):
+            made = redis.Redis.from_url(self.deployment.url)
+        elif self.backend == "redis-tls":
+            made = redis.Redis.from_url(self.deployment.url())
+        elif self.backend == "cluster":
+            made = redis.RedisCluster.from_url(self.deployment.url.replace("+cluster", "", 1))
+        elif self.backend == "sentinel":
+            made = sentinel_master(self.deployment)
         else:
             raise RuntimeError("the memory backend has no Redis client")
         self.clients.append(made)
@@ -80,8 +120,7 @@ class Harness:
                 else fakeredis.FakeRedis(server=self.fake_server)
             )
         else:
-            assert self.server is not None
-            options.setdefault("url", self.server.url)
+            options.setdefault("url", self.url)
             client = None
         if self.twin == "sync":
             store: Any = ConversationStore(client=client, **options)
@@ -91,11 +130,25 @@ class Harness:
         self.stores.append(store)
         return store
 
+    @property
+    def url(self) -> str:
+        """The URL a user would configure for this backend."""
+        if self.acl_user is not None:
+            return f"redis://{self.acl_user.userinfo}127.0.0.1:{self.deployment.port}/0"
+        if self.backend == "redis-tls":
+            return str(self.deployment.url())
+        return str(self.deployment.url)
+
     def close(self) -> None:
         for store in self.stores:
             store.close()
         for client in self.clients:
-            client.close()
+            if self.backend == "sentinel":
+                close_sentinel_client(client)
+            else:
+                client.close()
+        if self.acl_user is not None:
+            self.acl_user.drop()
         if self.loop is not None:
             self.loop.run_until_complete(asyncio.sleep(0))
             self.loop.close()
@@ -104,17 +157,28 @@ class Harness:
 def _params() -> list[Any]:
     params = []
     for backend in BACKENDS:
-        marks = [pytest.mark.redis_server] if backend == "redis" else []
+        marks = [pytest.mark.redis_server] if backend in REAL else []
         for twin in TWINS:
             params.append(pytest.param((backend, twin), id=f"{backend}-{twin}", marks=marks))
     return params
 
 
+_DEPLOYMENTS = {
+    "redis": "redis_server",
+    "redis-acl": "redis_server",
+    "cluster": "redis_cluster",
+    "sentinel": "redis_sentinel",
+    "redis-tls": "tls_redis",
+}
+
+
 @pytest.fixture(params=_params())
 def harness(request: pytest.FixtureRequest, prefix: str) -> Iterator[Harness]:
     backend, twin = request.param
-    server = request.getfixturevalue("redis_server") if backend == "redis" else None
-    made = Harness(backend, twin, prefix, server)
+    deployment = None
+    if backend in REAL:
+        deployment = request.getfixturevalue(_DEPLOYMENTS[backend])
+    made = Harness(backend, twin, prefix, deployment)
     try:
         yield made
     finally:

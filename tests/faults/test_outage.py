@@ -312,3 +312,26 @@ def test_outage_reads_return_what_redis_would(fresh_redis_server: RedisServer, p
     assert offline[0] == online[0]
     assert offline[1].metadata == {"u": str(ident)}
     store._closed = True
+
+
+def test_a_refused_probe_raises_and_probes_again_later(prefix: str) -> None:
+    """Credentials rotated during an outage: the caller sees BackendError, the store
+    stays degraded (still serving), and recovers once the password works again."""
+    with RedisServer("--appendonly", "yes", "--appendfsync", "always") as server:
+        store = ConversationStore.from_url(server.url, prefix=prefix, **FAST)
+        store.append("s", [msg("before")])
+        server.stop()
+        store.append("s", [msg("during")])
+        server.extra_args += ["--requirepass", "rotated"]
+        server.start()
+        time.sleep(0.1)
+        with pytest.raises(BackendError):
+            store.flush()
+        assert store.status().degraded and store.status().circuit == "open"
+        assert [m.text for m in store.messages("s")] == ["before", "during"]
+        server.stop()
+        server.extra_args = server.extra_args[:-2]
+        server.start()
+        until_recovered(store.flush, store.status)
+        assert stored(server.url, prefix, "s") == ["before", "during"]
+        store.close()

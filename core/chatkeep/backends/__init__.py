@@ -1,8 +1,8 @@
 """Backends, chosen by URL scheme through one small registry.
 
-``redis://``, ``rediss://``, ``unix://`` -> Redis; ``memory://`` -> in-process.
-``redis+cluster://`` and ``redis+sentinel://`` are reserved for Cluster and
-Sentinel (the key schema is already Cluster-safe). Unknown schemes raise
+``redis://``, ``rediss://``, ``unix://`` -> Redis; ``redis+cluster://h1:p1,h2:p2``
+-> Redis Cluster; ``redis+sentinel://h1:p1,h2:p2/service_name`` -> the master of a
+Sentinel-watched service; ``memory://`` -> in-process. Unknown schemes raise
 :class:`chatkeep.ConfigurationError`.
 """
 
@@ -18,8 +18,7 @@ from .memory import MemoryBackend
 
 __all__ = ["SCHEMES", "build_backend"]
 
-SCHEMES = ("redis", "rediss", "unix", "memory")
-_RESERVED = ("redis+cluster", "redis+sentinel")
+SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "redis+sentinel", "memory")
 
 
 def build_backend(
@@ -32,7 +31,7 @@ def build_backend(
         memory = MemoryBackend(ttl_ms=ttl_ms, fixed=fixed, max_messages=config.max_messages or 0)
         return AsyncMemoryBackend(memory) if asyncio else memory
 
-    from .redis import AsyncRedisBackend, RedisBackend, RedisProtocol, client_options
+    from .redis import AsyncRedisBackend, RedisBackend, RedisProtocol, client_factory
 
     protocol = RedisProtocol(
         keys=KeySchema(config.prefix),
@@ -45,23 +44,18 @@ def build_backend(
     if client is not None:
         return backend_class(client, protocol, owns_client=False)
     scheme = config.scheme
-    if scheme in _RESERVED:
-        raise ConfigurationError(f"{scheme}:// URLs are not supported yet; pass a client instead")
     if scheme not in SCHEMES:
         raise ConfigurationError(
             f"unknown URL scheme {scheme!r}; use one of: " + ", ".join(f"{s}://" for s in SCHEMES)
         )
-    import redis.asyncio as redis_async
-
-    import redis as redis_sync
-
-    factory = redis_async.Redis if asyncio else redis_sync.Redis
-    options = client_options(config.connect_timeout, config.socket_timeout, asyncio=asyncio)
-    try:
-        made = factory.from_url(config.url, **options)
-    except (ValueError, TypeError) as exc:
-        raise ConfigurationError(f"cannot use URL {config.safe_url}: {exc}") from None
-    return backend_class(made, protocol, owns_client=True)
+    factory = client_factory(
+        config.url,
+        config.safe_url,
+        config.connect_timeout,
+        config.socket_timeout,
+        asyncio=asyncio,
+    )
+    return backend_class(None, protocol, owns_client=True, factory=factory)
 
 
 class AsyncMemoryBackend:

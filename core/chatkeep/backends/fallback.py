@@ -114,6 +114,14 @@ class Fallback:
             )
             self._emit("degraded")
 
+    def probe_refused(self, exc: BaseException) -> None:
+        """The probe reached the primary but it refused (e.g. credentials rotated during
+        the outage): stay degraded and probe again later; the caller sees the error."""
+        with self._lock:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.state = "open"
+            self._next_probe = time.monotonic() + self._backoff
+
     def serve(self, op: Op) -> Any:
         """Carry out ``op`` on the mirror; journal it if it changes something."""
         self.served += 1  # metrics (degraded path only)

@@ -6,25 +6,33 @@ where driver exceptions are translated. The twins only move bytes.
 
 Every per-session change is one Lua script over the session's two keys (same hash
 tag, so one Cluster slot). Index entries (``<prefix>:idx``, ``<prefix>:own:<owner>``)
-live in other slots; they ride in the same pipeline, and only when stale.
+live in other slots; they ride in the same pipeline, and only when stale. On Redis
+Cluster, whose pipelines refuse scripts, the script goes alone and the (rare) index
+write follows it.
+
+Clients: ``redis://``/``rediss://``/``unix://`` URLs make a ``Redis``;
+``redis+cluster://h1:p1,h2:p2`` a ``RedisCluster`` (startup nodes);
+``redis+sentinel://h1:p1,h2:p2/service`` a master client from ``Sentinel.master_for``
+that follows failovers. Ready clients of all three kinds are accepted as they are.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import math
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
-
-import redis.asyncio as redis_async
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import redis as redis_sync
+import redis.asyncio as redis_async
 from redis import exceptions as rex
 
 from ..codec import RecordDecoder
@@ -49,7 +57,15 @@ from ..ops import (
 )
 from .base import INDEX_SLACK_MS, Unreachable, now_ms
 
-__all__ = ["AsyncRedisBackend", "RedisBackend", "RedisProtocol", "Script", "translate"]
+__all__ = [
+    "AsyncRedisBackend",
+    "RedisBackend",
+    "RedisProtocol",
+    "Script",
+    "acl_rules",
+    "client_factory",
+    "translate",
+]
 
 _OWNER_ERROR = "CHATKEEP_OWNER"
 _UNKNOWN = -2  # script reply: expiry not known (duplicate, missing session)
@@ -75,6 +91,46 @@ def _load_scripts() -> dict[str, Script]:
 
 SCRIPTS = _load_scripts()
 
+# Least privilege: every command chatkeep sends, directly or from its scripts (ACL
+# checks commands run by scripts too). Keep in step with backends/lua/*.lua.
+ACL_COMMANDS = (
+    "ping",
+    "evalsha",
+    "eval",
+    # scripts
+    "hmget",
+    "hset",
+    "hdel",
+    "llen",
+    "lrange",
+    "lindex",
+    "lset",
+    "linsert",
+    "lrem",
+    "rpush",
+    "lpop",
+    "rpop",
+    "ltrim",
+    "del",
+    "persist",
+    "pexpireat",
+    # info, listing and the session index
+    "pttl",
+    "zadd",
+    "zrem",
+    "zremrangebyscore",
+    "zrevrangebyscore",
+)
+# What redis-py's RedisCluster needs on top: topology discovery and command key specs.
+ACL_CLUSTER_COMMANDS = ("cluster|slots", "command")
+
+
+def acl_rules(prefix: str, *, cluster: bool = False) -> list[str]:
+    """The ``ACL SETUSER`` rules of a least-privilege chatkeep user for ``prefix``."""
+    commands = ACL_COMMANDS + (ACL_CLUSTER_COMMANDS if cluster else ())
+    return ["resetkeys", f"~{prefix}:*", "resetchannels", "-@all", *(f"+{c}" for c in commands)]
+
+
 # Errors that mean "Redis cannot be reached right now": the fallback's business.
 # AuthenticationError and friends subclass ConnectionError but are configuration
 # problems, so they are checked first and raised.
@@ -91,12 +147,16 @@ _REACHABILITY_ERRORS: tuple[type[BaseException], ...] = (
     rex.ReadOnlyError,  # a replica that was just demoted, during failover
     rex.TryAgainError,
     rex.ClusterDownError,
+    rex.ClusterError,  # MOVED/ASK/TRYAGAIN kept coming: the topology is in flux
     rex.SlotNotCoveredError,
     rex.BusyLoadingError,
     ConnectionError,
     TimeoutError,
 )
-_TRANSIENT_PREFIXES = ("MASTERDOWN", "BUSY ", "LOADING")
+# NOREPLICAS: min-replicas-to-write refused the write (replicas lagging): transient.
+_TRANSIENT_PREFIXES = ("MASTERDOWN", "BUSY ", "LOADING", "CLUSTERDOWN", "TRYAGAIN", "NOREPLICAS")
+# RedisClusterException is not a RedisError; these ones mean "no node answers (yet)".
+_CLUSTER_UNREACHABLE = ("cannot be connected", "not covered", "could not agree")
 
 
 def translate(exc: BaseException, session_id: str | None = None) -> BaseException:
@@ -113,7 +173,16 @@ def translate(exc: BaseException, session_id: str | None = None) -> BaseExceptio
         )
     if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
         return BackendError(f"TLS certificate verification failed: {text}")
+    if isinstance(exc, rex.RedisClusterException) and "Cluster mode is not enabled" in text:
+        return BackendError(
+            f"not usable as a Redis Cluster: {text} (a redis+cluster:// URL needs cluster "
+            "nodes, and an ACL user needs +cluster|slots and +command there)"
+        )
     if isinstance(exc, _REACHABILITY_ERRORS) or text.startswith(_TRANSIENT_PREFIXES):
+        return Unreachable(exc)
+    if isinstance(exc, rex.RedisClusterException) and any(
+        words in text for words in _CLUSTER_UNREACHABLE
+    ):
         return Unreachable(exc)
     return BackendError(f"Redis error: {type(exc).__name__}: {text}")
 
@@ -122,7 +191,7 @@ def translate(exc: BaseException, session_id: str | None = None) -> BaseExceptio
 def _translated(session_id: str | None = None) -> Iterator[None]:
     try:
         yield
-    except rex.RedisError as exc:
+    except (rex.RedisError, rex.RedisClusterException) as exc:
         raise translate(exc, session_id) from exc
     except (OSError, ConnectionError, TimeoutError) as exc:
         raise Unreachable(exc) from exc
@@ -377,11 +446,40 @@ class RedisBackend:
 
     name = "redis"
 
-    def __init__(self, client: Any, protocol: RedisProtocol, *, owns_client: bool) -> None:
-        _check_client(client, (redis_sync.Redis, redis_sync.RedisCluster), "ConversationStore")
-        self.client = client
+    def __init__(
+        self,
+        client: Any,
+        protocol: RedisProtocol,
+        *,
+        owns_client: bool,
+        factory: Callable[[], Any] | None = None,
+    ) -> None:
         self.p = protocol
         self._owns_client = owns_client
+        self._factory = factory
+        self._lock = threading.Lock()
+        self._scripts_in_pipelines = True  # set by _adopt, which runs before any call
+        if client is not None:
+            self._adopt(client)
+
+    client: Any
+    """The client. One made from a URL is made on first use (a ``RedisCluster``
+    contacts the cluster when made, and the store must start when Redis is down);
+    from then on it is a plain attribute, so the hot path pays nothing for this."""
+
+    def _adopt(self, client: Any) -> None:
+        _check_client(client, (redis_sync.Redis, redis_sync.RedisCluster), "ConversationStore")
+        self._scripts_in_pipelines = not isinstance(client, redis_sync.RedisCluster)
+        self.client = client
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached while ``client`` is not set yet (normal lookup failed).
+        if name != "client" or self.__dict__.get("_factory") is None:
+            raise AttributeError(name)
+        with self._lock:
+            if "client" not in self.__dict__:
+                self._adopt(self._factory())  # type: ignore[misc]
+        return self.__dict__["client"]
 
     def _eval(
         self,
@@ -391,21 +489,28 @@ class RedisBackend:
         zadds: list[tuple[str, float]] | None = None,
         member: str = "",
     ) -> Any:
+        client = self.client
         for attempt in (0, 1):
             try:
-                if not zadds:
+                if zadds and self._scripts_in_pipelines:
+                    pipe = client.pipeline(transaction=False)
                     if attempt == 0:
-                        return self.client.evalsha(script.sha, len(keys), *keys, *args)
-                    return self.client.eval(script.text, len(keys), *keys, *args)
-                pipe = self.client.pipeline(transaction=False)
+                        pipe.evalsha(script.sha, len(keys), *keys, *args)
+                    else:
+                        pipe.eval(script.text, len(keys), *keys, *args)
+                    _zadd(pipe, zadds, member)
+                    return pipe.execute()[0]
                 if attempt == 0:
-                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                    reply = client.evalsha(script.sha, len(keys), *keys, *args)
                 else:
-                    pipe.eval(script.text, len(keys), *keys, *args)
-                _zadd(pipe, zadds, member)
-                return pipe.execute()[0]
+                    reply = client.eval(script.text, len(keys), *keys, *args)
             except rex.NoScriptError:
                 continue
+            if zadds:  # Cluster: the index write follows the script
+                pipe = client.pipeline(transaction=False)
+                _zadd(pipe, zadds, member)
+                pipe.execute()
+            return reply
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _write(
@@ -526,8 +631,11 @@ class RedisBackend:
             self.client.ping()
 
     def close(self) -> None:
-        if self._owns_client:
-            self.client.close()
+        client = self.__dict__.get("client")
+        if self._owns_client and client is not None:
+            client.close()
+            for sentinel in _sentinels_of(client):
+                sentinel.close()
 
 
 class AsyncRedisBackend:
@@ -535,13 +643,22 @@ class AsyncRedisBackend:
 
     name = "redis"
 
-    def __init__(self, client: Any, protocol: RedisProtocol, *, owns_client: bool) -> None:
-        _check_client(
-            client, (redis_async.Redis, redis_async.RedisCluster), "AsyncConversationStore"
-        )
-        self.client = client
+    def __init__(
+        self,
+        client: Any,
+        protocol: RedisProtocol,
+        *,
+        owns_client: bool,
+        factory: Callable[[], Any] | None = None,
+    ) -> None:
         self.p = protocol
         self._owns_client = owns_client
+        # redis.asyncio clients do no I/O when made: no need to defer.
+        self.client = factory() if client is None and factory is not None else client
+        _check_client(
+            self.client, (redis_async.Redis, redis_async.RedisCluster), "AsyncConversationStore"
+        )
+        self._scripts_in_pipelines = not isinstance(self.client, redis_async.RedisCluster)
 
     async def _eval(
         self,
@@ -551,21 +668,28 @@ class AsyncRedisBackend:
         zadds: list[tuple[str, float]] | None = None,
         member: str = "",
     ) -> Any:
+        client = self.client
         for attempt in (0, 1):
             try:
-                if not zadds:
+                if zadds and self._scripts_in_pipelines:
+                    pipe = client.pipeline(transaction=False)
                     if attempt == 0:
-                        return await self.client.evalsha(script.sha, len(keys), *keys, *args)
-                    return await self.client.eval(script.text, len(keys), *keys, *args)
-                pipe = self.client.pipeline(transaction=False)
+                        pipe.evalsha(script.sha, len(keys), *keys, *args)
+                    else:
+                        pipe.eval(script.text, len(keys), *keys, *args)
+                    _zadd(pipe, zadds, member)
+                    return (await pipe.execute())[0]
                 if attempt == 0:
-                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                    reply = await client.evalsha(script.sha, len(keys), *keys, *args)
                 else:
-                    pipe.eval(script.text, len(keys), *keys, *args)
-                _zadd(pipe, zadds, member)
-                return (await pipe.execute())[0]
+                    reply = await client.eval(script.text, len(keys), *keys, *args)
             except rex.NoScriptError:
                 continue
+            if zadds:  # Cluster: the index write follows the script
+                pipe = client.pipeline(transaction=False)
+                _zadd(pipe, zadds, member)
+                await pipe.execute()
+            return reply
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _write(
@@ -690,6 +814,8 @@ class AsyncRedisBackend:
     async def close(self) -> None:
         if self._owns_client:
             await self.client.aclose()
+            for sentinel in _sentinels_of(self.client):
+                await sentinel.aclose()
 
 
 def client_options(
@@ -712,3 +838,140 @@ def client_options(
         ),
         "health_check_interval": 30,
     }
+
+
+def _sentinels_of(client: Any) -> list[Any]:
+    """The sentinel clients behind a ``Sentinel.master_for`` client (closed with it)."""
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
+    return list(getattr(manager, "sentinels", []))
+
+
+CLUSTER_SCHEME = "redis+cluster"
+SENTINEL_SCHEME = "redis+sentinel"
+_DEFAULT_PORTS = {CLUSTER_SCHEME: 6379, SENTINEL_SCHEME: 26379}
+# Query options of redis+sentinel:// URLs that go to the sentinels, not to Redis.
+_SENTINEL_OPTIONS = ("sentinel_username", "sentinel_password")
+
+
+@dataclass(frozen=True, slots=True)
+class MultiHostUrl:
+    """A ``redis+cluster://`` or ``redis+sentinel://`` URL, taken apart."""
+
+    scheme: str
+    userinfo: str  # "user:password@" or ""
+    hosts: list[tuple[str, int]]
+    path: str
+    query: list[tuple[str, str]]
+
+    def single(self, host: tuple[str, int], path: str, query: list[tuple[str, str]]) -> str:
+        """A plain ``redis://`` URL to one host, for redis-py's own URL parser."""
+        name, port = host
+        name = f"[{name}]" if ":" in name else name
+        netloc = f"{self.userinfo}{name}:{port}"
+        return urlunsplit(("redis", netloc, path, urlencode(query), ""))
+
+
+def parse_multi_host(url: str, safe_url: str) -> MultiHostUrl:
+    """Split ``scheme://[user:pw@]h1[:p1][,h2[:p2]...][/path][?query]``."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    userinfo, at, hostlist = parts.netloc.rpartition("@")
+    hosts: list[tuple[str, int]] = []
+    for raw in hostlist.split(","):
+        item = raw.strip()
+        if item.startswith("["):  # [ipv6]:port
+            name, _, rest = item[1:].partition("]")
+            port_text = rest.removeprefix(":")
+        else:
+            name, _, port_text = item.partition(":")
+        try:
+            port = int(port_text) if port_text else _DEFAULT_PORTS[scheme]
+        except ValueError:
+            port = -1
+        if not name or not 0 < port < 65536:
+            raise ConfigurationError(
+                f"cannot use URL {safe_url}: hosts must be host[:port] separated by commas"
+            )
+        hosts.append((unquote(name), port))
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    return MultiHostUrl(scheme, userinfo + at, hosts, parts.path, query)
+
+
+def client_factory(
+    url: str, safe_url: str, connect_timeout: float, socket_timeout: float, *, asyncio: bool
+) -> Callable[[], Any]:
+    """Check ``url`` now (:class:`ConfigurationError` if unusable) and return a function
+    that makes the client. ``safe_url`` (no credentials) is what error messages show."""
+    options = client_options(connect_timeout, socket_timeout, asyncio=asyncio)
+    scheme = url.split("://", 1)[0].lower()
+    try:
+        if scheme == CLUSTER_SCHEME:
+            return _cluster_factory(parse_multi_host(url, safe_url), options, asyncio=asyncio)
+        if scheme == SENTINEL_SCHEME:
+            return _sentinel_factory(parse_multi_host(url, safe_url), options, asyncio=asyncio)
+        factory = redis_async.Redis if asyncio else redis_sync.Redis
+        made = factory.from_url(url, **options)
+    except (ValueError, TypeError, rex.RedisClusterException) as exc:
+        if isinstance(exc, ConfigurationError):
+            raise
+        raise ConfigurationError(f"cannot use URL {safe_url}: {exc}") from None
+    return lambda: made
+
+
+def _untyped(module: str, name: str) -> Any:
+    """A redis-py function without annotations (mypy --strict refuses to call those)."""
+    return getattr(importlib.import_module(module), name)
+
+
+def _cluster_factory(
+    parsed: MultiHostUrl, options: dict[str, Any], *, asyncio: bool
+) -> Callable[[], Any]:
+    parse_url = _untyped("redis.connection", "parse_url")
+
+    if parsed.path not in ("", "/", "/0") or any(k == "db" and v != "0" for k, v in parsed.query):
+        raise ValueError("Redis Cluster has only database 0")
+    first, *others = parsed.hosts
+    url = parsed.single(first, "", [(k, v) for k, v in parsed.query if k != "db"])
+    parse_url(url)  # raises ValueError on bad query options, now rather than later
+    if asyncio:
+        from redis.asyncio.cluster import ClusterNode as AsyncNode
+
+        nodes: list[Any] = [AsyncNode(host, port) for host, port in others]
+        return lambda: redis_async.RedisCluster.from_url(url, startup_nodes=nodes, **options)
+    cluster_node = _untyped("redis.cluster", "ClusterNode")
+    sync_nodes = [cluster_node(host, port) for host, port in others]
+    # A RedisCluster contacts the cluster when made: made on first use (RedisBackend).
+    return lambda: redis_sync.RedisCluster.from_url(url, startup_nodes=sync_nodes, **options)
+
+
+def _sentinel_factory(
+    parsed: MultiHostUrl, options: dict[str, Any], *, asyncio: bool
+) -> Callable[[], Any]:
+    parse_url = _untyped("redis.connection", "parse_url")
+
+    service, _, db_path = parsed.path.strip("/").partition("/")
+    if not service:
+        raise ValueError("name the monitored service: redis+sentinel://host:port/service_name")
+    query = [(k, v) for k, v in parsed.query if k not in _SENTINEL_OPTIONS]
+    db = f"/{db_path}" if db_path else ""
+    data_options = parse_url(parsed.single(parsed.hosts[0], db, query))
+    for key in ("host", "port", "connection_class", "path"):
+        data_options.pop(key, None)
+    data_options = {**options, **data_options}
+    # Sentinels get the same short timeouts and single quick retry (redis-py's default
+    # retry would back off for seconds on each unreachable sentinel).
+    sentinel_options: dict[str, Any] = {
+        key: value for key, value in options.items() if key.startswith("socket_") or key == "retry"
+    }
+    for key, value in parsed.query:
+        if key in _SENTINEL_OPTIONS:
+            sentinel_options[key.removeprefix("sentinel_")] = unquote(value)
+    if asyncio:
+        async_sentinel = _untyped("redis.asyncio.sentinel", "Sentinel")
+        return lambda: async_sentinel(parsed.hosts, sentinel_kwargs=sentinel_options).master_for(
+            service, **data_options
+        )
+    sentinel = _untyped("redis.sentinel", "Sentinel")
+    return lambda: sentinel(parsed.hosts, sentinel_kwargs=sentinel_options).master_for(
+        service, **data_options
+    )
