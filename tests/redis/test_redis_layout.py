@@ -216,3 +216,31 @@ def test_async_store_uses_redis_asyncio(redis_server: Any, prefix: str) -> None:
             return [m.text for m in await store.messages("s")]
 
     assert asyncio.run(scenario()) == ["a", "b"]
+
+
+def test_reading_a_missing_session_writes_nothing(
+    redis_server: Any, raw: redis.Redis, prefix: str
+) -> None:
+    with make(redis_server, prefix) as store:
+        assert store.messages("ghost") == []
+        assert store.messages("ghost", last=5) == []
+        store.append("real", [msg("a")])
+    assert raw.zrange(f"{prefix}:idx", 0, -1) == [b"real"]
+    assert sorted(raw.scan_iter(match=f"{prefix}:*ghost*")) == []
+
+
+@pytest.mark.parametrize("last", [None, 5, 33, 500])
+def test_long_and_short_reads_check_the_owner_and_refresh_the_ttl(
+    redis_server: Any, raw: redis.Redis, prefix: str, last: int | None
+) -> None:
+    from chatkeep import SessionOwnershipError
+
+    with make(redis_server, prefix, ttl=100) as store:
+        store.append("s", [msg(str(i)) for i in range(100)], owner="o")
+        raw.pexpire(f"{prefix}:{{s}}:m", 5000)
+        raw.pexpire(f"{prefix}:{{s}}:h", 5000)
+        got = store.messages("s", last=last, owner="o")
+        assert [m.text for m in got] == [str(i) for i in range(100)][-(last or 100) :]
+        assert pttls(raw, prefix, "s")[0] > 95_000 and pttls(raw, prefix, "s")[1] > 95_000
+        with pytest.raises(SessionOwnershipError):
+            store.messages("s", last=last, owner="x")

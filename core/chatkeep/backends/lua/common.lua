@@ -45,10 +45,11 @@ local function expire(now, ttl, fixed, created)
   return at
 end
 
-local function push(from)
+local function push(from, to)
+  to = to or #ARGV
   local n = 0
-  for i = from, #ARGV, 1000 do
-    n = redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+  for i = from, to, 1000 do
+    n = redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, to)))
   end
   return n
 end
