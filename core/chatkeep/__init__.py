@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 
+from .cache import DEFAULT_CACHE_TTL, AsyncResultCache, ResultCache
 from .config import DEFAULT_TTL, StoreConfig
+from .coordination import AsyncSessionLock, AsyncSubscription, SessionLock, Subscription
 from .errors import (
     BackendError,
     BackendUnavailableError,
@@ -22,10 +24,13 @@ from .errors import (
     InvalidArgumentError,
     InvalidMessageError,
     InvalidSessionId,
+    LockTimeoutError,
     MessageTooLargeError,
     SerializationError,
     SessionOwnershipError,
+    ValueTooLargeError,
 )
+from .memory_store import DEFAULT_MEMORY_TTLS, AsyncMemoryStore, MemoryStore
 from .message import ContentPart, Message, Role, ToolCall
 from .ops import SessionInfo, StoreStatus
 from .store import UNSET, AsyncConversationStore, ConversationStore
@@ -36,9 +41,15 @@ __version__ = "0.1.0"
 logging.getLogger("chatkeep").addHandler(logging.NullHandler())
 
 __all__ = [
+    "DEFAULT_CACHE_TTL",
+    "DEFAULT_MEMORY_TTLS",
     "DEFAULT_TTL",
     "UNSET",
     "AsyncConversationStore",
+    "AsyncMemoryStore",
+    "AsyncResultCache",
+    "AsyncSessionLock",
+    "AsyncSubscription",
     "BackendError",
     "BackendUnavailableError",
     "ChatkeepError",
@@ -48,14 +59,20 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidMessageError",
     "InvalidSessionId",
+    "LockTimeoutError",
+    "MemoryStore",
     "Message",
     "MessageTooLargeError",
+    "ResultCache",
     "Role",
     "SerializationError",
     "SessionInfo",
+    "SessionLock",
     "SessionOwnershipError",
     "StoreConfig",
     "StoreStatus",
+    "Subscription",
     "ToolCall",
+    "ValueTooLargeError",
     "__version__",
 ]

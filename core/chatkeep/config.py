@@ -86,6 +86,9 @@ class StoreConfig(BaseModel):
     """Seconds before the first retry of an unreachable Redis (doubles up to probe_max)."""
     probe_max: float = Field(default=15.0, gt=0)
     """Longest wait between two retries of an unreachable Redis."""
+    publish: bool = False
+    """Publish appended messages for ``subscribe()`` (by the append script itself:
+    PUBLISH, or SPUBLISH on Cluster). A store that subscribes publishes anyway."""
 
     @field_validator("prefix")
     @classmethod

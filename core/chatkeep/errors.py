@@ -9,8 +9,10 @@ builtin a caller would naturally catch::
     │   ├── InvalidSessionId                       empty, too long or non-str id/owner
     │   └── InvalidMessageError                    not a Message, or does not validate
     ├── SerializationError      (ValueError)       cannot encode, or cannot decode a record
-    │   └── MessageTooLargeError                   above ``max_message_bytes``
+    │   ├── MessageTooLargeError                   above ``max_message_bytes``
+    │   └── ValueTooLargeError                     memory/cache value above the limit
     ├── SessionOwnershipError   (PermissionError)  session owned by someone else
+    ├── LockTimeoutError        (TimeoutError)     a session lock was not acquired in time
     └── BackendError                               refused: WRONGTYPE, NOAUTH, OOM, ...
         └── BackendUnavailableError (ConnectionError)  unreachable, fallback off
 
@@ -28,9 +30,11 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidMessageError",
     "InvalidSessionId",
+    "LockTimeoutError",
     "MessageTooLargeError",
     "SerializationError",
     "SessionOwnershipError",
+    "ValueTooLargeError",
 ]
 
 
@@ -69,6 +73,26 @@ class MessageTooLargeError(SerializationError):
         self.size = size
         self.limit = limit
         self.index = index
+
+
+class ValueTooLargeError(SerializationError):
+    """An encoded memory or cache value is larger than the limit; nothing was written."""
+
+    def __init__(self, size: int, limit: int, what: str) -> None:
+        super().__init__(
+            f"{what} encodes to {size} bytes, above the limit of {limit} bytes "
+            "(max_message_bytes); nothing was written"
+        )
+        self.size = size
+        self.limit = limit
+
+
+class LockTimeoutError(ChatkeepError, TimeoutError):
+    """A session lock could not be acquired within ``blocking_timeout``."""
+
+    def __init__(self, session_id: str, waited: float) -> None:
+        super().__init__(f"session {session_id!r} stayed locked for {waited:g}s")
+        self.session_id = session_id
 
 
 class SessionOwnershipError(ChatkeepError, PermissionError):

@@ -7,7 +7,7 @@ operation, and the fallback journal keeps operations for replay.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Literal
 
@@ -80,6 +80,7 @@ class Pop:
     index: int
     owner: str | None
     idem: bytes
+    message_id: str | None = None  # remove this message wherever it is (journal replay)
     kind: Literal["pop"] = "pop"
     is_write: bool = True
 
@@ -151,7 +152,6 @@ class PopResult:
     expires_at_ms: int | None
     owner: str | None
     length: int = 0
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 def ms_to_datetime(value: int | None) -> datetime | None:

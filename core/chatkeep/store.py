@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from time import perf_counter
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from pydantic import ValidationError
 
@@ -48,6 +48,15 @@ from .ops import (
     StoreStatus,
     Ttl,
 )
+
+if TYPE_CHECKING:
+    from .coordination import (
+        AsyncSessionLock,
+        AsyncSubscription,
+        LocalHub,
+        SessionLock,
+        Subscription,
+    )
 
 __all__ = ["AsyncConversationStore", "ConversationStore", "MessagesInput", "UNSET"]
 
@@ -96,6 +105,7 @@ class _StoreBase:
     """Shared policy of both stores. Not for direct use."""
 
     config: StoreConfig
+    _hub: LocalHub | None = None  # in-process subscribers (memory://), made on first subscribe
 
     def __init__(
         self,
@@ -321,6 +331,10 @@ class ConversationStore(_StoreBase):
         self._primary = build_backend(self.config, client, self._decoder, asyncio=False)
         self._primary_name = self._primary.name
         self._fallback = self._make_fallback(self._primary_name)
+        if self.config.publish:
+            from .coordination import enable_publish
+
+            enable_publish(self)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> ConversationStore:
@@ -412,7 +426,10 @@ class ConversationStore(_StoreBase):
         if not op.messages:  # nothing to write: report the length as it is
             info = self.info(op.session_id, owner=op.owner)
             return info.message_count if info else 0
-        return int(self._run(op).length)
+        result = self._run(op)
+        if self._hub is not None and not result.duplicate:
+            self._hub.publish(op.session_id, op.messages)
+        return int(result.length)
 
     def messages(
         self, session_id: str, *, last: int | None = None, owner: str | None = None
@@ -467,6 +484,27 @@ class ConversationStore(_StoreBase):
         result: list[SessionInfo] = self._run(self._plan_sessions(owner, limit))
         return result
 
+    def lock(
+        self,
+        session_id: str,
+        *,
+        timeout: float | None = 30.0,
+        blocking_timeout: float | None = None,
+    ) -> SessionLock:
+        """A per-session distributed lock (``with store.lock(sid):``) so two workers never
+        interleave one turn. ``timeout``: seconds the lock lives if its holder dies;
+        ``blocking_timeout``: seconds to wait (None = no limit), then LockTimeoutError."""
+        from .coordination import SessionLock
+
+        return SessionLock(self, session_id, timeout, blocking_timeout)
+
+    def subscribe(self, session_id: str) -> Subscription:
+        """Messages appended to the session by any process (stores with ``publish=True``),
+        as they are appended: ``with store.subscribe(sid) as updates: for m in updates``."""
+        from .coordination import Subscription
+
+        return Subscription(self, session_id)
+
     def close(self) -> None:
         """Replay what can be replayed, then close the connection pool (if chatkeep made it)."""
         if self._closed:
@@ -505,6 +543,10 @@ class AsyncConversationStore(_StoreBase):
         self._primary = build_backend(self.config, client, self._decoder, asyncio=True)
         self._primary_name = self._primary.name
         self._fallback = self._make_fallback(self._primary_name)
+        if self.config.publish:
+            from .coordination import enable_publish
+
+            enable_publish(self)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> AsyncConversationStore:
@@ -588,7 +630,10 @@ class AsyncConversationStore(_StoreBase):
         if not op.messages:  # nothing to write: report the length as it is
             info = await self.info(op.session_id, owner=op.owner)
             return info.message_count if info else 0
-        return int((await self._run(op)).length)
+        result = await self._run(op)
+        if self._hub is not None and not result.duplicate:
+            self._hub.publish(op.session_id, op.messages)
+        return int(result.length)
 
     async def messages(
         self, session_id: str, *, last: int | None = None, owner: str | None = None
@@ -647,6 +692,25 @@ class AsyncConversationStore(_StoreBase):
         """Live sessions (of one owner), most recently active first; no KEYS or SCAN."""
         result: list[SessionInfo] = await self._run(self._plan_sessions(owner, limit))
         return result
+
+    def lock(
+        self,
+        session_id: str,
+        *,
+        timeout: float | None = 30.0,
+        blocking_timeout: float | None = None,
+    ) -> AsyncSessionLock:
+        """A per-session distributed lock: ``async with astore.lock(sid):``."""
+        from .coordination import AsyncSessionLock
+
+        return AsyncSessionLock(self, session_id, timeout, blocking_timeout)
+
+    def subscribe(self, session_id: str) -> AsyncSubscription:
+        """Messages appended to the session by any process, as they are appended:
+        ``async with astore.subscribe(sid) as updates: async for m in updates``."""
+        from .coordination import AsyncSubscription
+
+        return AsyncSubscription(self, session_id)
 
     async def aclose(self) -> None:
         """Replay what can be replayed, then close the connection pool (if chatkeep made it)."""

@@ -335,3 +335,36 @@ def test_a_refused_probe_raises_and_probes_again_later(prefix: str) -> None:
         until_recovered(store.flush, store.status)
         assert stored(server.url, prefix, "s") == ["before", "during"]
         store.close()
+
+
+def test_a_pop_during_an_outage_replays_by_message_not_by_index(
+    durable_redis_server: RedisServer, prefix: str
+) -> None:
+    server = durable_redis_server
+    store = ConversationStore.from_url(server.url, prefix=prefix, **FAST)
+    store.append("s", [msg("a"), msg("b"), msg("c")])
+    store.messages("s")
+    server.stop()
+    store.append("s", [msg("d")])
+    assert store.pop("s", 0).text == "a"
+    assert store.pop("s", 99) is None  # nothing removed here: nothing to replay
+    server.start()
+    until_recovered(store.flush, store.status)
+    assert stored(server.url, prefix, "s") == ["b", "c", "d"]
+    store.close()
+
+
+def test_a_replayed_pop_of_a_message_already_gone_removes_nothing(
+    fresh_redis_server: RedisServer, prefix: str
+) -> None:
+    server = fresh_redis_server
+    store = ConversationStore.from_url(server.url, prefix=prefix, **FAST)
+    store.append("s", [msg("a"), msg("b"), msg("c")])
+    store.messages("s")
+    server.stop()
+    store.append("s", [msg("d")])
+    store.pop("s", 0)
+    server.start()  # came back empty: a, b, c are gone
+    until_recovered(store.flush, store.status)
+    assert stored(server.url, prefix, "s") == ["d"]
+    store.close()

@@ -17,11 +17,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
 from ..errors import ChatkeepError
-from ..ops import Op, WriteResult
+from ..ops import Op, Pop, PopResult, WriteResult
 from .base import Unreachable
 from .memory import MemoryBackend
 
@@ -126,7 +127,12 @@ class Fallback:
         """Carry out ``op`` on the mirror; journal it if it changes something."""
         self.served += 1  # metrics (degraded path only)
         result = getattr(self.mirror, op.kind)(op)
-        if op.is_write and not (isinstance(result, WriteResult) and result.duplicate):
+        if isinstance(op, Pop):
+            # Replay removes the message this pop removed here, found by id: an index
+            # could point elsewhere once earlier journaled writes have landed.
+            if isinstance(result, PopResult) and result.message is not None:
+                self._journal_op(replace(op, message_id=result.message.id))
+        elif op.is_write and not (isinstance(result, WriteResult) and result.duplicate):
             self._journal_op(op)
         return result
 

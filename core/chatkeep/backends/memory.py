@@ -202,6 +202,8 @@ class MemoryBackend:
                 return PopResult(None, session.expires_ms, session.owner, len(session.messages))
             size = len(session.messages)
             index = op.index + size if op.index < 0 else op.index
+            if op.message_id is not None:  # a replayed removal: that message, if still here
+                index = _find(session.messages, op.message_id)
             if not 0 <= index < size:
                 return PopResult(None, session.expires_ms, session.owner, size)
             if op.idem:
@@ -314,12 +316,9 @@ class MemoryBackend:
             if isinstance(op, Pop):
                 assert isinstance(result, PopResult)
                 if session is not None and result.message is not None:
-                    gone = result.message.id
-                    entries = session.messages
-                    for i in range(len(entries) - 1, -1, -1):
-                        if _message(entries[i]).id == gone:
-                            del entries[i]
-                            break
+                    index = _find(session.messages, result.message.id)
+                    if index >= 0:
+                        del session.messages[index]
                     self._learn(session, result.owner, result.expires_at_ms)
                 return
             assert isinstance(result, WriteResult)
@@ -370,3 +369,12 @@ def _is_tail(entries: list[Entry], tail: list[Message]) -> bool:
         if entry.id != message.id:
             return False
     return True
+
+
+def _find(entries: list[Entry], message_id: str) -> int:
+    """Index of the newest entry with ``message_id``, or -1."""
+    for i in range(len(entries) - 1, -1, -1):
+        entry = entries[i] = _message(entries[i])
+        if entry.id == message_id:
+            return i
+    return -1

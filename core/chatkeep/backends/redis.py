@@ -35,6 +35,7 @@ import redis as redis_sync
 import redis.asyncio as redis_async
 from redis import exceptions as rex
 
+from .. import codec
 from ..codec import RecordDecoder
 from ..errors import BackendError, ConfigurationError, SessionOwnershipError
 from ..keys import KeySchema
@@ -370,6 +371,7 @@ class RedisProtocol:
             op.index,
             self.marker(),
             op.idem,
+            "" if op.message_id is None else b'{"v":1,"id":' + codec.dumps(op.message_id),
         ]
 
     def read_args(self, op: Read, now: int) -> list[Any]:

@@ -1,5 +1,7 @@
 -- Remove the record at an index (Python semantics, -1 = last) and return it.
--- ARGV: now, default ttl, fixed, owner, index, marker, idempotency key.
+-- ARGV: now, default ttl, fixed, owner, index, marker, idempotency key, and optionally
+-- the start of the record to remove ('{"v":1,"id":"..."'): then the newest record with
+-- that start is removed wherever it is, and nothing if none (a replayed removal).
 -- Returns {record|false, expires_at, owner|false, length}.
 local meta = redis.call('HMGET', KEYS[2], 'o', 't', 'k', 'c')
 local exists = meta[4] ~= false
@@ -9,7 +11,16 @@ local ring = meta[3] or ''
 if seen(ring, ARGV[7]) then return {false, -2, meta[1], redis.call('LLEN', KEYS[1])} end
 local index = tonumber(ARGV[5])
 local len = redis.call('LLEN', KEYS[1])
-if index < 0 then index = len + index end
+if ARGV[8] and ARGV[8] ~= '' then
+  index = -1
+  local items = redis.call('LRANGE', KEYS[1], 0, -1)
+  local size = #ARGV[8]
+  for i = #items, 1, -1 do
+    if string.sub(items[i], 1, size) == ARGV[8] then index = i - 1; break end
+  end
+elseif index < 0 then
+  index = len + index
+end
 if index < 0 or index >= len then return {false, -2, meta[1], len} end
 local value
 if index == len - 1 then
