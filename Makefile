@@ -6,7 +6,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-EXTRAS := dev,fast,langchain,llama-index,cli,otel,bench
+EXTRAS := dev,fast,langchain,llama-index,langgraph,cli,otel,bench
 
 .PHONY: demo test install lint typecheck pytest wheel clean
 
@@ -32,7 +32,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy --strict core/chatkeep
+	$(BIN)/mypy --strict
 
 pytest: install
 	$(BIN)/python -m pytest

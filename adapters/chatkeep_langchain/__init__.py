@@ -14,13 +14,17 @@ See :class:`RedisChatMessageHistory` (a drop-in for ``langchain_community``'s) a
 from __future__ import annotations
 
 from ._stores import aclose_shared_stores, close_shared_stores
+from .cache import RedisCache
 from .convert import from_chatkeep, role_of, to_chatkeep
 from .history import HistoryFactory, RedisChatMessageHistory, history_factory, store_prefix
 from .migrate import import_community_history
+from .stores import RedisStore
 
 __all__ = [
     "HistoryFactory",
+    "RedisCache",
     "RedisChatMessageHistory",
+    "RedisStore",
     "aclose_shared_stores",
     "close_shared_stores",
     "from_chatkeep",

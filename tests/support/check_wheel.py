@@ -13,6 +13,8 @@ REQUIRED = [
     "chatkeep/backends/lua/common.lua",
     "chatkeep_langchain/__init__.py",
     "chatkeep_llama_index/__init__.py",
+    "chatkeep_langgraph/__init__.py",
+    "chatkeep_langgraph/lua/put.lua",
 ]
 
 

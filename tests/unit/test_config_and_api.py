@@ -24,9 +24,15 @@ from chatkeep import (
 def test_public_api_is_pinned() -> None:
     assert sorted(chatkeep.__all__) == sorted(
         [
+            "DEFAULT_CACHE_TTL",
+            "DEFAULT_MEMORY_TTLS",
             "DEFAULT_TTL",
             "UNSET",
             "AsyncConversationStore",
+            "AsyncMemoryStore",
+            "AsyncResultCache",
+            "AsyncSessionLock",
+            "AsyncSubscription",
             "BackendError",
             "BackendUnavailableError",
             "ChatkeepError",
@@ -36,15 +42,21 @@ def test_public_api_is_pinned() -> None:
             "InvalidArgumentError",
             "InvalidMessageError",
             "InvalidSessionId",
+            "LockTimeoutError",
+            "MemoryStore",
             "Message",
             "MessageTooLargeError",
+            "ResultCache",
             "Role",
             "SerializationError",
             "SessionInfo",
+            "SessionLock",
             "SessionOwnershipError",
             "StoreConfig",
             "StoreStatus",
+            "Subscription",
             "ToolCall",
+            "ValueTooLargeError",
             "__version__",
         ]
     )
@@ -87,6 +99,7 @@ def test_from_env_reads_every_field() -> None:
         "CHATKEEP_JOURNAL_SIZE": "30",
         "CHATKEEP_PROBE_INTERVAL": "1",
         "CHATKEEP_PROBE_MAX": "9",
+        "CHATKEEP_PUBLISH": "true",
     }
     config = StoreConfig.from_env(env)
     assert set(env) == {f"CHATKEEP_{name.upper()}" for name in StoreConfig.model_fields}
@@ -106,6 +119,7 @@ def test_from_env_reads_every_field() -> None:
         "journal_size": 30,
         "probe_interval": 1.0,
         "probe_max": 9.0,
+        "publish": True,
     }
 
 

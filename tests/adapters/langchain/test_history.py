@@ -39,7 +39,9 @@ from tests.support.servers import RedisServer
 def test_public_api_is_pinned() -> None:
     assert sorted(chatkeep_langchain.__all__) == [
         "HistoryFactory",
+        "RedisCache",
         "RedisChatMessageHistory",
+        "RedisStore",
         "aclose_shared_stores",
         "close_shared_stores",
         "from_chatkeep",

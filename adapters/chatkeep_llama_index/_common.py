@@ -1,0 +1,105 @@
+"""What both LlamaIndex stores share (internal): construction arguments, public URL,
+and the marker that keeps archive sessions of :class:`RedisDBChatStore` apart."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from chatkeep import ConfigurationError, ConversationStore, InvalidSessionId
+
+from ._stores import Stores, _made_from_url, describe_client
+
+ARCHIVE_MARK: Final = "\x00archived"
+"""Suffix of the chatkeep session that holds a key's archived messages
+(:class:`RedisDBChatStore`). Keys containing NUL are refused, so no key can collide."""
+
+
+class _Default:
+    def __repr__(self) -> str:
+        return "<chatkeep default>"
+
+
+DEFAULT: Final[Any] = _Default()
+"""Default of ``ttl=``: the chatkeep default (7 days), or the given store's TTL."""
+
+
+def public_url(url: str | None) -> str | None:
+    """``url`` without credentials: no user info, no ``*password*`` query parameter.
+    Works for multi-host URLs (``redis+cluster://u:p@h1:p1,h2:p2``) too."""
+    if url is None:
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    netloc = parts.netloc.rpartition("@")[2]
+    query = urlencode(
+        [
+            (k, v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+            if "password" not in k.lower()
+        ]
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def build_stores(
+    *,
+    redis_url: str | None,
+    redis_client: Any,
+    aredis_client: Any,
+    ttl: Any,
+    store: ConversationStore | None,
+    async_store: Any,
+    key_prefix: str | None,
+    options: dict[str, Any],
+) -> tuple[Stores, str | None]:
+    """The stores for an adapter's arguments, and the credential-free URL to show."""
+    options = dict(options)
+    given = store or async_store
+    if given is not None:
+        config = given.config
+        if ttl is not DEFAULT and (ttl or None) != config.ttl:
+            raise ConfigurationError(
+                "ttl= differs from the given chatkeep store's ttl; configure it on the store"
+            )
+        if key_prefix is not None and key_prefix != config.prefix:
+            raise ConfigurationError(
+                "key_prefix= differs from the given chatkeep store's prefix; "
+                "configure it on the store"
+            )
+    else:
+        if ttl is not DEFAULT:
+            # As in llama-index's RedisChatStore: a false ttl (None, 0) never expires.
+            options["ttl"] = ttl if ttl else None
+        if key_prefix is not None:
+            options["prefix"] = key_prefix
+    if "url" in options:
+        if redis_url is not None:
+            raise ConfigurationError("give redis_url= or url=, not both")
+        redis_url = options.pop("url")
+    stores = Stores(
+        url=redis_url,
+        redis_client=redis_client,
+        aredis_client=aredis_client,
+        store=store,
+        async_store=async_store,
+        options=options,
+    )
+    client = redis_client or aredis_client
+    if client is not None:
+        shown = describe_client(client)
+    elif stores.config.scheme == "memory":
+        shown = stores.config.url
+    elif given is not None and not _made_from_url(given):
+        shown = None  # a store made with a client: its config's URL is not where it points
+    else:
+        shown = public_url(stores.config.url)
+    return stores, shown
+
+
+def check_key(key: object) -> None:
+    """Refuse keys that could name an archive session (chatkeep checks the rest)."""
+    if isinstance(key, str) and "\x00" in key:
+        raise InvalidSessionId("chat store keys cannot contain NUL characters")

@@ -1,0 +1,428 @@
+"""One sync chatkeep store plus its asyncio twins, one per event loop (internal).
+
+Why this exists:
+
+* ``redis.asyncio`` connections belong to the event loop that opened them; LlamaIndex
+  runs coroutines on many loops (``Memory``'s sync methods call ``asyncio_run``, which
+  makes a loop per call in some situations; scripts call ``asyncio.run`` per turn).
+  So each running loop gets its own :class:`~chatkeep.AsyncConversationStore` with
+  its own connection pool, closed when the loop shuts down (``asyncio.run``,
+  ``asyncio.Runner`` and pytest-asyncio call ``loop.shutdown_asyncgens()``, which
+  finalizes the small async generator parked on each loop here).
+* All twins share the sync store's fallback (mirror + journal). ``ChatMemoryBuffer``
+  reads through the sync store (in a worker thread) while ``aput`` writes through the
+  async one: during an outage both must see the same recent history, and the journal
+  must be replayed once, by whichever side reaches Redis first.
+
+chatkeep has no public API for "an asyncio twin sharing this store's fallback" yet;
+the two places that reach into the core (``_primary``, ``_fallback``) are isolated in
+:func:`_sync_client_of` and :func:`_share_fallback`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+import redis
+import redis.asyncio as redis_async
+
+from chatkeep import (
+    UNSET,
+    AsyncConversationStore,
+    ConfigurationError,
+    ConversationStore,
+    InvalidArgumentError,
+    Message,
+    SessionInfo,
+    StoreConfig,
+    StoreStatus,
+)
+
+logger = logging.getLogger("chatkeep.llama_index")
+
+__all__ = ["AsyncOps", "Stores"]
+
+
+class AsyncOps(Protocol):
+    """The slice of :class:`~chatkeep.AsyncConversationStore` the adapters use."""
+
+    async def append(
+        self,
+        session_id: str,
+        messages: Any,
+        *,
+        owner: str | None = None,
+        idempotency_key: str | bytes | None = None,
+        ttl: float | None = UNSET,
+    ) -> int: ...
+    async def messages(
+        self, session_id: str, *, last: int | None = None, owner: str | None = None
+    ) -> list[Message]: ...
+    async def replace(
+        self, session_id: str, messages: Any, *, owner: str | None = None, ttl: float | None = UNSET
+    ) -> int: ...
+    async def insert(
+        self, session_id: str, index: int, messages: Any, *, owner: str | None = None
+    ) -> int: ...
+    async def pop(
+        self, session_id: str, index: int = -1, *, owner: str | None = None
+    ) -> Message | None: ...
+    async def clear(self, session_id: str, *, owner: str | None = None) -> bool: ...
+    async def info(self, session_id: str, *, owner: str | None = None) -> SessionInfo | None: ...
+    async def sessions(
+        self, *, owner: str | None = None, limit: int | None = None
+    ) -> list[SessionInfo]: ...
+    async def flush(self) -> int: ...
+
+
+class _Direct:
+    """Async face of a sync store whose backend does no I/O (``memory://``)."""
+
+    def __init__(self, store: ConversationStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._store, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return method(*args, **kwargs)
+
+        return call
+
+
+class _Threaded:
+    """Async face of a sync store run in worker threads: only for clients no asyncio
+    twin can be derived from (e.g. a sync ``RedisCluster`` given without ``aredis_client``)."""
+
+    def __init__(self, store: ConversationStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._store, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return await asyncio.to_thread(method, *args, **kwargs)
+
+        return call
+
+
+# -- clients --------------------------------------------------------------------------------
+
+_COPIED = (
+    "host", "port", "db", "username", "password", "socket_timeout", "socket_connect_timeout",
+    "socket_keepalive", "socket_keepalive_options", "encoding", "encoding_errors",
+    "decode_responses", "health_check_interval", "client_name", "credential_provider",
+    "protocol",
+)  # fmt: skip
+_SSL_COPIED = (
+    "ssl_keyfile", "ssl_certfile", "ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_data",
+    "ssl_ca_path", "ssl_check_hostname", "ssl_min_version", "ssl_ciphers", "ssl_password",
+)  # fmt: skip
+
+
+def _client_kwargs(client: Any) -> dict[str, Any] | None:
+    """Constructor arguments for another client to the same server, or None when
+    the client is not a plain ``Redis`` (TCP, TLS or unix socket) client."""
+    if not isinstance(client, (redis.Redis, redis_async.Redis)):
+        return None
+    pool = getattr(client, "connection_pool", None)
+    if pool is None:
+        return None
+    kind = getattr(pool.connection_class, "__name__", "")
+    given = pool.connection_kwargs
+    kwargs = {name: given[name] for name in _COPIED if name in given}
+    if kind == "Connection":
+        pass
+    elif kind == "SSLConnection":
+        kwargs["ssl"] = True
+        kwargs.update({name: given[name] for name in _SSL_COPIED if name in given})
+    elif kind == "UnixDomainSocketConnection":
+        kwargs.pop("host", None)
+        kwargs.pop("port", None)
+        kwargs["unix_socket_path"] = given.get("path")
+    else:
+        return None
+    return kwargs
+
+
+def _with_retry(kwargs: dict[str, Any], *, asyncio_client: bool, config: Any) -> dict[str, Any]:
+    from chatkeep.backends.redis import client_options
+
+    options = client_options(config.connect_timeout, config.socket_timeout, asyncio=asyncio_client)
+    # The client's own settings win; chatkeep's (short timeouts, one quick retry) fill
+    # what it left unset.
+    return {**options, **{k: v for k, v in kwargs.items() if v is not None or k not in options}}
+
+
+def async_client_like(client: Any, config: Any) -> redis_async.Redis | None:
+    """A new ``redis.asyncio`` client for the server ``client`` talks to."""
+    kwargs = _client_kwargs(client)
+    if kwargs is None:
+        return None
+    return redis_async.Redis(**_with_retry(kwargs, asyncio_client=True, config=config))
+
+
+def sync_client_like(client: Any, config: Any) -> redis.Redis | None:
+    """A new sync ``redis`` client for the server ``client`` talks to."""
+    kwargs = _client_kwargs(client)
+    if kwargs is None:
+        return None
+    return redis.Redis(**_with_retry(kwargs, asyncio_client=False, config=config))
+
+
+def describe_client(client: Any) -> str | None:
+    """A credential-free URL naming the server of ``client`` (for ``to_dict``)."""
+    kwargs = _client_kwargs(client)
+    if kwargs is None:
+        return None
+    db = kwargs.get("db", 0)
+    if "unix_socket_path" in kwargs:
+        return f"unix://{kwargs['unix_socket_path']}?db={db}"
+    scheme = "rediss" if kwargs.get("ssl") else "redis"
+    return f"{scheme}://{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{db}"
+
+
+# -- reaching into the core (to be replaced by a public twin API) ---------------------------
+#
+# chatkeep has no public way yet to (1) make an asyncio twin of a store that shares its
+# fallback, (2) tell whether a store made its client from a URL, (3) close a twin
+# without flushing the shared journal. These four functions are the only places where
+# the adapter touches core internals.
+
+
+def _client_of(store: ConversationStore | AsyncConversationStore | None) -> Any:
+    """The redis-py client a store talks through, if it has one yet (never makes one:
+    a ``redis+cluster://`` client contacts the cluster when made)."""
+    primary = getattr(store, "_primary", None)
+    if primary is None:
+        return None
+    client = getattr(primary, "_client", None)
+    if client is None:
+        client = vars(primary).get("client")
+    return client
+
+
+def _made_from_url(store: ConversationStore | AsyncConversationStore) -> bool:
+    """Whether the store made its own client from its config's URL."""
+    primary = getattr(store, "_primary", None)
+    return bool(getattr(primary, "_owns_client", False))
+
+
+def _share_fallback(twin: AsyncConversationStore, anchor: ConversationStore) -> None:
+    """Make ``twin`` serve, journal and replay through ``anchor``'s fallback."""
+    twin._fallback = anchor._fallback
+
+
+async def _close_twin(twin: AsyncConversationStore) -> None:
+    """Close a twin's connections without flushing (the journal is the anchor's)."""
+    twin._fallback = None
+    await twin.aclose()
+
+
+# -- per-loop twins ---------------------------------------------------------------------------
+
+
+async def _closer(twin: AsyncConversationStore, client: Any) -> AsyncIterator[None]:
+    """Parked on a loop; finalized by ``loop.shutdown_asyncgens()``: closes the twin."""
+    try:
+        yield
+    finally:
+        await _close_twin(twin)
+        if client is not None:
+            await client.aclose()
+
+
+class _LoopEntry:
+    __slots__ = ("closer", "ops")
+
+    def __init__(self, ops: AsyncOps, closer: Any | None = None) -> None:
+        self.ops = ops
+        self.closer = closer
+
+
+class Stores:
+    """The sync store of an adapter, and its asyncio twins (one per running loop).
+
+    Sources, in order: ``store=`` (used as given), ``redis_client=``, ``aredis_client=``
+    (a sync client to the same server is derived), ``async_store=`` alone (likewise),
+    else a URL. A given ``aredis_client``/``async_store`` serves the first event loop
+    that uses it; other loops get their own client to the same server.
+    """
+
+    def __init__(
+        self,
+        *,
+        url: str | None,
+        redis_client: Any,
+        aredis_client: Any,
+        store: ConversationStore | None,
+        async_store: AsyncConversationStore | None,
+        options: dict[str, Any],
+    ) -> None:
+        if store is not None and not isinstance(store, ConversationStore):
+            raise ConfigurationError("store= must be a chatkeep.ConversationStore")
+        if async_store is not None and not isinstance(async_store, AsyncConversationStore):
+            raise ConfigurationError("async_store= must be a chatkeep.AsyncConversationStore")
+        self._own_sync_client: redis.Redis | None = None
+        # Twins for new loops: made from the config's URL, or from a copy of a client.
+        self._twins_from_url = False
+        if store is not None:
+            _no_options(options, "store=")
+            self.sync = store
+            self._owns_sync = False
+            self._twins_from_url = _made_from_url(store)
+        elif redis_client is not None:
+            self.sync = ConversationStore(StoreConfig.from_env(**options), client=redis_client)
+            self._owns_sync = True
+        elif aredis_client is None and async_store is not None and _made_from_url(async_store):
+            _no_options(options, "async_store=")
+            self.sync = ConversationStore(async_store.config)
+            self._owns_sync = True
+            self._twins_from_url = True
+        elif aredis_client is not None or async_store is not None:
+            if aredis_client is None:
+                _no_options(options, "async_store=")
+                assert async_store is not None
+                config = async_store.config
+                source = _client_of(async_store)
+            else:
+                config = StoreConfig.from_env(**options)
+                source = aredis_client
+            client = None if source is None else sync_client_like(source, config)
+            if client is None:
+                raise ConfigurationError(
+                    "cannot derive a sync Redis client from the asyncio one given; "
+                    "pass store= (or redis_client=) as well"
+                )
+            self._own_sync_client = client
+            self.sync = ConversationStore(config, client=client)
+            self._owns_sync = True
+        else:
+            if url is not None:
+                options = {**options, "url": url}
+            # Options not given come from CHATKEEP_* (the URL also from REDIS_URL).
+            self.sync = ConversationStore(StoreConfig.from_env(**options))
+            self._owns_sync = True
+            self._twins_from_url = True
+        self.config: StoreConfig = self.sync.config
+        self._aredis_client = aredis_client
+        self._async_store = async_store
+        self._user_loop: asyncio.AbstractEventLoop | None = None
+        self._loops: dict[asyncio.AbstractEventLoop, _LoopEntry] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+        self._threaded_logged = False
+
+    # -- async side -----------------------------------------------------------------------
+
+    async def aio(self) -> AsyncOps:
+        """The async store for the running event loop (made on first use)."""
+        if self._closed:
+            raise InvalidArgumentError("this chat store is closed")
+        loop = asyncio.get_running_loop()
+        entry = self._loops.get(loop)
+        if entry is None:
+            entry = await self._make_entry(loop)
+            with self._lock:
+                for old in [k for k in self._loops if k.is_closed()]:
+                    del self._loops[old]
+                entry = self._loops.setdefault(loop, entry)
+        return entry.ops
+
+    def _claim_user_twin(self, loop: asyncio.AbstractEventLoop) -> bool:
+        if self._async_store is None and self._aredis_client is None:
+            return False
+        with self._lock:
+            if self._user_loop is None:
+                self._user_loop = loop
+            return self._user_loop is loop
+
+    async def _make_entry(self, loop: asyncio.AbstractEventLoop) -> _LoopEntry:
+        if self.sync.status().backend == "memory":
+            return _LoopEntry(_Direct(self.sync))
+        if self._claim_user_twin(loop):
+            if self._async_store is not None:
+                return _LoopEntry(self._async_store)
+            twin = AsyncConversationStore(self.config, client=self._aredis_client)
+            _share_fallback(twin, self.sync)
+            return _LoopEntry(twin)
+        client = None
+        if not self._twins_from_url:
+            source = self._aredis_client or _client_of(self._async_store) or _client_of(self.sync)
+            client = None if source is None else async_client_like(source, self.config)
+            if client is None:
+                if not self._threaded_logged:
+                    self._threaded_logged = True
+                    logger.info(
+                        "no asyncio Redis client can be derived from the given client; async "
+                        "methods run the sync store in worker threads (pass aredis_client=)"
+                    )
+                return _LoopEntry(_Threaded(self.sync))
+        twin = AsyncConversationStore(self.config, client=client)
+        _share_fallback(twin, self.sync)
+        closer = _closer(twin, client)
+        await closer.__anext__()
+        return _LoopEntry(twin, closer)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def status(self) -> StoreStatus:
+        return self.sync.status()
+
+    @property
+    def degraded(self) -> bool:
+        """True while calls are served by the fallback (no I/O to find out).
+
+        The fallback journals operations and replays them in order. A ``pop`` by index
+        replayed on a Redis that lost data meanwhile (a restart without persistence)
+        removes whatever is at that index then, so removals made while degraded are
+        written as the resulting list (``replace``), which replays to the same state.
+        """
+        return self.sync.status().degraded
+
+    def close(self) -> None:
+        """Replay the journal and close what the adapter made (sync store, clients).
+        Twins of running event loops close when their loop shuts down."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._lock:
+            entries, self._loops = self._loops, {}
+        for loop, entry in entries.items():
+            # A loop that is idle (e.g. the one llama-index's ``asyncio_run`` keeps for
+            # sync calls) can close its twin now; a running one closes it at shutdown.
+            if entry.closer is not None and not loop.is_closed() and not loop.is_running():
+                with contextlib.suppress(RuntimeError):  # started meanwhile elsewhere
+                    loop.run_until_complete(entry.closer.aclose())
+        if self._owns_sync:
+            self.sync.close()
+        else:
+            self.sync.flush()
+        if self._own_sync_client is not None:
+            self._own_sync_client.close()
+
+    async def aclose(self) -> None:
+        """Close the running loop's twin, then everything :meth:`close` closes."""
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            entry = self._loops.pop(loop, None)
+        if entry is not None:
+            await entry.ops.flush()
+            if entry.closer is not None:
+                await entry.closer.aclose()
+        await asyncio.to_thread(self.close)  # nothing to wait for unless Redis is down
+
+
+def _no_options(options: dict[str, Any], what: str) -> None:
+    if options:
+        raise ConfigurationError(
+            "store options (" + ", ".join(sorted(options)) + f") cannot be combined with {what}; "
+            "configure that chatkeep store instead"
+        )

@@ -1,0 +1,281 @@
+"""``RedisChatStore``: a LlamaIndex ``BaseChatStore`` on chatkeep."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.llms import ChatMessage
+from llama_index.core.storage.chat_store.base import BaseChatStore
+
+from chatkeep import AsyncConversationStore, ConversationStore, Message, StoreStatus
+
+from ._common import ARCHIVE_MARK, DEFAULT, build_stores, check_key
+from ._stores import AsyncOps, Stores
+from .convert import from_chatkeep, to_chatkeep
+
+__all__ = ["RedisChatStore"]
+
+
+class RedisChatStore(BaseChatStore):
+    """Chat history for ``ChatMemoryBuffer`` and chat engines, kept in Redis by chatkeep.
+
+    A drop-in for ``llama_index.storage.chat_store.redis.RedisChatStore``::
+
+        chat_store = RedisChatStore(redis_url="redis://localhost:6379/0", ttl=3600)
+        memory = ChatMemoryBuffer.from_defaults(chat_store=chat_store, chat_store_key="user1")
+
+    plus ``store=``/``async_store=`` (existing chatkeep stores), ``key_prefix=``
+    (chatkeep's namespace, default ``"chatkeep"``), ``owner=`` (sessions bound to one
+    user) and any :class:`chatkeep.StoreConfig` option (``fallback=``,
+    ``max_messages=``, ``socket_timeout=``...).
+
+    * Every key is one chatkeep session: appends are one atomic round trip, the TTL
+      is the session's (sliding, default 7 days; ``ttl=None`` or ``0``: never), and
+      when Redis is unreachable the store keeps answering from its in-memory mirror
+      and replays the writes later.
+    * Sync methods use one thread-safe connection pool (``ChatMemoryBuffer.aget`` reads
+      in a worker thread). Async methods run on ``redis.asyncio``, one pool per event
+      loop, sharing the sync side's fallback.
+    * Constructing never connects. ``to_dict()`` carries no client and no password.
+    """
+
+    redis_url: str | None = Field(
+        default=None, description="Where the history lives (credentials left out)."
+    )
+    ttl: float | None = Field(
+        default=None, description="Session time-to-live in seconds; None: never expires."
+    )
+    key_prefix: str = Field(default="chatkeep", description="chatkeep key prefix (namespace).")
+    owner: str | None = Field(default=None, description="Owner every session is bound to.")
+
+    _stores: Stores = PrivateAttr()
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        redis_client: Any = None,
+        aredis_client: Any = None,
+        ttl: float | None = DEFAULT,
+        *,
+        store: ConversationStore | None = None,
+        async_store: AsyncConversationStore | None = None,
+        key_prefix: str | None = None,
+        owner: str | None = None,
+        **options: Any,
+    ) -> None:
+        stores, shown = build_stores(
+            redis_url=redis_url,
+            redis_client=redis_client,
+            aredis_client=aredis_client,
+            ttl=ttl,
+            store=store,
+            async_store=async_store,
+            key_prefix=key_prefix,
+            options=options,
+        )
+        super().__init__(  # type: ignore[call-arg]  # pydantic fields, no mypy plugin
+            redis_url=shown, ttl=stores.config.ttl, key_prefix=stores.config.prefix, owner=owner
+        )
+        self._stores = stores
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "RedisChatStore"
+
+    # -- the chatkeep stores ----------------------------------------------------------------
+
+    @property
+    def store(self) -> ConversationStore:
+        """The sync chatkeep store behind this chat store."""
+        return self._stores.sync
+
+    def status(self) -> StoreStatus:
+        """Where calls go now (Redis or the in-memory fallback), pending replays..."""
+        return self._stores.status()
+
+    def flush(self) -> int:
+        """Try now to replay writes journaled during an outage; return how many remain."""
+        return self._stores.sync.flush()
+
+    async def aflush(self) -> int:
+        """Async :meth:`flush`."""
+        return await (await self._stores.aio()).flush()
+
+    def close(self) -> None:
+        """Replay what can be replayed, then close the connections this store made."""
+        self._stores.close()
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`."""
+        await self._stores.aclose()
+
+    def __enter__(self) -> RedisChatStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:  # fmt: skip
+        self.close()
+
+    async def __aenter__(self) -> RedisChatStore:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:  # fmt: skip
+        await self.aclose()
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _records(messages: Sequence[ChatMessage]) -> list[Message]:
+        return [to_chatkeep(message) for message in messages]
+
+    @staticmethod
+    def _chat(messages: Sequence[Message]) -> list[ChatMessage]:
+        return [from_chatkeep(message) for message in messages]
+
+    # -- BaseChatStore ------------------------------------------------------------------------
+
+    def set_messages(self, key: str, messages: list[ChatMessage]) -> None:
+        """Replace the history of ``key`` atomically (readers never see it empty in
+        between). An empty list deletes the session."""
+        check_key(key)
+        records = self._records(messages)
+        if records:
+            self._stores.sync.replace(key, records, owner=self.owner)
+        else:
+            self._stores.sync.clear(key, owner=self.owner)
+
+    def get_messages(self, key: str) -> list[ChatMessage]:
+        """The history of ``key``, oldest first ([] when there is none)."""
+        check_key(key)
+        return self._chat(self._stores.sync.messages(key, owner=self.owner))
+
+    def add_message(self, key: str, message: ChatMessage, idx: int | None = None) -> None:
+        """Append ``message`` (one atomic round trip), or insert it before ``idx``
+        (``list.insert`` semantics, atomic)."""
+        check_key(key)
+        record = to_chatkeep(message)
+        if idx is None:
+            self._stores.sync.append(key, record, owner=self.owner)
+        else:
+            self._stores.sync.insert(key, idx, record, owner=self.owner)
+
+    def delete_messages(self, key: str) -> list[ChatMessage] | None:
+        """Delete the session; return its messages, or None when there was none."""
+        check_key(key)
+        store = self._stores.sync
+        messages = store.messages(key, owner=self.owner)
+        existed = store.clear(key, owner=self.owner)
+        return self._chat(messages) if existed or messages else None
+
+    def delete_message(self, key: str, idx: int) -> ChatMessage | None:
+        """Remove the message at ``idx`` (negative counts from the end), keeping the
+        others' order; return it, or None when out of range or missing. Removing the
+        last message deletes the session."""
+        check_key(key)
+        store = self._stores.sync
+        if self._stores.degraded:
+            messages = store.messages(key, owner=self.owner)
+            if not -len(messages) <= idx < len(messages):
+                return None
+            removed_now = messages.pop(idx)
+            if messages:
+                store.replace(key, messages, owner=self.owner)
+            else:
+                store.clear(key, owner=self.owner)
+            return from_chatkeep(removed_now)
+        removed = store.pop(key, idx, owner=self.owner)
+        if removed is None:
+            return None
+        info = store.info(key, owner=self.owner)
+        if info is not None and info.message_count == 0:
+            store.clear(key, owner=self.owner)
+        return from_chatkeep(removed)
+
+    def delete_last_message(self, key: str) -> ChatMessage | None:
+        """Remove and return the newest message (None when there is none)."""
+        return self.delete_message(key, -1)
+
+    def get_keys(self) -> list[str]:
+        """This store's sessions (its prefix, and its owner if set), most recently
+        active first. Read from chatkeep's session index: no ``KEYS``, no ``SCAN``."""
+        sessions = self._stores.sync.sessions(owner=self.owner)
+        return [s.id for s in sessions if ARCHIVE_MARK not in s.id]
+
+    # -- async twins (native redis.asyncio) ---------------------------------------------------
+
+    async def _aio(self) -> AsyncOps:
+        return await self._stores.aio()
+
+    async def aset_messages(self, key: str, messages: list[ChatMessage]) -> None:
+        """Async :meth:`set_messages`."""
+        check_key(key)
+        records = self._records(messages)
+        store = await self._aio()
+        if records:
+            await store.replace(key, records, owner=self.owner)
+        else:
+            await store.clear(key, owner=self.owner)
+
+    async def aget_messages(self, key: str) -> list[ChatMessage]:
+        """Async :meth:`get_messages`."""
+        check_key(key)
+        return self._chat(await (await self._aio()).messages(key, owner=self.owner))
+
+    async def async_add_message(
+        self, key: str, message: ChatMessage, idx: int | None = None
+    ) -> None:
+        """Async :meth:`add_message`."""
+        check_key(key)
+        record = to_chatkeep(message)
+        store = await self._aio()
+        if idx is None:
+            await store.append(key, record, owner=self.owner)
+        else:
+            await store.insert(key, idx, record, owner=self.owner)
+
+    async def adelete_messages(self, key: str) -> list[ChatMessage] | None:
+        """Async :meth:`delete_messages`."""
+        check_key(key)
+        store = await self._aio()
+        messages = await store.messages(key, owner=self.owner)
+        existed = await store.clear(key, owner=self.owner)
+        return self._chat(messages) if existed or messages else None
+
+    async def adelete_message(self, key: str, idx: int) -> ChatMessage | None:
+        """Async :meth:`delete_message`."""
+        check_key(key)
+        store = await self._aio()
+        if self._stores.degraded:
+            messages = await store.messages(key, owner=self.owner)
+            if not -len(messages) <= idx < len(messages):
+                return None
+            removed_now = messages.pop(idx)
+            if messages:
+                await store.replace(key, messages, owner=self.owner)
+            else:
+                await store.clear(key, owner=self.owner)
+            return from_chatkeep(removed_now)
+        removed = await store.pop(key, idx, owner=self.owner)
+        if removed is None:
+            return None
+        info = await store.info(key, owner=self.owner)
+        if info is not None and info.message_count == 0:
+            await store.clear(key, owner=self.owner)
+        return from_chatkeep(removed)
+
+    async def adelete_last_message(self, key: str) -> ChatMessage | None:
+        """Async :meth:`delete_last_message`."""
+        return await self.adelete_message(key, -1)
+
+    async def aget_keys(self) -> list[str]:
+        """Async :meth:`get_keys`."""
+        sessions = await (await self._aio()).sessions(owner=self.owner)
+        return [s.id for s in sessions if ARCHIVE_MARK not in s.id]

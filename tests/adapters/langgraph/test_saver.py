@@ -1,0 +1,235 @@
+"""RedisSaver on its own terms: the Redis layout (hash tag, one blob per channel
+version, whole-thread TTL refreshed on read, keep_last), the sync twin, the ways to
+construct it, no pickle, and real graphs (sync and async) resumed by a new saver."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+from langchain_core.messages import HumanMessage
+from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+from chatkeep import ConfigurationError, ConversationStore, SerializationError
+from chatkeep_langgraph import RedisSaver
+from tests.adapters.langgraph.helpers import agent_graph, thread
+from tests.support.servers import RedisServer
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:langgraph")
+
+
+def _cp(values: dict[str, Any], versions: dict[str, Any]) -> Any:
+    cp = empty_checkpoint()
+    cp["channel_values"] = values
+    cp["channel_versions"] = versions
+    return cp
+
+
+def _put(
+    saver: RedisSaver, tid: str, cp: Any, new: dict[str, Any], parent: str | None = None
+) -> Any:
+    config: dict[str, Any] = {"configurable": {"thread_id": tid, "checkpoint_ns": ""}}
+    if parent:
+        config["configurable"]["checkpoint_id"] = parent
+    return saver.put(config, cp, {"source": "loop", "step": 0}, new)  # type: ignore[arg-type]
+
+
+# -- layout on a real Redis -----------------------------------------------------------------
+
+
+@pytest.mark.redis_server
+def test_keys_share_one_hash_tag_and_channels_are_written_once(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    saver = RedisSaver(redis_server.url, prefix=prefix)
+    raw = redis.Redis.from_url(redis_server.url)
+    try:
+        tid = "user:{42} *"  # braces, colon, glob and space cannot escape the tag
+        first = _put(
+            saver, tid, _cp({"a": "A" * 1000, "b": "B"}, {"a": "1", "b": "1"}), {"a": "1", "b": "1"}
+        )
+        blob_key = f"{prefix}:lg:{{user%3A%7B42%7D%20%2A}}:b"
+        assert raw.hlen(blob_key) == 2
+        size_after_first = raw.memory_usage(blob_key)
+        # 'a' unchanged: only 'b' is written (its new version); 'a' is not written again
+        _put(
+            saver,
+            tid,
+            _cp({"a": "A" * 1000, "b": "B2"}, {"a": "1", "b": "2"}),
+            {"b": "2"},
+            parent=first["configurable"]["checkpoint_id"],
+        )
+        assert raw.hlen(blob_key) == 3
+        assert sorted(raw.hkeys(blob_key)) == [b":a:1", b":b:1", b":b:2"]
+        assert size_after_first is not None
+        keys = sorted(k.decode() for k in raw.keys(f"{prefix}:*"))
+        assert keys == [f"{prefix}:lg:{{user%3A%7B42%7D%20%2A}}:{s}" for s in "bci"]
+        latest = saver.get_tuple(thread(tid))
+        assert latest is not None
+        assert latest.checkpoint["channel_values"] == {"a": "A" * 1000, "b": "B2"}
+        assert latest.config["configurable"]["thread_id"] == tid
+    finally:
+        saver.close()
+        raw.close()
+
+
+@pytest.mark.redis_server
+def test_whole_thread_ttl_refreshed_on_read(redis_server: RedisServer, prefix: str) -> None:
+    saver = RedisSaver(redis_server.url, prefix=prefix, ttl=100)
+    raw = redis.Redis.from_url(redis_server.url)
+    try:
+        stored = _put(saver, "t", _cp({"a": 1}, {"a": "1"}), {"a": "1"})
+        saver.put_writes(stored, [("a", 2)], "task-1")
+        keys = raw.keys(f"{prefix}:*")
+        assert len(keys) == 4
+        for key in keys:
+            assert 99_000 < raw.pttl(key) <= 100_000
+            raw.pexpire(key, 5_000)
+        assert saver.get_tuple(thread("t")) is not None
+        for key in keys:
+            assert raw.pttl(key) > 99_000  # sliding: the read restarted the TTL
+    finally:
+        saver.close()
+        raw.close()
+
+
+@pytest.mark.redis_server
+def test_fixed_ttl_is_not_refreshed(redis_server: RedisServer, prefix: str) -> None:
+    saver = RedisSaver(redis_server.url, prefix=prefix, ttl=100, ttl_mode="fixed")
+    raw = redis.Redis.from_url(redis_server.url)
+    try:
+        stored = _put(saver, "t", _cp({"a": 1}, {"a": "1"}), {"a": "1"})
+        for key in raw.keys(f"{prefix}:*"):
+            raw.pexpire(key, 5_000)
+        saver.get_tuple(thread("t"))
+        saver.put_writes(stored, [("a", 2)], "task-1")  # a new key gets the thread's expiry
+        for key in raw.keys(f"{prefix}:*"):
+            assert 0 < raw.pttl(key) <= 5_000
+    finally:
+        saver.close()
+        raw.close()
+
+
+def test_keep_last_bounds_a_thread(make_saver: Callable[..., RedisSaver]) -> None:
+    saver = make_saver(keep_last=3)
+    parent = None
+    ids = []
+    for i in range(6):
+        stored = _put(
+            saver,
+            "t",
+            _cp({"a": i, "b": "same"}, {"a": str(i + 1), "b": "1"}),
+            {"a": str(i + 1)} if i else {"a": "1", "b": "1"},
+            parent,
+        )
+        parent = stored["configurable"]["checkpoint_id"]
+        saver.put_writes(stored, [("a", i)], f"task-{i}")
+        ids.append(parent)
+    listed = list(saver.list(thread("t")))
+    assert [t.checkpoint["id"] for t in listed] == ids[:2:-1]
+    # the blob of 'b' (written by the first, dropped, checkpoint) is still there
+    assert all(t.checkpoint["channel_values"]["b"] == "same" for t in listed)
+    assert [t.checkpoint["channel_values"]["a"] for t in listed] == [5, 4, 3]
+    assert [len(t.pending_writes or []) for t in listed] == [1, 1, 1]
+
+
+def test_sync_twin(make_saver: Callable[..., RedisSaver]) -> None:
+    saver = make_saver()
+    first = _put(saver, "s", _cp({"m": [1]}, {"m": "1"}), {"m": "1"})
+    second = _put(
+        saver,
+        "s",
+        _cp({"m": [1, 2]}, {"m": "2"}),
+        {"m": "2"},
+        parent=first["configurable"]["checkpoint_id"],
+    )
+    saver.put_writes(second, [("m", [3]), ("__error__", "boom")], "task")
+    got = saver.get_tuple(thread("s"))
+    assert got is not None and got.parent_config is not None
+    # writes_sort_key order: (task_path, task_id, idx); special writes have idx < 0
+    assert got.pending_writes == [("task", "__error__", "boom"), ("task", "m", [3])]
+    assert len(list(saver.list(thread("s"), limit=1))) == 1
+    assert len(list(saver.list(thread("s"), before=second))) == 1
+    assert [t.metadata["step"] for t in saver.list(thread("s"), filter={"source": "loop"})] == [
+        0,
+        0,
+    ]
+    saver.copy_thread("s", "s2")
+    assert len(list(saver.list(thread("s2")))) == 2
+    saver.prune(["s2"])
+    assert len(list(saver.list(thread("s2")))) == 1
+    saver.delete_thread("s")
+    assert saver.get_tuple(thread("s")) is None
+
+
+# -- construction and safety -----------------------------------------------------------------
+
+
+@pytest.mark.redis_server
+def test_built_from_a_store_or_a_client(redis_server: RedisServer, prefix: str) -> None:
+    store = ConversationStore.from_url(redis_server.url, prefix=prefix)
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        a = RedisSaver(store=store)
+        b = RedisSaver(client=client, prefix=prefix)
+        graph = agent_graph(a, ["hello"])
+        graph.invoke({"messages": [HumanMessage("hi")]}, thread("x"))
+        got = b.get_tuple(thread("x"))
+        assert got is not None
+        assert [m.content for m in got.checkpoint["channel_values"]["messages"]] == ["hi", "hello"]
+        with pytest.raises(ConfigurationError):
+            RedisSaver(client=redis.Redis.from_url(redis_server.url, decode_responses=True))
+    finally:
+        store.close()
+        client.close()
+
+
+def test_no_pickle() -> None:
+    with pytest.raises(ConfigurationError):
+        RedisSaver("memory://", serde=JsonPlusSerializer(pickle_fallback=True))
+    saver = RedisSaver("memory://")
+    with pytest.raises(SerializationError):
+        saver.policy.loads(b"pickle", b"\x80\x04N.")
+
+    class Unknown:
+        pass
+
+    with pytest.raises(TypeError):  # not msgpack-able and no pickle fallback
+        _put(saver, "t", _cp({"a": Unknown()}, {"a": "1"}), {"a": "1"})
+
+
+def test_list_needs_a_thread() -> None:
+    with pytest.raises(ValueError):
+        list(RedisSaver("memory://").list(None))
+
+
+# -- real graphs ------------------------------------------------------------------------------
+
+
+def test_graph_sync_resumed_by_a_new_saver(url: str, prefix: str) -> None:
+    first = RedisSaver(url, prefix=prefix)
+    agent_graph(first, ["one"]).invoke({"messages": [HumanMessage("a")]}, thread("g"))
+    first.close()
+    again = RedisSaver(url, prefix=prefix)  # like a restarted process
+    graph = agent_graph(again, ["two"])
+    if url == "memory://":  # memory does not outlive its saver
+        graph = agent_graph(first, ["two"])
+    out = graph.invoke({"messages": [HumanMessage("b")]}, thread("g"))
+    assert [m.content for m in out["messages"]] == ["a", "one", "b", "two"]
+    history = list(graph.get_state_history(thread("g")))
+    assert len(history) == 6  # input, loop per turn... every checkpoint listed
+    again.close()
+
+
+async def test_graph_async(make_saver: Callable[..., RedisSaver]) -> None:
+    saver = make_saver(keep_last=4)
+    graph = agent_graph(saver, ["r1", "r2", "r3"])
+    for i in range(3):
+        out = await graph.ainvoke({"messages": [HumanMessage(f"q{i}")]}, thread("ag"))
+    assert [m.content for m in out["messages"]] == ["q0", "r1", "q1", "r2", "q2", "r3"]
+    state = await graph.aget_state(thread("ag"))
+    assert len(state.values["messages"]) == 6
+    assert len([s async for s in graph.aget_state_history(thread("ag"))]) == 4

@@ -1,0 +1,232 @@
+"""Session locks and live updates, across threads, tasks and processes."""
+# ruff: noqa: SIM117  (nested with blocks read as "store, then what is done with it")
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import threading
+import time
+
+import pytest
+import redis
+
+from chatkeep import (
+    AsyncConversationStore,
+    BackendUnavailableError,
+    ConversationStore,
+    LockTimeoutError,
+    Message,
+)
+from tests.features.conftest import finish, spawn
+from tests.support.servers import RedisServer
+
+
+def _user(text: str) -> Message:
+    return Message(role="user", content=text)
+
+
+# -- locks ----------------------------------------------------------------------------------
+
+
+def test_lock_excludes_and_times_out(url: str, prefix: str) -> None:
+    with ConversationStore.from_url(url, prefix=prefix) as store:
+        with store.lock("s1", timeout=5):
+            with pytest.raises(LockTimeoutError):
+                with store.lock("s1", blocking_timeout=0.05):
+                    pass
+            with store.lock("s2", blocking_timeout=0.05):  # other sessions are free
+                pass
+        with store.lock("s1", blocking_timeout=0.05):  # released
+            pass
+
+
+async def test_async_lock_serializes_turns(url: str, prefix: str) -> None:
+    async with AsyncConversationStore.from_url(url, prefix=prefix) as store:
+
+        async def turn(name: str) -> None:
+            async with store.lock("s", timeout=5):
+                await store.append("s", _user(f"{name}:start"))
+                await asyncio.sleep(0.01)
+                await store.append("s", _user(f"{name}:end"))
+
+        await asyncio.gather(*(turn(f"t{i}") for i in range(5)))
+        texts = [m.text for m in await store.messages("s")]
+        for i in range(0, len(texts), 2):
+            assert texts[i].split(":")[0] == texts[i + 1].split(":")[0]
+        with pytest.raises(LockTimeoutError):
+            async with store.lock("s"), store.lock("s", blocking_timeout=0.05):
+                pass
+
+
+@pytest.mark.redis_server
+def test_lock_key_is_in_the_session_hash_tag(redis_server: RedisServer, prefix: str) -> None:
+    raw = redis.Redis.from_url(redis_server.url)
+    with ConversationStore.from_url(redis_server.url, prefix=prefix) as store:
+        with store.lock("a b", timeout=5):
+            assert raw.exists(f"{prefix}:{{a%20b}}:lock")
+            assert 0 < raw.pttl(f"{prefix}:{{a%20b}}:lock") <= 5000
+        assert not raw.exists(f"{prefix}:{{a%20b}}:lock")
+    raw.close()
+
+
+@pytest.mark.redis_server
+@pytest.mark.slow
+def test_processes_contending_never_interleave_turns(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    workers = [spawn("turns", redis_server.url, prefix, name, "15") for name in ("A", "B")]
+    for proc in workers:
+        finish(proc)
+    with ConversationStore.from_url(redis_server.url, prefix=prefix) as store:
+        texts = [m.text for m in store.messages("shared")]
+    assert len(texts) == 60
+    for i in range(0, 60, 2):
+        name, turn, what, seen = texts[i].split(":")
+        assert what == "start" and int(seen) == i  # each turn read the whole history
+        assert texts[i + 1] == f"{name}:{turn}:end"  # and nothing came in between
+    assert {t.split(":")[0] for t in texts} == {"A", "B"}
+
+
+def test_lock_during_an_outage_is_per_process(fresh_redis_server: RedisServer, prefix: str) -> None:
+    server = fresh_redis_server
+    store = ConversationStore.from_url(server.url, prefix=prefix)
+    strict = ConversationStore.from_url(server.url, prefix=prefix, fallback="raise")
+    server.stop()
+    with store.lock("s") as held:
+        assert held.local
+        with pytest.raises(LockTimeoutError), store.lock("s", blocking_timeout=0.05):
+            pass
+    with pytest.raises(BackendUnavailableError), strict.lock("s"):
+        pass
+    server.start()
+    store.close()
+    strict.close()
+
+
+# -- live updates -------------------------------------------------------------------------
+
+
+def test_subscribe_sees_appends(url: str, prefix: str) -> None:
+    with ConversationStore.from_url(url, prefix=prefix) as store:
+        with store.subscribe("s1") as updates:
+            assert updates.get(timeout=0.05) is None
+            store.append("s1", [_user("one"), _user("two")])
+            store.append("other", _user("elsewhere"))
+            store.append("s1", _user("three"), idempotency_key="k")
+            store.append("s1", _user("three again"), idempotency_key="k")  # duplicate: not stored
+            got = [updates.get(timeout=2) for _ in range(3)]
+            assert [m.text for m in got if m] == ["one", "two", "three"]
+            assert updates.get(timeout=0.1) is None
+
+
+async def test_async_subscribe_sees_appends(url: str, prefix: str) -> None:
+    async with AsyncConversationStore.from_url(url, prefix=prefix) as store:
+        async with store.subscribe("s1") as updates:
+            await store.append("s1", [_user("one"), _user("two")])
+            seen = []
+            async for message in updates:
+                seen.append(message.text)
+                if len(seen) == 2:
+                    break
+            assert seen == ["one", "two"]
+
+
+@pytest.mark.redis_server
+def test_only_publishing_stores_publish(redis_server: RedisServer, prefix: str) -> None:
+    quiet = ConversationStore.from_url(redis_server.url, prefix=prefix)
+    loud = ConversationStore.from_url(redis_server.url, prefix=prefix, publish=True)
+    with ConversationStore.from_url(redis_server.url, prefix=prefix) as reader:
+        with reader.subscribe("s") as updates:
+            quiet.append("s", _user("quiet"))
+            loud.append("s", _user("loud"))
+            message = updates.get(timeout=2)
+            assert message is not None and message.text == "loud"
+    quiet.close()
+    loud.close()
+
+
+@pytest.mark.redis_server
+@pytest.mark.slow
+def test_subscribe_across_processes_within_milliseconds(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    with ConversationStore.from_url(redis_server.url, prefix=prefix) as store:
+        with store.subscribe("live") as updates:
+            writer = spawn("publish", redis_server.url, prefix, "20")
+            latencies = []
+            for i in range(20):
+                message = updates.get(timeout=10)
+                assert message is not None and message.metadata == {"i": i}
+                latencies.append(time.time() - float(message.text))
+            finish(writer)
+    median = statistics.median(latencies)
+    print(f"subscribe latency across processes: median {median * 1000:.2f} ms")
+    assert median < 0.05
+
+
+@pytest.mark.redis_server
+async def test_async_subscribe_across_processes(redis_server: RedisServer, prefix: str) -> None:
+    async with AsyncConversationStore.from_url(redis_server.url, prefix=prefix) as store:
+        async with store.subscribe("live") as updates:
+            writer = spawn("publish", redis_server.url, prefix, "5")
+            got = [await updates.get(timeout=10) for _ in range(5)]
+            assert [m.metadata["i"] for m in got if m] == [0, 1, 2, 3, 4]
+            await asyncio.to_thread(finish, writer)
+
+
+def test_subscription_reconnects_after_a_restart(
+    fresh_redis_server: RedisServer, prefix: str
+) -> None:
+    server = fresh_redis_server
+    writer = ConversationStore.from_url(
+        server.url, prefix=prefix, publish=True, probe_interval=0.05
+    )
+    with ConversationStore.from_url(server.url, prefix=prefix) as reader:
+        updates = reader.subscribe("s")
+        writer.append("s", _user("before"))
+        assert (m := updates.get(timeout=2)) is not None and m.text == "before"
+        server.stop()
+        assert updates.get(timeout=0.3) is None
+        assert updates.reconnects >= 1
+        server.start()
+        deadline = time.monotonic() + 10
+        received = None
+        while received is None and time.monotonic() < deadline:
+            writer.flush()
+            writer.append("s", _user("after"))
+            received = updates.get(timeout=0.3)
+        assert received is not None and received.text == "after"
+        updates.close()
+    writer.close()
+
+
+async def test_async_subscription_reconnects_after_a_restart(
+    fresh_redis_server: RedisServer, prefix: str
+) -> None:
+    server = fresh_redis_server
+    writer = ConversationStore.from_url(
+        server.url, prefix=prefix, publish=True, probe_interval=0.05
+    )
+    async with AsyncConversationStore.from_url(server.url, prefix=prefix) as reader:
+        async with reader.subscribe("s") as updates:
+            server.stop()
+            assert await updates.get(timeout=0.3) is None
+            server.start()
+            received = None
+            deadline = time.monotonic() + 10
+            while received is None and time.monotonic() < deadline:
+                writer.flush()
+                writer.append("s", _user("after"))
+                received = await updates.get(timeout=0.3)
+            assert received is not None and received.text == "after"
+            assert updates.reconnects >= 1
+    writer.close()
+
+
+def test_memory_subscription_from_another_thread(prefix: str) -> None:
+    with ConversationStore.from_url("memory://", prefix=prefix) as store:
+        with store.subscribe("s") as updates:
+            threading.Timer(0.05, store.append, args=("s", _user("later"))).start()
+            message = next(iter(updates))
+            assert message.text == "later"
