@@ -133,8 +133,10 @@ class Raw(Subject):
         return [json.loads(r) for r in self.client.lrange(f"{self.prefix}:{sid}", -k, -1)]
 
     async def aadd_one(self, sid: str, message: Message) -> None:
-        if self.aclient is None:
-            self.aclient = redis.asyncio.Redis.from_url(self.url)
+        if self.aclient is None:  # a blocking pool, as chatkeep uses: bursts wait, never fail
+            self.aclient = redis.asyncio.Redis.from_pool(
+                redis.asyncio.BlockingConnectionPool.from_url(self.url, max_connections=100)
+            )
         key = f"{self.prefix}:{sid}"
         pipe = self.aclient.pipeline(transaction=False)
         pipe.rpush(key, raw_record(message))

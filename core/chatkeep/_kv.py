@@ -34,7 +34,6 @@ from .backends.base import Unreachable
 from .config import StoreConfig
 from .errors import (
     BackendUnavailableError,
-    ConfigurationError,
     SerializationError,
     ValueTooLargeError,
 )
@@ -152,21 +151,9 @@ class Connection:
         self._factory: Callable[[], Any] | None = None
         self._lock = threading.Lock()
         if client is None:
-            from .backends import SCHEMES
             from .backends.redis import client_factory
 
-            if config.scheme not in SCHEMES:
-                raise ConfigurationError(
-                    f"unknown URL scheme {config.scheme!r}; use one of: "
-                    + ", ".join(f"{s}://" for s in SCHEMES)
-                )
-            self._factory = client_factory(
-                config.url,
-                config.safe_url,
-                config.connect_timeout,
-                config.socket_timeout,
-                asyncio=asyncio,
-            )
+            self._factory = client_factory(config, asyncio=asyncio)
 
     @property
     def client(self) -> Any:

@@ -86,6 +86,10 @@ class StoreConfig(BaseModel):
     """Seconds before the first retry of an unreachable Redis (doubles up to probe_max)."""
     probe_max: float = Field(default=15.0, gt=0)
     """Longest wait between two retries of an unreachable Redis."""
+    max_connections: int = Field(default=100, gt=0)
+    """Connections in the pool of a ``redis://`` client chatkeep makes; more callers wait."""
+    pool_timeout: float = Field(default=1.0, gt=0)
+    """Seconds a call waits for a free pooled connection when all are busy."""
     publish: bool = False
     """Publish appended messages for ``subscribe()`` (by the append script itself:
     PUBLISH, or SPUBLISH on Cluster). A store that subscribes publishes anyway."""

@@ -244,3 +244,19 @@ def test_long_and_short_reads_check_the_owner_and_refresh_the_ttl(
         assert pttls(raw, prefix, "s")[0] > 95_000 and pttls(raw, prefix, "s")[1] > 95_000
         with pytest.raises(SessionOwnershipError):
             store.messages("s", last=last, owner="x")
+
+
+def test_a_burst_beyond_the_pool_waits_for_connections(redis_server: Any, prefix: str) -> None:
+    import asyncio
+
+    from chatkeep import AsyncConversationStore
+
+    async def burst() -> tuple[int, bool]:
+        store = AsyncConversationStore.from_url(redis_server.url, prefix=prefix, max_connections=4)
+        await asyncio.gather(*(store.append(f"s{i}", [msg("x")]) for i in range(50)))
+        count = len(await store.sessions())
+        degraded = store.status().degraded
+        await store.aclose()
+        return count, degraded
+
+    assert asyncio.run(burst()) == (50, False)

@@ -99,6 +99,8 @@ def test_from_env_reads_every_field() -> None:
         "CHATKEEP_JOURNAL_SIZE": "30",
         "CHATKEEP_PROBE_INTERVAL": "1",
         "CHATKEEP_PROBE_MAX": "9",
+        "CHATKEEP_MAX_CONNECTIONS": "7",
+        "CHATKEEP_POOL_TIMEOUT": "2.5",
         "CHATKEEP_PUBLISH": "true",
     }
     config = StoreConfig.from_env(env)
@@ -119,6 +121,8 @@ def test_from_env_reads_every_field() -> None:
         "journal_size": 30,
         "probe_interval": 1.0,
         "probe_max": 9.0,
+        "max_connections": 7,
+        "pool_timeout": 2.5,
         "publish": True,
     }
 

@@ -12,7 +12,6 @@ from typing import Any
 
 from ..codec import RecordDecoder
 from ..config import StoreConfig
-from ..errors import ConfigurationError
 from ..keys import KeySchema
 from .memory import MemoryBackend
 
@@ -43,18 +42,7 @@ def build_backend(
     backend_class = AsyncRedisBackend if asyncio else RedisBackend
     if client is not None:
         return backend_class(client, protocol, owns_client=False)
-    scheme = config.scheme
-    if scheme not in SCHEMES:
-        raise ConfigurationError(
-            f"unknown URL scheme {scheme!r}; use one of: " + ", ".join(f"{s}://" for s in SCHEMES)
-        )
-    factory = client_factory(
-        config.url,
-        config.safe_url,
-        config.connect_timeout,
-        config.socket_timeout,
-        asyncio=asyncio,
-    )
+    factory = client_factory(config, asyncio=asyncio)
     return backend_class(None, protocol, owns_client=True, factory=factory)
 
 

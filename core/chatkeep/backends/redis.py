@@ -37,6 +37,7 @@ from redis import exceptions as rex
 
 from .. import codec
 from ..codec import RecordDecoder
+from ..config import StoreConfig
 from ..errors import BackendError, ConfigurationError, SessionOwnershipError
 from ..keys import KeySchema
 from ..message import Message
@@ -986,20 +987,35 @@ def parse_multi_host(url: str, safe_url: str) -> MultiHostUrl:
     return MultiHostUrl(scheme, userinfo + at, hosts, parts.path, query)
 
 
-def client_factory(
-    url: str, safe_url: str, connect_timeout: float, socket_timeout: float, *, asyncio: bool
-) -> Callable[[], Any]:
-    """Check ``url`` now (:class:`ConfigurationError` if unusable) and return a function
-    that makes the client. ``safe_url`` (no credentials) is what error messages show."""
-    options = client_options(connect_timeout, socket_timeout, asyncio=asyncio)
-    scheme = url.split("://", 1)[0].lower()
+def client_factory(config: StoreConfig, *, asyncio: bool) -> Callable[[], Any]:
+    """Check ``config.url`` now (:class:`ConfigurationError` if unusable) and return a
+    function that makes the client. Error messages show the URL without credentials."""
+    from . import SCHEMES
+
+    url, safe_url = config.url, config.safe_url
+    scheme = config.scheme
+    if scheme not in SCHEMES or scheme == "memory":
+        raise ConfigurationError(
+            f"unknown URL scheme {scheme!r}; use one of: " + ", ".join(f"{s}://" for s in SCHEMES)
+        )
+    options = client_options(config.connect_timeout, config.socket_timeout, asyncio=asyncio)
     try:
         if scheme == CLUSTER_SCHEME:
             return _cluster_factory(parse_multi_host(url, safe_url), options, asyncio=asyncio)
         if scheme == SENTINEL_SCHEME:
             return _sentinel_factory(parse_multi_host(url, safe_url), options, asyncio=asyncio)
-        factory = redis_async.Redis if asyncio else redis_sync.Redis
-        made = factory.from_url(url, **options)
+        # A burst of callers beyond the pool waits (briefly) for a free connection
+        # instead of failing with "Too many connections" (redis-py's default pool).
+        sizing = {"max_connections": config.max_connections, "timeout": config.pool_timeout}
+        made: Any
+        if asyncio:
+            made = redis_async.Redis.from_pool(
+                redis_async.BlockingConnectionPool.from_url(url, **sizing, **options)
+            )
+        else:
+            made = redis_sync.Redis.from_pool(
+                redis_sync.BlockingConnectionPool.from_url(url, **sizing, **options)
+            )
     except (ValueError, TypeError, rex.RedisClusterException) as exc:
         if isinstance(exc, ConfigurationError):
             raise
