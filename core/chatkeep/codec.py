@@ -241,6 +241,10 @@ def _trusted_tool_calls(raw: Any) -> list[ToolCall] | None:
     return calls
 
 
+_MESSAGE_FIELDS = frozenset(Message.model_fields)
+_new = object.__new__
+
+
 def _trusted_message(record: dict[str, Any]) -> Message | None:
     get = record.get
     mid = get("id")
@@ -257,28 +261,33 @@ def _trusted_message(record: dict[str, Any]) -> Message | None:
         for part in content:
             if type(part) is not str and type(part) is not dict:
                 return None
-    name = get("name")
-    call_id = get("tool_call_id")
-    if (name is not None and type(name) is not str) or (
-        call_id is not None and type(call_id) is not str
-    ):
-        return None
-    metadata = get("meta")
-    if metadata is None:
-        metadata = {}
-    elif type(metadata) is not dict:
-        return None
-    native = get("native")
-    if native is not None and type(native) is not dict:
-        return None
+    name = call_id = native = None
+    metadata: Any = {}
     tool_calls: list[ToolCall] | None = []
-    raw_calls = get("tool_calls")
-    if raw_calls is not None:
-        tool_calls = _trusted_tool_calls(raw_calls)
-        if tool_calls is None:
+    if len(record) > 5:  # beyond v, id, role, content, ts: check the optional fields
+        name = get("name")
+        call_id = get("tool_call_id")
+        if (name is not None and type(name) is not str) or (
+            call_id is not None and type(call_id) is not str
+        ):
             return None
-    message: Message = _build(
-        Message,
+        metadata = get("meta")
+        if metadata is None:
+            metadata = {}
+        elif type(metadata) is not dict:
+            return None
+        native = get("native")
+        if native is not None and type(native) is not dict:
+            return None
+        raw_calls = get("tool_calls")
+        if raw_calls is not None:
+            tool_calls = _trusted_tool_calls(raw_calls)
+            if tool_calls is None:
+                return None
+    message: Message = _new(Message)
+    _set(
+        message,
+        "__dict__",
         {
             "id": mid,
             "role": role,
@@ -291,6 +300,9 @@ def _trusted_message(record: dict[str, Any]) -> Message | None:
             "native": native,
         },
     )
+    _set(message, "__pydantic_fields_set__", set(_MESSAGE_FIELDS))
+    _set(message, "__pydantic_extra__", None)
+    _set(message, "__pydantic_private__", None)
     return message
 
 
