@@ -8,12 +8,15 @@ A LangChain message is stored as one :class:`chatkeep.Message` that carries
   blocks, as is), ``name``, ``tool_calls`` (id, name, arguments) and
   ``tool_call_id``; the LangChain message id becomes the record id when set;
 * ``native``: LangChain's own form, ``{"format": "langchain", "type": ..., "data":
-  ...}`` with ``type`` and ``data`` from ``message_to_dict(message)``, *without* the
-  ``content`` in ``data`` (the content is stored once, in the neutral field, and put
-  back on read; ``format`` tells readers whose form it is). It keeps everything
-  else (``additional_kwargs``, ``response_metadata``, ``tool_calls`` with their
-  type, ``invalid_tool_calls``, ``usage_metadata``, ``artifact``, ``status``, chunk
-  fields, ...), so a message read back compares equal (``==``) to the one written.
+  ...}`` with ``type`` and ``data`` from ``message_to_dict(message)``, keeping only
+  what the neutral fields and the class defaults do not already say: no
+  ``content``, ``name`` or ``id`` (the record has them; ``"anon": true`` marks a
+  message that had no id), no ``type`` and no field equal to its default. So a
+  plain message costs a few bytes more than its text, and everything else
+  (``additional_kwargs``, ``response_metadata``, ``tool_calls`` with their type,
+  ``invalid_tool_calls``, ``usage_metadata``, ``artifact``, ``status``, chunk
+  fields, ...) is kept: a message read back compares equal (``==``) to the one
+  written. ``format`` tells readers whose form it is.
 
 A record without ``native`` (written by another adapter, or by hand) is read from
 its neutral fields. A record whose ``native`` cannot be rebuilt (unknown type,
@@ -34,14 +37,20 @@ from typing import Any
 
 from langchain_core.messages import (
     AIMessage,
+    AIMessageChunk,
     BaseMessage,
     ChatMessage,
+    ChatMessageChunk,
     FunctionMessage,
+    FunctionMessageChunk,
     HumanMessage,
+    HumanMessageChunk,
+    RemoveMessage,
     SystemMessage,
+    SystemMessageChunk,
     ToolMessage,
+    ToolMessageChunk,
     message_to_dict,
-    messages_from_dict,
 )
 from langchain_core.messages.tool import tool_call
 
@@ -63,6 +72,39 @@ _ROLE_BY_CLASS: tuple[tuple[type[BaseMessage], str], ...] = (
 )
 
 
+# The classes ``messages_from_dict`` knows, by the type name ``message_to_dict`` writes.
+_CLASS_BY_TYPE: dict[str, type[BaseMessage]] = {
+    "human": HumanMessage,
+    "ai": AIMessage,
+    "system": SystemMessage,
+    "chat": ChatMessage,
+    "function": FunctionMessage,
+    "tool": ToolMessage,
+    "remove": RemoveMessage,
+    "AIMessageChunk": AIMessageChunk,
+    "HumanMessageChunk": HumanMessageChunk,
+    "FunctionMessageChunk": FunctionMessageChunk,
+    "ToolMessageChunk": ToolMessageChunk,
+    "SystemMessageChunk": SystemMessageChunk,
+    "ChatMessageChunk": ChatMessageChunk,
+}
+# Kept by the record itself (content, name, id) or implied by the class (type).
+_NOT_IN_NATIVE = ("content", "name", "id", "type")
+_MISSING = object()
+
+
+def _defaults(cls: type[BaseMessage]) -> dict[str, Any]:
+    cached: dict[str, Any] | None = cls.__dict__.get("_chatkeep_defaults")
+    if cached is None:
+        cached = {
+            name: field.get_default(call_default_factory=True)
+            for name, field in cls.model_fields.items()
+            if not field.is_required()
+        }
+        setattr(cls, "_chatkeep_defaults", cached)  # noqa: B010 (a per-class cache)
+    return cached
+
+
 def role_of(message: BaseMessage) -> str:
     """The neutral role of a LangChain message (chunks map like their message)."""
     for cls, role in _ROLE_BY_CLASS:
@@ -78,13 +120,23 @@ def to_chatkeep(message: BaseMessage, *, metadata: dict[str, Any] | None = None)
     if not isinstance(message, BaseMessage):
         raise TypeError(f"expected a langchain BaseMessage, got {type(message).__name__}")
     native = message_to_dict(message)
-    data = dict(native["data"])
-    content = data.pop("content")
+    content = native["data"]["content"]
+    defaults = _defaults(type(message))
+    data = {
+        key: value
+        for key, value in native["data"].items()
+        if key not in _NOT_IN_NATIVE and defaults.get(key, _MISSING) != value
+    }
+    form: dict[str, Any] = {"format": NATIVE_FORMAT, "type": native["type"]}
+    if data:
+        form["data"] = data
+    if not message.id:
+        form["anon"] = True
     fields: dict[str, Any] = {
         "role": role_of(message),
         "content": content,
         "name": message.name,
-        "native": {"format": NATIVE_FORMAT, "type": native["type"], "data": data},
+        "native": form,
     }
     if message.id:
         fields["id"] = message.id
@@ -104,22 +156,26 @@ def from_chatkeep(record: Message) -> BaseMessage:
     """The LangChain message of one chatkeep record: from ``native`` when this
     adapter wrote it, else from the neutral fields."""
     native = record.native
-    if (
-        native is not None
-        and native.get("format") == NATIVE_FORMAT
-        and isinstance(native.get("type"), str)
-        and isinstance(native.get("data"), dict)
-    ):
-        data = {**native["data"], "content": record.content}
-        try:
-            return messages_from_dict([{"type": native["type"], "data": data}])[0]
-        except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
-            logger.warning(
-                "record %r: cannot rebuild LangChain %r message (%s); reading its neutral fields",
-                record.id,
-                native["type"],
-                type(exc).__name__,
-            )
+    if native is not None and native.get("format") == NATIVE_FORMAT:
+        cls = _CLASS_BY_TYPE.get(native.get("type"))  # type: ignore[arg-type]
+        data = native.get("data", {})
+        if cls is not None and isinstance(data, dict):
+            data = {
+                **data,
+                "content": record.content,
+                "name": record.name,
+                "id": None if native.get("anon") else record.id,
+            }
+            if native.get("type") == "function" and data["name"] is None:
+                data["name"] = ""
+            # What this adapter wrote came from a valid message: build it without
+            # validating again (a third of the cost; defaults are filled in).
+            return cls.model_construct(**data)
+        logger.warning(
+            "record %r: cannot rebuild LangChain %r message; reading its neutral fields",
+            record.id,
+            native.get("type"),
+        )
     return _from_neutral(record)
 
 

@@ -5,10 +5,12 @@ Writing fills both halves of a chatkeep record:
 * the **neutral** fields every adapter reads (role, text or content parts, tool calls
   with their ids, ``tool_call_id``, ``name``), and
 * ``native = {"llama_index": {...}}``: this module's own JSON form of the whole
-  ``ChatMessage`` (role, ``additional_kwargs``, every content block), so a message
-  read back by LlamaIndex compares *equal* to the one written. The ``ChatMessage``
-  serializer of ``SimpleChatStore`` is not used (it breaks with pydantic 2.14, and
-  it turns bytes in ``additional_kwargs`` into base64 strings).
+  ``ChatMessage`` (role, ``additional_kwargs`` when any, content blocks unless the
+  message is one plain text block, whose text the neutral ``content`` already
+  holds), so a message read back by LlamaIndex compares *equal* to the one
+  written. The ``ChatMessage`` serializer of ``SimpleChatStore`` is not used (it
+  breaks with pydantic 2.14, and it turns bytes in ``additional_kwargs`` into base64
+  strings).
 
 Reading uses ``native`` when it carries the ``"llama_index"`` key, and the neutral
 fields otherwise (e.g. a record written by ``chatkeep_langchain``, whose ``native`` is
@@ -189,6 +191,15 @@ def _neutral_content(blocks: Sequence[BaseModel], text: str | None) -> str | lis
     return text or ""
 
 
+def _plain_text(blocks: Sequence[BaseModel]) -> bool:
+    """One plain text block: the neutral ``content`` already holds all of it, so
+    ``native`` leaves the blocks out (the text is stored once)."""
+    if len(blocks) != 1 or type(blocks[0]) is not TextBlock:
+        return False
+    block = blocks[0]
+    return block.__dict__ == {"block_type": "text", "text": block.text}
+
+
 def to_chatkeep(message: ChatMessage, **fields: Any) -> Message:
     """The chatkeep :class:`~chatkeep.Message` for a LlamaIndex ``ChatMessage``.
 
@@ -215,14 +226,12 @@ def to_chatkeep(message: ChatMessage, **fields: Any) -> Message:
 
     tool_call_id = kwargs.get("tool_call_id")
     name = kwargs.get("name")
-    native = {
-        NATIVE_KEY: {
-            "v": _NATIVE_VERSION,
-            "role": role,
-            "additional_kwargs": _jsonable(dict(kwargs)),
-            "blocks": [_dump_block(block) for block in blocks],
-        }
-    }
+    form: dict[str, Any] = {"v": _NATIVE_VERSION, "role": role}
+    if kwargs:
+        form["additional_kwargs"] = _jsonable(dict(kwargs))
+    if not _plain_text(blocks):
+        form["blocks"] = [_dump_block(block) for block in blocks]
+    native = {NATIVE_KEY: form}
     return Message(
         role=_TO_NEUTRAL_ROLE.get(role, role),
         content=_neutral_content(blocks, message.content),
@@ -255,13 +264,19 @@ def _load_block(data: Any) -> Any:
         return cls.model_construct(**data)
 
 
-def _from_native(data: Mapping[str, Any]) -> ChatMessage:
+def _from_native(data: Mapping[str, Any], message: Message) -> ChatMessage:
     if data.get("v") != _NATIVE_VERSION:
         raise ValueError(f"unsupported llama_index native version {data.get('v')!r}")
     kwargs = data.get("additional_kwargs") or {}
     if not isinstance(kwargs, dict):
         raise ValueError("additional_kwargs is not an object")
-    blocks = [_load_block(block) for block in data.get("blocks") or []]
+    blocks: list[Any]
+    if "blocks" in data:
+        blocks = [_load_block(block) for block in data["blocks"] or []]
+    elif isinstance(message.content, str):  # one plain text block, kept in ``content``
+        blocks = [TextBlock.model_construct(text=message.content)]
+    else:
+        raise ValueError("no blocks and no text content")
     # model_construct: the blocks are validated above; validating the message again
     # would re-run its legacy ``images`` hook and duplicate image blocks.
     return ChatMessage.model_construct(
@@ -333,7 +348,7 @@ def from_chatkeep(message: Message) -> ChatMessage:
     if is_llama_index_native(message):
         assert message.native is not None
         try:
-            return _from_native(message.native[NATIVE_KEY])
+            return _from_native(message.native[NATIVE_KEY], message)
         except (ValidationError, ValueError, TypeError, KeyError) as exc:
             logger.warning(
                 "message %s: llama_index form unreadable (%s); using its neutral fields",
