@@ -94,15 +94,43 @@ _MISSING = object()
 
 
 def _defaults(cls: type[BaseMessage]) -> dict[str, Any]:
-    cached: dict[str, Any] | None = cls.__dict__.get("_chatkeep_defaults")
-    if cached is None:
-        cached = {
-            name: field.get_default(call_default_factory=True)
+    """Every optional field of ``cls`` with its default (factories called)."""
+    return {
+        name: field.get_default(call_default_factory=True)
+        for name, field in cls.model_fields.items()
+        if not field.is_required()
+    }
+
+
+_DEFAULT_VALUES: dict[type[BaseMessage], dict[str, Any]] = {}
+_DEFAULTS: dict[type[BaseMessage], dict[str, Any]] = {}
+_FACTORIES: dict[type[BaseMessage], dict[str, Any]] = {}
+
+
+def _build(cls: type[BaseMessage], data: dict[str, Any]) -> BaseMessage:
+    """``cls`` from ``data`` without validating it again (it came from a valid message).
+
+    Every field is passed to ``model_construct``: pydantic then skips its own (slow,
+    signature-inspecting) default lookup; factories are called here for fresh values.
+    """
+    defaults = _DEFAULTS.get(cls)
+    if defaults is None:
+        defaults = _DEFAULTS[cls] = {
+            name: field.default
             for name, field in cls.model_fields.items()
-            if not field.is_required()
+            if not field.is_required() and field.default_factory is None
         }
-        setattr(cls, "_chatkeep_defaults", cached)  # noqa: B010 (a per-class cache)
-    return cached
+        _FACTORIES[cls] = {
+            name: field.default_factory
+            for name, field in cls.model_fields.items()
+            if field.default_factory is not None
+        }
+    values = dict(defaults)
+    for name, factory in _FACTORIES[cls].items():
+        if name not in data:
+            values[name] = factory()
+    values.update(data)
+    return cls.model_construct(**values)
 
 
 def role_of(message: BaseMessage) -> str:
@@ -121,7 +149,9 @@ def to_chatkeep(message: BaseMessage, *, metadata: dict[str, Any] | None = None)
         raise TypeError(f"expected a langchain BaseMessage, got {type(message).__name__}")
     native = message_to_dict(message)
     content = native["data"]["content"]
-    defaults = _defaults(type(message))
+    defaults = _DEFAULT_VALUES.get(type(message))
+    if defaults is None:
+        defaults = _DEFAULT_VALUES[type(message)] = _defaults(type(message))
     data = {
         key: value
         for key, value in native["data"].items()
@@ -170,7 +200,7 @@ def from_chatkeep(record: Message) -> BaseMessage:
                 data["name"] = ""
             # What this adapter wrote came from a valid message: build it without
             # validating again (a third of the cost; defaults are filled in).
-            return cls.model_construct(**data)
+            return _build(cls, data)
         logger.warning(
             "record %r: cannot rebuild LangChain %r message; reading its neutral fields",
             record.id,

@@ -274,7 +274,7 @@ def _from_native(data: Mapping[str, Any], message: Message) -> ChatMessage:
     if "blocks" in data:
         blocks = [_load_block(block) for block in data["blocks"] or []]
     elif isinstance(message.content, str):  # one plain text block, kept in ``content``
-        blocks = [TextBlock.model_construct(text=message.content)]
+        blocks = [TextBlock(text=message.content)]  # (validating a str is cheaper here)
     else:
         raise ValueError("no blocks and no text content")
     # model_construct: the blocks are validated above; validating the message again
