@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 EXTRAS := dev,fast,langchain,llama-index,langgraph,cli,otel,bench
 
-.PHONY: demo test install lint typecheck pytest wheel clean
+.PHONY: demo test install lint typecheck pytest wheel clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,3 +46,6 @@ test: lint typecheck wheel pytest
 
 clean:
 	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache
+
+bench: install
+	$(BIN)/python bench/run.py
