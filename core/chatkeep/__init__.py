@@ -32,7 +32,7 @@ from .errors import (
 )
 from .memory_store import DEFAULT_MEMORY_TTLS, AsyncMemoryStore, MemoryStore
 from .message import ContentPart, Message, Role, ToolCall
-from .ops import SessionInfo, StoreStatus
+from .ops import RecentConversation, SessionInfo, StoreStatus
 from .store import UNSET, AsyncConversationStore, ConversationStore
 
 __version__ = "0.1.0"
@@ -64,6 +64,7 @@ __all__ = [
     "Message",
     "MessageTooLargeError",
     "ResultCache",
+    "RecentConversation",
     "Role",
     "SerializationError",
     "SessionInfo",

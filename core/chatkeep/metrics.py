@@ -18,7 +18,7 @@ reader may see a snapshot that is a few calls behind, never a torn value.
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, get_args
 
 from pydantic import BaseModel, ConfigDict
 
@@ -29,6 +29,7 @@ from .errors import (
     SerializationError,
     SessionOwnershipError,
 )
+from .ops import Op
 
 if TYPE_CHECKING:
     from .backends.fallback import Fallback
@@ -43,17 +44,7 @@ __all__ = [
     "error_kind",
 ]
 
-OPERATIONS: Final = (
-    "append",
-    "replace",
-    "insert",
-    "pop",
-    "clear",
-    "read",
-    "ttl",
-    "info",
-    "sessions",
-)
+OPERATIONS: Final = tuple(cls.__dataclass_fields__["kind"].default for cls in get_args(Op))
 """Operation kinds, as counted (``messages()`` is ``read``)."""
 
 ERROR_KINDS: Final = (

@@ -31,6 +31,8 @@ __all__ = [
     "WriteResult",
     "ReadResult",
     "PopResult",
+    "Recent",
+    "RecentConversation",
 ]
 
 # TTL of an operation, in milliseconds: None = not given (session's or store default),
@@ -125,7 +127,15 @@ class Sessions:
     is_write: bool = False
 
 
-Op = Append | Replace | Insert | Pop | Clear | Read | Ttl | Info | Sessions
+@dataclass(slots=True)
+class Recent:
+    owner: str | None
+    limit: int | None
+    kind: Literal["recent"] = "recent"
+    is_write: bool = False
+
+
+Op = Append | Replace | Insert | Pop | Clear | Read | Ttl | Info | Sessions | Recent
 
 
 @dataclass(slots=True)
@@ -172,6 +182,32 @@ class SessionInfo(BaseModel):
     updated_at: datetime | None
     expires_at: datetime | None
     """None when the session never expires."""
+
+
+class RecentConversation(SessionInfo):
+    """A session as a "recent conversations" list shows it."""
+
+    title: str | None
+    """The start of the first user message (among the first 16), or None."""
+
+
+TITLE_SCAN = 16  # messages looked at for a title
+TITLE_LENGTH = 80  # characters of a title
+
+
+def title_of(messages: list[Message]) -> str | None:
+    """The first user message's text, on one line and at most TITLE_LENGTH long."""
+    for message in messages:
+        if message.role == "user":
+            text = " ".join(message.text.split())
+            if len(text) > TITLE_LENGTH:
+                text = text[: TITLE_LENGTH - 1].rstrip() + "…"
+            return text
+    return None
+
+
+def recent_of(info: SessionInfo, head: list[Message]) -> RecentConversation:
+    return RecentConversation(**dict(info), title=title_of(head))
 
 
 class StoreStatus(BaseModel):

@@ -42,6 +42,8 @@ from .ops import (
     Op,
     Pop,
     Read,
+    Recent,
+    RecentConversation,
     Replace,
     SessionInfo,
     Sessions,
@@ -249,6 +251,10 @@ class _StoreBase:
         return Pop(
             self._sid(session_id), self._index(index), self._owner(owner), _IDEMPOTENCY.make(None)
         )
+
+    def _plan_recent(self, owner: object, limit: object) -> Recent:
+        plan = self._plan_sessions(owner, limit)
+        return Recent(plan.owner, plan.limit)
 
     def _plan_sessions(self, owner: object, limit: object) -> Sessions:
         if limit is not None and (
@@ -478,6 +484,15 @@ class ConversationStore(_StoreBase):
         result: SessionInfo | None = self._run(Info(self._sid(session_id), self._owner(owner)))
         return result
 
+    def recent(
+        self, *, owner: str | None = None, limit: int | None = 20
+    ) -> list[RecentConversation]:
+        """Live sessions (of one owner), most recent first, each titled with the start
+        of its first user message: a "recent conversations" list. Two or three round
+        trips for the whole page; no session's TTL is refreshed."""
+        result: list[RecentConversation] = self._run(self._plan_recent(owner, limit))
+        return result
+
     def sessions(self, *, owner: str | None = None, limit: int | None = None) -> list[SessionInfo]:
         """Live sessions (of one owner), most recently active first. Uses the session
         index, never KEYS or a keyspace SCAN."""
@@ -684,6 +699,14 @@ class AsyncConversationStore(_StoreBase):
         result: SessionInfo | None = await self._run(
             Info(self._sid(session_id), self._owner(owner))
         )
+        return result
+
+    async def recent(
+        self, *, owner: str | None = None, limit: int | None = 20
+    ) -> list[RecentConversation]:
+        """Live sessions (of one owner), most recent first, titled with their first
+        user message (see ``ConversationStore.recent``)."""
+        result: list[RecentConversation] = await self._run(self._plan_recent(owner, limit))
         return result
 
     async def sessions(

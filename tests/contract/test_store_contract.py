@@ -452,3 +452,23 @@ def test_fixed_ttl_counts_from_creation_even_with_a_new_ttl(make_store: Any) -> 
     assert 99.0 <= store.ttl("s1") <= 99.8
     store.append("s1", [msg("c")], ttl=50)
     assert 49.0 <= store.ttl("s1") <= 49.8
+
+
+def test_recent_conversations_are_titled_by_their_first_user_message(store: Any) -> None:
+    store.append(
+        "c1",
+        [msg("Be brief.", "system"), msg("  Plan a trip\nto Lisbon  "), msg("ok", "assistant")],
+        owner="u",
+    )
+    store.append("c2", [msg("x" * 200)], owner="u")
+    store.append("c3", [msg("only the assistant", "assistant")], owner="u")
+    store.append("other", [msg("not u's")], owner="v")
+    store.append("c2", [msg("later question")], owner="u")
+    recent = store.recent(owner="u")
+    by_id = {r.id: r for r in recent}
+    assert set(by_id) == {"c1", "c2", "c3"}
+    assert by_id["c1"].title == "Plan a trip to Lisbon"
+    assert by_id["c2"].title == "x" * 79 + "…"
+    assert by_id["c3"].title is None
+    assert by_id["c1"].message_count == 3 and by_id["c1"].owner == "u"
+    assert len(store.recent(owner="u", limit=2)) == 2

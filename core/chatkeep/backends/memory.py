@@ -16,6 +16,7 @@ from .. import codec
 from ..errors import SessionOwnershipError
 from ..message import Message
 from ..ops import (
+    TITLE_SCAN,
     Append,
     Clear,
     Info,
@@ -25,12 +26,15 @@ from ..ops import (
     PopResult,
     Read,
     ReadResult,
+    Recent,
+    RecentConversation,
     Replace,
     SessionInfo,
     Sessions,
     Ttl,
     WriteResult,
     ms_to_datetime,
+    recent_of,
 )
 from .base import now_ms
 
@@ -280,6 +284,17 @@ class MemoryBackend:
                 live = live[: op.limit]
             return [self._info(sid, session) for sid, session in live]
 
+    def recent(self, op: Recent) -> list[RecentConversation]:
+        infos = self.sessions(Sessions(op.owner, op.limit))
+        now = now_ms()
+        found = []
+        with self._lock:
+            for info in infos:
+                session = self._get(info.id, now)
+                entries = session.messages[:TITLE_SCAN] if session else []
+                found.append(recent_of(info, [_message(e) for e in entries]))
+        return found
+
     def ping(self) -> None:
         return None
 
@@ -290,7 +305,7 @@ class MemoryBackend:
 
     def absorb(self, op: Op, result: object) -> None:
         """Mirror the effect of ``op`` that the primary carried out with ``result``."""
-        if isinstance(op, (Ttl, Info, Sessions)):
+        if isinstance(op, (Ttl, Info, Sessions, Recent)):
             return
         sid = op.session_id
         now = now_ms()

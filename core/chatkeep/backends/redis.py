@@ -42,6 +42,7 @@ from ..errors import BackendError, ConfigurationError, SessionOwnershipError
 from ..keys import KeySchema
 from ..message import Message
 from ..ops import (
+    TITLE_SCAN,
     Append,
     Clear,
     Info,
@@ -50,12 +51,15 @@ from ..ops import (
     PopResult,
     Read,
     ReadResult,
+    Recent,
+    RecentConversation,
     Replace,
     SessionInfo,
     Sessions,
     Ttl,
     WriteResult,
     ms_to_datetime,
+    recent_of,
 )
 from .base import INDEX_SLACK_MS, Unreachable, now_ms
 
@@ -689,6 +693,18 @@ class RedisBackend:
                     break
         return found
 
+    def recent(self, op: Recent) -> list[RecentConversation]:
+        infos = self.sessions(Sessions(op.owner, op.limit))
+        with _translated():
+            pipe = self.client.pipeline(transaction=False)
+            for info in infos:  # LRANGE, not the read script: listing refreshes no TTL
+                pipe.lrange(self.p.keys.session(info.id)[0], 0, TITLE_SCAN - 1)
+            heads = pipe.execute() if infos else []
+        return [
+            recent_of(info, self.p.decoder.decode_all(head, info.id))
+            for info, head in zip(infos, heads, strict=True)
+        ]
+
     def ping(self) -> None:
         with _translated():
             self.client.ping()
@@ -896,6 +912,18 @@ class AsyncRedisBackend:
                 if len(members) < batch:
                     break
         return found
+
+    async def recent(self, op: Recent) -> list[RecentConversation]:
+        infos = await self.sessions(Sessions(op.owner, op.limit))
+        with _translated():
+            pipe = self.client.pipeline(transaction=False)
+            for info in infos:  # LRANGE, not the read script: listing refreshes no TTL
+                pipe.lrange(self.p.keys.session(info.id)[0], 0, TITLE_SCAN - 1)
+            heads = await pipe.execute() if infos else []
+        return [
+            recent_of(info, self.p.decoder.decode_all(head, info.id))
+            for info, head in zip(infos, heads, strict=True)
+        ]
 
     async def ping(self) -> None:
         with _translated():
