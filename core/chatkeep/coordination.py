@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._kv import translated
 from .backends.base import Unreachable
-from .errors import BackendUnavailableError, LockTimeoutError
+from .errors import BackendUnavailableError, ConfigurationError, LockTimeoutError
 from .keys import escape_id
 from .message import Message
 
@@ -471,6 +471,12 @@ class AsyncSubscription(_SubscriptionBase):
 
     async def start(self) -> AsyncSubscription:
         """Subscribe now (``async with`` does this)."""
+        if self._backend is not None and self._sharded():
+            # redis-py's asyncio cluster client cannot wait on sharded pub/sub yet.
+            raise ConfigurationError(
+                "async subscribe() is not supported on Redis Cluster yet; use the sync "
+                "ConversationStore.subscribe() (in a thread) there"
+            )
         if self._backend is not None and self._pubsub is None:
             try:
                 await self._connect()
