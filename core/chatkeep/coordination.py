@@ -35,9 +35,11 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import redis.asyncio
+
 from ._kv import translated
 from .backends.base import Unreachable
-from .errors import BackendUnavailableError, ConfigurationError, LockTimeoutError
+from .errors import BackendUnavailableError, LockTimeoutError
 from .keys import escape_id
 from .message import Message
 
@@ -441,6 +443,7 @@ class AsyncSubscription(_SubscriptionBase):
     def __init__(self, store: _StoreBase, session_id: str) -> None:
         super().__init__(store, session_id)
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
+        self._node_client: Any = None
         if self._backend is None:
             loop = asyncio.get_running_loop()
 
@@ -450,33 +453,52 @@ class AsyncSubscription(_SubscriptionBase):
             self._token = _hub(store).add(self.session_id, deliver)
 
     async def _connect(self) -> None:
+        pubsub: Any
         with translated():
-            pubsub = self._backend.client.pubsub(ignore_subscribe_messages=True)
+            node_client = None
+            if self._sharded():
+                # redis-py's asyncio cluster pub/sub cannot wait on sharded messages:
+                # subscribe on a plain connection to the node owning the channel's slot
+                # (asking the cluster for its current map first: after a failover the
+                # owner has changed).
+                cluster = self._backend.client
+                await cluster.initialize()
+                await cluster.nodes_manager.initialize()
+                node = cluster.get_node_from_key(self.channel)
+                node_client = redis.asyncio.Redis(
+                    connection_pool=redis.asyncio.ConnectionPool(
+                        connection_class=node.connection_class, **node.connection_kwargs
+                    )
+                )
+                pubsub = node_client.pubsub(ignore_subscribe_messages=True)
+            else:
+                pubsub = self._backend.client.pubsub(ignore_subscribe_messages=True)
             try:
-                if self._sharded():
+                if node_client is not None:
                     await pubsub.ssubscribe(self.channel)
                 else:
                     await pubsub.subscribe(self.channel)
             except BaseException:
                 await pubsub.aclose()
+                if node_client is not None:
+                    await node_client.aclose()
                 raise
         self._pubsub = pubsub
+        self._node_client = node_client
         self._backoff = 0.05
 
     async def _drop(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
+        node_client, self._node_client = self._node_client, None
         if pubsub is not None:
             with contextlib.suppress(Exception):  # the connection is gone anyway
                 await pubsub.aclose()
+        if node_client is not None:
+            with contextlib.suppress(Exception):
+                await node_client.aclose()
 
     async def start(self) -> AsyncSubscription:
         """Subscribe now (``async with`` does this)."""
-        if self._backend is not None and self._sharded():
-            # redis-py's asyncio cluster client cannot wait on sharded pub/sub yet.
-            raise ConfigurationError(
-                "async subscribe() is not supported on Redis Cluster yet; use the sync "
-                "ConversationStore.subscribe() (in a thread) there"
-            )
         if self._backend is not None and self._pubsub is None:
             try:
                 await self._connect()
