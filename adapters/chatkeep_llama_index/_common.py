@@ -3,10 +3,11 @@ and the marker that keeps archive sessions of :class:`RedisDBChatStore` apart.""
 
 from __future__ import annotations
 
-from typing import Any, Final
+from types import TracebackType
+from typing import Any, Final, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from chatkeep import ConfigurationError, ConversationStore, InvalidSessionId
+from chatkeep import ConfigurationError, ConversationStore, InvalidSessionId, StoreStatus
 
 from ._stores import Stores, _made_from_url, describe_client
 
@@ -103,3 +104,59 @@ def check_key(key: object) -> None:
     """Refuse keys that could name an archive session (chatkeep checks the rest)."""
     if isinstance(key, str) and "\x00" in key:
         raise InvalidSessionId("chat store keys cannot contain NUL characters")
+
+
+H = TypeVar("H", bound="StoreHandle")
+
+
+class StoreHandle:
+    """What both LlamaIndex stores offer about their chatkeep stores (a mixin)."""
+
+    _stores: Stores
+
+    @property
+    def store(self) -> ConversationStore:
+        """The sync chatkeep store behind this chat store."""
+        return self._stores.sync
+
+    def status(self) -> StoreStatus:
+        """Where calls go now (Redis or the in-memory fallback), pending replays..."""
+        return self._stores.status()
+
+    def flush(self) -> int:
+        """Try now to replay writes journaled during an outage; return how many remain."""
+        return self._stores.sync.flush()
+
+    async def aflush(self) -> int:
+        """Async :meth:`flush`."""
+        return await (await self._stores.aio()).flush()
+
+    def close(self) -> None:
+        """Replay what can be replayed, then close the connections this store made."""
+        self._stores.close()
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`."""
+        await self._stores.aclose()
+
+    def __enter__(self: H) -> H:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self: H) -> H:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.llms import ChatMessage
 from llama_index.core.storage.chat_store.base import BaseChatStore
 
-from chatkeep import AsyncConversationStore, ConversationStore, Message, StoreStatus
+from chatkeep import AsyncConversationStore, ConversationStore, Message
 
-from ._common import ARCHIVE_MARK, DEFAULT, build_stores, check_key
+from ._common import ARCHIVE_MARK, DEFAULT, StoreHandle, build_stores, check_key
 from ._stores import AsyncOps, Stores
 from .convert import from_chatkeep, to_chatkeep
 
 __all__ = ["RedisChatStore"]
 
 
-class RedisChatStore(BaseChatStore):
+class RedisChatStore(StoreHandle, BaseChatStore):
     """Chat history for ``ChatMemoryBuffer`` and chat engines, kept in Redis by chatkeep.
 
     A drop-in for ``llama_index.storage.chat_store.redis.RedisChatStore``::
@@ -84,51 +83,6 @@ class RedisChatStore(BaseChatStore):
     @classmethod
     def class_name(cls) -> str:
         return "RedisChatStore"
-
-    # -- the chatkeep stores ----------------------------------------------------------------
-
-    @property
-    def store(self) -> ConversationStore:
-        """The sync chatkeep store behind this chat store."""
-        return self._stores.sync
-
-    def status(self) -> StoreStatus:
-        """Where calls go now (Redis or the in-memory fallback), pending replays..."""
-        return self._stores.status()
-
-    def flush(self) -> int:
-        """Try now to replay writes journaled during an outage; return how many remain."""
-        return self._stores.sync.flush()
-
-    async def aflush(self) -> int:
-        """Async :meth:`flush`."""
-        return await (await self._stores.aio()).flush()
-
-    def close(self) -> None:
-        """Replay what can be replayed, then close the connections this store made."""
-        self._stores.close()
-
-    async def aclose(self) -> None:
-        """Async :meth:`close`."""
-        await self._stores.aclose()
-
-    def __enter__(self) -> RedisChatStore:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:  # fmt: skip
-        self.close()
-
-    async def __aenter__(self) -> RedisChatStore:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:  # fmt: skip
-        await self.aclose()
 
     # -- helpers ----------------------------------------------------------------------------
 

@@ -32,9 +32,9 @@ from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.storage.chat_store.base_db import AsyncDBChatStore, MessageStatus
 
-from chatkeep import AsyncConversationStore, ConversationStore, Message, StoreStatus
+from chatkeep import AsyncConversationStore, ConversationStore, Message
 
-from ._common import ARCHIVE_MARK, DEFAULT, build_stores, check_key
+from ._common import ARCHIVE_MARK, DEFAULT, StoreHandle, build_stores, check_key
 from ._stores import AsyncOps, Stores
 from .convert import from_chatkeep, to_chatkeep
 
@@ -63,7 +63,7 @@ def _count(value: object, name: str) -> int | None:
     return value
 
 
-class RedisDBChatStore(AsyncDBChatStore):
+class RedisDBChatStore(StoreHandle, AsyncDBChatStore):
     """Active and archived chat messages in Redis, for ``llama_index.core.memory.Memory``::
 
         memory = Memory.from_defaults(
@@ -125,31 +125,6 @@ class RedisDBChatStore(AsyncDBChatStore):
         return "RedisDBChatStore"
 
     # -- the chatkeep stores ----------------------------------------------------------------
-
-    @property
-    def store(self) -> ConversationStore:
-        """The sync chatkeep store behind this chat store."""
-        return self._stores.sync
-
-    def status(self) -> StoreStatus:
-        """Where calls go now (Redis or the in-memory fallback), pending replays..."""
-        return self._stores.status()
-
-    def flush(self) -> int:
-        """Try now to replay writes journaled during an outage; return how many remain."""
-        return self._stores.sync.flush()
-
-    async def aflush(self) -> int:
-        """Async :meth:`flush`."""
-        return await (await self._stores.aio()).flush()
-
-    def close(self) -> None:
-        """Replay what can be replayed, then close the connections this store made."""
-        self._stores.close()
-
-    async def aclose(self) -> None:
-        """Async :meth:`close`."""
-        await self._stores.aclose()
 
     @staticmethod
     def archive_session_id(key: str) -> str:
