@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from .message import Message
 
@@ -187,8 +187,9 @@ class SessionInfo(BaseModel):
 class RecentConversation(SessionInfo):
     """A session as a "recent conversations" list shows it."""
 
-    title: str | None
-    """The start of the first user message (among the first 16), or None."""
+    title: str | None = Field(repr=False)
+    """The start of the first user message (among the first 16), or None. Left out
+    of ``repr()``: it is message content."""
 
 
 TITLE_SCAN = 16  # messages looked at for a title

@@ -472,3 +472,4 @@ def test_recent_conversations_are_titled_by_their_first_user_message(store: Any)
     assert by_id["c3"].title is None
     assert by_id["c1"].message_count == 3 and by_id["c1"].owner == "u"
     assert len(store.recent(owner="u", limit=2)) == 2
+    assert "Lisbon" not in repr(by_id["c1"])  # content stays out of repr
