@@ -260,3 +260,22 @@ def test_a_burst_beyond_the_pool_waits_for_connections(redis_server: Any, prefix
         return count, degraded
 
     assert asyncio.run(burst()) == (50, False)
+
+
+def test_an_async_store_serves_one_event_loop_after_another(redis_server: Any, prefix: str) -> None:
+    import asyncio
+
+    from chatkeep import AsyncConversationStore
+
+    store = AsyncConversationStore.from_url(redis_server.url, prefix=prefix, fallback="raise")
+
+    async def turn(text: str) -> list[str]:
+        await store.append("s", [msg(text)])
+        return [m.text for m in await store.messages("s")]
+
+    # Each asyncio.run is a new event loop; each gets its own connections, closed with
+    # the loop (pytest turns an unclosed connection's ResourceWarning into an error).
+    assert asyncio.run(turn("one")) == ["one"]
+    assert asyncio.run(turn("two")) == ["one", "two"]
+    assert asyncio.run(turn("three")) == ["one", "two", "three"]
+    asyncio.run(store.aclose())

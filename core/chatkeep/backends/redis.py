@@ -18,13 +18,16 @@ that follows failovers. Ready clients of all three kinds are accepted as they ar
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import importlib
 import math
 import os
 import threading
+import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -717,6 +720,26 @@ class RedisBackend:
                 sentinel.close()
 
 
+async def _close_at_shutdown(client: Any) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):  # shutting down: nothing left to tell
+            await client.aclose()
+
+
+def _closed_with_loop(client: Any) -> AsyncIterator[None]:
+    """An async generator parked on the running loop that closes ``client`` there when
+    the loop shuts down (``asyncio.run``/``Runner`` call ``shutdown_asyncgens()``
+    while the loop still runs). Calling ``__anext__`` registers it with the loop;
+    stepping it once, synchronously, parks it inside its ``try``."""
+    closer = _close_at_shutdown(client)
+    step: Any = closer.__anext__()
+    with contextlib.suppress(StopIteration):
+        step.send(None)
+    return closer
+
+
 class AsyncRedisBackend:
     """Asynchronous twin of :class:`RedisBackend` on ``redis.asyncio``."""
 
@@ -733,11 +756,37 @@ class AsyncRedisBackend:
         self.p = protocol
         self._owns_client = owns_client
         # redis.asyncio clients do no I/O when made: no need to defer.
-        self.client = factory() if client is None and factory is not None else client
+        first = factory() if client is None and factory is not None else client
         _check_client(
-            self.client, (redis_async.Redis, redis_async.RedisCluster), "AsyncConversationStore"
+            first, (redis_async.Redis, redis_async.RedisCluster), "AsyncConversationStore"
         )
-        self._scripts_in_pipelines = not isinstance(self.client, redis_async.RedisCluster)
+        self._first = first
+        self._first_taken = False
+        self._factory = factory if client is None else None
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._scripts_in_pipelines = not isinstance(first, redis_async.RedisCluster)
+
+    @property
+    def client(self) -> Any:
+        """The client of the running event loop.
+
+        asyncio connections belong to the loop that opened them, so a store made from
+        a URL gives each loop (each ``asyncio.run``) a client of its own, closed when
+        that loop shuts down. A client you passed is used as it is."""
+        if self._factory is None:
+            return self._first
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return self._first
+        entry = self._by_loop.get(loop)
+        if entry is None:
+            client = self._factory() if self._first_taken else self._first
+            self._first_taken = True
+            entry = self._by_loop[loop] = (client, _closed_with_loop(client))
+        return entry[0]
 
     async def _eval(
         self,
@@ -1035,20 +1084,22 @@ def client_factory(config: StoreConfig, *, asyncio: bool) -> Callable[[], Any]:
         # A burst of callers beyond the pool waits (briefly) for a free connection
         # instead of failing with "Too many connections" (redis-py's default pool).
         sizing = {"max_connections": config.max_connections, "timeout": config.pool_timeout}
-        made: Any
-        if asyncio:
-            made = redis_async.Redis.from_pool(
-                redis_async.BlockingConnectionPool.from_url(url, **sizing, **options)
-            )
-        else:
-            made = redis_sync.Redis.from_pool(
+
+        def make() -> Any:
+            if asyncio:
+                return redis_async.Redis.from_pool(
+                    redis_async.BlockingConnectionPool.from_url(url, **sizing, **options)
+                )
+            return redis_sync.Redis.from_pool(
                 redis_sync.BlockingConnectionPool.from_url(url, **sizing, **options)
             )
+
+        made = [make()]  # made now, so a bad URL fails here; handed out first
     except (ValueError, TypeError, rex.RedisClusterException) as exc:
         if isinstance(exc, ConfigurationError):
             raise
         raise ConfigurationError(f"cannot use URL {safe_url}: {exc}") from None
-    return lambda: made
+    return lambda: made.pop() if made else make()
 
 
 def _untyped(module: str, name: str) -> Any:
