@@ -25,6 +25,7 @@ import importlib
 import math
 import os
 import threading
+import time
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -332,6 +333,7 @@ class RedisProtocol:
         self.decoder = decoder
         self.index = RedisIndex(keys, ttl_ms, fixed)
         self._marker_seed = os.urandom(8).hex()
+        self._scripts_loaded_at = -1.0
         self.publish = False
         """Set by the store (``StoreConfig.publish``): append.lua publishes each record."""
 
@@ -384,6 +386,16 @@ class RedisProtocol:
 
     def read_args(self, op: Read, now: int) -> list[Any]:
         return [now, self.ttl_ms, 1 if self.fixed else 0, op.owner or "", op.last or 0]
+
+    def load_all_scripts_now(self) -> bool:
+        """Whether this NOSCRIPT should also load every other script (the server lost
+        them: new, restarted, failed over). At most once a second, so a burst of
+        callers meeting NOSCRIPT together loads them once, not once each."""
+        now = time.monotonic()
+        if now - self._scripts_loaded_at < 1.0:
+            return False
+        self._scripts_loaded_at = now
+        return True
 
     def marker(self) -> str:
         # A value no record can equal (records are JSON objects), unique per call.
@@ -550,7 +562,7 @@ class RedisBackend:
                     if plan:
                         _zadd(pipe, plan.zadds, member, plan.existing_only)
                     wanted = len(pipe)
-                    if attempt:  # the server lacks our scripts: load them all at once
+                    if attempt and self.p.load_all_scripts_now():
                         for other in SCRIPTS.values():
                             pipe.script_load(other.text)
                     # Loading is a courtesy a least-privilege user may be refused:
@@ -815,7 +827,7 @@ class AsyncRedisBackend:
                     if plan:
                         _zadd(pipe, plan.zadds, member, plan.existing_only)
                     wanted = len(pipe)
-                    if attempt:  # the server lacks our scripts: load them all at once
+                    if attempt and self.p.load_all_scripts_now():
                         for other in SCRIPTS.values():
                             pipe.script_load(other.text)
                     # Loading is a courtesy a least-privilege user may be refused:
