@@ -7,7 +7,13 @@ from types import TracebackType
 from typing import Any, Final, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from chatkeep import ConfigurationError, ConversationStore, InvalidSessionId, StoreStatus
+from chatkeep import (
+    AsyncConversationStore,
+    ConfigurationError,
+    ConversationStore,
+    InvalidSessionId,
+    StoreStatus,
+)
 
 from ._stores import Stores, _made_from_url, describe_client
 
@@ -110,9 +116,39 @@ H = TypeVar("H", bound="StoreHandle")
 
 
 class StoreHandle:
-    """What both LlamaIndex stores offer about their chatkeep stores (a mixin)."""
+    """What both LlamaIndex stores share: the constructor and what they offer about
+    their chatkeep stores (a mixin placed before the LlamaIndex base class)."""
 
     _stores: Stores
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        redis_client: Any = None,
+        aredis_client: Any = None,
+        ttl: float | None = DEFAULT,
+        *,
+        store: ConversationStore | None = None,
+        async_store: AsyncConversationStore | None = None,
+        key_prefix: str | None = None,
+        owner: str | None = None,
+        **options: Any,
+    ) -> None:
+        stores, shown = build_stores(
+            redis_url=redis_url,
+            redis_client=redis_client,
+            aredis_client=aredis_client,
+            ttl=ttl,
+            store=store,
+            async_store=async_store,
+            key_prefix=key_prefix,
+            options=options,
+        )
+        # The pydantic base that follows this mixin in the MRO takes the fields.
+        super().__init__(  # type: ignore[call-arg]
+            redis_url=shown, ttl=stores.config.ttl, key_prefix=stores.config.prefix, owner=owner
+        )
+        self._stores = stores
 
     @property
     def store(self) -> ConversationStore:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.llms import ChatMessage
 from llama_index.core.storage.chat_store.base import BaseChatStore
 
-from chatkeep import AsyncConversationStore, ConversationStore, Message
+from chatkeep import Message
 
-from ._common import ARCHIVE_MARK, DEFAULT, StoreHandle, build_stores, check_key
+from ._common import ARCHIVE_MARK, StoreHandle, check_key
 from ._stores import AsyncOps, Stores
 from .convert import from_chatkeep, to_chatkeep
 
@@ -51,34 +50,6 @@ class RedisChatStore(StoreHandle, BaseChatStore):
     owner: str | None = Field(default=None, description="Owner every session is bound to.")
 
     _stores: Stores = PrivateAttr()
-
-    def __init__(
-        self,
-        redis_url: str | None = None,
-        redis_client: Any = None,
-        aredis_client: Any = None,
-        ttl: float | None = DEFAULT,
-        *,
-        store: ConversationStore | None = None,
-        async_store: AsyncConversationStore | None = None,
-        key_prefix: str | None = None,
-        owner: str | None = None,
-        **options: Any,
-    ) -> None:
-        stores, shown = build_stores(
-            redis_url=redis_url,
-            redis_client=redis_client,
-            aredis_client=aredis_client,
-            ttl=ttl,
-            store=store,
-            async_store=async_store,
-            key_prefix=key_prefix,
-            options=options,
-        )
-        super().__init__(  # type: ignore[call-arg]  # pydantic fields, no mypy plugin
-            redis_url=shown, ttl=stores.config.ttl, key_prefix=stores.config.prefix, owner=owner
-        )
-        self._stores = stores
 
     @classmethod
     def class_name(cls) -> str:
