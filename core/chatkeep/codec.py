@@ -17,6 +17,13 @@ with the stdlib ``json`` and with ``orjson`` (the ``fast`` extra):
 
 Records are written with ``orjson`` when installed, else the stdlib ``json``, and read
 with pydantic-core's JSON parser. No pickle, ever: a record is data, never code.
+
+A read can build your own message type instead of :class:`Message`: pass a
+:class:`Conversion` (``store.messages(sid, into=...)``). Its ``from_record`` gets
+each record as the dict above (version checked, bytes restored) and builds the
+result straight from it, skipping the intermediate :class:`Message`; a record it
+returns ``None`` for (or raises on) is decoded the usual way and handed to
+``from_message``. The adapters read this way.
 """
 
 from __future__ import annotations
@@ -28,8 +35,9 @@ import math
 import threading
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import pydantic_core
 from pydantic import ValidationError
@@ -37,7 +45,17 @@ from pydantic import ValidationError
 from .errors import SerializationError
 from .message import Message, ToolCall
 
-__all__ = ["JSON_LIBRARY", "RECORD_VERSION", "RecordDecoder", "decode", "dumps", "encode", "loads"]
+__all__ = [
+    "JSON_LIBRARY",
+    "RECORD_VERSION",
+    "Conversion",
+    "RecordDecoder",
+    "decode",
+    "dumps",
+    "encode",
+    "loads",
+    "parse",
+]
 
 RECORD_VERSION = 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -161,19 +179,31 @@ def _untag(obj: Any) -> Any:
     return obj
 
 
-def decode(raw: bytes | str) -> Message:
-    """Decode record bytes to a message. Raises :class:`SerializationError`."""
+def parse(raw: bytes | str) -> dict[str, Any]:
+    """The record dict of record bytes (version checked, bytes restored).
+    Raises :class:`SerializationError`."""
     try:
         record = loads(raw)
     except ValueError:
         raise SerializationError("stored record is not valid JSON") from None
-    if not isinstance(record, dict):
+    if type(record) is not dict:
         raise SerializationError("stored record is not a JSON object")
     version = record.get("v")
     if version != RECORD_VERSION:
         raise SerializationError(f"stored record has unsupported version {version!r}")
     if record.get("b") == 1:
-        record = _untag(record)
+        untagged: dict[str, Any] = _untag(record)
+        return untagged
+    return record
+
+
+def decode(raw: bytes | str) -> Message:
+    """Decode record bytes to a message. Raises :class:`SerializationError`."""
+    return from_record(parse(raw))
+
+
+def from_record(record: dict[str, Any]) -> Message:
+    """The message of a parsed record. Raises :class:`SerializationError`."""
     fast = _trusted_message(record)
     if fast is not None:
         return fast
@@ -306,6 +336,28 @@ def _trusted_message(record: dict[str, Any]) -> Message | None:
     return message
 
 
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Conversion(Generic[T]):
+    """How a read turns stored records into another message type (``into=``).
+
+    ``from_message`` converts a decoded :class:`Message`; the optional
+    ``from_record`` builds the result straight from a parsed record dict (see the
+    module docs), returning ``None`` for a record it leaves to ``from_message``.
+    Both must agree: a record read either way gives equal results.
+    """
+
+    from_message: Callable[[Message], T]
+    from_record: Callable[[dict[str, Any]], T | None] | None = None
+
+
+# What a backend hands back for one stored message: the record bytes as stored, or
+# the Message already decoded from them (the memory backend keeps those).
+Entry = Message | bytes
+
+
 class RecordDecoder:
     """Decodes the records of one read under the store's policy.
 
@@ -319,22 +371,45 @@ class RecordDecoder:
         self._logger = logger
         self._lock = threading.Lock()
 
-    def decode_all(self, raws: Iterable[bytes | str], session_id: str) -> list[Message]:
-        messages = []
+    def decode_all(self, raws: Iterable[Entry | str], session_id: str) -> list[Message]:
+        return self.convert_all(raws, session_id, None)
+
+    def convert_all(
+        self, entries: Iterable[Entry | str], session_id: str, into: Conversion[T] | None
+    ) -> list[Any]:
+        """The messages of ``entries`` (converted by ``into`` when given), oldest first."""
+        out: list[Any] = []
+        add = out.append
+        build = into.from_record if into is not None else None
+        convert = into.from_message if into is not None else None
         bad = 0
         first_error = ""
-        for raw in raws:
+        for entry in entries:
+            if isinstance(entry, Message):
+                add(entry if convert is None else convert(entry))
+                continue
             try:
-                messages.append(decode(raw))
+                record = parse(entry)
+                if build is not None:
+                    try:
+                        built = build(record)
+                    except (ValueError, TypeError, KeyError, AttributeError):
+                        built = None  # the full decode below gives the precise answer
+                    if built is not None:
+                        add(built)
+                        continue
+                message = from_record(record)
             except SerializationError as exc:
                 if self.strict:
                     raise SerializationError(f"session {session_id!r}: {exc}") from None
                 bad += 1
                 first_error = first_error or str(exc)
+                continue
+            add(message if convert is None else convert(message))
         if bad:
             with self._lock:
                 self.skipped += bad
             self._logger.warning(
                 "skipped %d undecodable record(s) in session %r (%s)", bad, session_id, first_error
             )
-        return messages
+        return out

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .message import Message
+
+if TYPE_CHECKING:
+    from .codec import Conversion, Entry
 
 __all__ = [
     "Append",
@@ -100,6 +103,7 @@ class Read:
     session_id: str
     last: int | None
     owner: str | None
+    into: Conversion[Any] | None = None  # what the store decodes the records into
     kind: Literal["read"] = "read"
     is_write: bool = False
 
@@ -150,7 +154,7 @@ class WriteResult:
 
 @dataclass(slots=True)
 class ReadResult:
-    messages: list[Message]
+    records: list[Entry]  # as stored; the store decodes them (codec.RecordDecoder)
     expires_at_ms: int | None  # None: never expires; -2: session does not exist
     owner: str | None
     exists: bool = True

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from time import perf_counter
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 
 from pydantic import ValidationError
 
@@ -42,6 +42,7 @@ from .ops import (
     Op,
     Pop,
     Read,
+    ReadResult,
     Recent,
     RecentConversation,
     Replace,
@@ -77,6 +78,7 @@ UNSET: Final[Any] = _Unset()
 """Default of ``ttl=`` arguments: keep the session's TTL (or the store default)."""
 
 S = TypeVar("S", bound="_StoreBase")
+T = TypeVar("T")
 
 
 class _IdempotencyKeys:
@@ -314,6 +316,16 @@ class _StoreBase:
         if self._closed:
             raise InvalidArgumentError("this store is closed")
 
+    def _decoded(self, op: Read, result: ReadResult) -> list[Any]:
+        # After the mirror took the records as they are: decode (or convert) them once.
+        return self._decoder.convert_all(result.records, op.session_id, op.into)
+
+    @staticmethod
+    def _into(into: object) -> codec.Conversion[Any] | None:
+        if into is None or isinstance(into, codec.Conversion):
+            return into
+        raise InvalidArgumentError("into must be a chatkeep.codec.Conversion")
+
 
 class ConversationStore(_StoreBase):
     """Conversation memory in Redis (or memory), with TTL and transparent fallback.
@@ -359,29 +371,33 @@ class ConversationStore(_StoreBase):
         self._closed_check()
         started = perf_counter()  # metrics: one perf_counter pair per call
         try:
-            fb = self._fallback
-            if fb is None:
-                try:
-                    return getattr(self._primary, op.kind)(op)
-                except Unreachable as exc:
-                    raise self._unavailable(exc) from exc.cause
-            route = fb.route()
-            if route is not Route.LOCAL:
-                try:
-                    if route is Route.PROBE:
-                        self._probe(fb)
-                    result = getattr(self._primary, op.kind)(op)
-                except Unreachable as exc:
-                    fb.failed(exc)
-                else:
-                    fb.succeeded(op, result)
-                    return result
-            return fb.serve(op)
+            result = self._call(op)
+            return self._decoded(op, result) if op.kind == "read" else result
         except ChatkeepError as exc:
             self._metrics.failed(exc)
             raise
         finally:
             self._metrics.observe(op.kind, perf_counter() - started)
+
+    def _call(self, op: Op) -> Any:
+        fb = self._fallback
+        if fb is None:
+            try:
+                return getattr(self._primary, op.kind)(op)
+            except Unreachable as exc:
+                raise self._unavailable(exc) from exc.cause
+        route = fb.route()
+        if route is not Route.LOCAL:
+            try:
+                if route is Route.PROBE:
+                    self._probe(fb)
+                result = getattr(self._primary, op.kind)(op)
+            except Unreachable as exc:
+                fb.failed(exc)
+            else:
+                fb.succeeded(op, result)
+                return result
+        return fb.serve(op)
 
     def _probe(self, fb: Fallback) -> None:
         try:
@@ -437,15 +453,37 @@ class ConversationStore(_StoreBase):
             self._hub.publish(op.session_id, op.messages)
         return int(result.length)
 
+    @overload
     def messages(
         self, session_id: str, *, last: int | None = None, owner: str | None = None
-    ) -> list[Message]:
-        """The session's messages, oldest first; ``last=k`` reads only the newest k."""
+    ) -> list[Message]: ...
+
+    @overload
+    def messages(
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        owner: str | None = None,
+        into: codec.Conversion[T],
+    ) -> list[T]: ...
+
+    def messages(
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        owner: str | None = None,
+        into: codec.Conversion[Any] | None = None,
+    ) -> list[Any]:
+        """The session's messages, oldest first; ``last=k`` reads only the newest k.
+        ``into`` builds another message type straight from the stored records."""
         sid = self._sid(session_id)
         count = self._last(last)
         if count == 0:
             return []
-        return list(self._run(Read(sid, count, self._owner(owner))).messages)
+        result: list[Any] = self._run(Read(sid, count, self._owner(owner), self._into(into)))
+        return result
 
     def replace(
         self,
@@ -578,29 +616,33 @@ class AsyncConversationStore(_StoreBase):
         self._closed_check()
         started = perf_counter()  # metrics: one perf_counter pair per call
         try:
-            fb = self._fallback
-            if fb is None:
-                try:
-                    return await getattr(self._primary, op.kind)(op)
-                except Unreachable as exc:
-                    raise self._unavailable(exc) from exc.cause
-            route = fb.route()
-            if route is not Route.LOCAL:
-                try:
-                    if route is Route.PROBE:
-                        await self._probe(fb)
-                    result = await getattr(self._primary, op.kind)(op)
-                except Unreachable as exc:
-                    fb.failed(exc)
-                else:
-                    fb.succeeded(op, result)
-                    return result
-            return fb.serve(op)
+            result = await self._call(op)
+            return self._decoded(op, result) if op.kind == "read" else result
         except ChatkeepError as exc:
             self._metrics.failed(exc)
             raise
         finally:
             self._metrics.observe(op.kind, perf_counter() - started)
+
+    async def _call(self, op: Op) -> Any:
+        fb = self._fallback
+        if fb is None:
+            try:
+                return await getattr(self._primary, op.kind)(op)
+            except Unreachable as exc:
+                raise self._unavailable(exc) from exc.cause
+        route = fb.route()
+        if route is not Route.LOCAL:
+            try:
+                if route is Route.PROBE:
+                    await self._probe(fb)
+                result = await getattr(self._primary, op.kind)(op)
+            except Unreachable as exc:
+                fb.failed(exc)
+            else:
+                fb.succeeded(op, result)
+                return result
+        return fb.serve(op)
 
     async def _probe(self, fb: Fallback) -> None:
         try:
@@ -650,15 +692,38 @@ class AsyncConversationStore(_StoreBase):
             self._hub.publish(op.session_id, op.messages)
         return int(result.length)
 
+    @overload
     async def messages(
         self, session_id: str, *, last: int | None = None, owner: str | None = None
-    ) -> list[Message]:
-        """The session's messages, oldest first; ``last=k`` reads only the newest k."""
+    ) -> list[Message]: ...
+
+    @overload
+    async def messages(
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        owner: str | None = None,
+        into: codec.Conversion[T],
+    ) -> list[T]: ...
+
+    async def messages(
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        owner: str | None = None,
+        into: codec.Conversion[Any] | None = None,
+    ) -> list[Any]:
+        """The session's messages, oldest first; ``last=k`` reads only the newest k.
+        ``into`` builds another message type straight from the stored records."""
         sid = self._sid(session_id)
         count = self._last(last)
         if count == 0:
             return []
-        return list((await self._run(Read(sid, count, self._owner(owner)))).messages)
+        op = Read(sid, count, self._owner(owner), self._into(into))
+        result: list[Any] = await self._run(op)
+        return result
 
     async def replace(
         self,

@@ -16,6 +16,7 @@ from chatkeep import (
     SessionOwnershipError,
     ToolCall,
 )
+from chatkeep.codec import Conversion
 
 
 def msg(text: str, role: str = "user", **fields: Any) -> Message:
@@ -87,6 +88,54 @@ def test_messages_from_different_sessions_stay_apart(store: Any) -> None:
     store.append("b", [msg("for b")])
     assert texts(store.messages("a")) == ["for a"]
     assert texts(store.messages("b")) == ["for b"]
+
+
+# -- reading into another message type ----------------------------------------------------
+
+
+def _as_tuple(message: Message) -> tuple[str, str, str, tuple[str, ...]]:
+    return (message.id, message.role, message.text, tuple(c.name for c in message.tool_calls))
+
+
+def _record_as_tuple(record: dict[str, Any]) -> tuple[str, str, str, tuple[str, ...]] | None:
+    if record["role"] == "critic":
+        return None  # left to from_message
+    if record["role"] == "system":
+        raise ValueError("this builder cannot read system messages")  # also left to it
+    calls = tuple(call["name"] for call in record.get("tool_calls", []))
+    return (record["id"], record["role"], record["content"], calls)
+
+
+def test_into_builds_the_same_results_from_records_and_from_messages(store: Any) -> None:
+    written = [
+        msg("hi"),
+        msg("calling", "assistant", tool_calls=[ToolCall(id="c1", name="search", arguments={})]),
+        msg("custom", "critic"),
+        msg("be terse", "system"),
+        msg("bye"),
+    ]
+    store.append("s1", written)
+    seen: list[str] = []
+
+    def from_record(record: dict[str, Any]) -> Any:
+        seen.append(record["id"])
+        return _record_as_tuple(record)
+
+    from_messages_only = Conversion(_as_tuple)
+    both = Conversion(_as_tuple, from_record)
+    expected = [_as_tuple(m) for m in written]
+    assert store.messages("s1", into=from_messages_only) == expected
+    assert store.messages("s1", into=both) == expected
+    assert store.messages("s1", last=2, into=both) == expected[-2:]
+    assert store.messages("s1") == written  # a plain read is unchanged
+    assert store.messages("nope", into=both) == []
+    assert set(seen) <= {m.id for m in written}
+
+
+def test_into_must_be_a_conversion(store: Any) -> None:
+    store.append("s1", [msg("a")])
+    with pytest.raises(InvalidArgumentError):
+        store.messages("s1", into=_as_tuple)
 
 
 # -- replace, insert, pop, clear --------------------------------------------------------

@@ -19,6 +19,7 @@ from chatkeep import (
     ConversationStore,
     Message,
 )
+from chatkeep.codec import Conversion
 from tests.support.servers import RedisServer, TcpProxy
 
 pytestmark = pytest.mark.redis_server
@@ -312,6 +313,26 @@ def test_outage_reads_return_what_redis_would(fresh_redis_server: RedisServer, p
     assert offline[0] == online[0]
     assert offline[1].metadata == {"u": str(ident)}
     store._closed = True
+
+
+def test_the_mirror_learns_from_reads_and_serves_reads_into(
+    fresh_redis_server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A session this process only read (written by another one, with a corrupt
+    record in it) is served from the mirror in an outage, converted the same way."""
+    writer = ConversationStore.from_url(fresh_redis_server.url, prefix=prefix, fallback="raise")
+    writer.append("s", [msg("a"), msg("b")])
+    redis.Redis.from_url(fresh_redis_server.url).rpush(f"{prefix}:{{s}}:m", b"\x80 corrupt")
+    writer.close()
+    into = Conversion(lambda m: m.text.upper(), lambda record: record["content"].upper())
+    reader = ConversationStore.from_url(fresh_redis_server.url, prefix=prefix, probe_interval=60)
+    assert reader.messages("s", into=into) == ["A", "B"]
+    fresh_redis_server.stop()
+    with caplog.at_level(logging.WARNING, logger="chatkeep"):
+        assert reader.messages("s", into=into) == ["A", "B"]
+        assert [m.text for m in reader.messages("s")] == ["a", "b"]
+    assert reader.status().degraded and reader.status().skipped_records == 3
+    reader._closed = True
 
 
 def test_a_refused_probe_raises_and_probes_again_later(prefix: str) -> None:

@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from chatkeep import ConversationStore, Message, SerializationError
+from chatkeep.codec import Conversion
 
 pytestmark = pytest.mark.redis_server
 
@@ -175,6 +176,33 @@ def test_undecodable_records_are_skipped_logged_and_counted(
         assert "trunc" not in warnings[0].getMessage()
     with make(redis_server, prefix, strict=True) as strict, pytest.raises(SerializationError):
         strict.messages("s")
+
+
+def test_reads_into_build_from_the_records_and_keep_the_skip_policy(
+    redis_server: Any, raw: redis.Redis, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    built: list[dict[str, Any]] = []
+
+    def from_record(record: dict[str, Any]) -> str:
+        built.append(record)
+        return f"{record['role']}:{record['content']}"
+
+    into = Conversion(lambda m: f"{m.role}:{m.text}", from_record)
+    with make(redis_server, prefix, fallback="raise") as store:
+        store.append(
+            "s", [msg("one"), Message(role="user", content="two", metadata={"blob": b"\x00\xff"})]
+        )
+        assert store.messages("s", into=into) == ["user:one", "user:two"]
+        # Every record went straight to from_record, bytes restored (no Message made).
+        assert [r["content"] for r in built] == ["one", "two"]
+        assert built[1]["meta"] == {"blob": b"\x00\xff"}
+        raw.rpush(f"{prefix}:{{s}}:m", b'{"v":1,"id":"x","role":"user","content":"trunc')
+        with caplog.at_level(logging.WARNING, logger="chatkeep"):
+            assert store.messages("s", into=into) == ["user:one", "user:two"]
+        assert store.status().skipped_records == 1
+        assert "trunc" not in caplog.text
+    with make(redis_server, prefix, strict=True) as strict, pytest.raises(SerializationError):
+        strict.messages("s", into=into)
 
 
 def test_listing_uses_the_index_not_the_keyspace(

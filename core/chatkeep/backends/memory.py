@@ -13,7 +13,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from .. import codec
-from ..errors import SessionOwnershipError
+from ..errors import SerializationError, SessionOwnershipError
 from ..message import Message
 from ..ops import (
     TITLE_SCAN,
@@ -46,8 +46,10 @@ _RING = 32  # idempotency keys remembered per session, as in Redis
 # A session holds what Redis would: the encoded records, decoded on first read (and
 # kept decoded). So memory:// and the fallback mirror return exactly what a Redis
 # round trip returns (bytes tagged and restored, UUIDs as strings), and the hot
-# write path pays no decoding.
-Entry = Message | bytes
+# write path pays no decoding. A record the mirror learned from a Redis read may be
+# undecodable: it stays raw, and the store's decoder skips it (or raises) as it
+# would for Redis.
+Entry = codec.Entry
 
 
 @dataclass(slots=True)
@@ -212,7 +214,7 @@ class MemoryBackend:
                 return PopResult(None, session.expires_ms, session.owner, size)
             if op.idem:
                 session.ring.append(op.idem)
-            message = _message(session.messages.pop(index))
+            message = _decoded(session.messages.pop(index))
             session.updated_ms = now
             self._expire(session, now, None)
             return PopResult(message, session.expires_ms, session.owner, size - 1)
@@ -235,11 +237,11 @@ class MemoryBackend:
             entries = session.messages
             start = max(len(entries) - op.last, 0) if op.last else 0
             for i in range(start, len(entries)):
-                entry = entries[i]
-                if type(entry) is bytes:
-                    entries[i] = codec.decode(entry)
-            selected: list[Message] = entries[start:]  # type: ignore[assignment]
-            return ReadResult(selected, session.expires_ms, session.owner)
+                if not isinstance(entries[i], Message):
+                    decoded = _decoded(entries[i])
+                    if decoded is not None:
+                        entries[i] = decoded
+            return ReadResult(entries[start:], session.expires_ms, session.owner)
 
     def ttl(self, op: Ttl) -> float | None:
         now = now_ms()
@@ -292,7 +294,7 @@ class MemoryBackend:
             for info in infos:
                 session = self._get(info.id, now)
                 entries = session.messages[:TITLE_SCAN] if session else []
-                found.append(recent_of(info, [_message(e) for e in entries]))
+                found.append(recent_of(info, [m for m in map(_decoded, entries) if m is not None]))
         return found
 
     def ping(self) -> None:
@@ -321,10 +323,10 @@ class MemoryBackend:
                     return
                 if session is None:
                     session = self._new(sid, result.owner, now)
-                if not _is_tail(session.messages, result.messages):
+                if not _is_tail(session.messages, result.records):
                     # Keep a longer history the tail agrees with; else take what Redis has.
-                    session.messages = list(result.messages)
-                    session.complete = op.last is None or len(result.messages) < op.last
+                    session.messages = list(result.records)
+                    session.complete = op.last is None or len(result.records) < op.last
                 self._learn(session, result.owner, result.expires_at_ms)
                 self._bound(session)
                 return
@@ -369,27 +371,38 @@ class MemoryBackend:
             session.expires_ms = expires_at_ms
 
 
-def _message(entry: Entry) -> Message:
-    return codec.decode(entry) if type(entry) is bytes else entry  # type: ignore[return-value]
+def _decoded(entry: Entry | str) -> Message | None:
+    """The message of an entry; None if its record is undecodable."""
+    if isinstance(entry, Message):
+        return entry
+    try:
+        return codec.decode(entry)
+    except SerializationError:
+        return None
 
 
-def _is_tail(entries: list[Entry], tail: list[Message]) -> bool:
+def _same(a: Entry | str, b: Entry | str) -> bool:
+    """Whether two entries are the same message (same record bytes, or same id)."""
+    if a is b or (type(a) is type(b) and not isinstance(a, Message) and a == b):
+        return True
+    first, second = _decoded(a), _decoded(b)
+    return first is not None and second is not None and first.id == second.id
+
+
+def _is_tail(entries: list[Entry], tail: list[Entry]) -> bool:
     """Whether ``tail`` is the end of ``entries`` (compared by message id)."""
     if not tail or len(tail) > len(entries):
         return False
     offset = len(entries) - len(tail)
-    for i, message in enumerate(tail):
-        entry = _message(entries[offset + i])
-        entries[offset + i] = entry
-        if entry.id != message.id:
-            return False
-    return True
+    return all(_same(entries[offset + i], entry) for i, entry in enumerate(tail))
 
 
 def _find(entries: list[Entry], message_id: str) -> int:
     """Index of the newest entry with ``message_id``, or -1."""
     for i in range(len(entries) - 1, -1, -1):
-        entry = entries[i] = _message(entries[i])
-        if entry.id == message_id:
-            return i
+        entry = _decoded(entries[i])
+        if entry is not None:
+            entries[i] = entry
+            if entry.id == message_id:
+                return i
     return -1

@@ -407,12 +407,13 @@ class RedisProtocol:
     def write_result(reply: Sequence[Any]) -> WriteResult:
         return WriteResult(int(reply[0]), _expiry(int(reply[1])), _text(reply[2]), reply[3] == 1)
 
-    def read_result(self, op: Read, reply: Sequence[Any]) -> ReadResult:
+    @staticmethod
+    def read_result(reply: Sequence[Any]) -> ReadResult:
         at = int(reply[0])
-        messages = self.decoder.decode_all(reply[2], op.session_id)
+        records = list(reply[2])  # decoded by the store, after the mirror has them
         if at == _UNKNOWN:
-            return ReadResult(messages, _UNKNOWN, None, exists=False)
-        return ReadResult(messages, _expiry(at), _text(reply[1]))
+            return ReadResult(records, _UNKNOWN, None, exists=False)
+        return ReadResult(records, _expiry(at), _text(reply[1]))
 
     def pop_result(self, op: Pop, reply: Sequence[Any]) -> PopResult:
         raw = reply[0]
@@ -649,7 +650,7 @@ class RedisBackend:
                 reply = [touched[0], touched[1], records]
             else:
                 reply = self._eval(SCRIPTS["read"], keys, args, plan, member=op.session_id)
-            result = self.p.read_result(op, reply)
+            result = self.p.read_result(reply)
             if result.exists:
                 self._fix_index(op.session_id, plan, result.expires_at_ms, result.owner, now)
         return result
@@ -913,7 +914,7 @@ class AsyncRedisBackend:
                 reply = [touched[0], touched[1], records]
             else:
                 reply = await self._eval(SCRIPTS["read"], keys, args, plan, member=op.session_id)
-            result = self.p.read_result(op, reply)
+            result = self.p.read_result(reply)
             if result.exists:
                 await self._fix_index(op.session_id, plan, result.expires_at_ms, result.owner, now)
         return result
