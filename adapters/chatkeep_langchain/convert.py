@@ -33,7 +33,8 @@ anything else (datetime, set, arbitrary objects, NaN) raises
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Final
 
 from langchain_core.messages import (
     AIMessage,
@@ -55,8 +56,16 @@ from langchain_core.messages import (
 from langchain_core.messages.tool import tool_call
 
 from chatkeep import Message, ToolCall
+from chatkeep.codec import Conversion, model_builder
 
-__all__ = ["NATIVE_FORMAT", "from_chatkeep", "role_of", "to_chatkeep"]
+__all__ = [
+    "CONVERSION",
+    "NATIVE_FORMAT",
+    "from_chatkeep",
+    "message_from_record",
+    "role_of",
+    "to_chatkeep",
+]
 
 logger = logging.getLogger("chatkeep.langchain")
 
@@ -105,13 +114,16 @@ def _defaults(cls: type[BaseMessage]) -> dict[str, Any]:
 _DEFAULT_VALUES: dict[type[BaseMessage], dict[str, Any]] = {}
 _DEFAULTS: dict[type[BaseMessage], dict[str, Any]] = {}
 _FACTORIES: dict[type[BaseMessage], dict[str, Any]] = {}
+_BUILDERS: dict[type[BaseMessage], Callable[[dict[str, Any]], BaseMessage]] = {}
 
 
 def _build(cls: type[BaseMessage], data: dict[str, Any]) -> BaseMessage:
     """``cls`` from ``data`` without validating it again (it came from a valid message).
 
-    Every field is passed to ``model_construct``: pydantic then skips its own (slow,
-    signature-inspecting) default lookup; factories are called here for fresh values.
+    Every field is filled in here (factories called for fresh values), so the
+    instance is set up directly; pydantic's ``model_construct`` would inspect the
+    default factories' signatures on every call. Data with keys that are not fields
+    (extras of an ``extra="allow"`` message) goes through ``model_construct``.
     """
     defaults = _DEFAULTS.get(cls)
     if defaults is None:
@@ -125,11 +137,14 @@ def _build(cls: type[BaseMessage], data: dict[str, Any]) -> BaseMessage:
             for name, field in cls.model_fields.items()
             if field.default_factory is not None
         }
+        _BUILDERS[cls] = model_builder(cls)
     values = dict(defaults)
     for name, factory in _FACTORIES[cls].items():
         if name not in data:
             values[name] = factory()
     values.update(data)
+    if len(values) == len(cls.model_fields):
+        return _BUILDERS[cls](values)
     return cls.model_construct(**values)
 
 
@@ -182,31 +197,59 @@ def to_chatkeep(message: BaseMessage, *, metadata: dict[str, Any] | None = None)
     return Message(**fields)
 
 
+def _from_native(native: dict[str, Any], content: Any, name: Any, mid: str) -> BaseMessage | None:
+    """The message of this adapter's ``native`` form, or None if it cannot be rebuilt."""
+    if native.get("format") != NATIVE_FORMAT:
+        return None
+    kind = native.get("type")
+    cls = _CLASS_BY_TYPE.get(kind) if type(kind) is str else None
+    data = native.get("data", {})
+    if cls is None or type(data) is not dict:
+        return None
+    data = {**data, "content": content, "name": name, "id": None if native.get("anon") else mid}
+    if kind == "function" and name is None:
+        data["name"] = ""
+    # What this adapter wrote came from a valid message: build it without
+    # validating again (a third of the cost; defaults are filled in).
+    return _build(cls, data)
+
+
 def from_chatkeep(record: Message) -> BaseMessage:
     """The LangChain message of one chatkeep record: from ``native`` when this
     adapter wrote it, else from the neutral fields."""
     native = record.native
     if native is not None and native.get("format") == NATIVE_FORMAT:
-        cls = _CLASS_BY_TYPE.get(native.get("type"))  # type: ignore[arg-type]
-        data = native.get("data", {})
-        if cls is not None and isinstance(data, dict):
-            data = {
-                **data,
-                "content": record.content,
-                "name": record.name,
-                "id": None if native.get("anon") else record.id,
-            }
-            if native.get("type") == "function" and data["name"] is None:
-                data["name"] = ""
-            # What this adapter wrote came from a valid message: build it without
-            # validating again (a third of the cost; defaults are filled in).
-            return _build(cls, data)
+        message = _from_native(native, record.content, record.name, record.id)
+        if message is not None:
+            return message
         logger.warning(
             "record %r: cannot rebuild LangChain %r message; reading its neutral fields",
             record.id,
             native.get("type"),
         )
     return _from_neutral(record)
+
+
+def message_from_record(record: dict[str, Any]) -> BaseMessage | None:
+    """The LangChain message of a stored record this adapter wrote, built straight
+    from the record (no intermediate ``chatkeep.Message``); None for any other
+    record, which :func:`from_chatkeep` reads."""
+    native = record.get("native")
+    if type(native) is not dict:
+        return None
+    content = record.get("content", "")
+    name = record.get("name")
+    if type(content) is not str and (
+        type(content) is not list or not all(type(p) in (str, dict) for p in content)
+    ):
+        return None
+    if name is not None and type(name) is not str:
+        return None
+    return _from_native(native, content, name, record["id"])
+
+
+CONVERSION: Final = Conversion(from_chatkeep, message_from_record)
+"""Reads records into LangChain messages: ``store.messages(sid, into=CONVERSION)``."""
 
 
 def _from_neutral(record: Message) -> BaseMessage:

@@ -19,10 +19,11 @@ from chatkeep import (
     Message,
     StoreConfig,
 )
+from chatkeep.codec import Conversion
 from chatkeep.keys import KeySchema, validate_id
 
 from ._stores import Backing, shared_backing
-from .convert import from_chatkeep, to_chatkeep
+from .convert import CONVERSION, from_chatkeep, to_chatkeep
 
 __all__ = ["HistoryFactory", "RedisChatMessageHistory", "history_factory", "store_prefix"]
 
@@ -247,12 +248,15 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
                 records.append(record)
         return records
 
-    def _finish(self, records: Sequence[Message]) -> list[BaseMessage]:
-        messages = []
-        for record in records:
-            message = self.from_record(record)
-            if message is not None:
-                messages.append(message)
+    def _conversion(self) -> Conversion[BaseMessage | None]:
+        # Records go straight into LangChain messages, unless a subclass reads them
+        # its own way (from_record overridden): then through chatkeep Messages.
+        if type(self).from_record is RedisChatMessageHistory.from_record:
+            return CONVERSION
+        return Conversion(self.from_record)
+
+    def _finish(self, converted: Sequence[BaseMessage | None]) -> list[BaseMessage]:
+        messages = [message for message in converted if message is not None]
         if self.window is not None:
             start = 0
             while start < len(messages) and isinstance(
@@ -265,8 +269,10 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
             self._snapshot = list(messages)
         return messages
 
-    def _read_sync(self) -> list[Message]:
-        return self._sync_store().messages(self._sid, last=self.window, owner=self._owner)
+    def _read_sync(self) -> list[BaseMessage | None]:
+        return self._sync_store().messages(
+            self._sid, last=self.window, owner=self._owner, into=self._conversion()
+        )
 
     def _append_sync(self, records: list[Message]) -> None:
         self._sync_store().append(self._sid, records, owner=self._owner, ttl=self._append_ttl)
@@ -307,12 +313,14 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
             return list(self._snapshot)
         astore = self._backing.async_store()
         if astore is not None:
-            records = await astore.messages(self._sid, last=self.window, owner=self._owner)
+            converted = await astore.messages(
+                self._sid, last=self.window, owner=self._owner, into=self._conversion()
+            )
         elif self._backing.async_mode == "inline":
-            records = self._read_sync()
+            converted = self._read_sync()
         else:
-            records = await run_in_executor(None, self._read_sync)
-        return self._finish(records)
+            converted = await run_in_executor(None, self._read_sync)
+        return self._finish(converted)
 
     async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
         """Async :meth:`add_messages` (one round trip per batch)."""

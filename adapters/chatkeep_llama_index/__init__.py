@@ -6,7 +6,9 @@ in-memory fallback when Redis is unreachable.
 * :class:`RedisDBChatStore`: an ``AsyncDBChatStore`` for ``llama_index.core.memory.Memory``
   (active and archived messages).
 * :func:`to_chatkeep` / :func:`from_chatkeep`: ``ChatMessage`` <-> ``chatkeep.Message``,
-  lossless for LlamaIndex and readable by every chatkeep adapter.
+  lossless for LlamaIndex and readable by every chatkeep adapter; :data:`CONVERSION`
+  reads a ``chatkeep`` store straight into ``ChatMessage`` objects
+  (``store.messages(key, into=CONVERSION)``).
 
 >>> from chatkeep_llama_index import RedisChatStore
 >>> store = RedisChatStore(redis_url="memory://")
@@ -19,13 +21,22 @@ in-memory fallback when Redis is unreachable.
 from __future__ import annotations
 
 from .chat_store import RedisChatStore
-from .convert import NATIVE_KEY, from_chatkeep, is_llama_index_native, to_chatkeep
+from .convert import (
+    CONVERSION,
+    NATIVE_KEY,
+    chat_from_record,
+    from_chatkeep,
+    is_llama_index_native,
+    to_chatkeep,
+)
 from .db_chat_store import RedisDBChatStore
 
 __all__ = [
+    "CONVERSION",
     "NATIVE_KEY",
     "RedisChatStore",
     "RedisDBChatStore",
+    "chat_from_record",
     "from_chatkeep",
     "is_llama_index_native",
     "to_chatkeep",

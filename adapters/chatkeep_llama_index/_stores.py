@@ -26,7 +26,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, overload
 
 import redis
 import redis.asyncio as redis_async
@@ -42,10 +42,13 @@ from chatkeep import (
     StoreConfig,
     StoreStatus,
 )
+from chatkeep.codec import Conversion
 
 logger = logging.getLogger("chatkeep.llama_index")
 
 __all__ = ["AsyncOps", "Stores"]
+
+T = TypeVar("T")
 
 
 class AsyncOps(Protocol):
@@ -60,9 +63,19 @@ class AsyncOps(Protocol):
         idempotency_key: str | bytes | None = None,
         ttl: float | None = UNSET,
     ) -> int: ...
+    @overload
     async def messages(
         self, session_id: str, *, last: int | None = None, owner: str | None = None
     ) -> list[Message]: ...
+    @overload
+    async def messages(
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        owner: str | None = None,
+        into: Conversion[T],
+    ) -> list[T]: ...
     async def replace(
         self, session_id: str, messages: Any, *, owner: str | None = None, ttl: float | None = UNSET
     ) -> int: ...

@@ -12,7 +12,7 @@ from chatkeep import Message
 
 from ._common import ARCHIVE_MARK, StoreHandle, check_key
 from ._stores import AsyncOps, Stores
-from .convert import from_chatkeep, to_chatkeep
+from .convert import CONVERSION, from_chatkeep, to_chatkeep
 
 __all__ = ["RedisChatStore"]
 
@@ -80,7 +80,7 @@ class RedisChatStore(StoreHandle, BaseChatStore):
     def get_messages(self, key: str) -> list[ChatMessage]:
         """The history of ``key``, oldest first ([] when there is none)."""
         check_key(key)
-        return self._chat(self._stores.sync.messages(key, owner=self.owner))
+        return self._stores.sync.messages(key, owner=self.owner, into=CONVERSION)
 
     def add_message(self, key: str, message: ChatMessage, idx: int | None = None) -> None:
         """Append ``message`` (one atomic round trip), or insert it before ``idx``
@@ -152,7 +152,7 @@ class RedisChatStore(StoreHandle, BaseChatStore):
     async def aget_messages(self, key: str) -> list[ChatMessage]:
         """Async :meth:`get_messages`."""
         check_key(key)
-        return self._chat(await (await self._aio()).messages(key, owner=self.owner))
+        return await (await self._aio()).messages(key, owner=self.owner, into=CONVERSION)
 
     async def async_add_message(
         self, key: str, message: ChatMessage, idx: int | None = None

@@ -12,6 +12,10 @@ Writing fills both halves of a chatkeep record:
   breaks with pydantic 2.14, and it turns bytes in ``additional_kwargs`` into base64
   strings).
 
+:data:`CONVERSION` reads records straight into ``ChatMessage`` objects
+(``store.messages(key, into=CONVERSION)``): a plain-text message this adapter wrote
+is built from the record itself, with no intermediate ``chatkeep.Message``.
+
 Reading uses ``native`` when it carries the ``"llama_index"`` key, and the neutral
 fields otherwise (e.g. a record written by ``chatkeep_langchain``, whose ``native`` is
 LangChain's ``message_to_dict`` output), mapping roles ``human``/``user`` -> user,
@@ -48,9 +52,12 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError
 
 from chatkeep import Message, ToolCall
+from chatkeep.codec import Conversion, model_builder
 
 __all__ = [
+    "CONVERSION",
     "NATIVE_KEY",
+    "chat_from_record",
     "from_chatkeep",
     "is_llama_index_native",
     "to_chatkeep",
@@ -80,6 +87,11 @@ _TO_NEUTRAL_ROLE: Final[dict[str, str]] = {
     MessageRole.CHATBOT.value: "assistant",
     MessageRole.MODEL.value: "assistant",
 }
+
+_ROLE_BY_VALUE: Final[dict[str, MessageRole]] = {role.value: role for role in MessageRole}
+# Built without validating again: the values come from a message that was valid.
+_chat_message = model_builder(ChatMessage, shared=True)
+_text_block = model_builder(TextBlock, frozenset({"text"}))  # as TextBlock(text=...)
 
 # Neutral (or LangChain ``type``) role -> LlamaIndex role. Unknown roles read as user.
 _FROM_NEUTRAL_ROLE: Final[dict[str, MessageRole]] = {
@@ -274,14 +286,13 @@ def _from_native(data: Mapping[str, Any], message: Message) -> ChatMessage:
     if "blocks" in data:
         blocks = [_load_block(block) for block in data["blocks"] or []]
     elif isinstance(message.content, str):  # one plain text block, kept in ``content``
-        blocks = [TextBlock(text=message.content)]  # (validating a str is cheaper here)
+        blocks = [_text_block({"block_type": "text", "text": message.content})]
     else:
         raise ValueError("no blocks and no text content")
-    # model_construct: the blocks are validated above; validating the message again
+    # Not validated again: the blocks are checked above, and validating the message
     # would re-run its legacy ``images`` hook and duplicate image blocks.
-    return ChatMessage.model_construct(
-        role=MessageRole(data["role"]), additional_kwargs=kwargs, blocks=blocks
-    )
+    role = _ROLE_BY_VALUE[data["role"]]
+    return _chat_message({"role": role, "additional_kwargs": kwargs, "blocks": blocks})
 
 
 def _part_to_block(part: Any) -> Any | None:
@@ -356,3 +367,26 @@ def from_chatkeep(message: Message) -> ChatMessage:
                 type(exc).__name__,
             )
     return _from_neutral(message)
+
+
+def chat_from_record(record: dict[str, Any]) -> ChatMessage | None:
+    """The ``ChatMessage`` of a stored record this adapter wrote as one plain text
+    block (most chat turns), built straight from the record; None for any other
+    record (rich blocks, other writers), which :func:`from_chatkeep` reads."""
+    native = record.get("native")
+    if type(native) is not dict:
+        return None
+    form = native.get(NATIVE_KEY)
+    if type(form) is not dict or form.get("v") != _NATIVE_VERSION or "blocks" in form:
+        return None
+    content = record.get("content", "")
+    role = _ROLE_BY_VALUE.get(form.get("role"))  # type: ignore[arg-type]
+    kwargs = form.get("additional_kwargs") or {}
+    if type(content) is not str or role is None or type(kwargs) is not dict:
+        return None
+    block = _text_block({"block_type": "text", "text": content})
+    return _chat_message({"role": role, "additional_kwargs": kwargs, "blocks": [block]})
+
+
+CONVERSION: Final = Conversion(from_chatkeep, chat_from_record)
+"""Reads records into ``ChatMessage`` objects: ``store.messages(key, into=CONVERSION)``."""

@@ -35,7 +35,7 @@ from chatkeep import Message
 
 from ._common import ARCHIVE_MARK, StoreHandle, check_key
 from ._stores import AsyncOps, Stores
-from .convert import from_chatkeep, to_chatkeep
+from .convert import CONVERSION, from_chatkeep, to_chatkeep
 
 __all__ = ["RedisDBChatStore"]
 
@@ -180,17 +180,16 @@ class RedisDBChatStore(StoreHandle, AsyncDBChatStore):
         wanted = _status(status, allow_none=True)
         limit, offset = _count(limit, "limit"), _count(offset, "offset")
         store = await self._aio()
-        if wanted is MessageStatus.ACTIVE:
-            messages = await store.messages(self._sid(key, wanted), owner=self.owner)
-            await self._touch(store, key)
-        else:
-            archived, active = await self._parts(store, key)
-            archived = self._archived_view(archived, active)
-            messages = (
-                archived if wanted is MessageStatus.ARCHIVED else self._merge(archived, active)
-            )
         start = offset or 0
         end = None if limit is None else start + limit
+        if wanted is MessageStatus.ACTIVE:  # the read of every turn: straight into ChatMessage
+            sid = self._sid(key, wanted)
+            chats = await store.messages(sid, owner=self.owner, into=CONVERSION)
+            await self._touch(store, key)
+            return chats[start:end]
+        archived, active = await self._parts(store, key)
+        archived = self._archived_view(archived, active)
+        messages = archived if wanted is MessageStatus.ARCHIVED else self._merge(archived, active)
         return self._chat(messages[start:end])
 
     async def count_messages(

@@ -16,7 +16,8 @@ with the stdlib ``json`` and with ``orjson`` (the ``fast`` extra):
   :class:`SerializationError` naming the type; nothing is written.
 
 Records are written with ``orjson`` when installed, else the stdlib ``json``, and read
-with pydantic-core's JSON parser. No pickle, ever: a record is data, never code.
+with pydantic-core's JSON parser. No pickle, ever: a record
+is data, never code.
 
 A read can build your own message type instead of :class:`Message`: pass a
 :class:`Conversion` (``store.messages(sid, into=...)``). Its ``from_record`` gets
@@ -40,7 +41,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Generic, TypeVar
 
 import pydantic_core
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .errors import SerializationError
 from .message import Message, ToolCall
@@ -54,6 +55,7 @@ __all__ = [
     "dumps",
     "encode",
     "loads",
+    "model_builder",
     "parse",
 ]
 
@@ -83,8 +85,9 @@ except ImportError:  # pragma: no cover - exercised when orjson is absent
 
     JSON_LIBRARY = "json"
 
-# Reading always uses pydantic-core's parser (Rust, as fast as orjson, and installed
-# with pydantic): the read path stays fast without the ``fast`` extra.
+# Reading always uses pydantic-core's parser (Rust, installed with pydantic): fast
+# without the ``fast`` extra, and exact where orjson is not (orjson silently turns an
+# integer beyond 64 bits, which a stdlib writer may have stored, into a float).
 loads: Callable[[bytes | str], Any] = pydantic_core.from_json
 
 
@@ -244,13 +247,48 @@ _MAX_US = (datetime(9999, 12, 31, tzinfo=timezone.utc) - _EPOCH) // _US
 _set = object.__setattr__
 
 
-def _build(cls: type[Any], values: dict[str, Any]) -> Any:
-    obj = object.__new__(cls)
-    _set(obj, "__dict__", values)
-    _set(obj, "__pydantic_fields_set__", set(values))
-    _set(obj, "__pydantic_extra__", None)
-    _set(obj, "__pydantic_private__", None)
-    return obj
+M = TypeVar("M", bound=BaseModel)
+
+
+def model_builder(
+    cls: type[M], fields_set: frozenset[str] | None = None, *, shared: bool = False
+) -> Callable[[dict[str, Any]], M]:
+    """A constructor of ``cls`` from a dict holding *every* field, without validation:
+    what ``model_construct`` does, minus its per-call walk over the fields (the cost
+    of reading a long history). Only for values that came from a valid instance.
+
+    ``fields_set`` is what the instance reports as explicitly set (default: all).
+    ``shared=True`` gives every instance one fields-set object, one object fewer per
+    instance for the garbage collector: allowed only when it names every field and
+    the model takes no extra attributes, so pydantic can only ever add a name that is
+    already in it (``model_copy`` copies it first). Models whose construction does
+    more (post-init, private attributes, root models) get ``model_construct`` itself.
+    """
+    if shared and (fields_set is not None or cls.model_config.get("extra") == "allow"):
+        raise ValueError(f"{cls.__name__}: a shared fields-set must name every field")
+    if cls.__pydantic_post_init__ or cls.__private_attributes__ or cls.__pydantic_root_model__:
+        return lambda values: cls.model_construct(
+            None if fields_set is None else set(fields_set), **values
+        )
+    extra: Any = {} if cls.model_config.get("extra") == "allow" else None
+    every = set(cls.model_fields)
+
+    def build(values: dict[str, Any]) -> M:
+        obj = _new(cls)
+        _set(obj, "__dict__", values)
+        if shared:
+            _set(obj, "__pydantic_fields_set__", every)
+        else:
+            _set(obj, "__pydantic_fields_set__", set(fields_set or values))
+        _set(obj, "__pydantic_extra__", None if extra is None else {})
+        _set(obj, "__pydantic_private__", None)
+        return obj
+
+    return build
+
+
+_new = object.__new__
+_build_tool_call = model_builder(ToolCall)
 
 
 def _trusted_tool_calls(raw: Any) -> list[ToolCall] | None:
@@ -267,12 +305,14 @@ def _trusted_tool_calls(raw: Any) -> list[ToolCall] | None:
             return None
         if type(arguments) is not dict or len(item) != 2 + ("id" in item):
             return None
-        calls.append(_build(ToolCall, {"id": call_id, "name": name, "arguments": arguments}))
+        calls.append(_build_tool_call({"id": call_id, "name": name, "arguments": arguments}))
     return calls
 
 
-_MESSAGE_FIELDS = frozenset(Message.model_fields)
-_new = object.__new__
+# Every decoded Message shares one fields-set: Message is frozen, so pydantic never
+# adds to it (model_copy copies it first), and a set per message would be one more
+# object for the garbage collector to track per record (a tenth of a long read).
+_MESSAGE_FIELDS_SET = set(Message.model_fields)
 
 
 def _trusted_message(record: dict[str, Any]) -> Message | None:
@@ -330,27 +370,44 @@ def _trusted_message(record: dict[str, Any]) -> Message | None:
             "native": native,
         },
     )
-    _set(message, "__pydantic_fields_set__", set(_MESSAGE_FIELDS))
+    _set(message, "__pydantic_fields_set__", _MESSAGE_FIELDS_SET)
     _set(message, "__pydantic_extra__", None)
     _set(message, "__pydantic_private__", None)
     return message
 
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+def _sound(record: dict[str, Any]) -> bool:
+    """Whether the fields every message needs (id, role, timestamp) are sound: a
+    record that fails this is left to the full decode, which skips it."""
+    mid, role, ts = record.get("id"), record.get("role"), record.get("ts")
+    return (
+        type(mid) is str
+        and mid != ""
+        and type(role) is str
+        and role != ""
+        and type(ts) is int
+        and 0 <= ts <= _MAX_US
+    )
 
 
 @dataclass(frozen=True, slots=True)
-class Conversion(Generic[T]):
+class Conversion(Generic[T_co]):
     """How a read turns stored records into another message type (``into=``).
 
     ``from_message`` converts a decoded :class:`Message`; the optional
     ``from_record`` builds the result straight from a parsed record dict (see the
-    module docs), returning ``None`` for a record it leaves to ``from_message``.
-    Both must agree: a record read either way gives equal results.
+    module docs) whose id, role and timestamp are already checked, and returns
+    ``None`` (or raises ValueError, TypeError, KeyError) for a record it leaves to
+    ``from_message``. Both must agree: a record read either way gives equal results
+    (the memory backend keeps decoded messages, so its reads use ``from_message``).
     """
 
-    from_message: Callable[[Message], T]
-    from_record: Callable[[dict[str, Any]], T | None] | None = None
+    from_message: Callable[[Message], T_co]
+    from_record: Callable[[dict[str, Any]], T_co | None] | None = None
 
 
 # What a backend hands back for one stored message: the record bytes as stored, or
@@ -390,7 +447,7 @@ class RecordDecoder:
                 continue
             try:
                 record = parse(entry)
-                if build is not None:
+                if build is not None and _sound(record):
                     try:
                         built = build(record)
                     except (ValueError, TypeError, KeyError, AttributeError):

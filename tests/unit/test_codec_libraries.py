@@ -9,6 +9,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from chatkeep import Message, ToolCall, codec
 
 SAMPLES = [
@@ -57,3 +59,25 @@ def test_stdlib_and_orjson_read_each_other() -> None:
     # reading those back here gives the original messages.
     assert [codec.decode(base64.b64decode(r)) for r in result["written"]] == SAMPLES
     assert result["refused"] == [True, True, True]
+
+
+def test_integers_beyond_64_bits_that_a_stdlib_writer_stored_read_exactly() -> None:
+    """orjson would read 2**70 + 1 as a float (silently, one digit lost); records are
+    read with pydantic-core's parser, which keeps it."""
+    big = 2**70 + 1
+    record = json.dumps(
+        {"v": 1, "id": "m1", "role": "user", "content": "x", "ts": 1, "meta": {"n": big}}
+    ).encode()
+    assert codec.decode(record).metadata == {"n": big}
+    with pytest.raises(ValueError):
+        codec.loads(b'{"truncated": ')
+
+
+def test_decoded_messages_share_a_fields_set_that_pydantic_never_changes() -> None:
+    first, second = (codec.decode(codec.encode(m)) for m in SAMPLES[:2])
+    fields = set(Message.model_fields)
+    assert first.model_fields_set == second.model_fields_set == fields
+    changed = first.model_copy(update={"content": "new"})
+    assert changed.content == "new" and changed.model_fields_set == fields
+    assert changed.model_fields_set is not first.model_fields_set
+    assert second.model_fields_set == fields

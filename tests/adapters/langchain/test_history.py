@@ -38,6 +38,7 @@ from tests.support.servers import RedisServer
 
 def test_public_api_is_pinned() -> None:
     assert sorted(chatkeep_langchain.__all__) == [
+        "CONVERSION",
         "HistoryFactory",
         "RedisCache",
         "RedisChatMessageHistory",
@@ -47,6 +48,7 @@ def test_public_api_is_pinned() -> None:
         "from_chatkeep",
         "history_factory",
         "import_community_history",
+        "message_from_record",
         "role_of",
         "store_prefix",
         "to_chatkeep",

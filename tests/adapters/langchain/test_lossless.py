@@ -25,8 +25,15 @@ from langchain_core.messages import (
 )
 from langchain_core.messages.tool import invalid_tool_call, tool_call
 
-from chatkeep import ConversationStore, Message, SerializationError, ToolCall
-from chatkeep_langchain import HistoryFactory, RedisChatMessageHistory, from_chatkeep, to_chatkeep
+from chatkeep import ConversationStore, Message, SerializationError, ToolCall, codec
+from chatkeep_langchain import (
+    CONVERSION,
+    HistoryFactory,
+    RedisChatMessageHistory,
+    from_chatkeep,
+    message_from_record,
+    to_chatkeep,
+)
 from tests.support.servers import RedisServer
 
 
@@ -116,6 +123,28 @@ def test_conversion_without_a_store_is_lossless() -> None:
 
 
 @pytest.mark.redis_server
+@pytest.mark.parametrize("message", zoo(), ids=lambda m: type(m).__name__)
+def test_reading_from_records_matches_reading_from_messages(message: BaseMessage) -> None:
+    """CONVERSION builds each message straight from its record; the result is the
+    same instance, field for field, as the path through chatkeep.Message."""
+    record = codec.parse(codec.encode(to_chatkeep(message)))
+    direct = message_from_record(record)
+    via_message = from_chatkeep(codec.from_record(record))
+    assert direct is not None
+    assert type(direct) is type(via_message) is type(message)
+    assert direct == via_message == message
+    assert direct.model_fields_set == via_message.model_fields_set
+    assert direct.model_dump() == via_message.model_dump() == message.model_dump()
+    assert direct.__pydantic_extra__ == via_message.__pydantic_extra__
+    assert CONVERSION.from_record is message_from_record
+
+
+def test_records_of_other_writers_are_left_to_the_message_path() -> None:
+    plain = codec.parse(codec.encode(Message(role="user", content="hi")))
+    assert message_from_record(plain) is None
+    assert from_chatkeep(codec.from_record(plain)) == HumanMessage("hi", id=plain["id"])
+
+
 def test_records_carry_neutral_fields(
     redis_server: RedisServer, raw: redis.Redis, prefix: str
 ) -> None:

@@ -24,8 +24,10 @@ from pydantic import BaseModel
 
 from chatkeep import ConversationStore, Message, SerializationError, ToolCall, codec
 from chatkeep_llama_index import (
+    CONVERSION,
     NATIVE_KEY,
     RedisChatStore,
+    chat_from_record,
     from_chatkeep,
     is_llama_index_native,
     to_chatkeep,
@@ -93,6 +95,41 @@ def test_rich_message_round_trips_equal() -> None:
     image = back.blocks[1]
     assert isinstance(image, ImageBlock) and image.image == message.blocks[1].image  # type: ignore[union-attr]
     assert image.image_mimetype == "image/png"
+
+
+def _same_instance(a: BaseModel, b: BaseModel) -> None:
+    """Equal, and built alike: what pydantic reports as set and dumps."""
+    assert type(a) is type(b) and a == b
+    assert a.model_fields_set == b.model_fields_set
+    assert a.model_dump() == b.model_dump()
+    assert a.model_dump(exclude_unset=True) == b.model_dump(exclude_unset=True)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        *(ChatMessage(role=role, content=f"I am {role.value}") for role in MessageRole),
+        ChatMessage(role="assistant", content="", additional_kwargs={"tool_call_id": "t1"}),
+        ChatMessage(role="user", content="with kwargs", additional_kwargs={"raw": b"\x00"}),
+        rich_message(),
+        *llama_conversation(),
+    ],
+    ids=lambda m: f"{m.role.value}-{len(m.blocks)}",
+)
+def test_reading_from_records_matches_reading_from_messages(message: ChatMessage) -> None:
+    """CONVERSION builds plain-text messages straight from the record; the result is
+    the same instance, field for field, as the path through chatkeep.Message."""
+    record = codec.parse(codec.encode(to_chatkeep(message)))
+    via_message = from_chatkeep(codec.from_record(record))
+    direct = chat_from_record(record)
+    plain = len(message.blocks) == 1 and type(message.blocks[0]) is TextBlock
+    assert (direct is not None) == plain
+    assert via_message == message
+    if direct is not None:
+        _same_instance(direct, via_message)
+        _same_instance(direct.blocks[0], via_message.blocks[0])
+        _same_instance(direct.blocks[0], message.blocks[0])
+    assert CONVERSION.from_record is chat_from_record
 
 
 def test_round_trip_through_a_store(make_chat_store: Callable[..., RedisChatStore]) -> None:
