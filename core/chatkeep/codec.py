@@ -316,15 +316,17 @@ _MESSAGE_FIELDS_SET = set(Message.model_fields)
 
 
 def _trusted_message(record: dict[str, Any]) -> Message | None:
-    get = record.get
-    mid = get("id")
-    role = get("role")
-    ts = get("ts")
+    try:
+        mid = record["id"]
+        role = record["role"]
+        ts = record["ts"]
+    except KeyError:
+        return None
     if not (type(mid) is str and mid and type(role) is str and role and type(ts) is int):
         return None
     if not 0 <= ts <= _MAX_US:
         return None
-    content = get("content", "")
+    content = record.get("content", "")
     if type(content) is not str:
         if type(content) is not list:
             return None
@@ -335,6 +337,7 @@ def _trusted_message(record: dict[str, Any]) -> Message | None:
     metadata: Any = {}
     tool_calls: list[ToolCall] | None = []
     if len(record) > 5:  # beyond v, id, role, content, ts: check the optional fields
+        get = record.get
         name = get("name")
         call_id = get("tool_call_id")
         if (name is not None and type(name) is not str) or (

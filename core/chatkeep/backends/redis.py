@@ -28,8 +28,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -197,14 +196,25 @@ def translate(exc: BaseException, session_id: str | None = None) -> BaseExceptio
     return BackendError(f"Redis error: {type(exc).__name__}: {text}")
 
 
-@contextmanager
-def _translated(session_id: str | None = None) -> Iterator[None]:
-    try:
-        yield
-    except (rex.RedisError, rex.RedisClusterException) as exc:
-        raise translate(exc, session_id) from exc
-    except (OSError, ConnectionError, TimeoutError) as exc:
-        raise Unreachable(exc) from exc
+class _translated:
+    """Turns redis-py and socket errors into chatkeep's (a class: the hot path pays
+    less for it than for a generator-based context manager)."""
+
+    __slots__ = ("session_id",)
+
+    def __init__(self, session_id: str | None = None) -> None:
+        self.session_id = session_id
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        if isinstance(exc, (rex.RedisError, rex.RedisClusterException)):
+            raise translate(exc, self.session_id) from exc
+        if isinstance(exc, (OSError, ConnectionError, TimeoutError)):
+            raise Unreachable(exc) from exc
 
 
 def _text(value: Any) -> str | None:
@@ -288,6 +298,18 @@ class RedisIndex:
         ttl = 0 if expires_at is None else max(expires_at - now, 1)
         with self._lock:
             known = self._known.get(sid)
+            if (  # the usual append: the index already holds this expiry (within slack)
+                plan is None
+                and known is not None
+                and (owner is None or owner == known.owner)
+                and (
+                    actual == known.score
+                    or (actual != math.inf and abs(actual - known.score) <= _slack(ttl))
+                )
+            ):
+                known.ttl_ms = ttl
+                self._known.move_to_end(sid)
+                return []
             score = plan.score if plan else (known.score if known else None)
             indexed_owner = plan.owner if plan else (known.owner if known else None)
             fixes: list[tuple[str, float]] = []

@@ -3,6 +3,9 @@
 -- With KEYS[3] (the session's channel), the last ARGV is '1' (SPUBLISH) or '0' (PUBLISH)
 -- and every appended record is published to KEYS[3].
 -- Returns {length, expires_at, owner|false, duplicate 0/1}.
+-- The hot path of every turn: written out inline (no helper calls, no tables for
+-- the usual call: an existing session, no idempotency key, no TTL given); the rules
+-- are those of common.lua's owner_ok, seen, ttl_of and expire.
 local now = tonumber(ARGV[1])
 local last = #ARGV
 local pub = false
@@ -11,29 +14,59 @@ if #KEYS > 2 then
   last = last - 1
 end
 local meta = redis.call('HMGET', KEYS[2], 'o', 't', 'k', 'c')
-local exists = meta[4] ~= false
-if not owner_ok(meta[1], ARGV[6], exists) then return redis.error_reply('CHATKEEP_OWNER') end
+local owner, created, given, idem = meta[1], meta[4], ARGV[6], ARGV[7]
+if given ~= '' and (owner and owner ~= given or not owner and created) then
+  return redis.error_reply('CHATKEEP_OWNER')
+end
 local ring = meta[3] or ''
-if seen(ring, ARGV[7]) then
-  return {redis.call('LLEN', KEYS[1]), -2, meta[1], 1}
-end
-local n = trim(push(8, last), tonumber(ARGV[5]))
-local fields = {'u', now}
-if ARGV[7] ~= '' then
-  table.insert(fields, 'k'); table.insert(fields, string.sub(ARGV[7] .. ring, 1, RING_BYTES))
-end
-local owner = meta[1]
-if not exists then
-  table.insert(fields, 'c'); table.insert(fields, now)
-  table.insert(fields, 'v'); table.insert(fields, '1')
-  if ARGV[6] ~= '' then
-    table.insert(fields, 'o'); table.insert(fields, ARGV[6]); owner = ARGV[6]
+if idem ~= '' then
+  local from = 1
+  while true do
+    local at = string.find(ring, idem, from, true)
+    if not at then break end
+    if (at - 1) % 16 == 0 then return {redis.call('LLEN', KEYS[1]), -2, owner, 1} end
+    from = at + 1
   end
 end
-if ARGV[2] ~= '' then table.insert(fields, 't'); table.insert(fields, ARGV[2]) end
-redis.call('HSET', KEYS[2], unpack(fields))
-local ttl = ttl_of(ARGV[2], meta[2], ARGV[3])
-local at = expire(now, ttl, ARGV[4] == '1', meta[4])
+local n
+for i = 8, last, 1000 do
+  n = redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, last)))
+end
+local max = tonumber(ARGV[5])
+if max > 0 and n > max then
+  redis.call('LTRIM', KEYS[1], -max, -1)
+  n = max
+end
+local ttl = ARGV[2]
+if created and idem == '' and ttl == '' then
+  redis.call('HSET', KEYS[2], 'u', now)
+else
+  local fields = {'u', now}
+  if idem ~= '' then
+    fields[#fields + 1] = 'k'; fields[#fields + 1] = string.sub(idem .. ring, 1, RING_BYTES)
+  end
+  if not created then
+    fields[#fields + 1] = 'c'; fields[#fields + 1] = now
+    fields[#fields + 1] = 'v'; fields[#fields + 1] = '1'
+    if given ~= '' then
+      fields[#fields + 1] = 'o'; fields[#fields + 1] = given; owner = given
+    end
+  end
+  if ttl ~= '' then fields[#fields + 1] = 't'; fields[#fields + 1] = ttl end
+  redis.call('HSET', KEYS[2], unpack(fields))
+end
+if ttl == '' then ttl = meta[2] or ARGV[3] end
+ttl = tonumber(ttl)
+local at = -1
+if ttl <= 0 then
+  redis.call('PERSIST', KEYS[1])
+  redis.call('PERSIST', KEYS[2])
+else
+  at = now + ttl
+  if ARGV[4] == '1' then at = (tonumber(created) or now) + ttl end
+  redis.call('PEXPIREAT', KEYS[1], at)
+  redis.call('PEXPIREAT', KEYS[2], at)
+end
 if pub then
   for i = 8, last do redis.call(pub, KEYS[3], ARGV[i]) end
 end
