@@ -205,8 +205,6 @@ def _memory(url: str, subjects: list[Subject]) -> list[Any]:
     for subject in subjects:
         subject.prefill("mem", POOL[:count])
         total = sum(client.memory_usage(k, samples=0) or 0 for k in subject.keys("mem"))
-        if subject.name == "llama-index redis":
-            total = client.memory_usage(f"{subject.prefix}:mem", samples=0) or 0
         sizes[subject.name] = total / count
     client.close()
     ref = sizes.get("raw redis-py")

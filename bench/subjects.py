@@ -361,7 +361,7 @@ class PeerLlama(LlamaSubject):
         self.store = RedisChatStore(redis_url=url, ttl=TTL_SECONDS)
 
     def keys(self, sid: str) -> list[str]:
-        return [sid]
+        return [f"{self.prefix}:{sid}"]  # this store uses the key it is given as is
 
     def add_one(self, sid: str, message: Message) -> None:
         self.store.add_message(f"{self.prefix}:{sid}", _li_message(message))
