@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -10,7 +11,8 @@ from typing import Any
 import pytest
 import redis
 
-from chatkeep import ConversationStore, Message, SerializationError
+from chatkeep import AsyncConversationStore, ConversationStore, Message, SerializationError
+from chatkeep.backends.redis import SCRIPTS
 from chatkeep.codec import Conversion
 
 pytestmark = pytest.mark.redis_server
@@ -203,6 +205,47 @@ def test_reads_into_build_from_the_records_and_keep_the_skip_policy(
         assert "trunc" not in caplog.text
     with make(redis_server, prefix, strict=True) as strict, pytest.raises(SerializationError):
         strict.messages("s", into=into)
+
+
+@pytest.mark.parametrize("twin", ["sync", "async"])
+def test_scripts_flushed_mid_session_are_loaded_again_once(
+    redis_server: Any, raw: redis.Redis, prefix: str, twin: str
+) -> None:
+    """A server that lost its scripts (restart, failover, SCRIPT FLUSH): the next
+    batched call (a long read: script + LRANGE in one round trip) runs the script by
+    EVAL and loads every script in the same round trip; later calls need no reload,
+    and the connection stays in step (every reply read, error replies included)."""
+    history = [msg(str(i)) for i in range(40)]
+
+    async def scenario() -> list[list[str]]:
+        store: Any = ConversationStore.from_url(redis_server.url, prefix=prefix)
+        if twin == "async":
+            store = AsyncConversationStore.from_url(redis_server.url, prefix=prefix)
+
+        async def call(result: Any) -> Any:
+            return await result if twin == "async" else result
+
+        await call(store.append("s", history))
+        await asyncio.sleep(1.1)  # scripts are loaded at most once a second
+        raw.script_flush()
+        raw.config_resetstat()
+        reads = [[m.text for m in await call(store.messages("s"))]]
+        await call(store.append("s", [msg("40")]))
+        reads.append([m.text for m in await call(store.messages("s", last=2))])
+        for _ in range(10):  # the pooled connection answers in order afterwards
+            reads.append([m.text for m in await call(store.messages("s", last=1))])
+        await call(store.aclose() if twin == "async" else store.close())
+        return reads
+
+    reads = asyncio.run(scenario())
+    assert reads[0] == [str(i) for i in range(40)]
+    assert reads[1] == ["39", "40"]
+    assert reads[2:] == [["40"]] * 10
+    stats = raw.info("commandstats")
+    assert stats["cmdstat_eval"]["calls"] == 1
+    assert stats["cmdstat_script|load"]["calls"] == len(SCRIPTS)
+    evalsha = stats["cmdstat_evalsha"]
+    assert evalsha["failed_calls"] + evalsha["rejected_calls"] == 1  # the one NOSCRIPT
 
 
 def test_listing_uses_the_index_not_the_keyspace(

@@ -510,6 +510,92 @@ def _first_error(replies: list[Any], wanted: int) -> list[Any]:
     return replies
 
 
+def _batch(
+    script: Script,
+    keys: Sequence[str],
+    args: Sequence[Any],
+    *,
+    plan: IndexPlan | None,
+    member: str,
+    lrange: tuple[int, int] | None,
+    attempt: int,
+    load_all: bool,
+) -> tuple[list[tuple[Any, ...]], int]:
+    """The commands of one round trip: the script (EVALSHA, or EVAL on the retry),
+    the LRANGE, the index ZADDs, and on a retry that should, SCRIPT LOADs of every
+    script; with how many of them count (the loads are a courtesy)."""
+    if attempt == 0:
+        commands: list[tuple[Any, ...]] = [("EVALSHA", script.sha, len(keys), *keys, *args)]
+    else:
+        commands = [("EVAL", script.text, len(keys), *keys, *args)]
+    if lrange:
+        commands.append(("LRANGE", keys[0], *lrange))
+    if plan:
+        xx = ("XX",) if plan.existing_only else ()
+        commands += [("ZADD", key, *xx, score, member) for key, score in plan.zadds]
+    wanted = len(commands)
+    if load_all:
+        commands += [("SCRIPT", "LOAD", other.text) for other in SCRIPTS.values()]
+    return commands, wanted
+
+
+def _exchange(connection: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+    connection.send_packed_command(connection.pack_commands(commands))
+    replies: list[Any] = []
+    for _ in commands:
+        try:
+            replies.append(connection.read_response())
+        except rex.ResponseError as exc:  # an error reply: the next replies still come
+            replies.append(exc)
+    return replies
+
+
+def _send(client: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+    """Send ``commands`` in one round trip on a pooled connection and return their
+    replies (error replies in their place): what a redis-py pipeline does, without
+    building one (its bookkeeping costs about as much as a short read itself)."""
+    pool = client.connection_pool
+    connection = pool.get_connection()
+    try:
+        replies: list[Any] = connection.retry.call_with_retry(
+            lambda: _exchange(connection, commands), lambda _: connection.disconnect()
+        )
+        return replies
+    except BaseException:
+        connection.disconnect()  # replies may still be on their way: never reuse it
+        raise
+    finally:
+        pool.release(connection)
+
+
+async def _asend(client: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+    """The ``redis.asyncio`` twin of :func:`_send`."""
+
+    async def exchange() -> list[Any]:
+        await connection.send_packed_command(connection.pack_commands(commands))
+        replies: list[Any] = []
+        for _ in commands:
+            try:
+                replies.append(await connection.read_response())
+            except rex.ResponseError as exc:
+                replies.append(exc)
+        return replies
+
+    async def drop(_: Any) -> None:
+        await connection.disconnect()
+
+    pool = client.connection_pool
+    connection = await pool.get_connection()
+    try:
+        replies: list[Any] = await connection.retry.call_with_retry(exchange, drop)
+        return replies
+    except BaseException:
+        await connection.disconnect()
+        raise
+    finally:
+        await pool.release(connection)
+
+
 def _check_client(client: object, expected: tuple[type, ...], what: str) -> None:
     if not isinstance(client, expected):
         raise ConfigurationError(
@@ -575,22 +661,20 @@ class RedisBackend:
         for attempt in (0, 1):
             try:
                 if (plan or lrange or attempt) and self._scripts_in_pipelines:
-                    pipe = client.pipeline(transaction=False)
-                    if attempt == 0:
-                        pipe.evalsha(script.sha, len(keys), *keys, *args)
-                    else:
-                        pipe.eval(script.text, len(keys), *keys, *args)
-                    if lrange:
-                        pipe.lrange(keys[0], *lrange)
-                    if plan:
-                        _zadd(pipe, plan.zadds, member, plan.existing_only)
-                    wanted = len(pipe)
-                    if attempt and self.p.load_all_scripts_now():
-                        for other in SCRIPTS.values():
-                            pipe.script_load(other.text)
+                    load_all = bool(attempt) and self.p.load_all_scripts_now()
+                    commands, wanted = _batch(
+                        script,
+                        keys,
+                        args,
+                        plan=plan,
+                        member=member,
+                        lrange=lrange,
+                        attempt=attempt,
+                        load_all=load_all,
+                    )
                     # Loading is a courtesy a least-privilege user may be refused:
                     # only the errors of the commands we need count.
-                    replies = _first_error(pipe.execute(raise_on_error=False), wanted)
+                    replies = _first_error(self._send(client, commands), wanted)
                     return (replies[0], replies[1]) if lrange else replies[0]
                 if attempt == 0:
                     reply = client.evalsha(script.sha, len(keys), *keys, *args)
@@ -604,6 +688,16 @@ class RedisBackend:
                 pipe.execute()
             return reply
         raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _send(client: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+        if client.connection is None:  # pooled (the usual client)
+            return _send(client, commands)
+        pipe = client.pipeline(transaction=False)  # a single-connection client
+        for command in commands:
+            pipe.execute_command(*command)
+        replies: list[Any] = pipe.execute(raise_on_error=False)
+        return replies
 
     def _write(
         self, name: str, op: Append | Replace | Insert, args: list[Any], now: int
@@ -840,22 +934,20 @@ class AsyncRedisBackend:
         for attempt in (0, 1):
             try:
                 if (plan or lrange or attempt) and self._scripts_in_pipelines:
-                    pipe = client.pipeline(transaction=False)
-                    if attempt == 0:
-                        pipe.evalsha(script.sha, len(keys), *keys, *args)
-                    else:
-                        pipe.eval(script.text, len(keys), *keys, *args)
-                    if lrange:
-                        pipe.lrange(keys[0], *lrange)
-                    if plan:
-                        _zadd(pipe, plan.zadds, member, plan.existing_only)
-                    wanted = len(pipe)
-                    if attempt and self.p.load_all_scripts_now():
-                        for other in SCRIPTS.values():
-                            pipe.script_load(other.text)
+                    load_all = bool(attempt) and self.p.load_all_scripts_now()
+                    commands, wanted = _batch(
+                        script,
+                        keys,
+                        args,
+                        plan=plan,
+                        member=member,
+                        lrange=lrange,
+                        attempt=attempt,
+                        load_all=load_all,
+                    )
                     # Loading is a courtesy a least-privilege user may be refused:
                     # only the errors of the commands we need count.
-                    replies = _first_error(await pipe.execute(raise_on_error=False), wanted)
+                    replies = _first_error(await self._send(client, commands), wanted)
                     return (replies[0], replies[1]) if lrange else replies[0]
                 if attempt == 0:
                     reply = await client.evalsha(script.sha, len(keys), *keys, *args)
@@ -869,6 +961,16 @@ class AsyncRedisBackend:
                 await pipe.execute()
             return reply
         raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    async def _send(client: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+        if client.connection is None:  # pooled (the usual client)
+            return await _asend(client, commands)
+        pipe = client.pipeline(transaction=False)  # a single-connection client
+        for command in commands:
+            pipe.execute_command(*command)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        return replies
 
     async def _write(
         self, name: str, op: Append | Replace | Insert, args: list[Any], now: int
