@@ -20,6 +20,7 @@ from chatkeep import (
     Message,
     StoreConfig,
 )
+from chatkeep.backends.redis import SCRIPTS
 from tests.support.acl import AclUser
 from tests.support.cluster import RedisClusterDeployment
 from tests.support.servers import RedisServer
@@ -211,6 +212,30 @@ def test_the_minimal_acl_is_enough_and_confined_to_the_prefix(
             raw.close()
     finally:
         admin.delete("someone-else:secret", f"other{prefix}:{{s}}:m")
+        admin.close()
+
+
+def test_scripts_lost_under_the_minimal_acl_run_by_eval_and_the_refused_loads_pass(
+    redis_server: RedisServer, acl_user: AclUser, prefix: str
+) -> None:
+    """The user may not SCRIPT LOAD: after the server lost its scripts, the refused
+    loads come back as error replies inside the same round trip; the call succeeds
+    and the pooled connection stays in step for the calls after it."""
+    url = f"redis://{acl_user.userinfo}127.0.0.1:{redis_server.port}/0"
+    admin = redis.Redis(port=redis_server.port)
+    try:
+        with ConversationStore.from_url(url, prefix=prefix, fallback="raise") as store:
+            store.append("s", [hi(str(i)) for i in range(40)])
+            time.sleep(1.1)  # scripts are loaded at most once a second
+            admin.script_flush()
+            admin.config_resetstat()
+            assert [m.text for m in store.messages("s")] == [str(i) for i in range(40)]
+            for _ in range(5):
+                assert [m.text for m in store.messages("s", last=1)] == ["39"]
+            stats = admin.info("commandstats")
+            assert stats["cmdstat_script|load"]["rejected_calls"] == len(SCRIPTS)
+            assert stats["cmdstat_eval"]["calls"] == 2  # the long read's and read.lua's
+    finally:
         admin.close()
 
 
