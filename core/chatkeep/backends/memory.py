@@ -394,6 +394,8 @@ def _is_tail(entries: list[Entry], tail: list[Entry]) -> bool:
     if not tail or len(tail) > len(entries):
         return False
     offset = len(entries) - len(tail)
+    if entries[offset:] == tail:  # the usual case, compared in C: the same record bytes
+        return True
     return all(_same(entries[offset + i], entry) for i, entry in enumerate(tail))
 
 
