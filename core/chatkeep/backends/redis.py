@@ -419,6 +419,34 @@ class RedisProtocol:
         self._scripts_loaded_at = now
         return True
 
+    def batch(
+        self,
+        script: Script,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        *,
+        plan: IndexPlan | None,
+        member: str,
+        lrange: tuple[int, int] | None,
+        attempt: int,
+    ) -> tuple[list[tuple[Any, ...]], int]:
+        """The commands of one round trip: the script (EVALSHA, or EVAL on the retry),
+        the LRANGE, the index ZADDs, and on a retry that should, SCRIPT LOADs of every
+        script; with how many of them count (the loads are a courtesy)."""
+        if attempt == 0:
+            commands: list[tuple[Any, ...]] = [("EVALSHA", script.sha, len(keys), *keys, *args)]
+        else:
+            commands = [("EVAL", script.text, len(keys), *keys, *args)]
+        if lrange:
+            commands.append(("LRANGE", keys[0], *lrange))
+        if plan:
+            xx = ("XX",) if plan.existing_only else ()
+            commands += [("ZADD", key, *xx, score, member) for key, score in plan.zadds]
+        wanted = len(commands)
+        if attempt and self.load_all_scripts_now():
+            commands += [("SCRIPT", "LOAD", other.text) for other in SCRIPTS.values()]
+        return commands, wanted
+
     def marker(self) -> str:
         # A value no record can equal (records are JSON objects), unique per call.
         return f"chatkeep-marker:{self._marker_seed}:{os.urandom(6).hex()}"
@@ -508,35 +536,6 @@ def _first_error(replies: list[Any], wanted: int) -> list[Any]:
         if isinstance(reply, Exception):
             raise reply
     return replies
-
-
-def _batch(
-    script: Script,
-    keys: Sequence[str],
-    args: Sequence[Any],
-    *,
-    plan: IndexPlan | None,
-    member: str,
-    lrange: tuple[int, int] | None,
-    attempt: int,
-    load_all: bool,
-) -> tuple[list[tuple[Any, ...]], int]:
-    """The commands of one round trip: the script (EVALSHA, or EVAL on the retry),
-    the LRANGE, the index ZADDs, and on a retry that should, SCRIPT LOADs of every
-    script; with how many of them count (the loads are a courtesy)."""
-    if attempt == 0:
-        commands: list[tuple[Any, ...]] = [("EVALSHA", script.sha, len(keys), *keys, *args)]
-    else:
-        commands = [("EVAL", script.text, len(keys), *keys, *args)]
-    if lrange:
-        commands.append(("LRANGE", keys[0], *lrange))
-    if plan:
-        xx = ("XX",) if plan.existing_only else ()
-        commands += [("ZADD", key, *xx, score, member) for key, score in plan.zadds]
-    wanted = len(commands)
-    if load_all:
-        commands += [("SCRIPT", "LOAD", other.text) for other in SCRIPTS.values()]
-    return commands, wanted
 
 
 def _exchange(connection: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
@@ -661,16 +660,8 @@ class RedisBackend:
         for attempt in (0, 1):
             try:
                 if (plan or lrange or attempt) and self._scripts_in_pipelines:
-                    load_all = bool(attempt) and self.p.load_all_scripts_now()
-                    commands, wanted = _batch(
-                        script,
-                        keys,
-                        args,
-                        plan=plan,
-                        member=member,
-                        lrange=lrange,
-                        attempt=attempt,
-                        load_all=load_all,
+                    commands, wanted = self.p.batch(
+                        script, keys, args, plan=plan, member=member, lrange=lrange, attempt=attempt
                     )
                     # Loading is a courtesy a least-privilege user may be refused:
                     # only the errors of the commands we need count.
@@ -934,16 +925,8 @@ class AsyncRedisBackend:
         for attempt in (0, 1):
             try:
                 if (plan or lrange or attempt) and self._scripts_in_pipelines:
-                    load_all = bool(attempt) and self.p.load_all_scripts_now()
-                    commands, wanted = _batch(
-                        script,
-                        keys,
-                        args,
-                        plan=plan,
-                        member=member,
-                        lrange=lrange,
-                        attempt=attempt,
-                        load_all=load_all,
+                    commands, wanted = self.p.batch(
+                        script, keys, args, plan=plan, member=member, lrange=lrange, attempt=attempt
                     )
                     # Loading is a courtesy a least-privilege user may be refused:
                     # only the errors of the commands we need count.
