@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 
 from .cache import DEFAULT_CACHE_TTL, AsyncResultCache, ResultCache
+from .codec import Conversion
 from .config import DEFAULT_TTL, StoreConfig
 from .coordination import AsyncSessionLock, AsyncSubscription, SessionLock, Subscription
 from .errors import (
@@ -55,6 +56,7 @@ __all__ = [
     "ChatkeepError",
     "ConfigurationError",
     "ContentPart",
+    "Conversion",
     "ConversationStore",
     "InvalidArgumentError",
     "InvalidMessageError",

@@ -324,7 +324,7 @@ class _StoreBase:
     def _into(into: object) -> codec.Conversion[Any] | None:
         if into is None or isinstance(into, codec.Conversion):
             return into
-        raise InvalidArgumentError("into must be a chatkeep.codec.Conversion")
+        raise InvalidArgumentError("into must be a chatkeep.Conversion")
 
 
 class ConversationStore(_StoreBase):

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from chatkeep import (
+    Conversion,
     InvalidArgumentError,
     InvalidMessageError,
     InvalidSessionId,
@@ -16,7 +17,6 @@ from chatkeep import (
     SessionOwnershipError,
     ToolCall,
 )
-from chatkeep.codec import Conversion
 
 
 def msg(text: str, role: str = "user", **fields: Any) -> Message:

@@ -17,9 +17,9 @@ from chatkeep import (
     BackendError,
     BackendUnavailableError,
     ConversationStore,
+    Conversion,
     Message,
 )
-from chatkeep.codec import Conversion
 from tests.support.servers import RedisServer, TcpProxy
 
 pytestmark = pytest.mark.redis_server

@@ -11,9 +11,14 @@ from typing import Any
 import pytest
 import redis
 
-from chatkeep import AsyncConversationStore, ConversationStore, Message, SerializationError
+from chatkeep import (
+    AsyncConversationStore,
+    ConversationStore,
+    Conversion,
+    Message,
+    SerializationError,
+)
 from chatkeep.backends.redis import SCRIPTS
-from chatkeep.codec import Conversion
 
 pytestmark = pytest.mark.redis_server
 
