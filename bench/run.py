@@ -33,7 +33,7 @@ import redis  # noqa: E402
 import redis.asyncio.connection  # noqa: E402
 import redis.connection  # noqa: E402
 
-from bench import scenarios  # noqa: E402
+from bench import scenarios, targets  # noqa: E402
 from bench.subjects import Subject, available, make_messages  # noqa: E402
 
 
@@ -198,10 +198,19 @@ def main(argv: list[str] | None = None) -> int:
             server.cleanup()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    checked = targets.evaluate(rows, meta["json"])
     (out / "results.json").write_text(
-        json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=1)
+        json.dumps(
+            {
+                "meta": meta,
+                "rows": [asdict(r) for r in rows],
+                "targets": [asdict(t) for t in checked],
+            },
+            indent=1,
+        )
     )
-    table = render(rows, meta)
+    table = render(rows, meta) + "\nTargets of the performance issue, in this run:\n\n"
+    table += targets.render(checked)
     (out / "results.md").write_text(table)
     print(table)
     return 0

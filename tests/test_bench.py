@@ -63,3 +63,10 @@ def test_quick_benchmark_runs_everything(tmp_path: Path) -> None:
     )
     assert core_append["round_trips"] == 1  # counted on the wire, not assumed
     assert (tmp_path / "results.md").read_text().count("|") > 50
+    # Every target of the issue is stated, with this run's figure where it has one
+    # (--quick reads no 5,000-message session, so that target says so).
+    checked = {t["name"]: t for t in result["targets"]}
+    assert len(checked) == 11
+    measured = [t for t in checked.values() if t["met"] is not None]
+    assert len(measured) >= 10 and all(t["measured"] for t in measured)
+    assert "Targets of the performance issue" in (tmp_path / "results.md").read_text()
