@@ -70,13 +70,38 @@ def test_every_write_sets_the_ttl_on_both_keys(
                 store.insert("s", 1, [msg("i")])
             elif check == "pop":
                 store.pop("s", 1)
-            else:
-                store.messages("s")
+            else:  # a store that has not refreshed the session itself (see below)
+                with make(redis_server, prefix, ttl=100) as reader:
+                    reader.messages("s")
             m, h = pttls(raw, prefix, "s")
             assert 95_000 < m <= 100_000, check
             assert 95_000 < h <= 100_000, check
         store.clear("s")
         assert pttls(raw, prefix, "s") == (-2, -2)
+
+
+def test_a_read_refreshes_a_sliding_ttl_unless_this_process_just_did(
+    redis_server: Any, raw: redis.Redis, prefix: str
+) -> None:
+    """Within min(60 s, 1% of the TTL) of this process setting the expiry, a read
+    without an owner is a plain LRANGE (the refresh would move the expiry by no more);
+    after that, or with an owner to check, the read runs the script and refreshes."""
+    with make(redis_server, prefix, ttl=100) as store:
+        store.append("s", [msg("a"), msg("b")], owner="o")
+        raw.config_resetstat()
+        assert [m.text for m in store.messages("s")] == ["a", "b"]
+        assert [m.text for m in store.messages("s", last=1)] == ["b"]
+        stats = raw.info("commandstats")
+        assert "cmdstat_evalsha" not in stats and stats["cmdstat_lrange"]["calls"] == 2
+        raw.pexpire(f"{prefix}:{{s}}:m", 50_000)
+        raw.pexpire(f"{prefix}:{{s}}:h", 50_000)
+        store.messages("s", owner="o")  # the owner is always checked: the script runs
+        assert all(95_000 < t <= 100_000 for t in pttls(raw, prefix, "s"))
+        time.sleep(1.1)  # past 1% of the TTL: the next read refreshes
+        raw.pexpire(f"{prefix}:{{s}}:m", 50_000)
+        raw.pexpire(f"{prefix}:{{s}}:h", 50_000)
+        store.messages("s")
+        assert all(95_000 < t <= 100_000 for t in pttls(raw, prefix, "s"))
 
 
 def test_fixed_ttl_counts_from_creation(redis_server: Any, raw: redis.Redis, prefix: str) -> None:
@@ -230,15 +255,17 @@ def test_scripts_flushed_mid_session_are_loaded_again_once(
         async def call(result: Any) -> Any:
             return await result if twin == "async" else result
 
-        await call(store.append("s", history))
+        # An owned session: every read runs its script (to check the owner).
+        await call(store.append("s", history, owner="o"))
         await asyncio.sleep(1.1)  # scripts are loaded at most once a second
         raw.script_flush()
         raw.config_resetstat()
-        reads = [[m.text for m in await call(store.messages("s"))]]
-        await call(store.append("s", [msg("40")]))
-        reads.append([m.text for m in await call(store.messages("s", last=2))])
+        reads = [[m.text for m in await call(store.messages("s", owner="o"))]]
+        await call(store.append("s", [msg("40")], owner="o"))
+        reads.append([m.text for m in await call(store.messages("s", last=2, owner="o"))])
         for _ in range(10):  # the pooled connection answers in order afterwards
-            reads.append([m.text for m in await call(store.messages("s", last=1))])
+            last = await call(store.messages("s", last=1, owner="o"))
+            reads.append([m.text for m in last])
         await call(store.aclose() if twin == "async" else store.close())
         return reads
 

@@ -225,13 +225,15 @@ def test_scripts_lost_under_the_minimal_acl_run_by_eval_and_the_refused_loads_pa
     admin = redis.Redis(port=redis_server.port)
     try:
         with ConversationStore.from_url(url, prefix=prefix, fallback="raise") as store:
-            store.append("s", [hi(str(i)) for i in range(40)])
+            # An owned session: every read runs its script (to check the owner).
+            store.append("s", [hi(str(i)) for i in range(40)], owner="o")
             time.sleep(1.1)  # scripts are loaded at most once a second
             admin.script_flush()
             admin.config_resetstat()
-            assert [m.text for m in store.messages("s")] == [str(i) for i in range(40)]
+            read = store.messages("s", owner="o")
+            assert [m.text for m in read] == [str(i) for i in range(40)]
             for _ in range(5):
-                assert [m.text for m in store.messages("s", last=1)] == ["39"]
+                assert [m.text for m in store.messages("s", last=1, owner="o")] == ["39"]
             stats = admin.info("commandstats")
             assert stats["cmdstat_script|load"]["rejected_calls"] == len(SCRIPTS)
             assert stats["cmdstat_eval"]["calls"] == 2  # the long read's and read.lua's

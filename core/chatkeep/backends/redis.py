@@ -239,6 +239,13 @@ class _Indexed:
     score: float  # what the index holds (ms; inf = never expires)
     owner: str | None  # owner index written, if any
     ttl_ms: int  # TTL last seen for the session (0 = never)
+    expires_at: int | None  # the expiry this process last saw set (None = never)
+
+
+# A read refreshes a sliding TTL unless this process set the session's expiry less than
+# this long ago (or 1% of the TTL, if that is shorter): the refresh would move it by
+# no more, and skipping it lets an owner-free read be a plain LRANGE, with no script.
+REFRESH_SLACK_MS = 60_000
 
 
 @dataclass(slots=True)
@@ -308,6 +315,7 @@ class RedisIndex:
                 )
             ):
                 known.ttl_ms = ttl
+                known.expires_at = expires_at
                 self._known.move_to_end(sid)
                 return []
             score = plan.score if plan else (known.score if known else None)
@@ -325,11 +333,24 @@ class RedisIndex:
             if owner is not None and owner != indexed_owner:
                 fixes.append((self._keys.owner_index(owner), score))
                 indexed_owner = owner
-            self._known[sid] = _Indexed(score, indexed_owner, ttl)
+            self._known[sid] = _Indexed(score, indexed_owner, ttl, expires_at)
             self._known.move_to_end(sid)
             while len(self._known) > self._capacity:
                 self._known.popitem(last=False)
         return fixes
+
+    def refreshed(self, sid: str, now: int) -> bool:
+        """Whether refreshing the session's sliding TTL now would move its expiry by no
+        more than the refresh slack (this process set it moments ago), or it never
+        expires."""
+        with self._lock:
+            known = self._known.get(sid)
+        if known is None:
+            return False
+        if known.expires_at is None:
+            return True
+        drift = now + known.ttl_ms - known.expires_at
+        return drift <= min(REFRESH_SLACK_MS, known.ttl_ms // 100)
 
     def forget(self, sid: str) -> None:
         with self._lock:
@@ -405,6 +426,21 @@ class RedisProtocol:
             op.idem,
             "" if op.message_id is None else b'{"v":1,"id":' + codec.dumps(op.message_id),
         ]
+
+    def plain_read(self, op: Read, now: int) -> bool:
+        """Whether ``op`` can be a plain LRANGE: no owner to check, and no TTL to
+        refresh (a fixed TTL, or one this process refreshed moments ago)."""
+        return op.owner is None and (self.fixed or self.index.refreshed(op.session_id, now))
+
+    @staticmethod
+    def plain_range(op: Read) -> tuple[int, int]:
+        return -(op.last or 0), -1
+
+    @staticmethod
+    def plain_result(records: list[Any]) -> ReadResult:
+        # Expiry and owner are not read (the mirror keeps what it knows); an empty list
+        # is a session that is gone, as Redis keeps no empty lists.
+        return ReadResult(records, _UNKNOWN, None, exists=bool(records))
 
     def read_args(self, op: Read, now: int) -> list[Any]:
         return [now, self.ttl_ms, 1 if self.fixed else 0, op.owner or "", op.last or 0]
@@ -740,6 +776,9 @@ class RedisBackend:
     def read(self, op: Read) -> ReadResult:
         now = now_ms()
         keys = self.p.keys.session(op.session_id)
+        if self.p.plain_read(op, now):
+            with _translated(op.session_id):
+                return self.p.plain_result(self.client.lrange(keys[0], *self.p.plain_range(op)))
         plan = None
         if not self.p.fixed:
             plan = self.p.index.before(op.session_id, None, None, now, existing_only=True)
@@ -1004,6 +1043,10 @@ class AsyncRedisBackend:
     async def read(self, op: Read) -> ReadResult:
         now = now_ms()
         keys = self.p.keys.session(op.session_id)
+        if self.p.plain_read(op, now):
+            with _translated(op.session_id):
+                records = await self.client.lrange(keys[0], *self.p.plain_range(op))
+                return self.p.plain_result(records)
         plan = None
         if not self.p.fixed:
             plan = self.p.index.before(op.session_id, None, None, now, existing_only=True)
