@@ -19,6 +19,7 @@ from chatkeep import (
     ConversationStore,
     Conversion,
     Message,
+    SessionOwnershipError,
 )
 from tests.support.servers import RedisServer, TcpProxy
 
@@ -333,6 +334,30 @@ def test_the_mirror_learns_from_reads_and_serves_reads_into(
         assert [m.text for m in reader.messages("s")] == ["a", "b"]
     assert reader.status().degraded and reader.status().skipped_records == 3
     reader._closed = True
+
+
+def test_a_plain_read_keeps_the_owner_the_mirror_checks(
+    fresh_redis_server: RedisServer, prefix: str
+) -> None:
+    """A read without an owner right after a write is a plain LRANGE (nothing read
+    about the owner); the mirror still knows the session's owner from this process,
+    so in an outage the owner reads and anyone else is refused."""
+    store = ConversationStore.from_url(
+        fresh_redis_server.url, prefix=prefix, probe_interval=60, mirror_sessions=1
+    )
+    store.append("s", [msg("a")], owner="o")
+    store.append("t", [msg("b")])  # the mirror (one session) lets "s" go; the read brings it back
+    raw = redis.Redis.from_url(fresh_redis_server.url)
+    raw.config_resetstat()
+    assert [m.text for m in store.messages("s")] == ["a"]
+    assert "cmdstat_evalsha" not in raw.info("commandstats")  # it was a plain LRANGE
+    raw.close()
+    fresh_redis_server.stop()
+    assert [m.text for m in store.messages("s", owner="o")] == ["a"]
+    with pytest.raises(SessionOwnershipError):
+        store.messages("s", owner="x")
+    assert store.status().degraded
+    store._closed = True
 
 
 def test_a_refused_probe_raises_and_probes_again_later(prefix: str) -> None:

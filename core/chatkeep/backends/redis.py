@@ -340,17 +340,23 @@ class RedisIndex:
         return fixes
 
     def refreshed(self, sid: str, now: int) -> bool:
-        """Whether refreshing the session's sliding TTL now would move its expiry by no
-        more than the refresh slack (this process set it moments ago), or it never
-        expires."""
+        """Whether this process knows the session (its owner) and a read need not
+        refresh its TTL: fixed, never expiring, or a sliding expiry it set so recently
+        that a refresh would move it by no more than the refresh slack."""
         with self._lock:
             known = self._known.get(sid)
         if known is None:
             return False
-        if known.expires_at is None:
+        if self._fixed or known.expires_at is None:
             return True
         drift = now + known.ttl_ms - known.expires_at
         return drift <= min(REFRESH_SLACK_MS, known.ttl_ms // 100)
+
+    def owner(self, sid: str) -> str | None:
+        """The session's owner as this process last saw it (None: none, or not known)."""
+        with self._lock:
+            known = self._known.get(sid)
+        return None if known is None else known.owner
 
     def forget(self, sid: str) -> None:
         with self._lock:
@@ -430,17 +436,18 @@ class RedisProtocol:
     def plain_read(self, op: Read, now: int) -> bool:
         """Whether ``op`` can be a plain LRANGE: no owner to check, and no TTL to
         refresh (a fixed TTL, or one this process refreshed moments ago)."""
-        return op.owner is None and (self.fixed or self.index.refreshed(op.session_id, now))
+        return op.owner is None and self.index.refreshed(op.session_id, now)
 
     @staticmethod
     def plain_range(op: Read) -> tuple[int, int]:
         return -(op.last or 0), -1
 
-    @staticmethod
-    def plain_result(records: list[Any]) -> ReadResult:
-        # Expiry and owner are not read (the mirror keeps what it knows); an empty list
-        # is a session that is gone, as Redis keeps no empty lists.
-        return ReadResult(records, _UNKNOWN, None, exists=bool(records))
+    def plain_result(self, op: Read, records: list[Any]) -> ReadResult:
+        # The expiry is not read (the mirror keeps what it knows), the owner is the one
+        # this process saw last (so the mirror still checks it in an outage); an empty
+        # list is a session that is gone, as Redis keeps no empty lists.
+        owner = self.index.owner(op.session_id)
+        return ReadResult(records, _UNKNOWN, owner, exists=bool(records))
 
     def read_args(self, op: Read, now: int) -> list[Any]:
         return [now, self.ttl_ms, 1 if self.fixed else 0, op.owner or "", op.last or 0]
@@ -778,7 +785,8 @@ class RedisBackend:
         keys = self.p.keys.session(op.session_id)
         if self.p.plain_read(op, now):
             with _translated(op.session_id):
-                return self.p.plain_result(self.client.lrange(keys[0], *self.p.plain_range(op)))
+                records = self.client.lrange(keys[0], *self.p.plain_range(op))
+                return self.p.plain_result(op, records)
         plan = None
         if not self.p.fixed:
             plan = self.p.index.before(op.session_id, None, None, now, existing_only=True)
@@ -1046,7 +1054,7 @@ class AsyncRedisBackend:
         if self.p.plain_read(op, now):
             with _translated(op.session_id):
                 records = await self.client.lrange(keys[0], *self.p.plain_range(op))
-                return self.p.plain_result(records)
+                return self.p.plain_result(op, records)
         plan = None
         if not self.p.fixed:
             plan = self.p.index.before(op.session_id, None, None, now, existing_only=True)
