@@ -312,7 +312,7 @@ def _trusted_tool_calls(raw: Any) -> list[ToolCall] | None:
 # Every decoded Message shares one fields-set: Message is frozen, so pydantic never
 # adds to it (model_copy copies it first), and a set per message would be one more
 # object for the garbage collector to track per record (a tenth of a long read).
-_MESSAGE_FIELDS_SET = set(Message.model_fields)
+_build_message = model_builder(Message, shared=True)
 
 
 def _trusted_message(record: dict[str, Any]) -> Message | None:
@@ -357,10 +357,7 @@ def _trusted_message(record: dict[str, Any]) -> Message | None:
             tool_calls = _trusted_tool_calls(raw_calls)
             if tool_calls is None:
                 return None
-    message: Message = _new(Message)
-    _set(
-        message,
-        "__dict__",
+    return _build_message(
         {
             "id": mid,
             "role": role,
@@ -371,12 +368,8 @@ def _trusted_message(record: dict[str, Any]) -> Message | None:
             "created_at": _EPOCH + ts * _US,
             "metadata": metadata,
             "native": native,
-        },
+        }
     )
-    _set(message, "__pydantic_fields_set__", _MESSAGE_FIELDS_SET)
-    _set(message, "__pydantic_extra__", None)
-    _set(message, "__pydantic_private__", None)
-    return message
 
 
 T = TypeVar("T")
