@@ -240,6 +240,7 @@ class _Indexed:
     owner: str | None  # owner index written, if any
     ttl_ms: int  # TTL last seen for the session (0 = never)
     expires_at: int | None  # the expiry this process last saw set (None = never)
+    seen_ms: int  # when it saw it
 
 
 # A read refreshes a sliding TTL unless this process set the session's expiry less than
@@ -316,6 +317,7 @@ class RedisIndex:
             ):
                 known.ttl_ms = ttl
                 known.expires_at = expires_at
+                known.seen_ms = now
                 self._known.move_to_end(sid)
                 return []
             score = plan.score if plan else (known.score if known else None)
@@ -333,7 +335,7 @@ class RedisIndex:
             if owner is not None and owner != indexed_owner:
                 fixes.append((self._keys.owner_index(owner), score))
                 indexed_owner = owner
-            self._known[sid] = _Indexed(score, indexed_owner, ttl, expires_at)
+            self._known[sid] = _Indexed(score, indexed_owner, ttl, expires_at, now)
             self._known.move_to_end(sid)
             while len(self._known) > self._capacity:
                 self._known.popitem(last=False)
@@ -347,8 +349,10 @@ class RedisIndex:
             known = self._known.get(sid)
         if known is None:
             return False
-        if self._fixed or known.expires_at is None:
+        if self._fixed:
             return True
+        if known.expires_at is None:  # another process may give it a TTL: look again soon
+            return now - known.seen_ms <= REFRESH_SLACK_MS
         drift = now + known.ttl_ms - known.expires_at
         return drift <= min(REFRESH_SLACK_MS, known.ttl_ms // 100)
 
