@@ -18,6 +18,7 @@ from chatkeep import (
     SerializationError,
     ValueTooLargeError,
 )
+from chatkeep.cache import _MISS
 from tests.features.conftest import finish, spawn
 from tests.support.servers import RedisServer
 
@@ -76,6 +77,19 @@ def test_inputs_and_values_are_checked(url: str, prefix: str) -> None:
         with pytest.raises(RuntimeError):
             cache.get_or_compute("k2", boom)
         assert cache.get_or_compute("k2", lambda: 7) == 7
+
+
+def test_a_claim_run_twice_by_its_caller_still_holds(url: str, prefix: str) -> None:
+    """A client may send the claim script twice (a retry after a lost reply): the second
+    run reports the lock the first took for that caller, so it computes instead of
+    waiting out its own lock (seen on a Cluster: all five callers waited 30 s)."""
+    if url == "memory://":
+        pytest.skip("the claim script runs on Redis")
+    with ResultCache.from_url(url, prefix=prefix) as cache:
+        digest = cache.key(["claimed twice"])
+        assert cache._claim(digest, "token-a") == (_MISS, True)
+        assert cache._claim(digest, "token-a") == (_MISS, True)  # the retry
+        assert cache._claim(digest, "token-b") == (_MISS, False)  # anyone else waits
 
 
 async def test_async_decorator(url: str, prefix: str) -> None:
