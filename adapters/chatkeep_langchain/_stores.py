@@ -106,7 +106,7 @@ class Backing:
             self.sync_store()
         elif async_client is not None:
             assert config is not None
-            self._async = AsyncConversationStore(config, client=async_client)
+            self._async = AsyncConversationStore(config, client=async_client)  # no sync twin
 
     # -- the stores -----------------------------------------------------------------
 
@@ -135,14 +135,20 @@ class Backing:
         if self._async is not None:
             return self._async
         assert self.config is not None
+        # A store this backing builds next to its sync store is that store's twin: one
+        # mirror, journal and circuit, so in an outage sync and async calls see the
+        # same history and every journaled write is replayed once.
+        twin = self.sync_store()
         with self._lock:
             if self._async_client is not None:  # (again, after aclose)
-                self._async = AsyncConversationStore(self.config, client=self._async_client)
+                self._async = AsyncConversationStore(
+                    self.config, client=self._async_client, twin=twin
+                )
                 return self._async
             loop = asyncio.get_running_loop()
             made = self._per_loop.get(loop)
             if made is None:
-                made = AsyncConversationStore(self.config)
+                made = AsyncConversationStore(self.config, twin=twin)
                 try:
                     self._per_loop[loop] = made
                 except TypeError:  # a loop without weak references: keep it strongly

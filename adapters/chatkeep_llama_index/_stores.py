@@ -9,14 +9,13 @@ Why this exists:
   its own connection pool, closed when the loop shuts down (``asyncio.run``,
   ``asyncio.Runner`` and pytest-asyncio call ``loop.shutdown_asyncgens()``, which
   finalizes the small async generator parked on each loop here).
-* All twins share the sync store's fallback (mirror + journal). ``ChatMemoryBuffer``
-  reads through the sync store (in a worker thread) while ``aput`` writes through the
-  async one: during an outage both must see the same recent history, and the journal
-  must be replayed once, by whichever side reaches Redis first.
+* All twins share the sync store's fallback (mirror + journal), through chatkeep's
+  ``twin=``. ``ChatMemoryBuffer`` reads through the sync store (in a worker thread)
+  while ``aput`` writes through the async one: during an outage both must see the same
+  recent history, and the journal must be replayed once, by whichever side reaches
+  Redis first.
 
-chatkeep has no public API for "an asyncio twin sharing this store's fallback" yet;
-the two places that reach into the core (``_primary``, ``_fallback``) are isolated in
-:func:`_sync_client_of` and :func:`_share_fallback`.
+The one place that reaches into the core (``_primary``) is :func:`_client_of`.
 """
 
 from __future__ import annotations
@@ -226,17 +225,6 @@ def _made_from_url(store: ConversationStore | AsyncConversationStore) -> bool:
     return bool(getattr(primary, "_owns_client", False))
 
 
-def _share_fallback(twin: AsyncConversationStore, anchor: ConversationStore) -> None:
-    """Make ``twin`` serve, journal and replay through ``anchor``'s fallback."""
-    twin._fallback = anchor._fallback
-
-
-async def _close_twin(twin: AsyncConversationStore) -> None:
-    """Close a twin's connections without flushing (the journal is the anchor's)."""
-    twin._fallback = None
-    await twin.aclose()
-
-
 # -- per-loop twins ---------------------------------------------------------------------------
 
 
@@ -245,7 +233,7 @@ async def _closer(twin: AsyncConversationStore, client: Any) -> AsyncIterator[No
     try:
         yield
     finally:
-        await _close_twin(twin)
+        await twin.aclose()
         if client is not None:
             await client.aclose()
 
@@ -361,8 +349,7 @@ class Stores:
         if self._claim_user_twin(loop):
             if self._async_store is not None:
                 return _LoopEntry(self._async_store)
-            twin = AsyncConversationStore(self.config, client=self._aredis_client)
-            _share_fallback(twin, self.sync)
+            twin = AsyncConversationStore(self.config, client=self._aredis_client, twin=self.sync)
             return _LoopEntry(twin)
         client = None
         if not self._twins_from_url:
@@ -376,8 +363,7 @@ class Stores:
                         "methods run the sync store in worker threads (pass aredis_client=)"
                     )
                 return _LoopEntry(_Threaded(self.sync))
-        twin = AsyncConversationStore(self.config, client=client)
-        _share_fallback(twin, self.sync)
+        twin = AsyncConversationStore(self.config, client=client, twin=self.sync)
         closer = _closer(twin, client)
         await closer.__anext__()
         return _LoopEntry(twin, closer)

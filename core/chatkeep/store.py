@@ -27,6 +27,7 @@ from .config import StoreConfig
 from .errors import (
     BackendUnavailableError,
     ChatkeepError,
+    ConfigurationError,
     InvalidArgumentError,
     InvalidMessageError,
     MessageTooLargeError,
@@ -316,6 +317,27 @@ class _StoreBase:
         if self._closed:
             raise InvalidArgumentError("this store is closed")
 
+    def _share_fallback(self, twin: object) -> None:
+        """Serve, journal and replay through ``twin``'s fallback (one mirror, one
+        journal, one circuit for a sync store and its async twin)."""
+        if not isinstance(twin, _StoreBase):
+            raise ConfigurationError(
+                "twin must be a chatkeep ConversationStore or AsyncConversationStore"
+            )
+        if twin.config != self.config:
+            raise ConfigurationError(
+                "a twin needs the same configuration (URL, prefix, TTL, fallback)"
+            )
+        if twin._fallback is not None:
+            twin._fallback.hold()
+        self._fallback = twin._fallback
+
+    def _closing_remaining(self, remaining: int) -> None:
+        fb = self._fallback
+        if fb is not None and fb.release() and remaining:
+            # The last store of a fallback to close: what is left will not be replayed.
+            logger.error("closing with %d journaled writes that did not reach Redis", remaining)
+
     def _decoded(self, op: Read, result: ReadResult) -> list[Any]:
         # After the mirror took the records as they are: decode (or convert) them once.
         return self._decoder.convert_all(result.records, op.session_id, op.into)
@@ -343,12 +365,16 @@ class ConversationStore(_StoreBase):
         *,
         client: Any = None,
         on_state_change: Callable[[str, StoreStatus], None] | None = None,
+        twin: AsyncConversationStore | ConversationStore | None = None,
         **options: Any,
     ) -> None:
         super().__init__(config, options, on_state_change)
         self._primary = build_backend(self.config, client, self._decoder, asyncio=False)
         self._primary_name = self._primary.name
-        self._fallback = self._make_fallback(self._primary_name)
+        if twin is None:
+            self._fallback = self._make_fallback(self._primary_name)
+        else:
+            self._share_fallback(twin)
         if self.config.publish:
             from .coordination import enable_publish
 
@@ -362,7 +388,7 @@ class ConversationStore(_StoreBase):
     @classmethod
     def from_env(cls, **options: Any) -> ConversationStore:
         """A store configured from ``CHATKEEP_*`` variables (keyword arguments win)."""
-        hooks = {k: options.pop(k) for k in ("client", "on_state_change") if k in options}
+        hooks = {k: options.pop(k) for k in ("client", "on_state_change", "twin") if k in options}
         return cls(StoreConfig.from_env(**options), **hooks)
 
     # -- the one place where calls meet the fallback ------------------------------------
@@ -562,9 +588,7 @@ class ConversationStore(_StoreBase):
         """Replay what can be replayed, then close the connection pool (if chatkeep made it)."""
         if self._closed:
             return
-        remaining = self.flush()
-        if remaining:
-            logger.error("closing with %d journaled writes that did not reach Redis", remaining)
+        self._closing_remaining(self.flush())
         self._closed = True
         self._primary.close()
 
@@ -590,12 +614,16 @@ class AsyncConversationStore(_StoreBase):
         *,
         client: Any = None,
         on_state_change: Callable[[str, StoreStatus], None] | None = None,
+        twin: ConversationStore | AsyncConversationStore | None = None,
         **options: Any,
     ) -> None:
         super().__init__(config, options, on_state_change)
         self._primary = build_backend(self.config, client, self._decoder, asyncio=True)
         self._primary_name = self._primary.name
-        self._fallback = self._make_fallback(self._primary_name)
+        if twin is None:
+            self._fallback = self._make_fallback(self._primary_name)
+        else:
+            self._share_fallback(twin)
         if self.config.publish:
             from .coordination import enable_publish
 
@@ -609,7 +637,7 @@ class AsyncConversationStore(_StoreBase):
     @classmethod
     def from_env(cls, **options: Any) -> AsyncConversationStore:
         """A store configured from ``CHATKEEP_*`` variables (keyword arguments win)."""
-        hooks = {k: options.pop(k) for k in ("client", "on_state_change") if k in options}
+        hooks = {k: options.pop(k) for k in ("client", "on_state_change", "twin") if k in options}
         return cls(StoreConfig.from_env(**options), **hooks)
 
     async def _run(self, op: Op) -> Any:
@@ -804,9 +832,7 @@ class AsyncConversationStore(_StoreBase):
         """Replay what can be replayed, then close the connection pool (if chatkeep made it)."""
         if self._closed:
             return
-        remaining = await self.flush()
-        if remaining:
-            logger.error("closing with %d journaled writes that did not reach Redis", remaining)
+        self._closing_remaining(await self.flush())
         self._closed = True
         await self._primary.close()
 

@@ -16,6 +16,7 @@ from chatkeep import (
     AsyncConversationStore,
     BackendError,
     BackendUnavailableError,
+    ConfigurationError,
     ConversationStore,
     Conversion,
     Message,
@@ -139,6 +140,39 @@ def test_connection_cut_by_the_network(
         run(store, loop.run_until_complete)
         loop.run_until_complete(store.aclose())
         loop.close()
+
+
+def test_twins_share_one_mirror_journal_and_circuit(
+    proxy: TcpProxy, fresh_redis_server: RedisServer, prefix: str
+) -> None:
+    """A sync store and its async twin (``twin=``): in an outage each sees what the
+    other wrote, and every journaled write reaches Redis once, in order."""
+    loop = asyncio.new_event_loop()
+    store = ConversationStore.from_url(proxy.url, prefix=prefix, **FAST)
+    twin = AsyncConversationStore.from_url(proxy.url, prefix=prefix, twin=store, **FAST)
+    store.append("s", [msg("sync 1")])
+    proxy.cut()
+    store.append("s", [msg("sync 2")])  # journaled by the shared fallback
+    assert [m.text for m in loop.run_until_complete(twin.messages("s"))] == ["sync 1", "sync 2"]
+    loop.run_until_complete(twin.append("s", [msg("async 3")]))
+    assert [m.text for m in store.messages("s")] == ["sync 1", "sync 2", "async 3"]
+    assert twin.status().degraded and store.status().pending_replay == 2
+    proxy.restore()
+    until_recovered(lambda: loop.run_until_complete(twin.messages("s")), twin.status)
+    assert not store.status().degraded  # one circuit
+    assert stored(fresh_redis_server.url, prefix, "s") == ["sync 1", "sync 2", "async 3"]
+    loop.run_until_complete(twin.aclose())
+    store.close()
+    loop.close()
+
+
+def test_a_twin_needs_a_store_with_the_same_configuration(prefix: str) -> None:
+    store = ConversationStore.from_url("redis://127.0.0.1:1/0", prefix=prefix)
+    with pytest.raises(ConfigurationError, match="same configuration"):
+        AsyncConversationStore.from_url("redis://127.0.0.1:1/0", prefix="other", twin=store)
+    with pytest.raises(ConfigurationError, match="ConversationStore or AsyncConversationStore"):
+        ConversationStore.from_url("redis://127.0.0.1:1/0", prefix=prefix, twin=object())
+    store._closed = True
 
 
 def test_black_holed_server_costs_one_timeout_then_nothing(proxy: TcpProxy, prefix: str) -> None:

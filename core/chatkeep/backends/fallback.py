@@ -69,6 +69,18 @@ class Fallback:
         self.failures = 0
         self.recoveries = 0
         self.served = 0
+        self._holders = 1  # stores serving through this fallback (a store and its twins)
+
+    def hold(self) -> None:
+        """One more store (a twin) serves, journals and replays through this fallback."""
+        with self._lock:
+            self._holders += 1
+
+    def release(self) -> bool:
+        """A store closes; True if it was the last one holding this fallback."""
+        with self._lock:
+            self._holders -= 1
+            return self._holders <= 0
 
     @property
     def pending(self) -> int:

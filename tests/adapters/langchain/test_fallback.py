@@ -121,6 +121,36 @@ def test_connection_cut_keeps_the_whole_conversation(
         proxy.close()
 
 
+async def test_sync_and_async_calls_share_one_fallback(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """A history used both ways (``invoke`` and ``ainvoke`` of one app): in an outage
+    the async side sees what the sync side wrote, and the other way round, and Redis
+    gets every message once when the network heals."""
+    proxy = TcpProxy(redis_server.port)
+    factory = history_factory(url=proxy.url, prefix=prefix, **FAST)
+    history = factory("both")
+    try:
+        history.add_messages([HumanMessage("sync before")])
+        proxy.cut()
+        history.add_messages([HumanMessage("sync during")])
+        seen = [m.content for m in await history.aget_messages()]
+        assert seen == ["sync before", "sync during"]
+        await history.aadd_messages([HumanMessage("async during")])
+        assert [m.content for m in history.messages][-1] == "async during"
+        proxy.restore()
+        deadline = time.monotonic() + 10
+        while factory.store.status().degraded:
+            assert time.monotonic() < deadline
+            await factory("both").aget_messages()  # a new history per turn, as chains do
+            time.sleep(0.02)
+        expected = ["sync before", "sync during", "async during"]
+        assert stored_texts(redis_server.url, history.key) == expected
+    finally:
+        await factory.aclose()
+        proxy.close()
+
+
 def test_history_constructs_and_works_with_no_redis(prefix: str) -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
     started = time.monotonic()
