@@ -36,6 +36,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio
+import redis.asyncio.lock
+import redis.lock
 
 from ._kv import translated
 from .backends.base import Unreachable
@@ -134,6 +136,30 @@ class _LockBase:
         )
 
 
+def _as_bytes(value: str | bytes | None) -> bytes | None:
+    return value.encode() if isinstance(value, str) else value
+
+
+class _RetrySafeLock(redis.lock.Lock):
+    """redis-py's lock, whose acquire also succeeds when the key already holds this
+    lock's own token: a client retry (after a lost reply) re-sends the SET NX whose
+    first run took the lock, and without this the caller would wait out its own lock."""
+
+    def do_acquire(self, token: str) -> bool:
+        if super().do_acquire(token):
+            return True
+        return _as_bytes(self.redis.get(self.name)) == _as_bytes(token)
+
+
+class _AsyncRetrySafeLock(redis.asyncio.lock.Lock):
+    """The ``redis.asyncio`` twin of :class:`_RetrySafeLock`."""
+
+    async def do_acquire(self, token: str | bytes) -> bool:
+        if await super().do_acquire(token):
+            return True
+        return _as_bytes(await self.redis.get(self.name)) == _as_bytes(token)
+
+
 class SessionLock(_LockBase):
     """A held-for-one-turn lock of one session (``with store.lock(sid):``)."""
 
@@ -148,6 +174,7 @@ class SessionLock(_LockBase):
                         sleep=0.005,
                         blocking_timeout=self.blocking_timeout,
                         thread_local=False,
+                        lock_class=_RetrySafeLock,
                     )
                     acquired = lock.acquire()
                 if not acquired:
@@ -206,6 +233,7 @@ class AsyncSessionLock(_LockBase):
                         sleep=0.005,
                         blocking_timeout=self.blocking_timeout,
                         thread_local=False,
+                        lock_class=_AsyncRetrySafeLock,
                     )
                     acquired = await lock.acquire()
                 if not acquired:

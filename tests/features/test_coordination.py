@@ -10,6 +10,7 @@ import time
 
 import pytest
 import redis
+import redis.asyncio
 
 from chatkeep import (
     AsyncConversationStore,
@@ -67,6 +68,31 @@ def test_lock_key_is_in_the_session_hash_tag(redis_server: RedisServer, prefix: 
             assert raw.exists(f"{prefix}:{{a%20b}}:lock")
             assert 0 < raw.pttl(f"{prefix}:{{a%20b}}:lock") <= 5000
         assert not raw.exists(f"{prefix}:{{a%20b}}:lock")
+    raw.close()
+
+
+@pytest.mark.redis_server
+def test_a_retried_lock_acquire_finds_its_own_token(redis_server: RedisServer, prefix: str) -> None:
+    """A client retry re-sends the SET NX whose first run took the lock: the lock
+    chatkeep uses reports it as acquired (its own token), anyone else's as taken."""
+    from chatkeep.coordination import _AsyncRetrySafeLock, _RetrySafeLock
+
+    name = f"{prefix}:{{s}}:lock"
+    raw = redis.Redis.from_url(redis_server.url)
+    lock = _RetrySafeLock(raw, name, timeout=5)
+    assert lock.do_acquire("mine")  # the first run
+    assert lock.do_acquire("mine")  # the retry: still ours
+    assert not lock.do_acquire("theirs")
+
+    async def twin() -> list[bool]:
+        client = redis.asyncio.Redis.from_url(redis_server.url)
+        alock = _AsyncRetrySafeLock(client, name, timeout=5)
+        seen = [await alock.do_acquire(b"mine"), await alock.do_acquire(b"theirs")]
+        await client.aclose()
+        return seen
+
+    assert asyncio.run(twin()) == [True, False]
+    raw.delete(name)
     raw.close()
 
 
