@@ -341,26 +341,18 @@ class RedisIndex:
                 self._known.popitem(last=False)
         return fixes
 
-    def refreshed(self, sid: str, now: int) -> bool:
-        """Whether this process knows the session (its owner) and a read need not
-        refresh its TTL: fixed, never expiring, or a sliding expiry it set so recently
-        that a refresh would move it by no more than the refresh slack."""
+    def fresh(self, sid: str, now: int) -> _Indexed | None:
+        """What this process knows of the session, if a read need not refresh its TTL:
+        fixed, never expiring, or a sliding expiry it set so recently that a refresh
+        would move it by no more than the refresh slack. None otherwise."""
         with self._lock:
             known = self._known.get(sid)
-        if known is None:
-            return False
-        if self._fixed:
-            return True
+        if known is None or self._fixed:
+            return known
         if known.expires_at is None:  # another process may give it a TTL: look again soon
-            return now - known.seen_ms <= REFRESH_SLACK_MS
+            return known if now - known.seen_ms <= REFRESH_SLACK_MS else None
         drift = now + known.ttl_ms - known.expires_at
-        return drift <= min(REFRESH_SLACK_MS, known.ttl_ms // 100)
-
-    def owner(self, sid: str) -> str | None:
-        """The session's owner as this process last saw it (None: none, or not known)."""
-        with self._lock:
-            known = self._known.get(sid)
-        return None if known is None else known.owner
+        return known if drift <= min(REFRESH_SLACK_MS, known.ttl_ms // 100) else None
 
     def forget(self, sid: str) -> None:
         with self._lock:
@@ -437,21 +429,21 @@ class RedisProtocol:
             "" if op.message_id is None else b'{"v":1,"id":' + codec.dumps(op.message_id),
         ]
 
-    def plain_read(self, op: Read, now: int) -> bool:
-        """Whether ``op`` can be a plain LRANGE: no owner to check, and no TTL to
-        refresh (a fixed TTL, or one this process refreshed moments ago)."""
-        return op.owner is None and self.index.refreshed(op.session_id, now)
+    def plain_read(self, op: Read, now: int) -> _Indexed | None:
+        """What this process knows of the session, if ``op`` can be a plain LRANGE: no
+        owner to check, and no TTL to refresh (fixed, or refreshed moments ago)."""
+        return None if op.owner is not None else self.index.fresh(op.session_id, now)
 
     @staticmethod
     def plain_range(op: Read) -> tuple[int, int]:
         return -(op.last or 0), -1
 
-    def plain_result(self, op: Read, records: list[Any]) -> ReadResult:
+    @staticmethod
+    def plain_result(known: _Indexed, records: list[Any]) -> ReadResult:
         # The expiry is not read (the mirror keeps what it knows), the owner is the one
         # this process saw last (so the mirror still checks it in an outage); an empty
         # list is a session that is gone, as Redis keeps no empty lists.
-        owner = self.index.owner(op.session_id)
-        return ReadResult(records, _UNKNOWN, owner, exists=bool(records))
+        return ReadResult(records, _UNKNOWN, known.owner, exists=bool(records))
 
     def read_args(self, op: Read, now: int) -> list[Any]:
         return [now, self.ttl_ms, 1 if self.fixed else 0, op.owner or "", op.last or 0]
@@ -787,10 +779,11 @@ class RedisBackend:
     def read(self, op: Read) -> ReadResult:
         now = now_ms()
         keys = self.p.keys.session(op.session_id)
-        if self.p.plain_read(op, now):
+        known = self.p.plain_read(op, now)
+        if known is not None:
             with _translated(op.session_id):
                 records = self.client.lrange(keys[0], *self.p.plain_range(op))
-                return self.p.plain_result(op, records)
+                return self.p.plain_result(known, records)
         plan = None
         if not self.p.fixed:
             plan = self.p.index.before(op.session_id, None, None, now, existing_only=True)
@@ -1055,10 +1048,11 @@ class AsyncRedisBackend:
     async def read(self, op: Read) -> ReadResult:
         now = now_ms()
         keys = self.p.keys.session(op.session_id)
-        if self.p.plain_read(op, now):
+        known = self.p.plain_read(op, now)
+        if known is not None:
             with _translated(op.session_id):
                 records = await self.client.lrange(keys[0], *self.p.plain_range(op))
-                return self.p.plain_result(op, records)
+                return self.p.plain_result(known, records)
         plan = None
         if not self.p.fixed:
             plan = self.p.index.before(op.session_id, None, None, now, existing_only=True)
