@@ -22,6 +22,10 @@ from .errors import (
     BackendUnavailableError,
     ChatkeepError,
     ConfigurationError,
+    ConflictError,
+    FallbackWarning,
+    IncompleteMirrorError,
+    JournalFullError,
     InvalidArgumentError,
     InvalidMessageError,
     InvalidSessionId,
@@ -33,7 +37,8 @@ from .errors import (
 )
 from .memory_store import DEFAULT_MEMORY_TTLS, AsyncMemoryStore, MemoryStore
 from .message import ContentPart, Message, Role, ToolCall
-from .ops import RecentConversation, SessionInfo, StoreStatus
+from .sessions.ops import RecentConversation, SessionInfo
+from .status import StoreStatus
 from .store import UNSET, AsyncConversationStore, ConversationStore
 
 __version__ = "0.1.0"
@@ -55,12 +60,16 @@ __all__ = [
     "BackendUnavailableError",
     "ChatkeepError",
     "ConfigurationError",
+    "ConflictError",
     "ContentPart",
     "Conversion",
     "ConversationStore",
     "InvalidArgumentError",
     "InvalidMessageError",
+    "FallbackWarning",
+    "IncompleteMirrorError",
     "InvalidSessionId",
+    "JournalFullError",
     "LockTimeoutError",
     "MemoryStore",
     "Message",

@@ -30,7 +30,7 @@ from importlib import resources
 from typing import Any, Generic, TypeVar
 
 from . import codec
-from .backends.base import Unreachable
+from .redis.errors import Unreachable
 from .config import StoreConfig
 from .errors import (
     BackendUnavailableError,
@@ -122,7 +122,7 @@ class Script:
 
 
 def load_script(name: str) -> Script:
-    text = resources.files("chatkeep.backends").joinpath("lua").joinpath(f"{name}.lua").read_bytes()
+    text = resources.files("chatkeep").joinpath("lua").joinpath(f"{name}.lua").read_bytes()
     return Script(name, text, hashlib.sha1(text, usedforsecurity=False).hexdigest())
 
 
@@ -131,7 +131,7 @@ def translated() -> Iterator[None]:
     """Driver exceptions -> chatkeep exceptions (:class:`Unreachable` for the fallback)."""
     from redis import exceptions as rex
 
-    from .backends.redis import translate
+    from .redis.errors import translate
 
     try:
         yield
@@ -151,7 +151,7 @@ class Connection:
         self._factory: Callable[[], Any] | None = None
         self._lock = threading.Lock()
         if client is None:
-            from .backends.redis import client_factory
+            from .redis.clients import client_factory
 
             self._factory = client_factory(config, asyncio=asyncio)
 

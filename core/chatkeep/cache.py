@@ -42,7 +42,8 @@ from types import TracebackType
 from typing import Any, Final, TypeVar, cast
 
 from ._kv import Breaker, Connection, Route, decode_value, encode_value, load_script, stable_hash
-from .backends.base import Unreachable, now_ms
+from .clock import now_ms
+from .redis.errors import Unreachable
 from .config import StoreConfig
 from .errors import InvalidArgumentError
 from .keys import KeySchema, escape_id, validate_id

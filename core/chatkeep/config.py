@@ -24,6 +24,9 @@ __all__ = ["DEFAULT_TTL", "StoreConfig", "redact_url"]
 DEFAULT_TTL = 7 * 24 * 3600.0
 """Seven days, in seconds."""
 
+MAX_TTL = 100 * 365 * 24 * 3600.0
+"""The longest TTL accepted (about a century, in seconds); ``None`` means never."""
+
 _NONE_WORDS = {"", "none", "null", "never", "off"}
 
 
@@ -60,7 +63,7 @@ class StoreConfig(BaseModel):
     """Where conversations live: ``redis://``, ``rediss://``, ``unix://`` or ``memory://``."""
     prefix: str = "chatkeep"
     """First part of every key; one prefix is one namespace."""
-    ttl: float | None = Field(default=DEFAULT_TTL, gt=0)
+    ttl: float | None = Field(default=DEFAULT_TTL, gt=0, le=MAX_TTL)
     """Session time-to-live in seconds; ``None`` means sessions never expire."""
     ttl_mode: Literal["sliding", "fixed"] = "sliding"
     """``sliding``: every read and write restarts the TTL. ``fixed``: counted from creation."""
@@ -80,8 +83,23 @@ class StoreConfig(BaseModel):
     """Sessions kept in the local fallback mirror (least recently used are evicted)."""
     mirror_messages: int = Field(default=500, gt=0)
     """Newest messages per session kept in the local fallback mirror."""
-    journal_size: int = Field(default=10_000, gt=0)
-    """Writes kept for replay while Redis is unreachable."""
+    mirror_max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    """Bytes of records the local fallback mirror keeps (least recently used sessions
+    are evicted first)."""
+    journal_size: int = Field(default=100_000, gt=0)
+    """Writes kept for replay while Redis is unreachable; when full, writes raise
+    JournalFullError (nothing acknowledged is dropped)."""
+    journal_max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    """Bytes of writes kept for replay; when full, writes raise JournalFullError."""
+    journal_path: str | None = None
+    """A sqlite3 file that keeps journaled writes across process exits and crashes
+    (replayed by any later process with the same path); None keeps them in memory."""
+    replay_wait: float = Field(default=2.0, ge=0)
+    """Seconds a call waits while another replays the journal, before it is served
+    from the fallback instead."""
+    restore_lost_sessions: bool = False
+    """When Redis is found restarted without sessions this process wrote, write back
+    what the mirror holds of them (appends only, never over newer data)."""
     probe_interval: float = Field(default=0.5, gt=0)
     """Seconds before the first retry of an unreachable Redis (doubles up to probe_max)."""
     probe_max: float = Field(default=15.0, gt=0)
@@ -140,7 +158,7 @@ class StoreConfig(BaseModel):
             if raw is None:
                 continue
             if (
-                field.annotation in (float | None, int | None)
+                field.annotation in (float | None, int | None, str | None)
                 and raw.strip().lower() in _NONE_WORDS
             ):
                 values[name] = None

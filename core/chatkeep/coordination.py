@@ -40,7 +40,7 @@ import redis.asyncio.lock
 import redis.lock
 
 from ._kv import translated
-from .backends.base import Unreachable
+from .redis.errors import Unreachable
 from .errors import BackendUnavailableError, LockTimeoutError
 from .keys import escape_id
 from .message import Message
@@ -65,15 +65,12 @@ def channel(store: _StoreBase, sid: str) -> str:
 
 
 def _redis_backend(store: _StoreBase) -> Any:
-    primary = store._primary  # type: ignore[attr-defined]
-    return None if primary.name == "memory" else primary
+    return store._connection
 
 
 def enable_publish(store: _StoreBase) -> None:
     """Make the store's append script publish what it appends (Redis backends)."""
-    backend = _redis_backend(store)
-    if backend is not None:
-        backend.p.publish = True
+    store._publish = True
 
 
 def _local_lock(store: _StoreBase, sid: str) -> threading.Lock:

@@ -14,9 +14,15 @@ builtin a caller would naturally catch::
     ├── SessionOwnershipError   (PermissionError)  session owned by someone else
     ├── LockTimeoutError        (TimeoutError)     a session lock was not acquired in time
     └── BackendError                               refused: WRONGTYPE, NOAUTH, OOM, ...
-        └── BackendUnavailableError (ConnectionError)  unreachable, fallback off
+        ├── ConflictError                          a journaled change met a later write
+        └── BackendUnavailableError (ConnectionError)  unreachable, and not served locally
+            ├── JournalFullError                   the fallback journal cannot keep a write
+            └── IncompleteMirrorError              the mirror holds only part of a session
 
-Driver exceptions are translated at one boundary (:func:`chatkeep.backends.redis`)
+Warnings: :class:`FallbackWarning` (a ``UserWarning``), once per process, the first
+time calls are served from the fallback (or a store never reached Redis).
+
+Driver exceptions are translated at one boundary (:func:`chatkeep.redis.translate`)
 and kept as ``__cause__``. Messages never include message content or credentials.
 """
 
@@ -27,9 +33,13 @@ __all__ = [
     "BackendUnavailableError",
     "ChatkeepError",
     "ConfigurationError",
+    "ConflictError",
+    "FallbackWarning",
+    "IncompleteMirrorError",
     "InvalidArgumentError",
     "InvalidMessageError",
     "InvalidSessionId",
+    "JournalFullError",
     "LockTimeoutError",
     "MessageTooLargeError",
     "SerializationError",
@@ -107,6 +117,38 @@ class SessionOwnershipError(ChatkeepError, PermissionError):
 class BackendError(ChatkeepError):
     """The backend answered with an error that is not about reachability."""
 
+    code: str | None = None
+    """The server's error code (``OOM``, ``WRONGTYPE``, ``NOPERM``...), when known."""
+
+
+class ConflictError(BackendError):
+    """A change made during an outage (``replace``, ``clear``, ``pop``, ``insert``) met
+    a session that another writer changed since: it was not applied. Reported to the
+    ``on_conflict`` hook at replay; never raised by a call."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(
+            f"session {session_id!r} changed since this process last saw it; "
+            "the change made during the outage was not applied"
+        )
+        self.session_id = session_id
+
 
 class BackendUnavailableError(BackendError, ConnectionError):
-    """The backend cannot be reached and the fallback is turned off (``fallback="raise"``)."""
+    """The backend cannot be reached and the call could not be served locally: the
+    fallback is off (``fallback="raise"``), or one of the subclasses below."""
+
+
+class JournalFullError(BackendUnavailableError):
+    """Redis is unreachable and the fallback journal is full (by count or by bytes):
+    the write was not made, so it cannot be lost later."""
+
+
+class IncompleteMirrorError(BackendUnavailableError):
+    """Redis is unreachable and the local mirror holds only the newest part of the
+    session, so an operation by position cannot be carried out without guessing."""
+
+
+class FallbackWarning(UserWarning):
+    """Calls are being served from the in-memory fallback (Redis is unreachable), or a
+    store has never reached Redis. Emitted once per process through ``warnings``."""

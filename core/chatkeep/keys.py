@@ -1,12 +1,27 @@
-"""Key schema.
+"""The key layout: every key chatkeep writes, for every feature, named here.
 
-Every key of one session shares the hash tag ``{<escaped id>}``, so each per-session
-script runs on one Redis Cluster slot::
+Keys that one script touches together share a hash tag ``{...}``, so the script runs
+on one Redis Cluster slot; ``<prefix>`` is written as is (no braces)::
 
-    <prefix>:{<sid>}:m      LIST  encoded messages, oldest first
-    <prefix>:{<sid>}:h      HASH  created/updated times, owner, TTL, idempotency ring
-    <prefix>:idx            ZSET  sid -> expires_at (ms), the session index
-    <prefix>:own:<owner>    ZSET  sid -> expires_at (ms), sessions of one owner
+    conversations
+    <prefix>:{<sid>}:m               LIST    encoded messages, oldest first
+    <prefix>:{<sid>}:h               HASH    created/updated, owner, TTL, version, idempotency ring
+    <prefix>:{<sid>}:lock            STRING  the session lock's token (store.lock)
+    <prefix>:{<sid>}:ch              channel appended records (store.subscribe)
+    <prefix>:idx                     ZSET    sid -> expires_at (ms), the session index
+    <prefix>:own:<owner>             ZSET    sid -> expires_at (ms), sessions of one owner
+    long-term memory (MemoryStore)
+    <prefix>:mem:{<ns>}:i            ZSET    key -> expires_at (ms; inf = never)
+    <prefix>:mem:{<ns>}:v:<key>      HASH    d value, b bytes tagged, t TTL, c created, u updated
+    result cache (ResultCache)
+    <prefix>:cache:<ns>:{<digest>}       STRING  flag byte + JSON value
+    <prefix>:cache:<ns>:{<digest>}:lock  STRING  token of the one computing it
+    <prefix>:cache:<ns>:idx              ZSET    digest -> expires_at (ms), for clear()
+    LangGraph checkpoints (chatkeep_langgraph.RedisSaver)
+    <prefix>:lg:{<thread>}:i         ZSET    "<ns>:<checkpoint id>"
+    <prefix>:lg:{<thread>}:c         HASH    checkpoint records
+    <prefix>:lg:{<thread>}:b         HASH    channel values
+    <prefix>:lg:{<thread>}:w         ZSET    pending writes
 
 Ids are percent-encoded with nothing kept but ``A-Z a-z 0-9 _ . - ~``. That is
 injective (``%`` itself is encoded) and leaves no ``{}``, ``*``, ``?``, ``[``, ``:``
@@ -21,7 +36,7 @@ from urllib.parse import quote, unquote
 
 from .errors import ConfigurationError, InvalidSessionId
 
-__all__ = ["MAX_ID_LENGTH", "KeySchema", "escape_id", "unescape_id", "validate_id"]
+__all__ = ["MAX_ID_LENGTH", "KeySchema", "Keys", "escape_id", "unescape_id", "validate_id"]
 
 MAX_ID_LENGTH = 512
 _SAFE_ID = re.compile(r"[A-Za-z0-9_.~-]+")
@@ -56,7 +71,7 @@ def unescape_id(value: str) -> str:
 
 
 class KeySchema:
-    """Builds the Redis keys of one prefix."""
+    """Builds the Redis keys of one prefix (every feature's)."""
 
     __slots__ = ("index", "prefix")
 
@@ -76,3 +91,37 @@ class KeySchema:
 
     def owner_index(self, owner: str) -> str:
         return f"{self.prefix}:own:{escape_id(owner)}"
+
+    def lock(self, session_id: str) -> str:
+        return f"{self.prefix}:{{{escape_id(session_id)}}}:lock"
+
+    def channel(self, session_id: str) -> str:
+        return f"{self.prefix}:{{{escape_id(session_id)}}}:ch"
+
+    # long-term memory: ``ns`` is the escaped namespace (parts joined by ':')
+
+    def memory_index(self, ns: str) -> str:
+        return f"{self.prefix}:mem:{{{ns}}}:i"
+
+    def memory_value(self, ns: str, key: str) -> str:
+        return f"{self.prefix}:mem:{{{ns}}}:v:{escape_id(key)}"
+
+    # result cache
+
+    def cache_entry(self, namespace: str, digest: str) -> tuple[str, str]:
+        """(entry key, its lock key) of one cached result."""
+        entry = f"{self.prefix}:cache:{escape_id(namespace)}:{{{digest}}}"
+        return entry, f"{entry}:lock"
+
+    def cache_index(self, namespace: str) -> str:
+        return f"{self.prefix}:cache:{escape_id(namespace)}:idx"
+
+    # LangGraph checkpoints
+
+    def checkpoints(self, thread: str) -> tuple[str, str, str, str]:
+        """(index, records, blobs, writes) keys of one checkpoint thread."""
+        tag = f"{self.prefix}:lg:{{{escape_id(thread)}}}"
+        return f"{tag}:i", f"{tag}:c", f"{tag}:b", f"{tag}:w"
+
+
+Keys = KeySchema

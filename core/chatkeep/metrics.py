@@ -29,10 +29,10 @@ from .errors import (
     SerializationError,
     SessionOwnershipError,
 )
-from .ops import Op
+from .sessions.ops import Op
 
 if TYPE_CHECKING:
-    from .backends.fallback import Fallback
+    from .redis.circuit import Circuit
 
 __all__ = [
     "ERROR_KINDS",
@@ -140,8 +140,8 @@ class MetricsSnapshot(BaseModel):
     """``degraded``: times Redis became unreachable; ``recovered``: times it came back."""
     journal_size: int
     """Writes in the fallback journal now, waiting for replay."""
-    journal_dropped: int
-    """Writes not journaled because the journal was full."""
+    journal_refused: int
+    """Writes refused (JournalFullError) because the journal was full."""
     replayed: int
     """Journaled writes replayed to Redis."""
     replay_rejected: int
@@ -173,7 +173,7 @@ class Metrics:
     def failed(self, exc: BaseException) -> None:
         self.errors[error_kind(exc)] += 1
 
-    def snapshot(self, fallback: Fallback | None, skipped_records: int) -> MetricsSnapshot:
+    def snapshot(self, fallback: Circuit | None, skipped_records: int) -> MetricsSnapshot:
         latency = {}
         operations = {}
         for kind, values in self._latency.items():
@@ -195,9 +195,9 @@ class Metrics:
                 "recovered": fallback.recoveries if fallback else 0,
             },
             journal_size=fallback.pending if fallback else 0,
-            journal_dropped=fallback.dropped_count if fallback else 0,
-            replayed=fallback.replayed_count if fallback else 0,
-            replay_rejected=fallback.rejected_count if fallback else 0,
+            journal_refused=fallback.refused if fallback else 0,
+            replayed=fallback.replayed if fallback else 0,
+            replay_rejected=fallback.rejected if fallback else 0,
             skipped_records=skipped_records,
             latency=latency,
         )

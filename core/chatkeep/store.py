@@ -1,8 +1,11 @@
 """ConversationStore (sync) and AsyncConversationStore: the public face of chatkeep.
 
 All policy lives in :class:`_StoreBase`: argument validation, encoding, size limits,
-idempotency keys, TTL conversion, backend choice and status. The twins differ only
-in how they wait for I/O, like httpx's ``Client``/``AsyncClient``.
+idempotency keys, TTLs, decoding, and every operation as one flow (see
+:mod:`chatkeep.redis.flows`). The twins only drive those flows, one with blocking
+I/O and one with asyncio, like httpx's ``Client``/``AsyncClient``: their public
+methods are made from the flows by :func:`~chatkeep.redis.flows.sync_method` and
+:func:`~chatkeep.redis.flows.async_method`.
 """
 
 from __future__ import annotations
@@ -10,8 +13,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, ExitStack
 from time import perf_counter
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
@@ -19,15 +24,11 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 from pydantic import ValidationError
 
 from . import codec
-from .backends import build_backend
-from .backends.base import Unreachable
-from .backends.fallback import Fallback, Route
-from .backends.memory import MemoryBackend
-from .config import StoreConfig
+from .config import MAX_TTL, StoreConfig
 from .errors import (
-    BackendUnavailableError,
     ChatkeepError,
     ConfigurationError,
+    ConflictError,
     InvalidArgumentError,
     InvalidMessageError,
     MessageTooLargeError,
@@ -35,13 +36,19 @@ from .errors import (
 from .keys import validate_id
 from .message import Message
 from .metrics import Metrics, MetricsSnapshot
-from .ops import (
+from .redis.circuit import guarded
+from .redis.clients import is_async_client
+from .redis.connection import Connection, connect
+from .redis.flows import NO_IO, Flow, arun, async_method, run, sync_method
+from .sessions.local import LocalSessions
+from .sessions.ops import (
     Append,
     Clear,
     Info,
     Insert,
     Op,
     Pop,
+    PopResult,
     Read,
     ReadResult,
     Recent,
@@ -49,18 +56,15 @@ from .ops import (
     Replace,
     SessionInfo,
     Sessions,
-    StoreStatus,
     Ttl,
+    recent_of,
 )
+from .sessions.redis import RedisSessions
+from .status import StoreStatus
 
 if TYPE_CHECKING:
-    from .coordination import (
-        AsyncSessionLock,
-        AsyncSubscription,
-        LocalHub,
-        SessionLock,
-        Subscription,
-    )
+    from .updates import AsyncSubscription, LocalHub, Subscription
+    from .locks import AsyncSessionLock, SessionLock
 
 __all__ = ["AsyncConversationStore", "ConversationStore", "MessagesInput", "UNSET"]
 
@@ -80,6 +84,9 @@ UNSET: Final[Any] = _Unset()
 
 S = TypeVar("S", bound="_StoreBase")
 T = TypeVar("T")
+
+CallHook = Callable[[str], AbstractContextManager[Any]]
+"""Called with the operation kind around every store call (OpenTelemetry spans)."""
 
 
 class _IdempotencyKeys:
@@ -106,53 +113,146 @@ class _IdempotencyKeys:
 _IDEMPOTENCY = _IdempotencyKeys()
 
 
+def ttl_ms(ttl: Any) -> int | None:
+    """A ``ttl=`` argument in milliseconds: None = not given, 0 = never expires."""
+    if ttl is UNSET:
+        return None
+    if ttl is None:
+        return 0
+    if (
+        isinstance(ttl, bool)
+        or not isinstance(ttl, (int, float))
+        or not math.isfinite(ttl)
+        or not 0 < ttl <= MAX_TTL
+    ):
+        raise InvalidArgumentError(
+            f"ttl must be a positive number of seconds up to {MAX_TTL:.0f}, or None"
+        )
+    return max(round(ttl * 1000), 1)
+
+
 class _StoreBase:
-    """Shared policy of both stores. Not for direct use."""
+    """Shared policy of both stores: every operation as a flow. Not for direct use."""
 
     config: StoreConfig
     _hub: LocalHub | None = None  # in-process subscribers (memory://), made on first subscribe
+    _connection: Connection | None
+    _local: LocalSessions | None
+    _family: RedisSessions | None
 
     def __init__(
         self,
         config: StoreConfig | None,
         options: dict[str, Any],
         on_state_change: Callable[[str, StoreStatus], None] | None,
+        on_conflict: Callable[[ConflictError], None] | None,
+        client: Any,
+        twin: Any,
+        *,
+        asyncio: bool,
     ) -> None:
         if config is None:
             config = StoreConfig.create(**options)
-        elif options:
-            config = config.replace(**options)
         elif not isinstance(config, StoreConfig):
             raise InvalidArgumentError("config must be a chatkeep.StoreConfig")
+        elif options:
+            config = config.replace(**options)
         self.config = config
         self._on_state_change = on_state_change
+        self._on_conflict = on_conflict
         self._ttl_ms = 0 if config.ttl is None else round(config.ttl * 1000)
         self._decoder = codec.RecordDecoder(strict=config.strict, logger=logger)
         self._metrics = Metrics()
+        self._hooks: list[CallHook] = []
         self._closed = False
+        self._publish = config.publish
+        fixed = config.ttl_mode == "fixed"
+        if twin is not None:
+            self._join(twin, client, asyncio=asyncio)
+        elif client is None and config.scheme == "memory":
+            self._connection = None
+            self._family = None
+            self._local = LocalSessions(
+                ttl_ms=self._ttl_ms, fixed=fixed, max_messages=config.max_messages or 0
+            )
+        else:
+            if client is not None and is_async_client(client) != asyncio:
+                kind = "redis.asyncio.Redis or RedisCluster" if asyncio else "redis.Redis or RedisCluster"
+                raise ConfigurationError(
+                    f"{type(self).__name__} needs a {kind} client, got "
+                    f"{type(client).__module__}.{type(client).__name__}"
+                )
+            self._connection = connect(config, client=client)
+            self._local = None
+            self._family = self._make_family(self._connection)
+        if self._connection is not None and self._connection.circuit is not None:
+            self._connection.circuit.listen(self._notify)
+        if self._family is not None:
+            self._family.conflict_hooks.append(self._conflict)
 
-    def _make_fallback(self, primary_name: str) -> Fallback | None:
-        if self.config.fallback != "memory" or primary_name == "memory":
-            return None
-        mirror = MemoryBackend(
+    def _make_family(self, connection: Connection) -> RedisSessions:
+        config = self.config
+        circuit = connection.circuit
+        mirror = None
+        if circuit is not None:
+            mirror_key = (
+                "sessions", config.prefix, self._ttl_ms, config.ttl_mode, config.max_messages,
+                config.mirror_sessions, config.mirror_messages, config.mirror_max_bytes,
+            )  # fmt: skip
+            mirror = circuit.mirror(
+                mirror_key,
+                lambda: LocalSessions(
+                    ttl_ms=self._ttl_ms,
+                    fixed=config.ttl_mode == "fixed",
+                    max_messages=config.max_messages or 0,
+                    max_sessions=config.mirror_sessions,
+                    keep_messages=config.mirror_messages,
+                    max_bytes=config.mirror_max_bytes,
+                ),
+            )
+        family = RedisSessions(
+            connection,
+            prefix=config.prefix,
             ttl_ms=self._ttl_ms,
-            fixed=self.config.ttl_mode == "fixed",
-            max_messages=self.config.max_messages or 0,
-            max_sessions=self.config.mirror_sessions,
-            keep_messages=self.config.mirror_messages,
+            fixed=config.ttl_mode == "fixed",
+            max_messages=config.max_messages or 0,
+            mirror=mirror,  # type: ignore[arg-type]
         )
-        return Fallback(
-            mirror=mirror,
-            journal_size=self.config.journal_size,
-            probe_interval=self.config.probe_interval,
-            probe_max=self.config.probe_max,
-            logger=logger,
-            notify=self._notify,
-        )
+        if circuit is not None:
+            attached = circuit.attach(family)
+            assert isinstance(attached, RedisSessions)
+            family = attached
+        return family
+
+    def _join(self, twin: Any, client: Any, *, asyncio: bool) -> None:
+        """Share ``twin``'s connection, circuit, mirror and journal (a sync store and
+        its asyncio twin see one history in an outage and replay it once)."""
+        if not isinstance(twin, _StoreBase):
+            raise ConfigurationError(
+                "twin must be a chatkeep ConversationStore or AsyncConversationStore"
+            )
+        if twin.config != self.config:
+            raise ConfigurationError(
+                "a twin needs the same configuration (URL, prefix, TTL, fallback)"
+            )
+        self._local = twin._local
+        connection = twin._connection
+        if connection is not None:
+            if client is not None:
+                connection.adopt(client)
+            connection.acquire()
+        self._connection = connection
+        self._family = twin._family
+
+    # -- notifications --------------------------------------------------------------------
 
     def _notify(self, event: str) -> None:
         if self._on_state_change is not None:
             self._on_state_change(event, self.status())
+
+    def _conflict(self, op: Any, error: BaseException) -> None:
+        if self._on_conflict is not None and isinstance(error, ConflictError):
+            self._on_conflict(error)
 
     # -- validation and encoding (one place for both twins) -----------------------------
 
@@ -190,7 +290,7 @@ class _StoreBase:
                     ) from None
             else:
                 raise InvalidMessageError(
-                    f"message {i} is a {type(item).__name__}, not a Message or mapping"
+                    f"message {i} is {_a(type(item).__name__)}, not a Message or mapping"
                 )
         limit = self.config.max_message_bytes
         records = []
@@ -200,16 +300,6 @@ class _StoreBase:
                 raise MessageTooLargeError(len(record), limit, i)
             records.append(record)
         return parsed, records
-
-    @staticmethod
-    def _ttl(ttl: Any) -> int | None:
-        if ttl is UNSET:
-            return None
-        if ttl is None:
-            return 0
-        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
-            raise InvalidArgumentError("ttl must be a positive number of seconds, or None")
-        return max(round(ttl * 1000), 1)
 
     @staticmethod
     def _last(last: object) -> int | None:
@@ -225,82 +315,197 @@ class _StoreBase:
             raise InvalidArgumentError("index must be an int")
         return index
 
-    def _plan_append(
-        self, session_id: str, messages: object, owner: object, key: Any, ttl: Any
-    ) -> Append:
-        sid = self._sid(session_id)
-        parsed, records = self._messages(messages)
-        return Append(
-            sid, parsed, records, self._owner(owner), _IDEMPOTENCY.make(key), self._ttl(ttl)
-        )
-
-    def _plan_replace(self, session_id: str, messages: object, owner: object, ttl: Any) -> Replace:
-        sid = self._sid(session_id)
-        parsed, records = self._messages(messages)
-        return Replace(
-            sid, parsed, records, self._owner(owner), _IDEMPOTENCY.make(None), self._ttl(ttl)
-        )
-
-    def _plan_insert(
-        self, session_id: str, index: object, messages: object, owner: object
-    ) -> Insert:
-        sid = self._sid(session_id)
-        parsed, records = self._messages(messages)
-        return Insert(
-            sid, self._index(index), parsed, records, self._owner(owner), _IDEMPOTENCY.make(None)
-        )
-
-    def _plan_pop(self, session_id: str, index: object, owner: object) -> Pop:
-        return Pop(
-            self._sid(session_id), self._index(index), self._owner(owner), _IDEMPOTENCY.make(None)
-        )
-
-    def _plan_recent(self, owner: object, limit: object) -> Recent:
-        plan = self._plan_sessions(owner, limit)
-        return Recent(plan.owner, plan.limit)
-
-    def _plan_sessions(self, owner: object, limit: object) -> Sessions:
+    @staticmethod
+    def _limit(limit: object) -> int | None:
         if limit is not None and (
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
         ):
             raise InvalidArgumentError("limit must be None or an int >= 1")
-        return Sessions(self._owner(owner), limit)
+        return limit
 
-    # -- status ---------------------------------------------------------------------------
+    @staticmethod
+    def _into(into: object) -> codec.Conversion[Any] | None:
+        if into is None or isinstance(into, codec.Conversion):
+            return into
+        raise InvalidArgumentError("into must be a chatkeep.Conversion")
 
-    _primary_name: str
-    _fallback: Fallback | None
+    # -- the one place where calls meet the circuit ---------------------------------------
+
+    def _call(self, op: Op) -> Flow[Any]:
+        """``op`` through the circuit (or the local backend), measured and observed."""
+        if self._closed:
+            raise InvalidArgumentError("this store is closed")
+        kind = op.kind
+        started = perf_counter()
+        try:
+            if self._hooks:
+                with ExitStack() as stack:
+                    for hook in self._hooks:
+                        stack.enter_context(hook(kind))
+                    return (yield from self._routed(op))
+            return (yield from self._routed(op))
+        except ChatkeepError as exc:
+            self._metrics.failed(exc)
+            raise
+        finally:
+            self._metrics.observe(kind, perf_counter() - started)
+
+    def _routed(self, op: Op) -> Flow[Any]:
+        local = self._local
+        if local is not None:
+            return local.do(op)
+        assert self._family is not None
+        return (yield from guarded(self._connection, self._family, op))
+
+    # -- operations, each written once (the twins drive them) ----------------------------
+
+    def append(
+        self,
+        session_id: str,
+        messages: MessagesInput,
+        *,
+        owner: str | None = None,
+        idempotency_key: str | bytes | None = None,
+        ttl: float | None = UNSET,
+    ) -> Flow[int]:
+        """Append messages (one atomic round trip) and return the session's new length.
+
+        A retried call with the same ``idempotency_key`` is stored once.
+        ``ttl`` (seconds, or None for never) becomes the session's own TTL.
+        """
+        sid = self._sid(session_id)
+        parsed, records = self._messages(messages)
+        checked_owner = self._owner(owner)
+        op = Append(
+            sid, parsed, records, checked_owner, _IDEMPOTENCY.make(idempotency_key), ttl_ms(ttl)
+        )
+        if not parsed:  # nothing to write: report the length as it is
+            info = yield from self._call(Info(sid, checked_owner))
+            return info.message_count if info else 0
+        op.publish = self._publish
+        result = yield from self._call(op)
+        if self._hub is not None and not result.duplicate:
+            self._hub.publish(sid, parsed)
+        return int(result.length)
+
+    def _read(
+        self, session_id: str, last: int | None, owner: str | None, into: Any
+    ) -> Flow[list[Any]]:
+        sid = self._sid(session_id)
+        count = self._last(last)
+        conversion = self._into(into)
+        checked_owner = self._owner(owner)
+        if count == 0:
+            return []
+        result: ReadResult = yield from self._call(Read(sid, count, checked_owner, conversion))
+        # After the mirror took the records as they are: decode (or convert) them once.
+        return self._decoder.convert_all(result.records, sid, conversion)
+
+    def replace(
+        self,
+        session_id: str,
+        messages: MessagesInput,
+        *,
+        owner: str | None = None,
+        ttl: float | None = UNSET,
+    ) -> Flow[int]:
+        """Replace the whole history atomically (readers never see it half-done)."""
+        sid = self._sid(session_id)
+        parsed, records = self._messages(messages)
+        op = Replace(sid, parsed, records, self._owner(owner), _IDEMPOTENCY.make(None), ttl_ms(ttl))
+        result = yield from self._call(op)
+        return int(result.length)
+
+    def insert(
+        self, session_id: str, index: int, messages: MessagesInput, *, owner: str | None = None
+    ) -> Flow[int]:
+        """Insert messages before ``index`` (``list.insert`` rules); return the new length."""
+        sid = self._sid(session_id)
+        position = self._index(index)
+        parsed, records = self._messages(messages)
+        op = Insert(sid, position, parsed, records, self._owner(owner), _IDEMPOTENCY.make(None))
+        result = yield from self._call(op)
+        return int(result.length)
+
+    def pop(self, session_id: str, index: int = -1, *, owner: str | None = None) -> Flow[
+        Message | None
+    ]:
+        """Remove and return the message at ``index`` (default the last); None if out of range."""
+        sid = self._sid(session_id)
+        op = Pop(sid, self._index(index), self._owner(owner), _IDEMPOTENCY.make(None))
+        result: PopResult = yield from self._call(op)
+        if result.record is None:
+            return None
+        found = self._decoder.decode_all([result.record], sid)
+        return found[0] if found else None
+
+    def clear(self, session_id: str, *, owner: str | None = None) -> Flow[bool]:
+        """Delete the session (messages and metadata); True if it existed."""
+        return bool((yield from self._call(Clear(self._sid(session_id), self._owner(owner)))))
+
+    def ttl(self, session_id: str) -> Flow[float | None]:
+        """Seconds until the session expires; None if it never does; 0.0 if it does not exist."""
+        result: float | None = yield from self._call(Ttl(self._sid(session_id)))
+        return result
+
+    def info(self, session_id: str, *, owner: str | None = None) -> Flow[SessionInfo | None]:
+        """What is known about a session, or None if it does not exist."""
+        result: SessionInfo | None = yield from self._call(
+            Info(self._sid(session_id), self._owner(owner))
+        )
+        return result
+
+    def recent(
+        self, *, owner: str | None = None, limit: int | None = 20
+    ) -> Flow[list[RecentConversation]]:
+        """Live sessions (of one owner), most recent first, each titled with the start
+        of its first user message: a "recent conversations" list. Two or three round
+        trips for the whole page; no session's TTL is refreshed."""
+        found = yield from self._call(Recent(self._owner(owner), self._limit(limit)))
+        return [
+            recent_of(info, self._decoder.decode_all(head, info.id)) for info, head in found
+        ]
+
+    def sessions(
+        self, *, owner: str | None = None, limit: int | None = None
+    ) -> Flow[list[SessionInfo]]:
+        """Live sessions (of one owner), most recently active first. Uses the session
+        index, never KEYS or a keyspace SCAN."""
+        result: list[SessionInfo] = yield from self._call(
+            Sessions(self._owner(owner), self._limit(limit))
+        )
+        return result
+
+    def flush(self) -> Flow[int]:
+        """Try now to reach Redis and replay journaled writes; return how many remain."""
+        circuit = None if self._connection is None else self._connection.circuit
+        if circuit is None:
+            return 0
+        return (yield from circuit.flush())
+
+    # -- status -------------------------------------------------------------------------
 
     def status(self) -> StoreStatus:
         """Where calls go now and what the fallback has been through (no I/O)."""
-        fb = self._fallback
-        if fb is None:
+        skipped = self._decoder.skipped + (self._family.bad_hashes if self._family else 0)
+        connection = self._connection
+        if connection is None or connection.circuit is None:
+            backend = "memory" if connection is None else "redis"
+            reached = connection is None or connection.reached
             return StoreStatus(
-                backend=self._primary_name,
-                serving=self._primary_name,
+                backend=backend,
+                serving=backend,
                 degraded=False,
-                skipped_records=self._decoder.skipped,
+                reached=reached,
+                skipped_records=skipped,
             )
-        degraded = fb.state != "closed"
-        return StoreStatus(
-            backend=self._primary_name,
-            serving="fallback" if degraded else self._primary_name,
-            degraded=degraded,
-            circuit=fb.state,  # type: ignore[arg-type]
-            pending_replay=fb.pending,
-            replayed=fb.replayed_count,
-            journal_dropped=fb.dropped_count,
-            replay_rejected=fb.rejected_count,
-            skipped_records=self._decoder.skipped,
-            outages=fb.outages,
-            last_error=fb.last_error,
-            degraded_since=fb.degraded_since,
-        )
+        return connection.circuit.status("redis", skipped)
 
     def metrics(self) -> MetricsSnapshot:
         """Counters since the store was made: operations, errors by kind, fallback
         transitions, journal size, replayed writes, skipped records, latency (no I/O)."""
-        return self._metrics.snapshot(self._fallback, self._decoder.skipped)
+        circuit = None if self._connection is None else self._connection.circuit
+        return self._metrics.snapshot(circuit, self.status().skipped_records)
 
     def __repr__(self) -> str:
         return (
@@ -308,45 +513,30 @@ class _StoreBase:
             f"fallback={self.config.fallback!r})"
         )
 
-    def _unavailable(self, exc: Unreachable) -> BackendUnavailableError:
-        return BackendUnavailableError(
-            f"Redis at {self.config.safe_url} is unreachable ({exc}); fallback is off"
-        )
-
-    def _closed_check(self) -> None:
+    def _closing(self) -> bool:
+        """Mark closed; True when this store was the last user of its connection."""
         if self._closed:
-            raise InvalidArgumentError("this store is closed")
+            return False
+        self._closed = True
+        connection = self._connection
+        if connection is None:
+            return False
+        if connection.circuit is not None:
+            connection.circuit.unlisten(self._notify)
+        return connection.release()
 
-    def _share_fallback(self, twin: object) -> None:
-        """Serve, journal and replay through ``twin``'s fallback (one mirror, one
-        journal, one circuit for a sync store and its async twin)."""
-        if not isinstance(twin, _StoreBase):
-            raise ConfigurationError(
-                "twin must be a chatkeep ConversationStore or AsyncConversationStore"
+    def _closing_with(self, remaining: int) -> None:
+        if remaining:
+            logger.error(
+                "closing with %d journaled writes that did not reach Redis (they are kept "
+                "for replay at exit%s)",
+                remaining,
+                "" if self.config.journal_path is None else " and in the journal file",
             )
-        if twin.config != self.config:
-            raise ConfigurationError(
-                "a twin needs the same configuration (URL, prefix, TTL, fallback)"
-            )
-        if twin._fallback is not None:
-            twin._fallback.hold()
-        self._fallback = twin._fallback
 
-    def _closing_remaining(self, remaining: int) -> None:
-        fb = self._fallback
-        if fb is not None and fb.release() and remaining:
-            # The last store of a fallback to close: what is left will not be replayed.
-            logger.error("closing with %d journaled writes that did not reach Redis", remaining)
 
-    def _decoded(self, op: Read, result: ReadResult) -> list[Any]:
-        # After the mirror took the records as they are: decode (or convert) them once.
-        return self._decoder.convert_all(result.records, op.session_id, op.into)
-
-    @staticmethod
-    def _into(into: object) -> codec.Conversion[Any] | None:
-        if into is None or isinstance(into, codec.Conversion):
-            return into
-        raise InvalidArgumentError("into must be a chatkeep.Conversion")
+def _a(noun: str) -> str:
+    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
 
 
 class ConversationStore(_StoreBase):
@@ -365,20 +555,13 @@ class ConversationStore(_StoreBase):
         *,
         client: Any = None,
         on_state_change: Callable[[str, StoreStatus], None] | None = None,
+        on_conflict: Callable[[ConflictError], None] | None = None,
         twin: AsyncConversationStore | ConversationStore | None = None,
         **options: Any,
     ) -> None:
-        super().__init__(config, options, on_state_change)
-        self._primary = build_backend(self.config, client, self._decoder, asyncio=False)
-        self._primary_name = self._primary.name
-        if twin is None:
-            self._fallback = self._make_fallback(self._primary_name)
-        else:
-            self._share_fallback(twin)
-        if self.config.publish:
-            from .coordination import enable_publish
-
-            enable_publish(self)
+        super().__init__(
+            config, options, on_state_change, on_conflict, client, twin, asyncio=False
+        )
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> ConversationStore:
@@ -388,96 +571,26 @@ class ConversationStore(_StoreBase):
     @classmethod
     def from_env(cls, **options: Any) -> ConversationStore:
         """A store configured from ``CHATKEEP_*`` variables (keyword arguments win)."""
-        hooks = {k: options.pop(k) for k in ("client", "on_state_change", "twin") if k in options}
+        hooks = {
+            k: options.pop(k)
+            for k in ("client", "on_state_change", "on_conflict", "twin")
+            if k in options
+        }
         return cls(StoreConfig.from_env(**options), **hooks)
 
-    # -- the one place where calls meet the fallback ------------------------------------
+    def _drive(self, flow: Flow[T]) -> T:
+        return run(flow, self._connection or NO_IO)
 
-    def _run(self, op: Op) -> Any:
-        self._closed_check()
-        started = perf_counter()  # metrics: one perf_counter pair per call
-        try:
-            result = self._call(op)
-            return self._decoded(op, result) if op.kind == "read" else result
-        except ChatkeepError as exc:
-            self._metrics.failed(exc)
-            raise
-        finally:
-            self._metrics.observe(op.kind, perf_counter() - started)
-
-    def _call(self, op: Op) -> Any:
-        fb = self._fallback
-        if fb is None:
-            try:
-                return getattr(self._primary, op.kind)(op)
-            except Unreachable as exc:
-                raise self._unavailable(exc) from exc.cause
-        route = fb.route()
-        if route is not Route.LOCAL:
-            try:
-                if route is Route.PROBE:
-                    self._probe(fb)
-                result = getattr(self._primary, op.kind)(op)
-            except Unreachable as exc:
-                fb.failed(exc)
-            else:
-                fb.succeeded(op, result)
-                return result
-        return fb.serve(op)
-
-    def _probe(self, fb: Fallback) -> None:
-        try:
-            self._replay(fb)
-        except ChatkeepError as exc:
-            fb.probe_refused(exc)
-            raise
-
-    def _replay(self, fb: Fallback) -> None:
-        self._primary.ping()
-        while (op := fb.next_pending()) is not None:
-            try:
-                getattr(self._primary, op.kind)(op)
-            except ChatkeepError as exc:
-                fb.rejected(op, exc)
-            else:
-                fb.replayed(op)
-
-    def flush(self) -> int:
-        """Try now to reach Redis and replay journaled writes; return how many remain."""
-        fb = self._fallback
-        if fb is None or fb.state == "closed":
-            return 0
-        if fb.route(force_probe=True) is Route.PROBE:
-            try:
-                self._probe(fb)
-            except Unreachable as exc:
-                fb.failed(exc)
-        return fb.pending
-
-    # -- public API -----------------------------------------------------------------------
-
-    def append(
-        self,
-        session_id: str,
-        messages: MessagesInput,
-        *,
-        owner: str | None = None,
-        idempotency_key: str | bytes | None = None,
-        ttl: float | None = UNSET,
-    ) -> int:
-        """Append messages (one atomic round trip) and return the session's new length.
-
-        A retried call with the same ``idempotency_key`` is stored once.
-        ``ttl`` (seconds, or None for never) becomes the session's own TTL.
-        """
-        op = self._plan_append(session_id, messages, owner, idempotency_key, ttl)
-        if not op.messages:  # nothing to write: report the length as it is
-            info = self.info(op.session_id, owner=op.owner)
-            return info.message_count if info else 0
-        result = self._run(op)
-        if self._hub is not None and not result.duplicate:
-            self._hub.publish(op.session_id, op.messages)
-        return int(result.length)
+    append = sync_method(_StoreBase.append)
+    replace = sync_method(_StoreBase.replace)
+    insert = sync_method(_StoreBase.insert)
+    pop = sync_method(_StoreBase.pop)
+    clear = sync_method(_StoreBase.clear)
+    ttl = sync_method(_StoreBase.ttl)
+    info = sync_method(_StoreBase.info)
+    recent = sync_method(_StoreBase.recent)
+    sessions = sync_method(_StoreBase.sessions)
+    flush = sync_method(_StoreBase.flush)
 
     @overload
     def messages(
@@ -504,64 +617,7 @@ class ConversationStore(_StoreBase):
     ) -> list[Any]:
         """The session's messages, oldest first; ``last=k`` reads only the newest k.
         ``into`` builds another message type straight from the stored records."""
-        sid = self._sid(session_id)
-        count = self._last(last)
-        if count == 0:
-            return []
-        result: list[Any] = self._run(Read(sid, count, self._owner(owner), self._into(into)))
-        return result
-
-    def replace(
-        self,
-        session_id: str,
-        messages: MessagesInput,
-        *,
-        owner: str | None = None,
-        ttl: float | None = UNSET,
-    ) -> int:
-        """Replace the whole history atomically (readers never see it half-done)."""
-        return int(self._run(self._plan_replace(session_id, messages, owner, ttl)).length)
-
-    def insert(
-        self, session_id: str, index: int, messages: MessagesInput, *, owner: str | None = None
-    ) -> int:
-        """Insert messages before ``index`` (``list.insert`` semantics); return the new length."""
-        return int(self._run(self._plan_insert(session_id, index, messages, owner)).length)
-
-    def pop(self, session_id: str, index: int = -1, *, owner: str | None = None) -> Message | None:
-        """Remove and return the message at ``index`` (default the last); None if out of range."""
-        result = self._run(self._plan_pop(session_id, index, owner))
-        message: Message | None = result.message
-        return message
-
-    def clear(self, session_id: str, *, owner: str | None = None) -> bool:
-        """Delete the session (messages and metadata); True if it existed."""
-        return bool(self._run(Clear(self._sid(session_id), self._owner(owner))))
-
-    def ttl(self, session_id: str) -> float | None:
-        """Seconds until the session expires; None if it never does; 0.0 if it does not exist."""
-        result: float | None = self._run(Ttl(self._sid(session_id)))
-        return result
-
-    def info(self, session_id: str, *, owner: str | None = None) -> SessionInfo | None:
-        """What is known about a session, or None if it does not exist."""
-        result: SessionInfo | None = self._run(Info(self._sid(session_id), self._owner(owner)))
-        return result
-
-    def recent(
-        self, *, owner: str | None = None, limit: int | None = 20
-    ) -> list[RecentConversation]:
-        """Live sessions (of one owner), most recent first, each titled with the start
-        of its first user message: a "recent conversations" list. Two or three round
-        trips for the whole page; no session's TTL is refreshed."""
-        result: list[RecentConversation] = self._run(self._plan_recent(owner, limit))
-        return result
-
-    def sessions(self, *, owner: str | None = None, limit: int | None = None) -> list[SessionInfo]:
-        """Live sessions (of one owner), most recently active first. Uses the session
-        index, never KEYS or a keyspace SCAN."""
-        result: list[SessionInfo] = self._run(self._plan_sessions(owner, limit))
-        return result
+        return self._drive(self._read(session_id, last, owner, into))
 
     def lock(
         self,
@@ -573,14 +629,14 @@ class ConversationStore(_StoreBase):
         """A per-session distributed lock (``with store.lock(sid):``) so two workers never
         interleave one turn. ``timeout``: seconds the lock lives if its holder dies;
         ``blocking_timeout``: seconds to wait (None = no limit), then LockTimeoutError."""
-        from .coordination import SessionLock
+        from .locks import SessionLock
 
         return SessionLock(self, session_id, timeout, blocking_timeout)
 
     def subscribe(self, session_id: str) -> Subscription:
         """Messages appended to the session by any process (stores with ``publish=True``),
         as they are appended: ``with store.subscribe(sid) as updates: for m in updates``."""
-        from .coordination import Subscription
+        from .updates import Subscription
 
         return Subscription(self, session_id)
 
@@ -588,9 +644,11 @@ class ConversationStore(_StoreBase):
         """Replay what can be replayed, then close the connection pool (if chatkeep made it)."""
         if self._closed:
             return
-        self._closing_remaining(self.flush())
-        self._closed = True
-        self._primary.close()
+        remaining = self.flush()
+        if self._closing():
+            self._closing_with(remaining)
+            assert self._connection is not None
+            self._connection.close()
 
     def __enter__(self: S) -> S:
         return self
@@ -614,20 +672,11 @@ class AsyncConversationStore(_StoreBase):
         *,
         client: Any = None,
         on_state_change: Callable[[str, StoreStatus], None] | None = None,
+        on_conflict: Callable[[ConflictError], None] | None = None,
         twin: ConversationStore | AsyncConversationStore | None = None,
         **options: Any,
     ) -> None:
-        super().__init__(config, options, on_state_change)
-        self._primary = build_backend(self.config, client, self._decoder, asyncio=True)
-        self._primary_name = self._primary.name
-        if twin is None:
-            self._fallback = self._make_fallback(self._primary_name)
-        else:
-            self._share_fallback(twin)
-        if self.config.publish:
-            from .coordination import enable_publish
-
-            enable_publish(self)
+        super().__init__(config, options, on_state_change, on_conflict, client, twin, asyncio=True)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> AsyncConversationStore:
@@ -637,88 +686,26 @@ class AsyncConversationStore(_StoreBase):
     @classmethod
     def from_env(cls, **options: Any) -> AsyncConversationStore:
         """A store configured from ``CHATKEEP_*`` variables (keyword arguments win)."""
-        hooks = {k: options.pop(k) for k in ("client", "on_state_change", "twin") if k in options}
+        hooks = {
+            k: options.pop(k)
+            for k in ("client", "on_state_change", "on_conflict", "twin")
+            if k in options
+        }
         return cls(StoreConfig.from_env(**options), **hooks)
 
-    async def _run(self, op: Op) -> Any:
-        self._closed_check()
-        started = perf_counter()  # metrics: one perf_counter pair per call
-        try:
-            result = await self._call(op)
-            return self._decoded(op, result) if op.kind == "read" else result
-        except ChatkeepError as exc:
-            self._metrics.failed(exc)
-            raise
-        finally:
-            self._metrics.observe(op.kind, perf_counter() - started)
+    async def _adrive(self, flow: Flow[T]) -> T:
+        return await arun(flow, self._connection or NO_IO)
 
-    async def _call(self, op: Op) -> Any:
-        fb = self._fallback
-        if fb is None:
-            try:
-                return await getattr(self._primary, op.kind)(op)
-            except Unreachable as exc:
-                raise self._unavailable(exc) from exc.cause
-        route = fb.route()
-        if route is not Route.LOCAL:
-            try:
-                if route is Route.PROBE:
-                    await self._probe(fb)
-                result = await getattr(self._primary, op.kind)(op)
-            except Unreachable as exc:
-                fb.failed(exc)
-            else:
-                fb.succeeded(op, result)
-                return result
-        return fb.serve(op)
-
-    async def _probe(self, fb: Fallback) -> None:
-        try:
-            await self._replay(fb)
-        except ChatkeepError as exc:
-            fb.probe_refused(exc)
-            raise
-
-    async def _replay(self, fb: Fallback) -> None:
-        await self._primary.ping()
-        while (op := fb.next_pending()) is not None:
-            try:
-                await getattr(self._primary, op.kind)(op)
-            except ChatkeepError as exc:
-                fb.rejected(op, exc)
-            else:
-                fb.replayed(op)
-
-    async def flush(self) -> int:
-        """Try now to reach Redis and replay journaled writes; return how many remain."""
-        fb = self._fallback
-        if fb is None or fb.state == "closed":
-            return 0
-        if fb.route(force_probe=True) is Route.PROBE:
-            try:
-                await self._probe(fb)
-            except Unreachable as exc:
-                fb.failed(exc)
-        return fb.pending
-
-    async def append(
-        self,
-        session_id: str,
-        messages: MessagesInput,
-        *,
-        owner: str | None = None,
-        idempotency_key: str | bytes | None = None,
-        ttl: float | None = UNSET,
-    ) -> int:
-        """Append messages (one atomic round trip) and return the session's new length."""
-        op = self._plan_append(session_id, messages, owner, idempotency_key, ttl)
-        if not op.messages:  # nothing to write: report the length as it is
-            info = await self.info(op.session_id, owner=op.owner)
-            return info.message_count if info else 0
-        result = await self._run(op)
-        if self._hub is not None and not result.duplicate:
-            self._hub.publish(op.session_id, op.messages)
-        return int(result.length)
+    append = async_method(_StoreBase.append)
+    replace = async_method(_StoreBase.replace)
+    insert = async_method(_StoreBase.insert)
+    pop = async_method(_StoreBase.pop)
+    clear = async_method(_StoreBase.clear)
+    ttl = async_method(_StoreBase.ttl)
+    info = async_method(_StoreBase.info)
+    recent = async_method(_StoreBase.recent)
+    sessions = async_method(_StoreBase.sessions)
+    flush = async_method(_StoreBase.flush)
 
     @overload
     async def messages(
@@ -745,69 +732,7 @@ class AsyncConversationStore(_StoreBase):
     ) -> list[Any]:
         """The session's messages, oldest first; ``last=k`` reads only the newest k.
         ``into`` builds another message type straight from the stored records."""
-        sid = self._sid(session_id)
-        count = self._last(last)
-        if count == 0:
-            return []
-        op = Read(sid, count, self._owner(owner), self._into(into))
-        result: list[Any] = await self._run(op)
-        return result
-
-    async def replace(
-        self,
-        session_id: str,
-        messages: MessagesInput,
-        *,
-        owner: str | None = None,
-        ttl: float | None = UNSET,
-    ) -> int:
-        """Replace the whole history atomically."""
-        return int((await self._run(self._plan_replace(session_id, messages, owner, ttl))).length)
-
-    async def insert(
-        self, session_id: str, index: int, messages: MessagesInput, *, owner: str | None = None
-    ) -> int:
-        """Insert messages before ``index``; return the new length."""
-        return int((await self._run(self._plan_insert(session_id, index, messages, owner))).length)
-
-    async def pop(
-        self, session_id: str, index: int = -1, *, owner: str | None = None
-    ) -> Message | None:
-        """Remove and return the message at ``index``; None if out of range."""
-        result = await self._run(self._plan_pop(session_id, index, owner))
-        message: Message | None = result.message
-        return message
-
-    async def clear(self, session_id: str, *, owner: str | None = None) -> bool:
-        """Delete the session; True if it existed."""
-        return bool(await self._run(Clear(self._sid(session_id), self._owner(owner))))
-
-    async def ttl(self, session_id: str) -> float | None:
-        """Seconds until the session expires; None if never; 0.0 if it does not exist."""
-        result: float | None = await self._run(Ttl(self._sid(session_id)))
-        return result
-
-    async def info(self, session_id: str, *, owner: str | None = None) -> SessionInfo | None:
-        """What is known about a session, or None if it does not exist."""
-        result: SessionInfo | None = await self._run(
-            Info(self._sid(session_id), self._owner(owner))
-        )
-        return result
-
-    async def recent(
-        self, *, owner: str | None = None, limit: int | None = 20
-    ) -> list[RecentConversation]:
-        """Live sessions (of one owner), most recent first, titled with their first
-        user message (see ``ConversationStore.recent``)."""
-        result: list[RecentConversation] = await self._run(self._plan_recent(owner, limit))
-        return result
-
-    async def sessions(
-        self, *, owner: str | None = None, limit: int | None = None
-    ) -> list[SessionInfo]:
-        """Live sessions (of one owner), most recently active first; no KEYS or SCAN."""
-        result: list[SessionInfo] = await self._run(self._plan_sessions(owner, limit))
-        return result
+        return await self._adrive(self._read(session_id, last, owner, into))
 
     def lock(
         self,
@@ -817,14 +742,14 @@ class AsyncConversationStore(_StoreBase):
         blocking_timeout: float | None = None,
     ) -> AsyncSessionLock:
         """A per-session distributed lock: ``async with astore.lock(sid):``."""
-        from .coordination import AsyncSessionLock
+        from .locks import AsyncSessionLock
 
         return AsyncSessionLock(self, session_id, timeout, blocking_timeout)
 
     def subscribe(self, session_id: str) -> AsyncSubscription:
         """Messages appended to the session by any process, as they are appended:
         ``async with astore.subscribe(sid) as updates: async for m in updates``."""
-        from .coordination import AsyncSubscription
+        from .updates import AsyncSubscription
 
         return AsyncSubscription(self, session_id)
 
@@ -832,9 +757,11 @@ class AsyncConversationStore(_StoreBase):
         """Replay what can be replayed, then close the connection pool (if chatkeep made it)."""
         if self._closed:
             return
-        self._closing_remaining(await self.flush())
-        self._closed = True
-        await self._primary.close()
+        remaining = await self.flush()
+        if self._closing():
+            self._closing_with(remaining)
+            assert self._connection is not None
+            await self._connection.aclose()
 
     close = aclose
 

@@ -9,7 +9,7 @@ started by the test session:
 - ``cluster``: a Redis Cluster of 3 masters + 3 replicas (``redis+cluster://``);
 - ``sentinel``: a master, a replica and 3 sentinels (``redis+sentinel://``);
 - ``redis-acl``: the redis-server, through a user that has only the minimal ACL
-  (``chatkeep.backends.redis.acl_rules``) limited to the test's prefix;
+  (``chatkeep.redis.acl_rules``) limited to the test's prefix;
 - ``redis-tls``: a TLS-only redis-server, certificate verified against a test CA.
 """
 

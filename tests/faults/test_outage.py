@@ -19,6 +19,7 @@ from chatkeep import (
     ConfigurationError,
     ConversationStore,
     Conversion,
+    JournalFullError,
     Message,
     SessionOwnershipError,
 )
@@ -183,15 +184,17 @@ def test_black_holed_server_costs_one_timeout_then_nothing(proxy: TcpProxy, pref
     store.append("s", [msg("b")])  # pays the connect/read timeout once
     first = time.monotonic() - started
     assert first < 3.0, f"a call blocked {first:.2f}s on a dead server"
-    # With the circuit open the primary is not even tried.
+    # With the circuit open Redis is not even tried.
     primary_calls = []
-    original = store._primary.append
+    family = store._family
+    assert family is not None
+    original = family.run
 
     def spy(op: Any) -> Any:
         primary_calls.append(op)
         return original(op)
 
-    store._primary.append = spy  # type: ignore[method-assign]
+    family.run = spy  # type: ignore[method-assign]
     for i in range(50):
         store.append("s", [msg(f"c{i}")])
     assert primary_calls == []
@@ -238,8 +241,10 @@ def test_transitions_are_logged_once_and_reported(
         for _ in range(5):
             store.messages("s")
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert len(warnings) == 2, warnings
-    assert "unreachable" in warnings[0] and "reachable again" in warnings[1]
+    # The server restarted empty: chatkeep says so once, between the two transitions.
+    assert len(warnings) == 3, warnings
+    assert "unreachable" in warnings[0] and "reachable again" in warnings[2]
+    assert "restarted: 1 of the 1 sessions" in warnings[1]
     assert not any("secret" in w for w in warnings)
     assert events == [("degraded", True), ("recovered", False)]
     store.close()
@@ -288,21 +293,24 @@ def test_out_of_memory_is_raised_not_hidden(fresh_redis_server: RedisServer, pre
     client.close()
 
 
-def test_full_journal_is_counted_and_logged_once(
-    fresh_redis_server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture
+def test_a_full_journal_refuses_the_write_instead_of_dropping_it_later(
+    fresh_redis_server: RedisServer, prefix: str
 ) -> None:
     store = ConversationStore.from_url(
         fresh_redis_server.url, prefix=prefix, journal_size=3, probe_interval=60
     )
     store.append("s", [msg("a")])
     fresh_redis_server.stop()
-    with caplog.at_level(logging.ERROR, logger="chatkeep"):
-        for i in range(5):
-            store.append("s", [msg(f"o{i}")])
+    for i in range(3):
+        store.append("s", [msg(f"o{i}")])
+    for i in range(2):
+        with pytest.raises(JournalFullError) as info:
+            store.append("s", [msg(f"refused{i}")])
+        assert isinstance(info.value, BackendUnavailableError)
     status = store.status()
-    assert (status.pending_replay, status.journal_dropped) == (3, 2)
-    assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 1
-    assert len(store.messages("s")) == 6  # the conversation itself still has them all
+    assert (status.pending_replay, status.journal_refused) == (3, 2)
+    # Only what was acknowledged is in the conversation.
+    assert [m.text for m in store.messages("s")] == ["a", "o0", "o1", "o2"]
     store._closed = True
 
 

@@ -18,7 +18,9 @@ from chatkeep import (
     Message,
     SerializationError,
 )
-from chatkeep.backends.redis import SCRIPTS
+from chatkeep.redis import FEATURES
+
+SCRIPTS = FEATURES["sessions"].scripts
 
 pytestmark = pytest.mark.redis_server
 
@@ -70,8 +72,9 @@ def test_every_write_sets_the_ttl_on_both_keys(
                 store.insert("s", 1, [msg("i")])
             elif check == "pop":
                 store.pop("s", 1)
-            else:  # a store that has not refreshed the session itself (see below)
-                with make(redis_server, prefix, ttl=100) as reader:
+            else:  # a store that has not refreshed the session itself (see below):
+                # without a fallback it shares no circuit, so nothing the other knows
+                with make(redis_server, prefix, ttl=100, fallback="raise") as reader:
                     reader.messages("s")
             m, h = pttls(raw, prefix, "s")
             assert 95_000 < m <= 100_000, check
@@ -314,7 +317,7 @@ def test_async_store_uses_redis_asyncio(redis_server: Any, prefix: str) -> None:
 
     async def scenario() -> list[str]:
         async with AsyncConversationStore.from_url(redis_server.url, prefix=prefix) as store:
-            assert isinstance(store._primary.client, redis.asyncio.Redis)
+            assert isinstance(store._connection.async_client, redis.asyncio.Redis)
             await store.append("s", [msg("a"), msg("b")])
             return [m.text for m in await store.messages("s")]
 

@@ -20,7 +20,9 @@ from chatkeep import (
     Message,
     StoreConfig,
 )
-from chatkeep.backends.redis import SCRIPTS
+from chatkeep.redis import FEATURES
+
+SCRIPTS = FEATURES["sessions"].scripts
 from tests.support.acl import AclUser
 from tests.support.cluster import RedisClusterDeployment
 from tests.support.servers import RedisServer

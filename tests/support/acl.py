@@ -8,7 +8,7 @@ from typing import Any
 
 import redis
 
-from chatkeep.backends.redis import acl_rules
+from chatkeep.redis import acl_rules
 
 
 class AclUser:

@@ -25,8 +25,8 @@ from typing import IO, Any
 from redis import exceptions as rex
 
 from .. import codec
-from ..backends.base import Unreachable
-from ..backends.redis import translate
+from ..redis.errors import Unreachable
+from ..redis.errors import translate
 from ..config import StoreConfig
 from ..errors import (
     BackendUnavailableError,
@@ -39,7 +39,7 @@ from ..errors import (
 )
 from ..keys import KeySchema, validate_id
 from ..message import Message
-from ..ops import SessionInfo, ms_to_datetime
+from ..sessions.ops import SessionInfo, ms_to_datetime
 from ..store import UNSET, ConversationStore
 
 __all__ = [
@@ -126,7 +126,7 @@ class Admin:
 
     @property
     def client(self) -> Any:
-        return self.store._primary.client
+        return self.store._connection.client
 
     def close(self) -> None:
         self.store.close()

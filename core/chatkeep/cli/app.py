@@ -30,7 +30,7 @@ from .. import __version__, codec
 from ..config import StoreConfig
 from ..errors import ChatkeepError, ConfigurationError
 from ..message import Message
-from ..ops import SessionInfo
+from ..sessions.ops import SessionInfo
 from ..store import UNSET
 from .admin import Admin, LineError
 from .doctor import run_checks

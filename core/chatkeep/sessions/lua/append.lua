@@ -1,35 +1,31 @@
--- Append records. ARGV: now, ttl ('' | '0' | ms), default ttl, fixed ('1'|'0'),
--- max messages ('0' = no limit), owner ('' = unchecked), idempotency key, records...
--- With KEYS[3] (the session's channel), the last ARGV is '1' (SPUBLISH) or '0' (PUBLISH)
--- and every appended record is published to KEYS[3].
--- Returns {length, expires_at, owner|false, duplicate 0/1}.
+-- Append records (ARGV[12...]). Write ARGV and reply as in common.lua; ARGV[8] is not
+-- checked (an append is never refused for a version). With ARGV[11] = 'PUBLISH' or
+-- 'SPUBLISH', every record is published to the channel (the last key).
 -- The hot path of every turn: written out inline (no helper calls, no tables for
 -- the usual call: an existing session, no idempotency key, no TTL given); the rules
--- are those of common.lua's owner_ok, seen, ttl_of and expire.
+-- are those of common.lua's owner_ok, seen, stamp, expire and index.
 local now = tonumber(ARGV[1])
-local last = #ARGV
-local pub = false
-if #KEYS > 2 then
-  pub = ARGV[last] == '1' and 'SPUBLISH' or 'PUBLISH'
-  last = last - 1
-end
-local meta = redis.call('HMGET', KEYS[2], 'o', 't', 'k', 'c')
+local meta = redis.call('HMGET', KEYS[2], 'o', 't', 'k', 'c', 'w')
 local owner, created, given, idem = meta[1], meta[4], ARGV[6], ARGV[7]
 if given ~= '' and (owner and owner ~= given or not owner and created) then
   return redis.error_reply('CHATKEEP_OWNER')
 end
 local ring = meta[3] or ''
+local version = tonumber(meta[5]) or 0
 if idem ~= '' then
   local from = 1
   while true do
     local at = string.find(ring, idem, from, true)
     if not at then break end
-    if (at - 1) % 16 == 0 then return {redis.call('LLEN', KEYS[1]), -2, owner, 1} end
+    if (at - 1) % 16 == 0 then
+      return {redis.call('LLEN', KEYS[1]), -2, owner, 1, created, version, 0}
+    end
     from = at + 1
   end
 end
+local last = #ARGV
 local n
-for i = 8, last, 1000 do
+for i = 12, last, 1000 do
   n = redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, last)))
 end
 local max = tonumber(ARGV[5])
@@ -37,11 +33,12 @@ if max > 0 and n > max then
   redis.call('LTRIM', KEYS[1], -max, -1)
   n = max
 end
+version = version + 1
 local ttl = ARGV[2]
 if created and idem == '' and ttl == '' then
-  redis.call('HSET', KEYS[2], 'u', now)
+  redis.call('HSET', KEYS[2], 'u', now, 'w', version)
 else
-  local fields = {'u', now}
+  local fields = {'u', now, 'w', version}
   if idem ~= '' then
     fields[#fields + 1] = 'k'; fields[#fields + 1] = string.sub(idem .. ring, 1, RING_BYTES)
   end
@@ -67,7 +64,16 @@ else
   redis.call('PEXPIREAT', KEYS[1], at)
   redis.call('PEXPIREAT', KEYS[2], at)
 end
-if pub then
-  for i = 8, last do redis.call(pub, KEYS[3], ARGV[i]) end
+local keys = #KEYS
+local pub = ARGV[11]
+if pub ~= '' then
+  for i = 12, last do redis.call(pub, KEYS[keys], ARGV[i]) end
+  keys = keys - 1
 end
-return {n, at, owner, 0}
+local mode = ARGV[9]
+if mode == '1' or (mode == '2' and not created) then
+  local score = at
+  if at == -1 then score = 'inf' end
+  for i = 3, keys do redis.call('ZADD', KEYS[i], score, ARGV[10]) end
+end
+return {n, at, owner, 0, created or now, version, created and 0 or 1}

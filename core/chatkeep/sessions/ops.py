@@ -1,8 +1,13 @@
-"""Operations and results shared by every backend (internal).
+"""Conversation operations and their results.
 
-A store method validates and encodes its arguments once into an operation; any
-backend (Redis sync or async, memory, the fallback mirror) executes the same
-operation, and the fallback journal keeps operations for replay.
+A store method validates and encodes its arguments once into an operation; the
+Redis family, the local backend (``memory://``) and the fallback mirror all carry
+out the same operation, and the fallback journal keeps operations for replay.
+
+Changes made during an outage that could overwrite a later write (``replace``,
+``insert``, ``pop``, ``clear``) carry ``expect``: the version of the session the
+mirror knew (``"<created ms>:<writes>"``, or ``"-"`` for no session); at replay they
+are applied only if the session is still at that version.
 """
 
 from __future__ import annotations
@@ -13,10 +18,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .message import Message
+from ..message import Message
 
 if TYPE_CHECKING:
-    from .codec import Conversion, Entry
+    from ..codec import Conversion, Entry
 
 __all__ = [
     "Append",
@@ -29,7 +34,6 @@ __all__ = [
     "Replace",
     "SessionInfo",
     "Sessions",
-    "StoreStatus",
     "Ttl",
     "WriteResult",
     "ReadResult",
@@ -51,6 +55,7 @@ class Append:
     owner: str | None
     idem: bytes
     ttl_ms: TtlMs = None
+    publish: bool = False  # the script publishes each record (store.subscribe)
     kind: Literal["append"] = "append"
     is_write: bool = True
 
@@ -63,6 +68,7 @@ class Replace:
     owner: str | None
     idem: bytes
     ttl_ms: TtlMs = None
+    expect: str | None = None
     kind: Literal["replace"] = "replace"
     is_write: bool = True
 
@@ -75,6 +81,7 @@ class Insert:
     records: list[bytes]
     owner: str | None
     idem: bytes
+    expect: str | None = None
     kind: Literal["insert"] = "insert"
     is_write: bool = True
 
@@ -86,6 +93,7 @@ class Pop:
     owner: str | None
     idem: bytes
     message_id: str | None = None  # remove this message wherever it is (journal replay)
+    expect: str | None = None
     kind: Literal["pop"] = "pop"
     is_write: bool = True
 
@@ -94,6 +102,7 @@ class Pop:
 class Clear:
     session_id: str
     owner: str | None
+    expect: str | None = None
     kind: Literal["clear"] = "clear"
     is_write: bool = True
 
@@ -150,22 +159,35 @@ class WriteResult:
     expires_at_ms: int | None  # None: never expires; -2: unknown (duplicate)
     owner: str | None
     duplicate: bool = False
+    created_ms: int | None = None  # the session's creation time (with version: its identity)
+    version: int = 0  # writes the session has had
+    new: bool = False  # this write created the session
 
 
 @dataclass(slots=True)
 class ReadResult:
     records: list[Entry]  # as stored; the store decodes them (codec.RecordDecoder)
-    expires_at_ms: int | None  # None: never expires; -2: session does not exist
+    expires_at_ms: int | None  # None: never expires; -2: unknown; -3: unchanged
     owner: str | None
     exists: bool = True
+    created_ms: int | None = None
+    version: int = 0
+    length: int | None = None  # the session's whole length (None: not known)
 
 
 @dataclass(slots=True)
 class PopResult:
-    message: Message | None
+    record: Entry | None  # as stored; the store decodes it
     expires_at_ms: int | None
     owner: str | None
     length: int = 0
+    created_ms: int | None = None
+    version: int = 0
+
+
+def version_of(created_ms: int | None, version: int) -> str:
+    """The ``expect`` of a session at that creation time and version ("-": none)."""
+    return "-" if created_ms is None else f"{created_ms}:{version}"
 
 
 def ms_to_datetime(value: int | None) -> datetime | None:
@@ -213,32 +235,3 @@ def title_of(messages: list[Message]) -> str | None:
 
 def recent_of(info: SessionInfo, head: list[Message]) -> RecentConversation:
     return RecentConversation(**dict(info), title=title_of(head))
-
-
-class StoreStatus(BaseModel):
-    """Where a store's calls go now, and what the fallback has been through."""
-
-    model_config = ConfigDict(frozen=True)
-
-    backend: str
-    """``redis`` or ``memory``: the backend configured as primary."""
-    serving: str
-    """Where calls are served now: the primary's name, or ``fallback``."""
-    degraded: bool
-    """True while the primary is unreachable and calls are served from memory."""
-    circuit: Literal["closed", "open", "probing"] = "closed"
-    pending_replay: int = 0
-    """Writes in the journal, waiting for the primary to come back."""
-    replayed: int = 0
-    """Writes replayed to the primary since the store was made."""
-    journal_dropped: int = 0
-    """Writes not journaled because the journal was full (kept in memory only)."""
-    replay_rejected: int = 0
-    """Journaled writes the primary refused when replayed (logged)."""
-    skipped_records: int = 0
-    """Stored records that could not be decoded and were skipped."""
-    outages: int = 0
-    """Times the primary became unreachable."""
-    last_error: str | None = None
-    """Type and short text of the last backend error (no credentials)."""
-    degraded_since: datetime | None = None

@@ -1,0 +1,65 @@
+"""chatkeep's Redis layer: what every chatkeep store (and a store of your own) stands on.
+
+* :class:`Connection` / :func:`connect`: one Redis per process for every store:
+  the sync client, one asyncio client per running event loop, round trips
+  (:meth:`Connection.send`/:meth:`~Connection.asend`) with every driver exception
+  translated at one boundary (:func:`translate`);
+* flows (:mod:`chatkeep.redis.flows`): each operation written once as a generator
+  that yields commands, :class:`Sleep` or :class:`Call` and receives the outcome,
+  driven by :func:`run` (sync) or :func:`arun` (asyncio);
+* :class:`Feature` and :class:`Script`: shipped Lua scripts with the commands they
+  run, :func:`run_script` (``EVALSHA``, ``EVAL`` on ``NOSCRIPT``) and
+  :func:`acl_rules` (a least-privilege user for every feature);
+* :class:`Circuit` and :func:`guarded`: the one fallback of a Redis: mirrors,
+  the journal (:class:`MemoryJournal`, :class:`SqliteJournal`), probes, batched
+  replay, notifications and counters.
+
+See the README's "Building on chatkeep" for a store of your own.
+"""
+
+from __future__ import annotations
+
+from .circuit import FAMILIES, Circuit, Family, Mirror, Route, guarded, register_family
+from .clients import SCHEMES, client_options, is_async_client, is_cluster_client
+from .connection import Connection, connect
+from .errors import TEMPORARY_CODES, Unreachable, check, translate
+from .flows import Call, Command, Flow, Sleep, arun, done, gather, run
+from .journal import Journal, Journaled, MemoryJournal, SqliteJournal
+from .scripts import FEATURES, Feature, Script, acl_rules, run_script
+
+__all__ = [
+    "FAMILIES",
+    "FEATURES",
+    "SCHEMES",
+    "TEMPORARY_CODES",
+    "Call",
+    "Circuit",
+    "Command",
+    "Connection",
+    "Family",
+    "Feature",
+    "Flow",
+    "Journal",
+    "Journaled",
+    "MemoryJournal",
+    "Mirror",
+    "Route",
+    "Script",
+    "Sleep",
+    "SqliteJournal",
+    "Unreachable",
+    "acl_rules",
+    "arun",
+    "check",
+    "client_options",
+    "connect",
+    "done",
+    "gather",
+    "guarded",
+    "is_async_client",
+    "is_cluster_client",
+    "register_family",
+    "run",
+    "run_script",
+    "translate",
+]

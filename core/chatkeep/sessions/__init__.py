@@ -1,0 +1,1 @@
+"""Conversations: operations, the Redis family, the local backend and the index."""

@@ -1,0 +1,589 @@
+"""Sessions in this process: the ``memory://`` backend and the fallback's mirror.
+
+One class serves both. As the backend of a ``memory://`` store it keeps whole
+sessions for the life of the process. As the mirror of a Redis store it is bounded
+(``mirror_sessions`` sessions, the newest ``mirror_messages`` of each,
+``mirror_max_bytes`` bytes; least recently used sessions go first), learns from
+every Redis result (write-through), and serves calls while Redis is unreachable:
+
+* a session keeps what Redis said of it: its owner (never guessed: only an owner
+  Redis returned, or one this process wrote), its version (creation time and write
+  count) and its whole length, also when only its newest messages are held;
+* a change that could overwrite a later write is journaled with the version it saw
+  (``expect``), so the replay applies it only if nobody changed the session since;
+* an operation by position on a session held only in part (``pop(0)``,
+  ``insert(3, ...)``) raises :class:`chatkeep.IncompleteMirrorError` instead of
+  guessing; ``pop(-1)`` and other positions from the end within what is held work.
+
+Thread-safe: one lock guards all state; no I/O happens under it. Records are kept as
+stored (bytes) and decoded on first read, so reads return exactly what a Redis
+round trip returns.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .. import codec
+from ..errors import IncompleteMirrorError, SerializationError, SessionOwnershipError
+from ..message import Message
+from ..redis.flows import Flow, done
+from .ops import (
+    TITLE_SCAN,
+    Append,
+    Clear,
+    Info,
+    Insert,
+    Op,
+    Pop,
+    PopResult,
+    Read,
+    ReadResult,
+    Recent,
+    Replace,
+    SessionInfo,
+    Sessions,
+    Ttl,
+    WriteResult,
+    ms_to_datetime,
+)
+from ..clock import now_ms
+
+__all__ = ["LocalSessions"]
+
+_RING = 32  # idempotency keys remembered per session, as in Redis
+Entry = codec.Entry
+
+
+@dataclass(slots=True)
+class _Session:
+    messages: list[Entry]
+    sizes: list[int]
+    owner: str | None
+    created_ms: int
+    updated_ms: int
+    ttl_ms: int | None = None  # the session's own TTL, when one was given
+    expires_ms: int | None = None  # None = never
+    ring: deque[bytes] = field(default_factory=lambda: deque(maxlen=_RING))
+    length: int = 0  # the whole session's length (may exceed what is held)
+    redis_created: int | None = None  # Redis's creation time, when known
+    writes: int = 0  # the version: writes Redis counted (+ local ones since)
+    bytes: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return len(self.messages) >= self.length
+
+    def expect(self) -> str:
+        """The version a change made now has seen (see ``sessions.ops``)."""
+        if self.redis_created is not None:
+            return f"{self.redis_created}:{self.writes}"
+        return f"*:{self.writes}" if self.writes else "-"
+
+
+def _size(entry: Entry) -> int:
+    return len(entry) if isinstance(entry, bytes) else 256
+
+
+def _decoded(entry: Entry | str) -> Message | None:
+    """The message of an entry; None if its record is undecodable."""
+    if isinstance(entry, Message):
+        return entry
+    try:
+        return codec.decode(entry)
+    except SerializationError:
+        return None
+
+
+class LocalSessions:
+    """Sessions in a dict; bounded when used as a mirror."""
+
+    name = "memory"
+
+    def __init__(
+        self,
+        *,
+        ttl_ms: int = 0,
+        fixed: bool = False,
+        max_messages: int = 0,
+        max_sessions: int | None = None,
+        keep_messages: int | None = None,
+        max_bytes: int | None = None,
+    ) -> None:
+        self._default_ttl = ttl_ms
+        self._fixed = fixed
+        self._max_messages = max_messages
+        self._max_sessions = max_sessions
+        self._keep = keep_messages
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._sessions: OrderedDict[str, _Session] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # -- helpers (call with the lock held) ------------------------------------------
+
+    def _get(self, sid: str, now: int) -> _Session | None:
+        session = self._sessions.get(sid)
+        if session is None:
+            return None
+        if session.expires_ms is not None and session.expires_ms <= now:
+            self._drop(sid)
+            return None
+        self._sessions.move_to_end(sid)
+        return session
+
+    def _drop(self, sid: str) -> _Session | None:
+        session = self._sessions.pop(sid, None)
+        if session is not None:
+            self._bytes -= session.bytes
+        return session
+
+    @staticmethod
+    def _check_owner(sid: str, session: _Session | None, owner: str | None) -> None:
+        if owner is not None and session is not None and session.owner != owner:
+            raise SessionOwnershipError(sid)
+
+    def _expire(self, session: _Session, now: int, ttl_ms: int | None) -> None:
+        """Sliding TTLs count from now, fixed ones from the session's creation."""
+        if ttl_ms is not None:
+            session.ttl_ms = ttl_ms
+        ttl = session.ttl_ms if session.ttl_ms is not None else self._default_ttl
+        if ttl <= 0:
+            session.expires_ms = None
+        else:
+            session.expires_ms = (session.created_ms if self._fixed else now) + ttl
+
+    def _set(self, session: _Session, entries: list[Entry]) -> None:
+        sizes = [_size(e) for e in entries]
+        total = sum(sizes)
+        self._bytes += total - session.bytes
+        session.messages, session.sizes, session.bytes = list(entries), sizes, total
+
+    def _add(self, session: _Session, entries: list[Entry], at: int | None = None) -> None:
+        sizes = [_size(e) for e in entries]
+        if at is None:
+            session.messages.extend(entries)
+            session.sizes.extend(sizes)
+        else:
+            session.messages[at:at] = entries
+            session.sizes[at:at] = sizes
+        added = sum(sizes)
+        session.bytes += added
+        self._bytes += added
+
+    def _remove(self, session: _Session, index: int) -> Entry:
+        entry = session.messages.pop(index)
+        size = session.sizes.pop(index)
+        session.bytes -= size
+        self._bytes -= size
+        return entry
+
+    def _bound(self, sid: str, session: _Session) -> None:
+        limit = self._max_messages
+        if limit and len(session.messages) > limit:
+            self._cut(session, limit)
+            session.length = min(session.length, limit)
+        keep = self._keep
+        if keep and len(session.messages) > keep:
+            self._cut(session, keep)
+        if self._max_bytes is not None:
+            while self._bytes > self._max_bytes and len(self._sessions) > 1:
+                oldest = next(iter(self._sessions))
+                if oldest == sid:
+                    self._sessions.move_to_end(sid)
+                    continue
+                self._drop(oldest)
+            while self._bytes > self._max_bytes and len(session.messages) > 1:
+                self._cut(session, len(session.messages) // 2)
+
+    def _cut(self, session: _Session, keep: int) -> None:
+        gone = sum(session.sizes[:-keep])
+        del session.messages[:-keep]
+        del session.sizes[:-keep]
+        session.bytes -= gone
+        self._bytes -= gone
+
+    def _new(self, sid: str, owner: str | None, now: int) -> _Session:
+        session = _Session(messages=[], sizes=[], owner=owner, created_ms=now, updated_ms=now)
+        self._sessions[sid] = session
+        if self._max_sessions is not None:
+            while len(self._sessions) > self._max_sessions:
+                self._drop(next(iter(self._sessions)))
+        return session
+
+    def _write_session(
+        self, sid: str, owner: str | None, idem: bytes, now: int
+    ) -> tuple[_Session, bool]:
+        """(session to write to, made if new; whether ``idem`` was seen)."""
+        session = self._get(sid, now)
+        self._check_owner(sid, session, owner)
+        if session is not None and idem and idem in session.ring:
+            return session, True
+        if session is None:
+            session = self._new(sid, owner, now)
+        if idem:
+            session.ring.append(idem)
+        session.updated_ms = now
+        session.writes += 1
+        return session, False
+
+    @staticmethod
+    def _result(session: _Session, duplicate: bool = False) -> WriteResult:
+        return WriteResult(
+            length=session.length,
+            expires_at_ms=session.expires_ms,
+            owner=session.owner,
+            duplicate=duplicate,
+            created_ms=session.redis_created,
+            version=session.writes,
+        )
+
+    # -- operations -----------------------------------------------------------------
+
+    def run(self, op: Op) -> Flow[Any]:
+        """``op`` as a flow that needs no I/O (the ``memory://`` backend)."""
+        return done(self.do(op))
+
+    def do(self, op: Op) -> Any:
+        if isinstance(op, Append):
+            return self._append(op)
+        if isinstance(op, Read):
+            return self._read(op)
+        if isinstance(op, Replace):
+            return self._replace(op)
+        if isinstance(op, Insert):
+            return self._insert(op)
+        if isinstance(op, Pop):
+            return self._pop(op)
+        if isinstance(op, Clear):
+            return self._clear(op)
+        if isinstance(op, Ttl):
+            return self._ttl(op)
+        if isinstance(op, Info):
+            return self._info_of(op)
+        if isinstance(op, Sessions):
+            return self._sessions_of(op)
+        return self._recent(op)
+
+    def _append(self, op: Append) -> WriteResult:
+        now = now_ms()
+        with self._lock:
+            session, seen = self._write_session(op.session_id, op.owner, op.idem, now)
+            if seen:
+                return self._result(session, duplicate=True)
+            self._add(session, list(op.records))
+            session.length += len(op.records)
+            self._bound(op.session_id, session)
+            self._expire(session, now, op.ttl_ms)
+            return self._result(session)
+
+    def _replace(self, op: Replace) -> WriteResult:
+        now = now_ms()
+        with self._lock:
+            session, seen = self._write_session(op.session_id, op.owner, op.idem, now)
+            if seen:
+                return self._result(session, duplicate=True)
+            self._set(session, list(op.records))
+            session.length = len(op.records)
+            self._bound(op.session_id, session)
+            self._expire(session, now, op.ttl_ms)
+            return self._result(session)
+
+    def _insert(self, op: Insert) -> WriteResult:
+        now = now_ms()
+        with self._lock:
+            found = self._get(op.session_id, now)
+            self._check_owner(op.session_id, found, op.owner)
+            index = 0
+            if found is not None:  # refuse before changing anything
+                index = self._position(op.session_id, found, op.index, inserting=True)
+            session, seen = self._write_session(op.session_id, op.owner, op.idem, now)
+            if seen:
+                return self._result(session, duplicate=True)
+            self._add(session, list(op.records), index)
+            session.length += len(op.records)
+            self._bound(op.session_id, session)
+            self._expire(session, now, None)
+            return self._result(session)
+
+    @staticmethod
+    def _position(sid: str, session: _Session, index: int, *, inserting: bool) -> int:
+        """The held position of ``index`` (Python rules; an insert clamps like
+        ``list.insert``), or IncompleteMirrorError when it lies in the part of the
+        session that is not held."""
+        held = len(session.messages)
+        if session.length <= held:
+            if inserting:
+                return max(held + index, 0) if index < 0 else min(index, held)
+            return held + index if index < 0 else index
+        if index < 0 and -index <= held:
+            return held + index
+        raise IncompleteMirrorError(
+            f"Redis is unreachable and this process holds only the newest "
+            f"{held} of the {session.length} messages of session {sid!r}; "
+            "an operation at that position would have to guess"
+        )
+
+    def _pop(self, op: Pop) -> PopResult:
+        now = now_ms()
+        with self._lock:
+            session = self._get(op.session_id, now)
+            self._check_owner(op.session_id, session, op.owner)
+            if session is None:
+                return PopResult(None, None, None, 0)
+            if op.idem and op.idem in session.ring:
+                return PopResult(None, session.expires_ms, session.owner, session.length)
+            held = len(session.messages)
+            if op.message_id is not None:  # a replayed removal: that message, if still here
+                index = _find(session.messages, op.message_id)
+            elif not -session.length <= op.index < session.length:
+                return PopResult(None, session.expires_ms, session.owner, session.length)
+            else:
+                index = self._position(op.session_id, session, op.index, inserting=False)
+            if not 0 <= index < held:
+                return PopResult(None, session.expires_ms, session.owner, session.length)
+            if op.idem:
+                session.ring.append(op.idem)
+            entry = self._remove(session, index)
+            session.length -= 1
+            session.writes += 1
+            session.updated_ms = now
+            self._expire(session, now, None)
+            return PopResult(entry, session.expires_ms, session.owner, session.length)
+
+    def _clear(self, op: Clear) -> bool:
+        with self._lock:
+            session = self._get(op.session_id, now_ms())
+            self._check_owner(op.session_id, session, op.owner)
+            return self._drop(op.session_id) is not None
+
+    def _read(self, op: Read) -> ReadResult:
+        now = now_ms()
+        with self._lock:
+            session = self._get(op.session_id, now)
+            self._check_owner(op.session_id, session, op.owner)
+            if session is None:
+                return ReadResult([], None, None, exists=False)
+            if not self._fixed:
+                self._expire(session, now, None)
+            entries = session.messages
+            start = max(len(entries) - op.last, 0) if op.last else 0
+            for i in range(start, len(entries)):
+                if not isinstance(entries[i], Message):
+                    decoded = _decoded(entries[i])
+                    if decoded is not None:
+                        entries[i] = decoded
+            return ReadResult(
+                entries[start:],
+                session.expires_ms,
+                session.owner,
+                created_ms=session.redis_created,
+                version=session.writes,
+                length=session.length,
+            )
+
+    def _ttl(self, op: Ttl) -> float | None:
+        now = now_ms()
+        with self._lock:
+            session = self._get(op.session_id, now)
+            if session is None:
+                return 0.0
+            if session.expires_ms is None:
+                return None
+            return max(session.expires_ms - now, 0) / 1000
+
+    def _info(self, sid: str, session: _Session) -> SessionInfo:
+        return SessionInfo(
+            id=sid,
+            owner=session.owner,
+            message_count=session.length,
+            created_at=ms_to_datetime(session.redis_created or session.created_ms),
+            updated_at=ms_to_datetime(session.updated_ms),
+            expires_at=ms_to_datetime(session.expires_ms),
+        )
+
+    def _info_of(self, op: Info) -> SessionInfo | None:
+        with self._lock:
+            session = self._get(op.session_id, now_ms())
+            self._check_owner(op.session_id, session, op.owner)
+            return None if session is None else self._info(op.session_id, session)
+
+    def _sessions_of(self, op: Sessions) -> list[SessionInfo]:
+        now = now_ms()
+        with self._lock:
+            live = []
+            for sid in list(self._sessions):
+                session = self._sessions[sid]
+                if session.expires_ms is not None and session.expires_ms <= now:
+                    self._drop(sid)
+                    continue
+                if op.owner is None or session.owner == op.owner:
+                    live.append((sid, session))
+            # Most recently active first, as the Redis family orders by expiry.
+            live.sort(key=lambda item: item[1].updated_ms, reverse=True)
+            if op.limit is not None:
+                live = live[: op.limit]
+            return [self._info(sid, session) for sid, session in live]
+
+    def _recent(self, op: Recent) -> list[tuple[SessionInfo, list[Entry]]]:
+        infos = self._sessions_of(Sessions(op.owner, op.limit))
+        now = now_ms()
+        found = []
+        with self._lock:
+            for info in infos:
+                session = self._get(info.id, now)
+                head = session.messages[:TITLE_SCAN] if session and session.complete else []
+                found.append((info, list(head)))
+        return found
+
+    def held(self) -> list[tuple[str, str | None, list[Entry]]]:
+        """(session id, owner, entries) of every session held (for a restore)."""
+        with self._lock:
+            return [(sid, s.owner, list(s.messages)) for sid, s in self._sessions.items()]
+
+    # -- mirror: serve while Redis is away ----------------------------------------------
+
+    def serve(self, op: Op) -> tuple[Any, Op | None]:
+        """Carry out ``op`` here; return its result and the write to journal."""
+        if isinstance(op, (Append, Read, Ttl, Info, Sessions, Recent)):
+            result = self.do(op)
+            journaled = op if isinstance(op, Append) and not result.duplicate else None
+            return result, journaled
+        with self._lock:
+            session = self._get(op.session_id, now_ms())
+            expect = session.expect() if session is not None else "-"
+        if isinstance(op, Clear):
+            existed = self._clear(op)
+            return existed, (replace(op, expect=expect) if existed else None)
+        if isinstance(op, Pop):
+            popped = self._pop(op)
+            if popped.record is None:
+                return popped, None
+            message = _decoded(popped.record)
+            if message is None:  # undecodable: removable by position only
+                raise IncompleteMirrorError(
+                    f"Redis is unreachable and the record to remove from session "
+                    f"{op.session_id!r} cannot be decoded to name it"
+                )
+            return popped, replace(op, message_id=message.id, expect=expect)
+        result = self.do(op)
+        if result.duplicate:
+            return result, None
+        return result, replace(op, expect=expect)  # Replace, Insert
+
+    # -- mirror: learn from what Redis did -----------------------------------------------
+
+    def absorb(self, op: Op, result: Any) -> None:
+        """Mirror the effect of ``op`` that Redis carried out with ``result``."""
+        if isinstance(op, (Ttl, Info, Sessions, Recent)):
+            return
+        sid = op.session_id
+        now = now_ms()
+        with self._lock:
+            session = self._get(sid, now)
+            if isinstance(op, Clear):
+                self._drop(sid)
+                return
+            if isinstance(op, Read):
+                self._absorb_read(sid, session, op, result, now)
+                return
+            if isinstance(op, Pop):
+                if session is not None and result.record is not None:
+                    message = _decoded(result.record)
+                    index = -1 if message is None else _find(session.messages, message.id)
+                    if index >= 0:
+                        self._remove(session, index)
+                    self._learn(session, result.owner, result.expires_at_ms, result)
+                    session.length = result.length
+                return
+            if result.duplicate:
+                return
+            if isinstance(op, Append):
+                if session is None:
+                    session = self._new(sid, result.owner, now)
+                    session.length = result.length - len(op.records)
+                self._add(session, list(op.records))
+            elif isinstance(op, Replace):
+                if session is None:
+                    session = self._new(sid, result.owner, now)
+                self._set(session, list(op.records))
+            elif isinstance(op, Insert):
+                if session is None or not session.complete:
+                    self._drop(sid)
+                    return
+                index = op.index if op.index >= 0 else max(len(session.messages) + op.index, 0)
+                self._add(session, list(op.records), min(index, len(session.messages)))
+            if op.idem:
+                session.ring.append(op.idem)
+            session.updated_ms = now
+            session.length = result.length
+            self._learn(session, result.owner, result.expires_at_ms, result)
+            self._bound(sid, session)
+
+    def _absorb_read(
+        self, sid: str, session: _Session | None, op: Read, result: ReadResult, now: int
+    ) -> None:
+        if not result.exists:
+            self._drop(sid)
+            return
+        if session is None:
+            session = self._new(sid, result.owner, now)
+        if not _is_tail(session.messages, result.records):
+            # Keep a longer history the tail agrees with; else take what Redis has.
+            self._set(session, list(result.records))
+        if result.length is not None:
+            session.length = result.length
+        elif op.last is None or len(result.records) < op.last:
+            session.length = len(result.records)
+        else:
+            session.length = max(session.length, len(session.messages))
+        session.owner = result.owner  # Redis said so in this call (None: no owner)
+        self._learn(session, result.owner, result.expires_at_ms, result)
+        self._bound(sid, session)
+
+    @staticmethod
+    def _learn(
+        session: _Session,
+        owner: str | None,
+        expires_at_ms: int | None,
+        result: WriteResult | ReadResult | PopResult,
+    ) -> None:
+        if owner is not None:
+            session.owner = owner
+        if expires_at_ms is None or expires_at_ms > 0:  # negative: not known
+            session.expires_ms = expires_at_ms
+        if result.created_ms is not None:
+            session.redis_created = result.created_ms
+            session.writes = result.version
+
+
+def _same(a: Entry | str, b: Entry | str) -> bool:
+    """Whether two entries are the same message (same record bytes, or same id)."""
+    if a is b or (type(a) is type(b) and not isinstance(a, Message) and a == b):
+        return True
+    first, second = _decoded(a), _decoded(b)
+    return first is not None and second is not None and first.id == second.id
+
+
+def _is_tail(entries: list[Entry], tail: list[Entry]) -> bool:
+    """Whether ``tail`` is the end of ``entries`` (compared by message id)."""
+    if not tail or len(tail) > len(entries):
+        return False
+    offset = len(entries) - len(tail)
+    if entries[offset:] == tail:  # the usual case, compared in C: the same record bytes
+        return True
+    return all(_same(entries[offset + i], entry) for i, entry in enumerate(tail))
+
+
+def _find(entries: list[Entry], message_id: str) -> int:
+    """Index of the newest entry with ``message_id``, or -1."""
+    for i in range(len(entries) - 1, -1, -1):
+        entry = _decoded(entries[i])
+        if entry is not None:
+            entries[i] = entry
+            if entry.id == message_id:
+                return i
+    return -1
