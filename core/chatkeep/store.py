@@ -37,9 +37,9 @@ from .keys import validate_id
 from .message import Message
 from .metrics import Metrics, MetricsSnapshot
 from .redis.circuit import guarded
-from .redis.clients import is_async_client
-from .redis.connection import Connection, connect
-from .redis.flows import NO_IO, Flow, arun, async_method, run, sync_method
+from .redis.connection import Connection
+from .redis.flows import Flow, async_method, sync_method
+from .redis.stores import Awaiting, Blocking, RedisBacked, resolve_config
 from .sessions.local import LocalSessions
 from .sessions.ops import (
     Append,
@@ -131,12 +131,10 @@ def ttl_ms(ttl: Any) -> int | None:
     return max(round(ttl * 1000), 1)
 
 
-class _StoreBase:
+class _StoreBase(RedisBacked):
     """Shared policy of both stores: every operation as a flow. Not for direct use."""
 
-    config: StoreConfig
     _hub: LocalHub | None = None  # in-process subscribers (memory://), made on first subscribe
-    _connection: Connection | None
     _local: LocalSessions | None
     _family: RedisSessions | None
 
@@ -151,40 +149,30 @@ class _StoreBase:
         *,
         asyncio: bool,
     ) -> None:
-        if config is None:
-            config = StoreConfig.create(**options)
-        elif not isinstance(config, StoreConfig):
-            raise InvalidArgumentError("config must be a chatkeep.StoreConfig")
-        elif options:
-            config = config.replace(**options)
-        self.config = config
         self._on_state_change = on_state_change
         self._on_conflict = on_conflict
-        self._ttl_ms = 0 if config.ttl is None else round(config.ttl * 1000)
-        self._decoder = codec.RecordDecoder(strict=config.strict, logger=logger)
+        self._decoder = codec.RecordDecoder(strict=False, logger=logger)
         self._metrics = Metrics()
         self._hooks: list[CallHook] = []
-        self._closed = False
-        self._publish = config.publish
-        fixed = config.ttl_mode == "fixed"
         if twin is not None:
-            self._join(twin, client, asyncio=asyncio)
-        elif client is None and config.scheme == "memory":
-            self._connection = None
-            self._family = None
-            self._local = LocalSessions(
-                ttl_ms=self._ttl_ms, fixed=fixed, max_messages=config.max_messages or 0
-            )
+            self.config = resolve_config(config, options)
+            self._join(twin, client, asynchronous=asyncio)
         else:
-            if client is not None and is_async_client(client) != asyncio:
-                kind = "redis.asyncio.Redis or RedisCluster" if asyncio else "redis.Redis or RedisCluster"
-                raise ConfigurationError(
-                    f"{type(self).__name__} needs a {kind} client, got "
-                    f"{type(client).__module__}.{type(client).__name__}"
-                )
-            self._connection = connect(config, client=client)
+            self._open(config, options, client, asyncio=asyncio)
             self._local = None
-            self._family = self._make_family(self._connection)
+            self._family = None
+            if self._connection is not None:
+                self._family = self._make_family(self._connection)
+        config = self.config
+        self._decoder.strict = config.strict
+        self._ttl_ms = 0 if config.ttl is None else round(config.ttl * 1000)
+        self._publish = config.publish
+        if twin is None and self._connection is None:
+            self._local = LocalSessions(
+                ttl_ms=self._ttl_ms,
+                fixed=config.ttl_mode == "fixed",
+                max_messages=config.max_messages or 0,
+            )
         if self._connection is not None and self._connection.circuit is not None:
             self._connection.circuit.listen(self._notify)
         if self._family is not None:
@@ -192,6 +180,7 @@ class _StoreBase:
 
     def _make_family(self, connection: Connection) -> RedisSessions:
         config = self.config
+        self._ttl_ms = 0 if config.ttl is None else round(config.ttl * 1000)
         circuit = connection.circuit
         mirror = None
         if circuit is not None:
@@ -224,7 +213,7 @@ class _StoreBase:
             family = attached
         return family
 
-    def _join(self, twin: Any, client: Any, *, asyncio: bool) -> None:
+    def _join(self, twin: Any, client: Any, *, asynchronous: bool) -> None:
         """Share ``twin``'s connection, circuit, mirror and journal (a sync store and
         its asyncio twin see one history in an outage and replay it once)."""
         if not isinstance(twin, _StoreBase):
@@ -240,7 +229,7 @@ class _StoreBase:
         if connection is not None:
             if client is not None:
                 connection.adopt(client)
-            connection.acquire()
+            connection.acquire(asynchronous=asynchronous)
         self._connection = connection
         self._family = twin._family
 
@@ -334,7 +323,7 @@ class _StoreBase:
     def _call(self, op: Op) -> Flow[Any]:
         """``op`` through the circuit (or the local backend), measured and observed."""
         if self._closed:
-            raise InvalidArgumentError("this store is closed")
+            raise InvalidArgumentError("this store is closed")  # the message users know
         kind = op.kind
         started = perf_counter()
         try:
@@ -478,10 +467,7 @@ class _StoreBase:
 
     def flush(self) -> Flow[int]:
         """Try now to reach Redis and replay journaled writes; return how many remain."""
-        circuit = None if self._connection is None else self._connection.circuit
-        if circuit is None:
-            return 0
-        return (yield from circuit.flush())
+        return (yield from self._flush())
 
     # -- status -------------------------------------------------------------------------
 
@@ -513,33 +499,25 @@ class _StoreBase:
             f"fallback={self.config.fallback!r})"
         )
 
-    def _closing(self) -> bool:
-        """Mark closed; True when this store was the last user of its connection."""
-        if self._closed:
-            return False
-        self._closed = True
+    def _closing_flow(self) -> Flow[None]:
+        remaining = yield from self._flush()
         connection = self._connection
-        if connection is None:
-            return False
-        if connection.circuit is not None:
+        if connection is not None and connection.circuit is not None:
             connection.circuit.unlisten(self._notify)
-        return connection.release()
-
-    def _closing_with(self, remaining: int) -> None:
-        if remaining:
-            logger.error(
-                "closing with %d journaled writes that did not reach Redis (they are kept "
-                "for replay at exit%s)",
-                remaining,
-                "" if self.config.journal_path is None else " and in the journal file",
-            )
+            if remaining and connection.users <= 1:  # the last store of this Redis
+                logger.error(
+                    "closing with %d journaled writes that did not reach Redis (they are "
+                    "replayed at exit if Redis is back by then%s)",
+                    remaining,
+                    "" if self.config.journal_path is None else ", and kept in the journal file",
+                )
 
 
 def _a(noun: str) -> str:
     return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
 
 
-class ConversationStore(_StoreBase):
+class ConversationStore(_StoreBase, Blocking):
     """Conversation memory in Redis (or memory), with TTL and transparent fallback.
 
     Thread-safe: one store (one connection pool) serves every thread and session.
@@ -577,9 +555,6 @@ class ConversationStore(_StoreBase):
             if k in options
         }
         return cls(StoreConfig.from_env(**options), **hooks)
-
-    def _drive(self, flow: Flow[T]) -> T:
-        return run(flow, self._connection or NO_IO)
 
     append = sync_method(_StoreBase.append)
     replace = sync_method(_StoreBase.replace)
@@ -640,29 +615,11 @@ class ConversationStore(_StoreBase):
 
         return Subscription(self, session_id)
 
-    def close(self) -> None:
-        """Replay what can be replayed, then close the connection pool (if chatkeep made it)."""
-        if self._closed:
-            return
-        remaining = self.flush()
-        if self._closing():
-            self._closing_with(remaining)
-            assert self._connection is not None
-            self._connection.close()
-
-    def __enter__(self: S) -> S:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    def _closing(self) -> None:
+        self._drive(self._closing_flow())
 
 
-class AsyncConversationStore(_StoreBase):
+class AsyncConversationStore(_StoreBase, Awaiting):
     """The asyncio twin of :class:`ConversationStore` on ``redis.asyncio``: same
     names, awaited; no thread offloading."""
 
@@ -692,9 +649,6 @@ class AsyncConversationStore(_StoreBase):
             if k in options
         }
         return cls(StoreConfig.from_env(**options), **hooks)
-
-    async def _adrive(self, flow: Flow[T]) -> T:
-        return await arun(flow, self._connection or NO_IO)
 
     append = async_method(_StoreBase.append)
     replace = async_method(_StoreBase.replace)
@@ -753,25 +707,5 @@ class AsyncConversationStore(_StoreBase):
 
         return AsyncSubscription(self, session_id)
 
-    async def aclose(self) -> None:
-        """Replay what can be replayed, then close the connection pool (if chatkeep made it)."""
-        if self._closed:
-            return
-        remaining = await self.flush()
-        if self._closing():
-            self._closing_with(remaining)
-            assert self._connection is not None
-            await self._connection.aclose()
-
-    close = aclose
-
-    async def __aenter__(self: S) -> S:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+    async def _aclosing(self) -> None:
+        await self._adrive(self._closing_flow())

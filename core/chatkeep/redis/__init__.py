@@ -22,14 +22,34 @@ from __future__ import annotations
 from .circuit import FAMILIES, Circuit, Family, Mirror, Route, guarded, register_family
 from .clients import SCHEMES, client_options, is_async_client, is_cluster_client
 from .connection import Connection, connect
-from .errors import TEMPORARY_CODES, Unreachable, check, translate
-from .flows import Call, Command, Flow, Sleep, arun, done, gather, run
+from .errors import TEMPORARY_CODES, Unreachable, check, is_temporary, translate
+from .flows import (
+    NO_IO,
+    Call,
+    Command,
+    Flow,
+    Sleep,
+    arun,
+    async_method,
+    done,
+    gather,
+    run,
+    sync_method,
+)
 from .journal import Journal, Journaled, MemoryJournal, SqliteJournal
 from .scripts import FEATURES, Feature, Script, acl_rules, run_script
+from .stores import Awaiting, Blocking, RedisBacked, resolve_config
 
 __all__ = [
     "FAMILIES",
     "FEATURES",
+    "NO_IO",
+    "Awaiting",
+    "Blocking",
+    "RedisBacked",
+    "async_method",
+    "resolve_config",
+    "sync_method",
     "SCHEMES",
     "TEMPORARY_CODES",
     "Call",
@@ -58,6 +78,7 @@ __all__ = [
     "guarded",
     "is_async_client",
     "is_cluster_client",
+    "is_temporary",
     "register_family",
     "run",
     "run_script",

@@ -225,6 +225,7 @@ class Connection:
         """Whether any round trip ever reached Redis."""
         self._identify = not self.cluster  # the first round trip also asks INFO server
         self._users = 0
+        self._async_users = 0
         self._registry_key: Any = None
         from .circuit import Circuit
 
@@ -359,17 +360,17 @@ class Connection:
             for sentinel in sentinels_of(client):
                 sentinel.close()
 
+    async def aclose_loop(self) -> None:
+        """Close the running loop's asyncio client, if chatkeep made it."""
+        if self.given:
+            return
+        entry = self._by_loop.pop(asyncio.get_running_loop(), None)
+        if entry is not None:
+            await entry[1].aclose()  # the parked closer closes the client
+
     async def aclose(self) -> None:
-        """Close the running loop's asyncio client (if chatkeep made it) and the sync one."""
-        if not self.given:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # pragma: no cover - aclose is awaited
-                loop = None
-            entry = self._by_loop.pop(loop, None) if loop is not None else None
-            if entry is not None:
-                client, closer = entry
-                await closer.aclose()  # type: ignore[attr-defined]
+        """Close the running loop's asyncio client and the sync one (if chatkeep made them)."""
+        await self.aclose_loop()
         self.close()
 
     def __repr__(self) -> str:
@@ -377,21 +378,29 @@ class Connection:
 
     # -- sharing ----------------------------------------------------------------------
 
-    def acquire(self) -> Connection:
+    @property
+    def users(self) -> int:
+        """Stores using this connection."""
+        return self._users
+
+    def acquire(self, *, asynchronous: bool = False) -> Connection:
         with _registry_lock:
             self._users += 1
+            self._async_users += asynchronous
         return self
 
-    def release(self) -> bool:
-        """One user fewer; True when it was the last (then it leaves the registry)."""
+    def release(self, *, asynchronous: bool = False) -> tuple[bool, bool]:
+        """One user fewer: (whether it was the last, whether it was the last asyncio
+        one). The last leaves the registry; the caller closes what it must."""
         with _registry_lock:
             self._users -= 1
+            self._async_users -= asynchronous
             last = self._users <= 0
             if last and self._registry_key is not None:
                 if _registry.get(self._registry_key) is self:
                     del _registry[self._registry_key]
                 self._registry_key = None
-        return last
+            return last, asynchronous and self._async_users <= 0
 
 
 _registry: dict[Any, Connection] = {}
@@ -423,9 +432,16 @@ def connection_key(config: StoreConfig, client: Any = None, async_client: Any = 
     return ("clients", id(client), id(async_client), *settings[1:])
 
 
-def connect(config: StoreConfig, *, client: Any = None, async_client: Any = None) -> Connection:
+def connect(
+    config: StoreConfig,
+    *,
+    client: Any = None,
+    async_client: Any = None,
+    asynchronous: bool = False,
+) -> Connection:
     """The process's shared connection to the Redis of ``config`` (or of the given
-    clients), acquired for one more user; give it back with ``release()``."""
+    clients), acquired for one more user (an asyncio one: ``asynchronous``); give it
+    back with ``release()``."""
     if client is not None and async_client is None and is_async_client(client):
         client, async_client = None, client
     key = connection_key(config, client, async_client)
@@ -441,6 +457,7 @@ def connect(config: StoreConfig, *, client: Any = None, async_client: Any = None
         if same(found):
             assert found is not None
             found._users += 1
+            found._async_users += asynchronous
             return found
     made = Connection(config, client=client, async_client=async_client)
     with _registry_lock:
@@ -448,8 +465,10 @@ def connect(config: StoreConfig, *, client: Any = None, async_client: Any = None
         if same(found):
             assert found is not None
             found._users += 1
+            found._async_users += asynchronous
             return found
         _registry[key] = made
         made._registry_key = key
         made._users += 1
+        made._async_users += asynchronous
     return made

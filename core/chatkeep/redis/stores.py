@@ -1,0 +1,169 @@
+"""What every chatkeep store shares, whatever it keeps: its configuration, its
+connection (shared with every other store of the process that uses the same Redis),
+how it drives its flows, and how it closes.
+
+A store of your own::
+
+    class Notes(Blocking):                       # or Awaiting, for the asyncio twin
+        def __init__(self, config=None, *, client=None, **options):
+            self._open(config, options, client, asyncio=False)
+
+        def add(self, key, text):                # a flow: written once for both twins
+            return (yield [("SET", f"{self.config.prefix}:note:{key}", text)])
+
+    Notes.add = sync_method(Notes.add)           # what users call
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, TypeVar
+
+from ..config import StoreConfig
+from ..errors import ConfigurationError, InvalidArgumentError
+from .clients import is_async_client
+from .connection import Connection, connect
+from .flows import NO_IO, Flow, arun, run
+
+__all__ = ["Awaiting", "Blocking", "RedisBacked", "resolve_config"]
+
+T = TypeVar("T")
+S = TypeVar("S", bound="RedisBacked")
+
+
+def resolve_config(config: StoreConfig | None, options: dict[str, Any]) -> StoreConfig:
+    """A store's configuration: ``config`` (with ``options`` changed), or one made
+    from ``options`` (ConfigurationError names a bad option)."""
+    if config is None:
+        return StoreConfig.create(**options)
+    if not isinstance(config, StoreConfig):
+        raise InvalidArgumentError("config must be a chatkeep.StoreConfig")
+    return config.replace(**options) if options else config
+
+
+class RedisBacked:
+    """A store on one Redis (or ``memory://``, then without a connection)."""
+
+    config: StoreConfig
+    _connection: Connection | None = None
+    _closed: bool = False
+
+    def _open(
+        self,
+        config: StoreConfig | None,
+        options: dict[str, Any],
+        client: Any,
+        *,
+        asyncio: bool,
+    ) -> Connection | None:
+        """Set ``config`` and take this store's share of the process's connection to
+        its Redis (None for ``memory://``)."""
+        self.config = resolve_config(config, options)
+        if client is None and self.config.scheme == "memory":
+            self._connection = None
+            return None
+        if client is not None and is_async_client(client) != asyncio:
+            kind = "redis.asyncio.Redis or RedisCluster" if asyncio else "redis.Redis or RedisCluster"
+            raise ConfigurationError(
+                f"{type(self).__name__} needs a {kind} client, got "
+                f"{type(client).__module__}.{type(client).__name__}"
+            )
+        self._connection = connect(self.config, client=client, asynchronous=asyncio)
+        return self._connection
+
+    @property
+    def connection(self) -> Connection | None:
+        """The shared :class:`~chatkeep.redis.Connection` this store uses (None for
+        ``memory://``): its clients, its circuit; for building on chatkeep."""
+        return self._connection
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InvalidArgumentError(f"this {type(self).__name__} is closed")
+
+    def _flush(self) -> Flow[int]:
+        """Try now to reach Redis and replay the journal; the writes that remain."""
+        circuit = None if self._connection is None else self._connection.circuit
+        if circuit is None:
+            return 0
+        return (yield from circuit.flush())
+
+    def _release(self, *, asynchronous: bool = False) -> tuple[bool, bool]:
+        """Mark closed and give back the connection: (whether this store was its last
+        user, its last asyncio user); the caller closes what it must."""
+        if self._closed or self._connection is None:
+            self._closed = True
+            return False, False
+        self._closed = True
+        return self._connection.release(asynchronous=asynchronous)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(url={self.config.safe_url!r}, prefix={self.config.prefix!r})"
+
+
+class Blocking(RedisBacked):
+    """The synchronous twin: drives flows with blocking I/O; ``with`` closes it."""
+
+    def _drive(self, flow: Flow[T]) -> T:
+        return run(flow, self._connection or NO_IO)
+
+    def _closing(self) -> None:
+        """What this store does before its connection is given back (a hook)."""
+
+    def close(self) -> None:
+        """Replay what can be replayed, then give back the connection (closed by the
+        last store using it, if chatkeep made it)."""
+        if self._closed:
+            return
+        self._closing()
+        last, _ = self._release()
+        if last:
+            assert self._connection is not None
+            self._connection.close()
+
+    def __enter__(self: S) -> S:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()  # type: ignore[attr-defined]
+
+
+class Awaiting(RedisBacked):
+    """The asyncio twin: drives flows with asyncio I/O; ``async with`` closes it."""
+
+    async def _adrive(self, flow: Flow[T]) -> T:
+        return await arun(flow, self._connection or NO_IO)
+
+    async def _aclosing(self) -> None:
+        """What this store does before its connection is given back (a hook)."""
+
+    async def aclose(self) -> None:
+        """Replay what can be replayed, then give back the connection."""
+        if self._closed:
+            return
+        await self._aclosing()
+        last, last_async = self._release(asynchronous=True)
+        if last_async:
+            assert self._connection is not None
+            await self._connection.aclose_loop()
+        if last:
+            assert self._connection is not None
+            self._connection.close()
+
+    close = aclose
+
+    async def __aenter__(self: S) -> S:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()  # type: ignore[attr-defined]
