@@ -18,7 +18,6 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack
 from time import perf_counter
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 
 from pydantic import ValidationError
@@ -63,8 +62,8 @@ from .sessions.redis import RedisSessions
 from .status import StoreStatus
 
 if TYPE_CHECKING:
-    from .updates import AsyncSubscription, LocalHub, Subscription
     from .locks import AsyncSessionLock, SessionLock
+    from .updates import AsyncSubscription, LocalHub, Subscription
 
 __all__ = ["AsyncConversationStore", "ConversationStore", "MessagesInput", "UNSET"]
 
@@ -142,11 +141,11 @@ class _StoreBase(RedisBacked):
         self,
         config: StoreConfig | None,
         options: dict[str, Any],
+        *,
         on_state_change: Callable[[str, StoreStatus], None] | None,
         on_conflict: Callable[[ConflictError], None] | None,
         client: Any,
         twin: Any,
-        *,
         asyncio: bool,
     ) -> None:
         self._on_state_change = on_state_change
@@ -348,7 +347,7 @@ class _StoreBase(RedisBacked):
 
     # -- operations, each written once (the twins drive them) ----------------------------
 
-    def append(
+    def _append(
         self,
         session_id: str,
         messages: MessagesInput,
@@ -390,7 +389,7 @@ class _StoreBase(RedisBacked):
         # After the mirror took the records as they are: decode (or convert) them once.
         return self._decoder.convert_all(result.records, sid, conversion)
 
-    def replace(
+    def _replace(
         self,
         session_id: str,
         messages: MessagesInput,
@@ -405,7 +404,7 @@ class _StoreBase(RedisBacked):
         result = yield from self._call(op)
         return int(result.length)
 
-    def insert(
+    def _insert(
         self, session_id: str, index: int, messages: MessagesInput, *, owner: str | None = None
     ) -> Flow[int]:
         """Insert messages before ``index`` (``list.insert`` rules); return the new length."""
@@ -416,9 +415,9 @@ class _StoreBase(RedisBacked):
         result = yield from self._call(op)
         return int(result.length)
 
-    def pop(self, session_id: str, index: int = -1, *, owner: str | None = None) -> Flow[
-        Message | None
-    ]:
+    def _pop(
+        self, session_id: str, index: int = -1, *, owner: str | None = None
+    ) -> Flow[Message | None]:
         """Remove and return the message at ``index`` (default the last); None if out of range."""
         sid = self._sid(session_id)
         op = Pop(sid, self._index(index), self._owner(owner), _IDEMPOTENCY.make(None))
@@ -428,34 +427,32 @@ class _StoreBase(RedisBacked):
         found = self._decoder.decode_all([result.record], sid)
         return found[0] if found else None
 
-    def clear(self, session_id: str, *, owner: str | None = None) -> Flow[bool]:
+    def _clear(self, session_id: str, *, owner: str | None = None) -> Flow[bool]:
         """Delete the session (messages and metadata); True if it existed."""
         return bool((yield from self._call(Clear(self._sid(session_id), self._owner(owner)))))
 
-    def ttl(self, session_id: str) -> Flow[float | None]:
+    def _ttl(self, session_id: str) -> Flow[float | None]:
         """Seconds until the session expires; None if it never does; 0.0 if it does not exist."""
         result: float | None = yield from self._call(Ttl(self._sid(session_id)))
         return result
 
-    def info(self, session_id: str, *, owner: str | None = None) -> Flow[SessionInfo | None]:
+    def _info(self, session_id: str, *, owner: str | None = None) -> Flow[SessionInfo | None]:
         """What is known about a session, or None if it does not exist."""
         result: SessionInfo | None = yield from self._call(
             Info(self._sid(session_id), self._owner(owner))
         )
         return result
 
-    def recent(
+    def _recent(
         self, *, owner: str | None = None, limit: int | None = 20
     ) -> Flow[list[RecentConversation]]:
         """Live sessions (of one owner), most recent first, each titled with the start
         of its first user message: a "recent conversations" list. Two or three round
         trips for the whole page; no session's TTL is refreshed."""
         found = yield from self._call(Recent(self._owner(owner), self._limit(limit)))
-        return [
-            recent_of(info, self._decoder.decode_all(head, info.id)) for info, head in found
-        ]
+        return [recent_of(info, self._decoder.decode_all(head, info.id)) for info, head in found]
 
-    def sessions(
+    def _sessions(
         self, *, owner: str | None = None, limit: int | None = None
     ) -> Flow[list[SessionInfo]]:
         """Live sessions (of one owner), most recently active first. Uses the session
@@ -464,10 +461,6 @@ class _StoreBase(RedisBacked):
             Sessions(self._owner(owner), self._limit(limit))
         )
         return result
-
-    def flush(self) -> Flow[int]:
-        """Try now to reach Redis and replay journaled writes; return how many remain."""
-        return (yield from self._flush())
 
     # -- status -------------------------------------------------------------------------
 
@@ -538,7 +531,13 @@ class ConversationStore(_StoreBase, Blocking):
         **options: Any,
     ) -> None:
         super().__init__(
-            config, options, on_state_change, on_conflict, client, twin, asyncio=False
+            config,
+            options,
+            on_state_change=on_state_change,
+            on_conflict=on_conflict,
+            client=client,
+            twin=twin,
+            asyncio=False,
         )
 
     @classmethod
@@ -556,16 +555,16 @@ class ConversationStore(_StoreBase, Blocking):
         }
         return cls(StoreConfig.from_env(**options), **hooks)
 
-    append = sync_method(_StoreBase.append)
-    replace = sync_method(_StoreBase.replace)
-    insert = sync_method(_StoreBase.insert)
-    pop = sync_method(_StoreBase.pop)
-    clear = sync_method(_StoreBase.clear)
-    ttl = sync_method(_StoreBase.ttl)
-    info = sync_method(_StoreBase.info)
-    recent = sync_method(_StoreBase.recent)
-    sessions = sync_method(_StoreBase.sessions)
-    flush = sync_method(_StoreBase.flush)
+    append = sync_method(_StoreBase._append)
+    replace = sync_method(_StoreBase._replace)
+    insert = sync_method(_StoreBase._insert)
+    pop = sync_method(_StoreBase._pop)
+    clear = sync_method(_StoreBase._clear)
+    ttl = sync_method(_StoreBase._ttl)
+    info = sync_method(_StoreBase._info)
+    recent = sync_method(_StoreBase._recent)
+    sessions = sync_method(_StoreBase._sessions)
+    flush = sync_method(_StoreBase._flush)
 
     @overload
     def messages(
@@ -633,7 +632,15 @@ class AsyncConversationStore(_StoreBase, Awaiting):
         twin: ConversationStore | AsyncConversationStore | None = None,
         **options: Any,
     ) -> None:
-        super().__init__(config, options, on_state_change, on_conflict, client, twin, asyncio=True)
+        super().__init__(
+            config,
+            options,
+            on_state_change=on_state_change,
+            on_conflict=on_conflict,
+            client=client,
+            twin=twin,
+            asyncio=True,
+        )
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> AsyncConversationStore:
@@ -650,16 +657,16 @@ class AsyncConversationStore(_StoreBase, Awaiting):
         }
         return cls(StoreConfig.from_env(**options), **hooks)
 
-    append = async_method(_StoreBase.append)
-    replace = async_method(_StoreBase.replace)
-    insert = async_method(_StoreBase.insert)
-    pop = async_method(_StoreBase.pop)
-    clear = async_method(_StoreBase.clear)
-    ttl = async_method(_StoreBase.ttl)
-    info = async_method(_StoreBase.info)
-    recent = async_method(_StoreBase.recent)
-    sessions = async_method(_StoreBase.sessions)
-    flush = async_method(_StoreBase.flush)
+    append = async_method(_StoreBase._append)
+    replace = async_method(_StoreBase._replace)
+    insert = async_method(_StoreBase._insert)
+    pop = async_method(_StoreBase._pop)
+    clear = async_method(_StoreBase._clear)
+    ttl = async_method(_StoreBase._ttl)
+    info = async_method(_StoreBase._info)
+    recent = async_method(_StoreBase._recent)
+    sessions = async_method(_StoreBase._sessions)
+    flush = async_method(_StoreBase._flush)
 
     @overload
     async def messages(

@@ -47,6 +47,7 @@ from ..errors import (
     ChatkeepError,
     ConflictError,
     FallbackWarning,
+    JournalFullError,
 )
 from ..status import CircuitState, StoreStatus
 from .errors import Unreachable, check, is_temporary
@@ -94,7 +95,10 @@ class Family(Protocol):
     """Registered with :func:`register_family`, so another process can rebuild it."""
     params: dict[str, Any]
     """JSON parameters that rebuild it (prefix, TTL...)."""
-    mirror: Mirror | None
+
+    @property
+    def mirror(self) -> Mirror | None:
+        """Its local copy (None: nothing is served locally)."""
 
     def run(self, op: Any) -> Flow[Any]:
         """``op`` on Redis."""
@@ -131,8 +135,14 @@ def register_family(name: str, build: Callable[[dict[str, Any], Connection], Fam
 
 
 _RETRY: Any = object()  # serve(): the circuit closed meanwhile; go to Redis
-_warned = False  # FallbackWarning: once per process
-_warn_lock = threading.Lock()
+
+
+class _Once:
+    """FallbackWarning is emitted once per process."""
+
+    done = False
+    lock = threading.Lock()
+
 
 # A replay batch: the oldest entries of up to this many keys, this many per key,
 # this many bytes (one round trip per step of the families' replay flows).
@@ -260,14 +270,13 @@ class Circuit:
         if self.state == "closed":  # the hot path takes no lock
             return Route.PRIMARY
         with self._lock:
-            if self.state == "open" and (force_probe or time.monotonic() >= self._next_probe):
+            state: CircuitState = self.state  # it may have changed before the lock
+            if state == "open" and (force_probe or time.monotonic() >= self._next_probe):
                 self.state = "probing"
                 return Route.PROBE
-            if self.state == "closed":
+            if state == "closed":
                 return Route.PRIMARY
-            if self.state == "replaying":
-                return Route.WAIT
-            return Route.LOCAL
+            return Route.WAIT if state == "replaying" else Route.LOCAL
 
     def failed(self, exc: Unreachable) -> None:
         """A call found Redis unreachable: open the circuit (if it was closed)."""
@@ -291,11 +300,10 @@ class Circuit:
         self._emit("degraded")
 
     def _warn(self) -> None:
-        global _warned
-        with _warn_lock:
-            if _warned:
+        with _Once.lock:
+            if _Once.done:
                 return
-            _warned = True
+            _Once.done = True
         connection = self._connection()
         reached = connection is not None and connection.reached
         warnings.warn(
@@ -328,12 +336,11 @@ class Circuit:
 
     def _room(self, family: Family, op: Any) -> None:
         """Raise JournalFullError now, before the mirror changes, if ``op`` will not fit."""
-        journal = self.journal
-        if isinstance(journal, MemoryJournal):
-            size = family.size(op)
-            if journal.pending >= journal.max_entries or journal.bytes + size > journal.max_bytes:
-                self.refused += 1
-                journal.add(family, op, "", size)  # raises with the reason
+        try:
+            self.journal.room(family.size(op))
+        except JournalFullError:
+            self.refused += 1
+            raise
 
     # -- probing and replay -----------------------------------------------------------
 

@@ -35,7 +35,7 @@ from redis import exceptions as rex
 from ..config import StoreConfig
 from ..errors import ConfigurationError
 from .clients import client_factory, is_async_client, is_cluster_client, sentinels_of
-from .errors import Unreachable, translate
+from .errors import translate
 from .flows import Command, Flow, arun, run
 
 __all__ = ["Connection", "connect"]
@@ -213,8 +213,8 @@ class Connection:
             weakref.WeakKeyDictionary()
         )
         given = client if client is not None else async_client
-        self.cluster = is_cluster_client(given) if given is not None else (
-            config.scheme == "redis+cluster"
+        self.cluster = (
+            is_cluster_client(given) if given is not None else (config.scheme == "redis+cluster")
         )
         """Whether this Redis is a Cluster (keys of one command must share a slot)."""
         self.sync_only = async_client is None and client is not None
@@ -229,9 +229,7 @@ class Connection:
         self._registry_key: Any = None
         from .circuit import Circuit
 
-        self.circuit: Circuit | None = (
-            Circuit(self) if config.fallback == "memory" else None
-        )
+        self.circuit: Circuit | None = Circuit(self) if config.fallback == "memory" else None
 
     # -- clients ----------------------------------------------------------------------
 
@@ -448,9 +446,11 @@ def connect(
 
     def same(found: Connection | None) -> bool:
         # ids of given clients may be reused once they are gone: compare the objects
-        return found is not None and found._client is client and found._async_client is (
-            async_client
-        ) if (client is not None or async_client is not None) else found is not None
+        return (
+            found is not None and found._client is client and found._async_client is (async_client)
+            if (client is not None or async_client is not None)
+            else found is not None
+        )
 
     with _registry_lock:
         found = _registry.get(key)

@@ -46,12 +46,16 @@ TEMPORARY_CODES = frozenset({"OOM", "MISCONF", "NOPERM", "LOADING", "BUSY", "REA
 
 # AuthenticationError and friends subclass ConnectionError but are configuration
 # problems: checked first, and raised.
-_CONFIG_ERRORS: tuple[type[BaseException], ...] = (
-    rex.AuthenticationError,
-    rex.AuthorizationError,
-    rex.ExternalAuthProviderError,
-    rex.AuthenticationWrongNumberOfArgsError,
-    rex.NoPermissionError,
+_CONFIG_ERRORS: tuple[type[BaseException], ...] = tuple(
+    getattr(rex, name)
+    for name in (
+        "AuthenticationError",
+        "AuthorizationError",
+        "ExternalAuthProviderError",  # redis-py 7+
+        "AuthenticationWrongNumberOfArgsError",
+        "NoPermissionError",
+    )
+    if hasattr(rex, name)
 )
 _REACHABILITY_ERRORS: tuple[type[BaseException], ...] = (
     rex.ConnectionError,

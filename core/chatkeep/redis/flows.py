@@ -29,7 +29,6 @@ from collections.abc import Callable, Coroutine, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-
 __all__ = [
     "NO_IO",
     "Call",
@@ -45,6 +44,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+S = TypeVar("S")
 P = ParamSpec("P")
 
 Command = tuple[Any, ...]
@@ -136,12 +136,27 @@ def done(value: T) -> Flow[T]:
 def gather(flows: Sequence[Flow[Any]]) -> Flow[list[Any]]:
     """Run ``flows`` side by side: the commands of their next steps go in one round
     trip. Returns each flow's result, or the exception it raised, in order. Only
-    command steps are allowed. A failure of the round trip itself is raised into
-    every flow still running, and the first such exception is raised."""
+    command steps are allowed. When a round trip itself fails, the flows still
+    running are closed and the failure is raised."""
     results: list[Any] = [None] * len(flows)
     pending: dict[int, list[Command]] = {}
-    for i, flow in enumerate(flows):
-        _advance(flows, i, None, None, pending, results)
+
+    def advance(i: int, value: Any) -> None:
+        try:
+            step = flows[i].send(value)
+        except StopIteration as stop:
+            results[i] = stop.value
+            return
+        except Exception as exc:
+            results[i] = exc
+            return
+        if type(step) is not list:
+            flows[i].close()
+            raise TypeError("gather runs flows of command steps only")
+        pending[i] = step
+
+    for i in range(len(flows)):
+        advance(i, None)
     while pending:
         order = sorted(pending)
         batch = [command for i in order for command in pending[i]]
@@ -154,32 +169,9 @@ def gather(flows: Sequence[Flow[Any]]) -> Flow[list[Any]]:
         at = 0
         for i in order:
             count = len(pending.pop(i))
-            _advance(flows, i, replies[at : at + count], None, pending, results)
+            advance(i, replies[at : at + count])
             at += count
     return results
-
-
-def _advance(
-    flows: Sequence[Flow[Any]],
-    i: int,
-    value: Any,
-    error: BaseException | None,
-    pending: dict[int, list[Command]],
-    results: list[Any],
-) -> None:
-    try:
-        step = flows[i].send(value) if error is None else flows[i].throw(error)
-    except StopIteration as stop:
-        results[i] = stop.value
-        return
-    except Exception as exc:
-        results[i] = exc
-        return
-    if type(step) is not list:
-        flows[i].close()
-        raise TypeError("gather runs flows of command steps only")
-    pending[i] = step
-
 
 
 class _NoIO:
@@ -195,26 +187,44 @@ class _NoIO:
 NO_IO = _NoIO()
 
 
-def sync_method(flow: Callable[Concatenate[Any, P], Flow[T]]) -> Callable[Concatenate[Any, P], T]:
-    """The public method of a sync twin: drives the flow ``flow`` builds with
-    ``self._drive`` (the flow is the one place the operation is written)."""
+def _named(method: Any, flow: Callable[..., Any], *, awaited: bool) -> None:
+    """The public method takes the flow's docs and signature (returning what the flow
+    returns), and its name without the underscore; the class it is set on fixes its
+    qualified name (:class:`chatkeep.redis.RedisBacked`)."""
+    functools.update_wrapper(method, flow)
+    del method.__wrapped__
+    name = flow.__name__.lstrip("_")
+    method.__name__ = name
+    method.__qualname__ = name
+    method.__twin__ = "async" if awaited else "sync"
+    signature = inspect.signature(flow)
+    returned = signature.return_annotation
+    if isinstance(returned, str) and returned.startswith("Flow[") and returned.endswith("]"):
+        signature = signature.replace(return_annotation=returned[5:-1])
+    method.__signature__ = signature
 
-    @functools.wraps(flow)
-    def method(self: Any, *args: P.args, **kwargs: P.kwargs) -> T:
-        result: T = self._drive(flow(self, *args, **kwargs))
+
+def sync_method(flow: Callable[Concatenate[S, P], Flow[T]]) -> Callable[Concatenate[S, P], T]:
+    """The public method of a sync twin, from the flow ``flow`` (``_append`` makes
+    ``append``): it drives the flow with ``self._drive``. The flow is the one place
+    the operation is written."""
+
+    def method(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        result: T = self._drive(flow(self, *args, **kwargs))  # type: ignore[attr-defined]
         return result
 
+    _named(method, flow, awaited=False)
     return method
 
 
 def async_method(
-    flow: Callable[Concatenate[Any, P], Flow[T]],
-) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, T]]:
+    flow: Callable[Concatenate[S, P], Flow[T]],
+) -> Callable[Concatenate[S, P], Coroutine[Any, Any, T]]:
     """The public method of an asyncio twin: awaits ``self._adrive`` of the flow."""
 
-    @functools.wraps(flow)
-    async def method(self: Any, *args: P.args, **kwargs: P.kwargs) -> T:
-        result: T = await self._adrive(flow(self, *args, **kwargs))
+    async def method(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        result: T = await self._adrive(flow(self, *args, **kwargs))  # type: ignore[attr-defined]
         return result
 
+    _named(method, flow, awaited=True)
     return method

@@ -48,12 +48,15 @@ class Journaled:
 
 
 class Journal(Protocol):
-    path: str | None
-
+    @property
+    def path(self) -> str | None: ...
     @property
     def pending(self) -> int: ...
     @property
     def bytes(self) -> int: ...
+    def room(self, size: int) -> None:
+        """Raise JournalFullError if a write of ``size`` bytes would not fit."""
+
     def add(self, family: Any, op: Any, key: str, size: int) -> None: ...
     def batch(self, max_keys: int, max_per_key: int, max_bytes: int) -> list[list[Journaled]]: ...
     def remove(self, ids: list[int]) -> None: ...
@@ -65,6 +68,13 @@ def _full(what: str, limit: int) -> JournalFullError:
         f"Redis is unreachable and the fallback journal is full ({what} {limit}); the write "
         "was not made (raise journal_size/journal_max_bytes, or set journal_path)"
     )
+
+
+def _check_room(count: int, used: int, size: int, max_entries: int, max_bytes: int) -> None:
+    if count >= max_entries:
+        raise _full("journal_size", max_entries)
+    if used + size > max_bytes:
+        raise _full("journal_max_bytes", max_bytes)
 
 
 def _take(entries: Any, max_keys: int, max_per_key: int, max_bytes: int) -> list[list[Journaled]]:
@@ -95,7 +105,7 @@ def _take(entries: Any, max_keys: int, max_per_key: int, max_bytes: int) -> list
 class MemoryJournal:
     """Journaled writes in this process's memory."""
 
-    path = None
+    path: str | None = None
 
     def __init__(self, max_entries: int, max_bytes: int) -> None:
         self.max_entries = max_entries
@@ -113,12 +123,12 @@ class MemoryJournal:
     def bytes(self) -> int:
         return self._bytes
 
+    def room(self, size: int) -> None:
+        _check_room(len(self._entries), self._bytes, size, self.max_entries, self.max_bytes)
+
     def add(self, family: Any, op: Any, key: str, size: int) -> None:
         with self._lock:
-            if len(self._entries) >= self.max_entries:
-                raise _full("journal_size", self.max_entries)
-            if self._bytes + size > self.max_bytes:
-                raise _full("journal_max_bytes", self.max_bytes)
+            self.room(size)
             entry = Journaled(self._next, family, op, key, size)
             self._next += 1
             self._entries[entry.id] = entry
@@ -157,7 +167,7 @@ class SqliteJournal:
         max_bytes: int,
         resolve: Callable[[str, dict[str, Any]], Any],
     ) -> None:
-        self.path = path
+        self.path: str | None = path
         self.target = target
         self.max_entries = max_entries
         self.max_bytes = max_bytes
@@ -204,6 +214,10 @@ class SqliteJournal:
 
     # -- writing ----------------------------------------------------------------------
 
+    def room(self, size: int) -> None:
+        count, used = self._counts()
+        _check_room(count, used, size, self.max_entries, self.max_bytes)
+
     def add(self, family: Any, op: Any, key: str, size: int) -> None:
         data = family.encode(op)
         params = json.dumps(family.params, sort_keys=True, separators=(",", ":"))
@@ -212,10 +226,7 @@ class SqliteJournal:
                 "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM entries WHERE target = ?",
                 (self.target,),
             ).fetchone()
-            if count >= self.max_entries:
-                raise _full("journal_size", self.max_entries)
-            if used + size > self.max_bytes:
-                raise _full("journal_max_bytes", self.max_bytes)
+            _check_room(count, used, size, self.max_entries, self.max_bytes)
             self._db.execute(
                 "INSERT INTO entries (target, family, params, key, op, size, created)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",

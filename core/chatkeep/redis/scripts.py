@@ -134,7 +134,7 @@ def run_script(
     """Run ``script`` with ``extra`` commands in the same round trip; return every
     reply (the script's first). ``EVALSHA`` first, ``EVAL`` on ``NOSCRIPT``. The
     error of the script or of an extra command is raised (chatkeep's)."""
-    replies = yield [script.evalsha(keys, args), *extra]
+    replies: list[Any] = yield [script.evalsha(keys, args), *extra]
     if isinstance(replies[0], rex.NoScriptError):
         # EVAL caches the script where it runs; on a Cluster a SCRIPT LOAD would reach
         # one node only, so the other scripts are loaded on a standalone server only.

@@ -48,6 +48,12 @@ class RedisBacked:
     _connection: Connection | None = None
     _closed: bool = False
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, value in vars(cls).items():  # methods made by sync_method/async_method
+            if getattr(value, "__twin__", None) is not None:
+                value.__qualname__ = f"{cls.__qualname__}.{name}"
+
     def _open(
         self,
         config: StoreConfig | None,
@@ -63,7 +69,9 @@ class RedisBacked:
             self._connection = None
             return None
         if client is not None and is_async_client(client) != asyncio:
-            kind = "redis.asyncio.Redis or RedisCluster" if asyncio else "redis.Redis or RedisCluster"
+            kind = (
+                "redis.asyncio.Redis or RedisCluster" if asyncio else "redis.Redis or RedisCluster"
+            )
             raise ConfigurationError(
                 f"{type(self).__name__} needs a {kind} client, got "
                 f"{type(client).__module__}.{type(client).__name__}"
@@ -82,7 +90,7 @@ class RedisBacked:
             raise InvalidArgumentError(f"this {type(self).__name__} is closed")
 
     def _flush(self) -> Flow[int]:
-        """Try now to reach Redis and replay the journal; the writes that remain."""
+        """Try now to reach Redis and replay journaled writes; return how many remain."""
         circuit = None if self._connection is None else self._connection.circuit
         if circuit is None:
             return 0
@@ -130,7 +138,7 @@ class Blocking(RedisBacked):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()  # type: ignore[attr-defined]
+        self.close()
 
 
 class Awaiting(RedisBacked):
@@ -166,4 +174,4 @@ class Awaiting(RedisBacked):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.aclose()  # type: ignore[attr-defined]
+        await self.aclose()

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import codec
+from ..clock import now_ms
 from ..errors import IncompleteMirrorError, SerializationError, SessionOwnershipError
 from ..message import Message
 from ..redis.flows import Flow, done
@@ -50,7 +51,6 @@ from .ops import (
     WriteResult,
     ms_to_datetime,
 )
-from ..clock import now_ms
 
 __all__ = ["LocalSessions"]
 
@@ -450,8 +450,11 @@ class LocalSessions:
         """Carry out ``op`` here; return its result and the write to journal."""
         if isinstance(op, (Append, Read, Ttl, Info, Sessions, Recent)):
             result = self.do(op)
-            journaled = op if isinstance(op, Append) and not result.duplicate else None
-            return result, journaled
+            if isinstance(op, Append) and not result.duplicate:
+                # The journal keeps the records only: the decoded messages would double
+                # what an outage costs in memory, and replay needs nothing else.
+                return result, replace(op, messages=[])
+            return result, None
         with self._lock:
             session = self._get(op.session_id, now_ms())
             expect = session.expect() if session is not None else "-"
@@ -472,7 +475,7 @@ class LocalSessions:
         result = self.do(op)
         if result.duplicate:
             return result, None
-        return result, replace(op, expect=expect)  # Replace, Insert
+        return result, replace(op, messages=[], expect=expect)  # Replace, Insert
 
     # -- mirror: learn from what Redis did -----------------------------------------------
 

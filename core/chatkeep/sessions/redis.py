@@ -18,6 +18,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from ..clock import now_ms
 from ..errors import BackendError, SessionOwnershipError
 from ..keys import KeySchema
 from ..redis.circuit import register_family
@@ -25,7 +26,6 @@ from ..redis.connection import Connection
 from ..redis.errors import check, is_temporary
 from ..redis.flows import Command, Flow
 from ..redis.scripts import Feature, run_script
-from ..clock import now_ms
 from .index import INDEX_SLACK_MS, NOTHING, IndexPlan, RedisIndex
 from .local import LocalSessions
 from .ops import (
@@ -193,8 +193,10 @@ class RedisSessions:
     @staticmethod
     def size(op: Op) -> int:
         records = getattr(op, "records", ())
-        return 96 + len(op.session_id if hasattr(op, "session_id") else "") + sum(
-            len(r) for r in records
+        return (
+            96
+            + len(op.session_id if hasattr(op, "session_id") else "")
+            + sum(len(r) for r in records)
         )
 
     def replay(self, ops: list[Any]) -> Flow[list[BaseException | None]]:
@@ -233,7 +235,7 @@ class RedisSessions:
             hook(op, error)
 
     def encode(self, op: Op) -> bytes:
-        fields: dict[str, Any] = {"k": op.kind, "s": op.session_id}
+        fields: dict[str, Any] = {"k": op.kind, "s": getattr(op, "session_id", "")}
         for name in ("owner", "ttl_ms", "index", "message_id", "expect"):
             value = getattr(op, name, None)
             if value is not None:
@@ -284,7 +286,9 @@ class RedisSessions:
         for sid, entry in alive:
             fixes.append(("ZADD", self.keys.index, self._score(entry.score), sid))
             if entry.owner is not None:
-                fixes.append(("ZADD", self.keys.owner_index(entry.owner), self._score(entry.score), sid))
+                fixes.append(
+                    ("ZADD", self.keys.owner_index(entry.owner), self._score(entry.score), sid)
+                )
         if fixes:
             check((yield fixes))
         circuit = self.connection.circuit
@@ -403,11 +407,12 @@ class RedisSessions:
         new = isinstance(result, WriteResult) and result.new
         fixes, lost = self.index.after(sid, plan, expires, result.owner, now, new=new)
         commands: list[Command] = []
-        if self.connection.cluster and (plan.mode == "1" or (plan.mode == "2" and new)):
-            if expires is None or expires >= 0:
-                score = "inf" if expires is None else expires
-                xx = ("XX",) if plan.read else ()
-                commands += [("ZADD", key, *xx, score, sid) for key in plan.keys]
+        wrote = plan.mode == "1" or (plan.mode == "2" and new)
+        if self.connection.cluster and wrote and (expires is None or expires >= 0):
+            # the script could not reach the index keys (other slots): write them now
+            at = "inf" if expires is None else expires
+            xx = ("XX",) if plan.read else ()
+            commands += [("ZADD", key, *xx, at, sid) for key in plan.keys]
         commands += [("ZADD", key, self._score(score), sid) for key, score in fixes]
         if commands:
             check((yield commands), sid)
@@ -475,7 +480,11 @@ class RedisSessions:
             # No owner to check and no TTL to refresh: the records, with the owner and
             # version Redis holds (read first: a write in between makes the version
             # older than the records, never newer).
-            replies = yield [("HMGET", meta, "o", "c", "w"), ("LLEN", messages), ("LRANGE", messages, *span)]
+            replies = yield [
+                ("HMGET", meta, "o", "c", "w"),
+                ("LLEN", messages),
+                ("LRANGE", messages, *span),
+            ]
             check(replies, sid)
             (owner_raw, created, version), length, records = replies
             return ReadResult(
