@@ -12,6 +12,7 @@ import pytest
 from redis import exceptions as rex
 
 from chatkeep import BackendError, ConflictError, JournalFullError, StoreConfig
+from chatkeep.keys import KeySchema
 from chatkeep.redis import (
     Call,
     Connection,
@@ -26,7 +27,6 @@ from chatkeep.redis import (
 )
 from chatkeep.redis.circuit import Route
 from chatkeep.sessions.index import RedisIndex
-from chatkeep.keys import KeySchema
 
 
 class Recorder:
@@ -179,7 +179,7 @@ class Family:
         return f"redis {op}"
 
     def key(self, op: str) -> str | None:
-        return op.split()[-1] if op.startswith("write") else None
+        return op.rsplit(maxsplit=1)[-1] if op.startswith("write") else None
 
     def size(self, op: str) -> int:
         return len(op)
