@@ -39,3 +39,22 @@ def test_quickstart_without_redis() -> None:
     assert done.returncode == 0, done.stderr
     assert "in-memory fallback" in done.stdout
     assert "4 messages" in done.stdout
+
+
+@pytest.mark.redis_server
+def test_a_custom_store_on_chatkeep_redis(redis_server: RedisServer) -> None:
+    """examples/custom_store.py (the README's "Building on chatkeep") writes through the
+    sync store and reads through the asyncio twin, on a real Redis."""
+    done = run_example("custom_store.py", redis_server.url)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["sync: hello | degraded: False", "async: hello"]
+    raw = __import__("redis").Redis.from_url(redis_server.url)
+    assert raw.get("chatkeep-example:note:greeting") == b"hello"
+    assert 0 < raw.ttl("chatkeep-example:note:greeting") <= 3600
+    raw.close()
+
+
+def test_a_custom_store_keeps_working_without_redis() -> None:
+    done = run_example("custom_store.py", f"redis://127.0.0.1:{free_port()}/0")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "sync: hello | degraded: True"

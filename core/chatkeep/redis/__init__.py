@@ -19,7 +19,16 @@ See the README's "Building on chatkeep" for a store of your own.
 
 from __future__ import annotations
 
-from .circuit import FAMILIES, Circuit, Family, Mirror, Route, guarded, register_family
+from .circuit import (
+    FAMILIES,
+    BaseFamily,
+    Circuit,
+    Family,
+    Mirror,
+    Route,
+    guarded,
+    register_family,
+)
 from .clients import SCHEMES, client_options, is_async_client, is_cluster_client
 from .connection import Connection, connect
 from .errors import TEMPORARY_CODES, Unreachable, check, is_temporary, translate
@@ -45,6 +54,7 @@ __all__ = [
     "FEATURES",
     "NO_IO",
     "Awaiting",
+    "BaseFamily",
     "Blocking",
     "RedisBacked",
     "async_method",

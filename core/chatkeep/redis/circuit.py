@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FAMILIES",
+    "BaseFamily",
     "Circuit",
     "Family",
     "Mirror",
@@ -124,6 +125,46 @@ class Family(Protocol):
 
     def restarted(self) -> Flow[None]:
         """Redis restarted (a new ``run_id``): repair what it may have lost."""
+
+
+class BaseFamily:
+    """Defaults for a :class:`Family`: writes replayed one by one in order (stopping
+    at a temporary refusal), nothing to report or repair, sizes from the encoding.
+    Subclasses give ``name``, ``params``, ``mirror``, ``run``, ``key``, ``encode`` and
+    ``decode``."""
+
+    name: str
+    params: dict[str, Any]
+    mirror: Mirror | None = None
+
+    def run(self, op: Any) -> Flow[Any]:
+        raise NotImplementedError
+
+    def encode(self, op: Any) -> bytes:
+        raise NotImplementedError
+
+    def size(self, op: Any) -> int:
+        return 64 + len(self.encode(op))
+
+    def replay(self, ops: list[Any]) -> Flow[list[BaseException | None]]:
+        outcomes: list[BaseException | None] = []
+        for op in ops:
+            try:
+                yield from self.run(op)
+            except Exception as exc:
+                outcomes.append(exc)
+                if is_temporary(exc):
+                    break
+            else:
+                outcomes.append(None)
+        return outcomes
+
+    def rejected(self, op: Any, error: BaseException) -> None:
+        return None
+
+    def restarted(self) -> Flow[None]:
+        return None
+        yield  # pragma: no cover  (a flow that needs nothing)
 
 
 FAMILIES: dict[str, Callable[[dict[str, Any], Connection], Family]] = {}
