@@ -123,7 +123,7 @@ class Harness:
         elif self.backend == "redis-tls":
             made = redis.Redis.from_url(self.deployment.url())
         elif self.backend == "cluster":
-            made = redis.RedisCluster.from_url(self.deployment.url.replace("+cluster", "", 1))
+            made = redis.RedisCluster(host="127.0.0.1", port=self.deployment.ports[0])
         elif self.backend == "sentinel":
             made = sentinel_master(self.deployment)
         else:
