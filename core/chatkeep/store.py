@@ -63,8 +63,8 @@ from .sessions.redis import RedisSessions
 from .status import StoreStatus
 
 if TYPE_CHECKING:
-    from .updates import AsyncSubscription, LocalHub, Subscription
     from .locks import AsyncSessionLock, SessionLock
+    from .updates import AsyncSubscription, LocalHub, Subscription
 
 __all__ = ["AsyncConversationStore", "ConversationStore", "MessagesInput", "UNSET"]
 
