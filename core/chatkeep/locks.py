@@ -10,29 +10,23 @@
 lock lives if its holder dies (None = until released); ``blocking_timeout`` how
 long to wait for it (None = as long as it takes; then :class:`LockTimeoutError`).
 
-The lock is the key ``<prefix>:{<sid>}:lock`` (in the session's hash tag, so
-Cluster-safe) holding a random token, taken and given back by two small scripts
-(Feature ``locks``): taking it also succeeds when the key already holds this
-holder's token (a client retry re-sent the call after its first run took the
-lock), and only the holder's token frees it. Acquire and release are written once,
-as flows; the twins only drive them.
-
-Where Redis is not used the lock is a per-process lock: on ``memory://``, and
-while the store's circuit finds Redis unreachable (``fallback="memory"``; logged
-once per outage; with ``fallback="raise"`` the call raises
-:class:`~chatkeep.BackendUnavailableError`).
+The lock is the key ``<prefix>:{<sid>}:lock`` (in the session's hash tag) holding a
+random token, taken and given back by two scripts (Feature ``locks``): taking it
+also succeeds when the key holds the caller's own token (a client retry re-sent the
+call), and only the holder's token frees it. Acquire and release are flows, written
+once; the twins drive them. On ``memory://``, and while the store's circuit finds
+Redis unreachable (logged once per outage), the lock is a per-process lock; with
+``fallback="raise"`` an unreachable Redis raises BackendUnavailableError.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
 import uuid
 import weakref
 from collections.abc import Callable
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidArgumentError, LockTimeoutError
@@ -40,7 +34,7 @@ from .keys import KeySchema
 from .redis.circuit import Circuit, Mirror, guarded
 from .redis.connection import Connection
 from .redis.errors import Unreachable
-from .redis.flows import NO_IO, Call, Flow, Sleep, arun, done, run
+from .redis.flows import NO_IO, Flow, Sleep, arun, done, run
 from .redis.scripts import Feature, run_script
 
 if TYPE_CHECKING:
@@ -52,7 +46,6 @@ logger = logging.getLogger("chatkeep")
 
 LOCKS = Feature("locks", package="chatkeep", scripts=("lock_acquire", "lock_release"))
 
-# Waiting for a lock another holds: polls from 2 ms, growing to 50 ms.
 _POLL_FIRST = 0.002
 _POLL_MAX = 0.05
 
@@ -173,9 +166,6 @@ def _seconds(name: str, value: object) -> float | None:
 class _LockBase:
     """Acquire and release of one session's lock, each written once as a flow."""
 
-    # How a twin waits for a per-process lock: (lock, seconds or None) -> taken.
-    _wait: Callable[[threading.Lock, float | None], Any]
-
     def __init__(
         self,
         store: _StoreBase,
@@ -214,40 +204,42 @@ class _LockBase:
             _announce(connection.circuit, self.session_id)
             self.local = True
         lock = self._table.checkout(self.name)
-        deadline = self._deadline
-        wait = None if deadline is None else max(deadline - time.monotonic(), 0.0)
         try:
-            acquired = yield Call(self._wait, (lock, wait))
+            yield from self._until(lambda: done(lock.acquire(blocking=False)))
         except BaseException:
             self._table.checkin(self.name)
             raise
-        if not acquired:
-            self._table.checkin(self.name)
-            raise self._timed_out()
         self._held = lock
 
     def _take(self) -> Flow[None]:
-        """Take the lock in Redis, waiting for it until ``blocking_timeout``."""
-        assert self._connection is not None
-        deadline = self._deadline
+        """Take the lock in Redis (the circuit runs this while Redis answers)."""
+        connection = self._connection
+        assert connection is not None
         token = uuid.uuid4().hex
         ttl = 0 if not self.timeout else max(round(self.timeout * 1000), 1)
-        pause = _POLL_FIRST
-        while True:
+
+        def attempt() -> Flow[bool]:
             replies = yield from run_script(
                 LOCKS["lock_acquire"],
                 [self.name],
                 [token, ttl],
                 session_id=self.session_id,
-                cluster=self._connection.cluster,
+                cluster=connection.cluster,
             )
-            if replies[0] == 1:
-                self._token = token
-                self.local = False
-                return
-            left = None if deadline is None else deadline - time.monotonic()
+            return bool(replies[0] == 1)
+
+        yield from self._until(attempt)
+        self._token = token
+        self.local = False
+
+    def _until(self, attempt: Callable[[], Flow[bool]]) -> Flow[None]:
+        """Repeat ``attempt`` (polling from 2 ms, up to 50 ms apart) until it takes the
+        lock; LockTimeoutError at the deadline."""
+        pause = _POLL_FIRST
+        while not (yield from attempt()):
+            left = None if self._deadline is None else self._deadline - time.monotonic()
             if left is not None and left <= 0:
-                raise self._timed_out()
+                raise LockTimeoutError(self.session_id, self.blocking_timeout or 0.0)
             yield Sleep(pause if left is None else min(pause, left))
             pause = min(pause * 1.5, _POLL_MAX)
 
@@ -280,9 +272,6 @@ class _LockBase:
                 self.timeout,
             )
 
-    def _timed_out(self) -> LockTimeoutError:
-        return LockTimeoutError(self.session_id, self.blocking_timeout or 0.0)
-
     def __repr__(self) -> str:
         state = "local" if self._held else "held" if self._token else "free"
         return f"{type(self).__name__}({self.session_id!r}, {state})"
@@ -299,20 +288,11 @@ class SessionLock(_LockBase):
         """Give the lock back (nothing happens if it is not held)."""
         run(self._release(), self._connection or NO_IO)
 
-    @staticmethod
-    def _wait(lock: threading.Lock, seconds: float | None) -> bool:
-        return lock.acquire(timeout=-1 if seconds is None else seconds)
-
     def __enter__(self) -> SessionLock:
         self.acquire()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
 
@@ -327,27 +307,9 @@ class AsyncSessionLock(_LockBase):
         """Give the lock back (nothing happens if it is not held)."""
         await arun(self._release(), self._connection or NO_IO)
 
-    @staticmethod
-    async def _wait(lock: threading.Lock, seconds: float | None) -> bool:
-        """A per-process lock, waited for without blocking the event loop."""
-        deadline = None if seconds is None else time.monotonic() + seconds
-        pause = _POLL_FIRST
-        while not lock.acquire(blocking=False):
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return False
-            await asyncio.sleep(pause if left is None else min(pause, left))
-            pause = min(pause * 1.5, _POLL_MAX)
-        return True
-
     async def __aenter__(self) -> AsyncSessionLock:
         await self.acquire()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.release()

@@ -7,17 +7,16 @@
             print(message.text)
 
 ``async with astore.subscribe("s1") as updates: async for message in updates`` is the
-asyncio twin. The append script itself publishes each record (``PUBLISH``, or
-``SPUBLISH`` on Cluster, channel ``<prefix>:{<sid>}:ch`` in the session's slot) when
-the appending store has ``publish=True``; a store that subscribes turns it on for
-itself. A subscription reconnects after losing Redis (messages appended while it
-was disconnected are not replayed: read them with ``messages()``). On ``memory://``
-it sees the appends of its own store (:class:`LocalHub`).
+asyncio twin. The append script publishes each record (``PUBLISH``, ``SPUBLISH`` on
+Cluster, channel ``<prefix>:{<sid>}:ch``) when the appending store has ``publish=True``;
+a store that subscribes turns it on for itself. A subscription reconnects after
+losing Redis (what was appended meanwhile is not replayed: read it with
+``messages()``). On ``memory://`` it sees the appends of its own store (:class:`LocalHub`).
 
-Connecting, reconnecting with backoff, receiving and decoding are written once,
-as flows whose driver calls are :class:`~chatkeep.redis.Call` steps (the sync driver
-calls, the asyncio one awaits) and whose pauses are :class:`~chatkeep.redis.Sleep`
-steps; the twins differ only in how they wait on their in-process queue.
+Subscribing, receiving, decoding and reconnecting are flows, written once: redis-py's
+pub/sub calls are :class:`~chatkeep.redis.Call` steps (called, or awaited) and the
+backoff is :class:`~chatkeep.redis.Sleep`; the twins differ in how they wait on their
+in-process queue.
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio
@@ -302,12 +300,7 @@ class Subscription(_SubscriptionBase):
     def __enter__(self) -> Subscription:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -383,10 +376,5 @@ class AsyncSubscription(_SubscriptionBase):
     async def __aenter__(self) -> AsyncSubscription:
         return await self.start()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
