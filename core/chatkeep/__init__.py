@@ -16,7 +16,6 @@ import logging
 from .cache import DEFAULT_CACHE_TTL, AsyncResultCache, ResultCache
 from .codec import Conversion
 from .config import DEFAULT_TTL, StoreConfig
-from .coordination import AsyncSessionLock, AsyncSubscription, SessionLock, Subscription
 from .errors import (
     BackendError,
     BackendUnavailableError,
@@ -35,11 +34,13 @@ from .errors import (
     SessionOwnershipError,
     ValueTooLargeError,
 )
+from .locks import AsyncSessionLock, SessionLock
 from .memory_store import DEFAULT_MEMORY_TTLS, AsyncMemoryStore, MemoryStore
 from .message import ContentPart, Message, Role, ToolCall
 from .sessions.ops import RecentConversation, SessionInfo
 from .status import StoreStatus
 from .store import UNSET, AsyncConversationStore, ConversationStore
+from .updates import AsyncSubscription, Subscription
 
 __version__ = "0.1.0"
 

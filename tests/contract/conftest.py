@@ -16,6 +16,7 @@ started by the test session:
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -59,9 +60,11 @@ def tls_redis(pytestconfig: pytest.Config) -> TlsRedis:
 
 
 class AsyncFacade:
-    """The sync API over an AsyncConversationStore (each call awaited on ``loop``)."""
+    """The sync API over an asyncio object (each awaited call run on ``loop``): a
+    store, and what its calls return (an AsyncSessionLock, an AsyncSubscription),
+    with ``with`` for ``async with`` and ``for`` for ``async for``."""
 
-    def __init__(self, store: AsyncConversationStore, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, store: Any, loop: asyncio.AbstractEventLoop) -> None:
         self.store = store
         self._loop = loop
 
@@ -71,9 +74,29 @@ class AsyncFacade:
             return attr
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            return self._loop.run_until_complete(attr(*args, **kwargs))
+            result = attr(*args, **kwargs)
+            if inspect.isawaitable(result):
+                return self._loop.run_until_complete(result)
+            if hasattr(result, "__aenter__"):
+                return AsyncFacade(result, self._loop)
+            return result
 
         return call
+
+    def __enter__(self) -> AsyncFacade:
+        self._loop.run_until_complete(self.store.__aenter__())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.run_until_complete(self.store.__aexit__(*exc))
+
+    def __iter__(self) -> Iterator[Any]:
+        iterator = aiter(self.store)
+        while True:
+            try:
+                yield self._loop.run_until_complete(anext(iterator))
+            except StopAsyncIteration:
+                return
 
     def close(self) -> None:
         self._loop.run_until_complete(self.store.aclose())
@@ -100,7 +123,7 @@ class Harness:
         elif self.backend == "redis-tls":
             made = redis.Redis.from_url(self.deployment.url())
         elif self.backend == "cluster":
-            made = redis.RedisCluster.from_url(self.deployment.url.replace("+cluster", "", 1))
+            made = redis.RedisCluster(host="127.0.0.1", port=self.deployment.ports[0])
         elif self.backend == "sentinel":
             made = sentinel_master(self.deployment)
         else:
@@ -108,7 +131,10 @@ class Harness:
         self.clients.append(made)
         return made
 
-    def make(self, **options: Any) -> Any:
+    def build(self, sync_cls: type[Any], async_cls: type[Any], **options: Any) -> Any:
+        """A store of any kind on this backend: an instance of ``sync_cls`` or, for
+        the async twin, of ``async_cls`` (as it is: awaited by the caller). Closed
+        with the harness."""
         options.setdefault("prefix", self.prefix)
         if self.backend == "memory":
             options.setdefault("url", "memory://")
@@ -122,13 +148,18 @@ class Harness:
         else:
             options.setdefault("url", self.url)
             client = None
-        if self.twin == "sync":
-            store: Any = ConversationStore(client=client, **options)
-        else:
-            assert self.loop is not None
-            store = AsyncFacade(AsyncConversationStore(client=client, **options), self.loop)
+        store = (sync_cls if self.twin == "sync" else async_cls)(client=client, **options)
         self.stores.append(store)
         return store
+
+    def make(self, **options: Any) -> Any:
+        """A conversation store with the synchronous API (the async twin behind an
+        :class:`AsyncFacade`)."""
+        store = self.build(ConversationStore, AsyncConversationStore, **options)
+        if self.twin == "sync":
+            return store
+        assert self.loop is not None
+        return AsyncFacade(store, self.loop)
 
     @property
     def url(self) -> str:
@@ -141,7 +172,10 @@ class Harness:
 
     def close(self) -> None:
         for store in self.stores:
-            store.close()
+            if self.loop is not None:
+                self.loop.run_until_complete(store.aclose())
+            else:
+                store.close()
         for client in self.clients:
             if self.backend == "sentinel":
                 close_sentinel_client(client)
@@ -154,11 +188,11 @@ class Harness:
             self.loop.close()
 
 
-def _params() -> list[Any]:
+def _params(twins: tuple[str, ...] = tuple(TWINS)) -> list[Any]:
     params = []
     for backend in BACKENDS:
         marks = [pytest.mark.redis_server] if backend in REAL else []
-        for twin in TWINS:
+        for twin in twins:
             params.append(pytest.param((backend, twin), id=f"{backend}-{twin}", marks=marks))
     return params
 
@@ -172,8 +206,7 @@ _DEPLOYMENTS = {
 }
 
 
-@pytest.fixture(params=_params())
-def harness(request: pytest.FixtureRequest, prefix: str) -> Iterator[Harness]:
+def _harness(request: pytest.FixtureRequest, prefix: str) -> Iterator[Harness]:
     backend, twin = request.param
     deployment = None
     if backend in REAL:
@@ -183,6 +216,18 @@ def harness(request: pytest.FixtureRequest, prefix: str) -> Iterator[Harness]:
         yield made
     finally:
         made.close()
+
+
+@pytest.fixture(params=_params())
+def harness(request: pytest.FixtureRequest, prefix: str) -> Iterator[Harness]:
+    """Every backend, sync and async."""
+    yield from _harness(request, prefix)
+
+
+@pytest.fixture(params=_params(("async",)))
+def async_harness(request: pytest.FixtureRequest, prefix: str) -> Iterator[Harness]:
+    """Every backend, async twin only (tests that drive their own event loops)."""
+    yield from _harness(request, prefix)
 
 
 @pytest.fixture

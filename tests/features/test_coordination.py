@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+import logging
 import statistics
 import threading
 import time
@@ -14,10 +16,14 @@ import redis.asyncio
 
 from chatkeep import (
     AsyncConversationStore,
+    AsyncSessionLock,
+    AsyncSubscription,
     BackendUnavailableError,
     ConversationStore,
     LockTimeoutError,
     Message,
+    SessionLock,
+    Subscription,
 )
 from tests.features.conftest import finish, spawn
 from tests.support.servers import RedisServer
@@ -73,25 +79,27 @@ def test_lock_key_is_in_the_session_hash_tag(redis_server: RedisServer, prefix: 
 
 @pytest.mark.redis_server
 def test_a_retried_lock_acquire_finds_its_own_token(redis_server: RedisServer, prefix: str) -> None:
-    """A client retry re-sends the SET NX whose first run took the lock: the lock
-    chatkeep uses reports it as acquired (its own token), anyone else's as taken."""
-    from chatkeep.coordination import _AsyncRetrySafeLock, _RetrySafeLock
+    """A client retry re-sends the acquire script whose first run took the lock: it
+    reports the lock as acquired (its own token), anyone else's as taken."""
+    from chatkeep.locks import LOCKS
 
     name = f"{prefix}:{{s}}:lock"
+    script = LOCKS["lock_acquire"].text
     raw = redis.Redis.from_url(redis_server.url)
-    lock = _RetrySafeLock(raw, name, timeout=5)
-    assert lock.do_acquire("mine")  # the first run
-    assert lock.do_acquire("mine")  # the retry: still ours
-    assert not lock.do_acquire("theirs")
+    assert raw.eval(script, 1, name, "mine", 5000) == 1  # the first run
+    assert raw.eval(script, 1, name, "mine", 5000) == 1  # the retry: still ours
+    assert raw.eval(script, 1, name, "theirs", 5000) == 0
 
-    async def twin() -> list[bool]:
+    async def twin() -> list[int]:
         client = redis.asyncio.Redis.from_url(redis_server.url)
-        alock = _AsyncRetrySafeLock(client, name, timeout=5)
-        seen = [await alock.do_acquire(b"mine"), await alock.do_acquire(b"theirs")]
+        seen = [
+            await client.eval(script, 1, name, "mine", 5000),
+            await client.eval(script, 1, name, "theirs", 5000),
+        ]
         await client.aclose()
         return seen
 
-    assert asyncio.run(twin()) == [True, False]
+    assert asyncio.run(twin()) == [1, 0]
     raw.delete(name)
     raw.close()
 
@@ -128,6 +136,69 @@ def test_lock_during_an_outage_is_per_process(fresh_redis_server: RedisServer, p
     server.start()
     store.close()
     strict.close()
+
+
+def _lock_warnings(caplog: pytest.LogCaptureFixture) -> int:
+    return sum("session locks" in r.getMessage() for r in caplog.records)
+
+
+def test_lock_fallback_is_logged_once_per_outage(
+    fresh_redis_server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = fresh_redis_server
+    caplog.set_level(logging.WARNING, logger="chatkeep")
+    with ConversationStore.from_url(server.url, prefix=prefix, probe_interval=0.01) as store:
+        with store.lock("warm") as held:
+            assert not held.local
+        server.stop()
+        for sid in ("a", "b", "a"):
+            with store.lock(sid) as held:
+                assert held.local
+        assert _lock_warnings(caplog) == 1  # one outage, one warning
+        server.start()
+        store.flush()  # back on Redis
+        with store.lock("a") as held:
+            assert not held.local
+        server.stop()
+        for _ in range(2):
+            with store.lock("a") as held:
+                assert held.local
+        assert _lock_warnings(caplog) == 2  # a second outage
+        server.start()
+
+
+def test_async_lock_fallback_is_logged_once_per_outage(
+    fresh_redis_server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The asyncio twin, one outage per ``asyncio.run``; a per-process lock waited for
+    by another task times out without blocking the loop."""
+    server = fresh_redis_server
+    caplog.set_level(logging.WARNING, logger="chatkeep")
+    store = AsyncConversationStore.from_url(server.url, prefix=prefix, probe_interval=0.01)
+    strict = AsyncConversationStore.from_url(server.url, prefix=prefix, fallback="raise")
+
+    async def outage() -> None:
+        async with store.lock("a") as held:
+            assert not held.local
+        server.stop()
+        for _ in range(3):
+            async with store.lock("a") as held:
+                assert held.local
+                with pytest.raises(LockTimeoutError):
+                    async with store.lock("a", blocking_timeout=0.05):
+                        pass
+        with pytest.raises(BackendUnavailableError):
+            async with strict.lock("a"):
+                pass
+        server.start()
+        await store.flush()
+
+    asyncio.run(outage())
+    assert _lock_warnings(caplog) == 1
+    asyncio.run(outage())
+    assert _lock_warnings(caplog) == 2
+    asyncio.run(store.aclose())
+    asyncio.run(strict.aclose())
 
 
 # -- live updates -------------------------------------------------------------------------
@@ -256,3 +327,25 @@ def test_memory_subscription_from_another_thread(prefix: str) -> None:
             threading.Timer(0.05, store.append, args=("s", _user("later"))).start()
             message = next(iter(updates))
             assert message.text == "later"
+
+
+@pytest.mark.parametrize(
+    ("sync", "twin", "extra"),
+    [
+        (SessionLock, AsyncSessionLock, set()),
+        (Subscription, AsyncSubscription, {"start", "aclose"}),
+    ],
+)
+def test_twins_have_the_same_public_api(sync: type, twin: type, extra: set[str]) -> None:
+    def public(cls: type) -> dict[str, inspect.Signature]:
+        return {
+            name: inspect.signature(getattr(cls, name))
+            for name in dir(cls)
+            if not name.startswith("_") and callable(getattr(cls, name))
+        }
+
+    mine, theirs = public(sync), public(twin)
+    assert set(theirs) - set(mine) == extra
+    assert set(mine) <= set(theirs)
+    for name, signature in mine.items():
+        assert list(signature.parameters) == list(theirs[name].parameters), name
