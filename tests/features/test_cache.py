@@ -20,6 +20,7 @@ from chatkeep import (
 )
 from chatkeep.cache import _MISS
 from tests.features.conftest import finish, spawn
+from tests.support.acl import AclUser
 from tests.support.servers import RedisServer
 
 
@@ -239,3 +240,71 @@ async def test_langchain_llm_cache_async(url: str, prefix: str) -> None:
         assert chat.i == 1
         await llm_cache.aclear()
         assert (await chat.ainvoke("hi")).content == "b"
+
+
+# -- regressions of issue 13 ----------------------------------------------------------------
+
+
+@pytest.mark.redis_server
+@pytest.mark.xfail(strict=True, reason="issue 13: fails until the port")
+def test_async_result_cache_from_a_url_works_across_two_event_loops(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """Issue 13: the second ``asyncio.run`` raised ``RuntimeError: Event loop is closed``."""
+    cache = AsyncResultCache.from_url(redis_server.url, prefix=prefix, fallback="raise")
+
+    async def compute() -> int:
+        return 7
+
+    assert asyncio.run(cache.get_or_compute("q", compute)) == 7
+    assert asyncio.run(cache.get("q")) == 7
+    asyncio.run(cache.set("r", [1]))
+    assert asyncio.run(cache.get("r")) == [1]
+    asyncio.run(cache.aclose())
+
+
+@pytest.mark.redis_server
+@pytest.mark.xfail(strict=True, reason="issue 13: fails until the port")
+def test_a_least_privilege_user_can_use_the_result_cache(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """Issue 13: a user made from ``chatkeep.redis.acl_rules()`` got NOPERM on set."""
+    user = AclUser([redis_server.port], prefix)
+    url = f"redis://{user.userinfo}127.0.0.1:{redis_server.port}/0"
+    try:
+        with ResultCache.from_url(url, prefix=prefix, fallback="raise") as cache:
+            cache.set("k", {"v": 1})
+            assert cache.get("k") == {"v": 1}
+            assert cache.get_or_compute("c", lambda: "computed") == "computed"
+            assert cache.get_or_compute("c", lambda: "again") == "computed"
+            assert cache.delete("k") is True
+            assert cache.clear() == 1
+            assert cache.get("c") is None
+    finally:
+        user.drop()
+
+
+@pytest.mark.redis_server
+@pytest.mark.xfail(strict=True, reason="issue 13: fails until the port")
+def test_the_cache_index_expires_with_its_longest_lived_entry(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """Issue 13: ``<prefix>:cache:<ns>:idx`` never expired (a namespace used once kept
+    its index forever). It lives as long as its longest-lived entry; an entry that
+    never expires makes it persist."""
+    raw = redis.Redis.from_url(redis_server.url)
+    index = f"{prefix}:cache:tools:idx"
+    try:
+        with ResultCache.from_url(redis_server.url, prefix=prefix, namespace="tools") as cache:
+            cache.set("short", 1, ttl=60)
+            assert 0 < raw.pttl(index) <= 60_000
+            cache.set("long", 2, ttl=600)
+            assert 60_000 < raw.pttl(index) <= 600_000
+            cache.set("shorter", 3, ttl=30)  # does not shorten it
+            assert 60_000 < raw.pttl(index) <= 600_000
+            cache.get_or_compute("computed", lambda: 4, ttl=3000)
+            assert 600_000 < raw.pttl(index) <= 3_000_000
+            cache.set("forever", 5, ttl=None)
+            assert raw.pttl(index) == -1
+    finally:
+        raw.close()
