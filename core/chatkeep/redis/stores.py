@@ -16,11 +16,13 @@ A store of your own::
 
 from __future__ import annotations
 
+import logging
 from types import TracebackType
 from typing import Any, TypeVar
 
 from ..config import StoreConfig
 from ..errors import ConfigurationError, InvalidArgumentError
+from ..status import StoreStatus
 from .clients import is_async_client
 from .connection import Connection, connect
 from .flows import NO_IO, Flow, arun, run
@@ -29,6 +31,8 @@ __all__ = ["Awaiting", "Blocking", "RedisBacked", "resolve_config"]
 
 T = TypeVar("T")
 S = TypeVar("S", bound="RedisBacked")
+
+logger = logging.getLogger("chatkeep")
 
 
 def resolve_config(config: StoreConfig | None, options: dict[str, Any]) -> StoreConfig:
@@ -88,6 +92,33 @@ class RedisBacked:
             return 0
         return (yield from circuit.flush())
 
+    def _closing_flow(self) -> Flow[None]:
+        """What closing does before the connection is given back: replay what can be
+        replayed; the last store of a Redis says what is left."""
+        remaining = yield from self._flush()
+        connection = self._connection
+        if remaining and connection is not None and connection.users <= 1:
+            logger.error(
+                "closing with %d journaled writes that did not reach Redis (they are "
+                "replayed at exit if Redis is back by then%s)",
+                remaining,
+                "" if self.config.journal_path is None else ", and kept in the journal file",
+            )
+
+    def _status(self, skipped: int = 0) -> StoreStatus:
+        """This store's :class:`~chatkeep.StoreStatus` (its circuit's, if it has one)."""
+        connection = self._connection
+        if connection is None or connection.circuit is None:
+            backend = "memory" if connection is None else "redis"
+            return StoreStatus(
+                backend=backend,
+                serving=backend,
+                degraded=False,
+                reached=connection is None or connection.reached,
+                skipped_records=skipped,
+            )
+        return connection.circuit.status("redis", skipped)
+
     def _release(self, *, asynchronous: bool = False) -> tuple[bool, bool]:
         """Mark closed and give back the connection: (whether this store was its last
         user, its last asyncio user); the caller closes what it must."""
@@ -109,6 +140,7 @@ class Blocking(RedisBacked):
 
     def _closing(self) -> None:
         """What this store does before its connection is given back (a hook)."""
+        self._drive(self._closing_flow())
 
     def close(self) -> None:
         """Replay what can be replayed, then give back the connection (closed by the
@@ -141,6 +173,7 @@ class Awaiting(RedisBacked):
 
     async def _aclosing(self) -> None:
         """What this store does before its connection is given back (a hook)."""
+        await self._adrive(self._closing_flow())
 
     async def aclose(self) -> None:
         """Replay what can be replayed, then give back the connection."""
