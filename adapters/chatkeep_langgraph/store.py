@@ -36,7 +36,7 @@ from langgraph.store.base import (
 )
 
 from chatkeep import InvalidArgumentError, StoreConfig
-from chatkeep.memory_store import MemoryStore
+from chatkeep import MemoryStore
 
 __all__ = ["RedisStore"]
 

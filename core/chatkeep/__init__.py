@@ -35,7 +35,7 @@ from .errors import (
     SessionOwnershipError,
     ValueTooLargeError,
 )
-from .memory_store import DEFAULT_MEMORY_TTLS, AsyncMemoryStore, MemoryStore
+from .memory import DEFAULT_MEMORY_TTLS, AsyncMemoryStore, MemoryStore, Namespace
 from .message import ContentPart, Message, Role, ToolCall
 from .sessions.ops import RecentConversation, SessionInfo
 from .status import StoreStatus
@@ -74,6 +74,7 @@ __all__ = [
     "MemoryStore",
     "Message",
     "MessageTooLargeError",
+    "Namespace",
     "ResultCache",
     "RecentConversation",
     "Role",
