@@ -38,12 +38,12 @@ from typing import TYPE_CHECKING, Any
 import redis.asyncio
 import redis.asyncio.lock
 import redis.lock
+from redis import exceptions as rex
 
-from ._kv import translated
-from .redis.errors import Unreachable
 from .errors import BackendUnavailableError, LockTimeoutError
 from .keys import escape_id
 from .message import Message
+from .redis.errors import Unreachable, translate
 
 if TYPE_CHECKING:
     from .store import _StoreBase
@@ -51,6 +51,17 @@ if TYPE_CHECKING:
 __all__ = ["AsyncSessionLock", "AsyncSubscription", "SessionLock", "Subscription"]
 
 logger = logging.getLogger("chatkeep")
+
+
+@contextlib.contextmanager
+def translated() -> Iterator[None]:
+    """Driver exceptions -> chatkeep's, at chatkeep.redis's one boundary (until locks and
+    live updates stand on chatkeep.redis flows)."""
+    try:
+        yield
+    except (rex.RedisError, rex.RedisClusterException, OSError) as exc:
+        raise translate(exc) from exc
+
 
 _local_guard = threading.Lock()
 _reconnect_max = 1.0

@@ -24,7 +24,7 @@ from typing import IO, Any
 
 from redis import exceptions as rex
 
-from .. import codec
+from .. import MemoryStore, ResultCache, codec  # noqa: F401  (their features: acl_rules covers them)
 from ..redis.errors import Unreachable
 from ..redis.errors import translate
 from ..config import StoreConfig
