@@ -1,9 +1,10 @@
 """The contract suite runs every test against every backend, sync and async.
 
-``make_store(**options)`` returns a store with the synchronous API. For the async
-twin it is a thin facade that runs each awaited call on the test's own event loop,
-so one test body checks both twins. Backends: memory, fakeredis, and real servers
-started by the test session:
+``make_store(**options)`` returns a conversation store with the synchronous API (and
+``make_memory_store`` a long-term memory store, ``make_cache`` a result cache). For
+the async twin it is a thin facade that runs each awaited call on the test's own
+event loop, so one test body checks both twins. Backends: memory, fakeredis, and real
+servers started by the test session:
 
 - ``redis``: one redis-server;
 - ``cluster``: a Redis Cluster of 3 masters + 3 replicas (``redis+cluster://``);
@@ -16,6 +17,8 @@ started by the test session:
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -24,7 +27,14 @@ import pytest
 import redis
 import redis.asyncio
 
-from chatkeep import AsyncConversationStore, ConversationStore
+from chatkeep import (
+    AsyncConversationStore,
+    AsyncMemoryStore,
+    AsyncResultCache,
+    ConversationStore,
+    MemoryStore,
+    ResultCache,
+)
 from tests.support.acl import AclUser
 from tests.support.cluster import (
     RedisClusterDeployment,
@@ -59,21 +69,28 @@ def tls_redis(pytestconfig: pytest.Config) -> TlsRedis:
 
 
 class AsyncFacade:
-    """The sync API over an AsyncConversationStore (each call awaited on ``loop``)."""
+    """The sync API over an asyncio store (any of chatkeep's): what a call returns is
+    awaited on ``loop`` when it is awaitable, else returned as it is."""
 
-    def __init__(self, store: AsyncConversationStore, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, store: Any, loop: asyncio.AbstractEventLoop) -> None:
         self.store = store
         self._loop = loop
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.store, name)
-        if name in ("status", "config") or not callable(attr):
+        if not callable(attr):
             return attr
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            return self._loop.run_until_complete(attr(*args, **kwargs))
+            result = attr(*args, **kwargs)
+            if inspect.isawaitable(result):
+                return self._loop.run_until_complete(result)
+            return result
 
         return call
+
+    def __repr__(self) -> str:
+        return repr(self.store)
 
     def close(self) -> None:
         self._loop.run_until_complete(self.store.aclose())
@@ -100,7 +117,7 @@ class Harness:
         elif self.backend == "redis-tls":
             made = redis.Redis.from_url(self.deployment.url())
         elif self.backend == "cluster":
-            made = redis.RedisCluster.from_url(self.deployment.url.replace("+cluster", "", 1))
+            made = redis.RedisCluster(host="127.0.0.1", port=self.deployment.ports[0])
         elif self.backend == "sentinel":
             made = sentinel_master(self.deployment)
         else:
@@ -109,6 +126,12 @@ class Harness:
         return made
 
     def make(self, **options: Any) -> Any:
+        """A conversation store of this backend and twin."""
+        return self.make_of(ConversationStore, AsyncConversationStore, **options)
+
+    def make_of(self, sync_class: type, async_class: type, **options: Any) -> Any:
+        """A store of ``sync_class`` (or its asyncio twin ``async_class``, behind the
+        facade) on this backend."""
         options.setdefault("prefix", self.prefix)
         if self.backend == "memory":
             options.setdefault("url", "memory://")
@@ -123,12 +146,31 @@ class Harness:
             options.setdefault("url", self.url)
             client = None
         if self.twin == "sync":
-            store: Any = ConversationStore(client=client, **options)
+            store: Any = sync_class(client=client, **options)
         else:
             assert self.loop is not None
-            store = AsyncFacade(AsyncConversationStore(client=client, **options), self.loop)
+            store = AsyncFacade(async_class(client=client, **options), self.loop)
         self.stores.append(store)
         return store
+
+    def function(self, body: Callable[..., Any]) -> Callable[..., Any]:
+        """``body`` as this twin's kind of function (the async twin gets a coroutine
+        function with the same name)."""
+        if self.twin == "sync":
+            return body
+
+        @functools.wraps(body)
+        async def coroutine_function(*args: Any, **kwargs: Any) -> Any:
+            return body(*args, **kwargs)
+
+        return coroutine_function
+
+    def run(self, value: Any) -> Any:
+        """``value``, awaited on this harness's loop if it is awaitable."""
+        if inspect.isawaitable(value):
+            assert self.loop is not None
+            return self.loop.run_until_complete(value)
+        return value
 
     @property
     def url(self) -> str:
@@ -193,3 +235,23 @@ def make_store(harness: Harness) -> Callable[..., Any]:
 @pytest.fixture
 def store(make_store: Callable[..., Any]) -> Any:
     return make_store()
+
+
+@pytest.fixture
+def make_memory_store(harness: Harness) -> Callable[..., Any]:
+    return functools.partial(harness.make_of, MemoryStore, AsyncMemoryStore)
+
+
+@pytest.fixture
+def memory(make_memory_store: Callable[..., Any]) -> Any:
+    return make_memory_store()
+
+
+@pytest.fixture
+def make_cache(harness: Harness) -> Callable[..., Any]:
+    return functools.partial(harness.make_of, ResultCache, AsyncResultCache)
+
+
+@pytest.fixture
+def cache(make_cache: Callable[..., Any]) -> Any:
+    return make_cache()
