@@ -40,15 +40,13 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Final, TypeVar, cast
 
 from ..codec import decode_value, encode_value, stable_hash
-from ..config import StoreConfig
+from ..config import StoreConfig, ttl_ms
 from ..errors import ChatkeepError, InvalidArgumentError
 from ..keys import validate_id
-from ..redis.circuit import guarded
 from ..redis.flows import Call, Flow, Sleep, async_method, sync_method
-from ..redis.stores import Awaiting, Blocking, RedisBacked, resolve_config
-from ..status import StoreStatus
+from ..redis.stores import Awaiting, Blocking, FamilyStore, resolve_config
 from .local import LocalCache
-from .ops import Claim, Claimed, Clear, Delete, Op, Release, Set
+from .ops import Claim, Claimed, Clear, Delete, Release, Set
 from .redis import RedisResults
 
 __all__ = ["DEFAULT_CACHE_TTL", "AsyncResultCache", "ResultCache"]
@@ -70,14 +68,6 @@ class _Default:
 
 
 _DEFAULT: Final[Any] = _Default()
-
-
-def _ttl_ms(ttl: object) -> int:
-    if ttl is None:
-        return 0
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
-        raise InvalidArgumentError("ttl must be a positive number of seconds, or None")
-    return max(round(ttl * 1000), 1)
 
 
 class _KeyLocks:
@@ -104,12 +94,16 @@ class _KeyLocks:
                 del self._locks[key]
 
 
-class _CacheBase(RedisBacked):
+class _CacheBase(FamilyStore):
     """Shared policy of both caches: every operation as a flow. Not for direct use."""
 
     _asyncio: ClassVar[bool] = False
-    _local: LocalCache | None = None
-    _family: RedisResults | None = None
+    hits: int
+    """Reads that found a value (``get``, ``get_or_compute``, the decorator)."""
+    misses: int
+    """Reads that found none."""
+    computations: int
+    """Values this cache computed (``get_or_compute``, the decorator)."""
 
     def __init__(
         self,
@@ -124,7 +118,7 @@ class _CacheBase(RedisBacked):
         config = resolve_config(config, options)
         self.namespace = validate_id(namespace, "cache namespace")
         self.ttl = ttl
-        self._ttl_ms = _ttl_ms(ttl)
+        self._ttl_ms = ttl_ms(ttl)
         if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, (int, float)):
             raise InvalidArgumentError("lock_timeout must be a number of seconds")
         if not lock_timeout > 0:
@@ -139,17 +133,11 @@ class _CacheBase(RedisBacked):
         if connection is None:
             self._local = LocalCache()
             return
-        family = RedisResults(connection, prefix=config.prefix, namespace=self.namespace)
-        circuit = connection.circuit
-        if circuit is not None:
-            family.mirror = circuit.mirror(
-                ("cache", config.prefix, self.namespace),
-                lambda: LocalCache(max(config.mirror_sessions, 1)),
-            )
-            attached = circuit.attach(family)
-            assert isinstance(attached, RedisResults)
-            family = attached
-        self._family = family
+        self._route(
+            RedisResults(connection, prefix=config.prefix, namespace=self.namespace),
+            ("cache", config.prefix, self.namespace),
+            lambda: LocalCache(max(config.mirror_sessions, 1)),
+        )
 
     @classmethod
     def from_url(cls: type[S], url: str, **options: Any) -> S:
@@ -163,7 +151,7 @@ class _CacheBase(RedisBacked):
         return stable_hash(inputs)
 
     def _ttl_of(self, ttl: object) -> int:
-        return self._ttl_ms if ttl is _DEFAULT else _ttl_ms(ttl)
+        return self._ttl_ms if ttl is _DEFAULT else ttl_ms(ttl)
 
     def _encode(self, value: Any) -> bytes:
         data, tagged = encode_value(value, self.config.max_message_bytes, "cached value")
@@ -200,15 +188,6 @@ class _CacheBase(RedisBacked):
     ) -> Any:
         inputs = key(*args, **kwargs) if key is not None else [list(args), kwargs]
         return {"fn": name or f"{func.__module__}.{func.__qualname__}", "in": inputs}
-
-    # -- the one place where calls meet the circuit -----------------------------------------
-
-    def _call(self, op: Op) -> Flow[Any]:
-        self._check_open()
-        if self._local is not None:
-            return self._local.do(op)
-        assert self._family is not None
-        return (yield from guarded(self._connection, self._family, op))
 
     def _claim(self, digest: str, token: str) -> Flow[Claimed]:
         found: Claimed = yield from self._call(Claim(digest, token, self._lock_ms, self._ttl_ms))
@@ -326,12 +305,6 @@ class _CacheBase(RedisBacked):
     def _wrap(self, f: Callable[..., Any], flow: Callable[..., Flow[Any]]) -> Callable[..., Any]:
         """``f``'s wrapper, driving ``flow(args, kwargs)`` (the twins' own I/O)."""
         raise NotImplementedError
-
-    def status(self) -> StoreStatus:
-        """Where calls go now and what the fallback of this Redis has been through (no
-        I/O). Hit, miss and computation counts are the attributes ``hits``, ``misses``
-        and ``computations``."""
-        return self._status()
 
     def __repr__(self) -> str:
         return (

@@ -37,15 +37,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Final, TypeVar
 
 from ..codec import decode_value, encode_value
-from ..config import StoreConfig
+from ..config import StoreConfig, ttl_ms
 from ..errors import InvalidArgumentError
 from ..keys import escape_id, validate_id
-from ..redis.circuit import guarded
 from ..redis.flows import Flow, async_method, sync_method
-from ..redis.stores import Awaiting, Blocking, RedisBacked, resolve_config
-from ..status import StoreStatus
+from ..redis.stores import Awaiting, Blocking, FamilyStore, resolve_config
 from .local import LocalMemory
-from .ops import Delete, Found, Get, List, Op, Put, Ttl
+from .ops import Delete, Found, Get, List, Put, Ttl
 from .redis import RedisMemory
 
 __all__ = ["DEFAULT_MEMORY_TTLS", "AsyncMemoryStore", "MemoryStore", "Namespace"]
@@ -77,21 +75,10 @@ class _Default:
 _DEFAULT: Final[Any] = _Default()
 
 
-def _ttl_ms(value: object, what: str) -> int:
-    """Seconds (or None = never) as milliseconds (0 = never)."""
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise InvalidArgumentError(f"{what} must be a positive number of seconds, or None")
-    return max(round(value * 1000), 1)
-
-
-class _MemoryStoreBase(RedisBacked):
+class _MemoryStoreBase(FamilyStore):
     """Shared policy of both memory stores: every operation as a flow. Not for direct use."""
 
     _asyncio: ClassVar[bool] = False
-    _local: LocalMemory | None = None
-    _family: RedisMemory | None = None
 
     def __init__(
         self,
@@ -104,26 +91,20 @@ class _MemoryStoreBase(RedisBacked):
         config = resolve_config(config, options)
         table = dict(DEFAULT_MEMORY_TTLS)
         table.update(ttls or {})
-        self._ttls = {kind: _ttl_ms(value, f"ttls[{kind!r}]") for kind, value in table.items()}
-        self._default_ttl = _ttl_ms(config.ttl, "ttl")
+        self._ttls = {kind: ttl_ms(value, f"ttls[{kind!r}]") for kind, value in table.items()}
+        self._default_ttl = ttl_ms(config.ttl)
         sliding = config.ttl_mode == "sliding"
         connection = self._open(config, {}, client, asyncio=self._asyncio)
         if connection is None:
             self._local = LocalMemory(sliding=sliding)
             return
-        circuit = connection.circuit
-        family = RedisMemory(connection, prefix=config.prefix, sliding=sliding)
-        if circuit is not None:
-            family.mirror = circuit.mirror(
-                ("memory", config.prefix, sliding),
-                lambda: LocalMemory(
-                    sliding=sliding, max_entries=MIRROR_ENTRIES, max_bytes=config.mirror_max_bytes
-                ),
-            )
-            attached = circuit.attach(family)
-            assert isinstance(attached, RedisMemory)
-            family = attached
-        self._family = family
+        self._route(
+            RedisMemory(connection, prefix=config.prefix, sliding=sliding),
+            ("memory", config.prefix, sliding),
+            lambda: LocalMemory(
+                sliding=sliding, max_entries=MIRROR_ENTRIES, max_bytes=config.mirror_max_bytes
+            ),
+        )
 
     @classmethod
     def from_url(cls: type[S], url: str, **options: Any) -> S:
@@ -159,23 +140,14 @@ class _MemoryStoreBase(RedisBacked):
         self, namespace: object, items: Iterable[tuple[object, object]], ttl: object
     ) -> Put:
         kind, ns = self._ns(namespace)
-        ttl_ms = self._ttls.get(kind, self._default_ttl) if ttl is _DEFAULT else _ttl_ms(ttl, "ttl")
+        ms = self._ttls.get(kind, self._default_ttl) if ttl is _DEFAULT else ttl_ms(ttl)
         planned: dict[str, tuple[str, bytes, bool, int]] = {}
         limit = self.config.max_message_bytes
         for key, value in items:
             checked = validate_id(key, "key")
             data, tagged = encode_value(value, limit, f"value of key {checked!r}")
-            planned[checked] = (checked, data, tagged, ttl_ms)
+            planned[checked] = (checked, data, tagged, ms)
         return Put(ns, list(planned.values()))
-
-    # -- the one place where calls meet the circuit -----------------------------------------
-
-    def _call(self, op: Op) -> Flow[Any]:
-        self._check_open()
-        if self._local is not None:
-            return self._local.do(op)
-        assert self._family is not None
-        return (yield from guarded(self._connection, self._family, op))
 
     # -- operations, each written once (the twins drive them) -----------------------------
 
@@ -234,10 +206,6 @@ class _MemoryStoreBase(RedisBacked):
         _, ns = self._ns(namespace)
         result: float | None = yield from self._call(Ttl(ns, validate_id(key, "key")))
         return result
-
-    def status(self) -> StoreStatus:
-        """Where calls go now and what the fallback of this Redis has been through (no I/O)."""
-        return self._status()
 
 
 class MemoryStore(_MemoryStoreBase, Blocking):

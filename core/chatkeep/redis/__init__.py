@@ -41,7 +41,7 @@ from .flows import (
 )
 from .journal import Journal, Journaled, MemoryJournal, SqliteJournal
 from .scripts import FEATURES, Feature, Script, acl_rules, run_script
-from .stores import Awaiting, Blocking, RedisBacked, resolve_config
+from .stores import Awaiting, Blocking, FamilyStore, RedisBacked, resolve_config
 
 __all__ = [
     "FAMILIES",
@@ -49,6 +49,7 @@ __all__ = [
     "NO_IO",
     "Awaiting",
     "Blocking",
+    "FamilyStore",
     "RedisBacked",
     "async_method",
     "resolve_config",

@@ -17,17 +17,19 @@ A store of your own::
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
 from ..config import StoreConfig
 from ..errors import ConfigurationError, InvalidArgumentError
 from ..status import StoreStatus
+from .circuit import Family, Mirror, guarded
 from .clients import is_async_client
 from .connection import Connection, connect
 from .flows import NO_IO, Flow, arun, run
 
-__all__ = ["Awaiting", "Blocking", "RedisBacked", "resolve_config"]
+__all__ = ["Awaiting", "Blocking", "FamilyStore", "RedisBacked", "resolve_config"]
 
 T = TypeVar("T")
 S = TypeVar("S", bound="RedisBacked")
@@ -130,6 +132,38 @@ class RedisBacked:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(url={self.config.safe_url!r}, prefix={self.config.prefix!r})"
+
+
+class FamilyStore(RedisBacked):
+    """A store whose every operation is an operation of one circuit
+    :class:`~chatkeep.redis.Family`: on Redis through the circuit of its connection
+    (the family's mirror serves while Redis is away), or on ``_local``, an in-process
+    backend (``memory://``) whose ``do(op)`` returns the result."""
+
+    _local: Any = None
+    _family: Any = None
+
+    def _route(self, family: Family, mirror_key: Any, make_mirror: Callable[[], Mirror]) -> None:
+        """Send this store's operations to ``family``, or to the family already attached
+        to the circuit with the same name and parameters; with a circuit, the mirror
+        kept under ``mirror_key`` (made once by ``make_mirror``) serves them while Redis
+        is away."""
+        circuit = None if self._connection is None else self._connection.circuit
+        if circuit is not None:
+            family.mirror = circuit.mirror(mirror_key, make_mirror)
+            family = circuit.attach(family)
+        self._family = family
+
+    def _call(self, op: Any) -> Flow[Any]:
+        """``op`` through the circuit (or on the in-process backend)."""
+        self._check_open()
+        if self._local is not None:
+            return self._local.do(op)
+        return (yield from guarded(self._connection, self._family, op))
+
+    def status(self) -> StoreStatus:
+        """Where calls go now and what the fallback of this Redis has been through (no I/O)."""
+        return self._status()
 
 
 class Blocking(RedisBacked):
