@@ -153,7 +153,7 @@ def test_bad_inputs_values_and_options(make_cache: Any) -> None:
         cache.get_or_compute("k", lambda: "x" * 100)
     assert cache.get("k") is None  # nothing written
     assert cache.get_or_compute("k", lambda: "small") == "small"  # the key was freed
-    for ttl in [0, -1, True, "60"]:
+    for ttl in [0, -1, True, "60", float("inf"), float("nan"), 1e16]:
         with pytest.raises(InvalidArgumentError):
             cache.set("k", 1, ttl=ttl)
     for options in [

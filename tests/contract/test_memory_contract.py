@@ -116,7 +116,7 @@ def test_bad_values_and_arguments_write_nothing(make_memory_store: Any) -> None:
         memory.mget(USER, "ab")  # a str is not a sequence of keys
     with pytest.raises(InvalidArgumentError):
         memory.list(USER, prefix=3)
-    for ttl in [0, -1, True, "60"]:
+    for ttl in [0, -1, True, "60", float("inf"), float("nan"), 1e16]:
         with pytest.raises(InvalidArgumentError):
             memory.put(USER, "k", 1, ttl=ttl)
     assert memory.list(USER) == []
