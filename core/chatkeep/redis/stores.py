@@ -69,7 +69,9 @@ class RedisBacked:
             self._connection = None
             return None
         if client is not None and is_async_client(client) != asyncio:
-            kind = "redis.asyncio.Redis or RedisCluster" if asyncio else "redis.Redis or RedisCluster"
+            kind = (
+                "redis.asyncio.Redis or RedisCluster" if asyncio else "redis.Redis or RedisCluster"
+            )
             raise ConfigurationError(
                 f"{type(self).__name__} needs a {kind} client, got "
                 f"{type(client).__module__}.{type(client).__name__}"
@@ -196,7 +198,7 @@ class Blocking(RedisBacked):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()  # type: ignore[attr-defined]
+        self.close()
 
 
 class Awaiting(RedisBacked):
@@ -233,4 +235,4 @@ class Awaiting(RedisBacked):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.aclose()  # type: ignore[attr-defined]
+        await self.aclose()
