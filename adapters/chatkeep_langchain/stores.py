@@ -20,8 +20,7 @@ from typing import Any
 
 from langchain_core.stores import BaseStore
 
-from chatkeep import AsyncMemoryStore, ConfigurationError, MemoryStore
-from chatkeep.memory_store import Namespace
+from chatkeep import AsyncMemoryStore, ConfigurationError, MemoryStore, Namespace
 
 __all__ = ["RedisStore"]
 

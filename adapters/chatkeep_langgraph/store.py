@@ -35,8 +35,7 @@ from langgraph.store.base import (
     TTLConfig,
 )
 
-from chatkeep import InvalidArgumentError, StoreConfig
-from chatkeep.memory_store import MemoryStore
+from chatkeep import InvalidArgumentError, MemoryStore, StoreConfig
 
 __all__ = ["RedisStore"]
 

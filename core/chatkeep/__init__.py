@@ -24,10 +24,10 @@ from .errors import (
     ConflictError,
     FallbackWarning,
     IncompleteMirrorError,
-    JournalFullError,
     InvalidArgumentError,
     InvalidMessageError,
     InvalidSessionId,
+    JournalFullError,
     LockTimeoutError,
     MessageTooLargeError,
     SerializationError,
@@ -35,7 +35,7 @@ from .errors import (
     ValueTooLargeError,
 )
 from .locks import AsyncSessionLock, SessionLock
-from .memory_store import DEFAULT_MEMORY_TTLS, AsyncMemoryStore, MemoryStore
+from .memory import DEFAULT_MEMORY_TTLS, AsyncMemoryStore, MemoryStore, Namespace
 from .message import ContentPart, Message, Role, ToolCall
 from .sessions.ops import RecentConversation, SessionInfo
 from .status import StoreStatus
@@ -75,6 +75,7 @@ __all__ = [
     "MemoryStore",
     "Message",
     "MessageTooLargeError",
+    "Namespace",
     "ResultCache",
     "RecentConversation",
     "Role",

@@ -30,6 +30,8 @@ returns ``None`` for (or raises on) is decoded the usual way and handed to
 from __future__ import annotations
 
 import base64
+import binascii
+import hashlib
 import json
 import logging
 import math
@@ -43,7 +45,7 @@ from typing import Any, Generic, TypeVar
 import pydantic_core
 from pydantic import BaseModel, ValidationError
 
-from .errors import SerializationError
+from .errors import SerializationError, ValueTooLargeError
 from .message import Message, ToolCall
 
 __all__ = [
@@ -52,11 +54,14 @@ __all__ = [
     "Conversion",
     "RecordDecoder",
     "decode",
+    "decode_value",
     "dumps",
     "encode",
+    "encode_value",
     "loads",
     "model_builder",
     "parse",
+    "stable_hash",
 ]
 
 RECORD_VERSION = 1
@@ -132,6 +137,64 @@ def _check_floats(obj: Any) -> None:
     elif isinstance(obj, (list, tuple)):
         for value in obj:
             _check_floats(value)
+
+
+def encode_value(value: Any, limit: int, what: str) -> tuple[bytes, bool]:
+    """A JSON value under chatkeep's policy: (compact JSON, whether bytes were tagged as
+    ``{"$b64": ...}``). Raises :class:`SerializationError` for what JSON cannot hold
+    and :class:`ValueTooLargeError` above ``limit`` bytes (``what`` names the value)."""
+    hook = _Encoding()
+    try:
+        data = _checked_dumps(value, hook)
+        if JSON_LIBRARY == "orjson" and b"null" in data:
+            _check_floats(value)
+    except SerializationError as exc:
+        raise SerializationError(
+            f"{what}: {str(exc).replace('message', 'value')}; nothing was written"
+        ) from None
+    if len(data) > limit:
+        raise ValueTooLargeError(len(data), limit, what)
+    return data, hook.tagged
+
+
+def decode_value(data: bytes | str, tagged: bool) -> Any:
+    """The inverse of :func:`encode_value`. Raises :class:`SerializationError`."""
+    try:
+        value = loads(data)
+        return _untag(value) if tagged else value
+    except (ValueError, binascii.Error):
+        raise SerializationError("stored value is not valid JSON") from None
+
+
+def _canonical_default(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {_B64: base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def stable_hash(inputs: Any) -> str:
+    """sha256 (hex) of the canonical JSON of ``inputs`` (sorted keys, compact, UTF-8).
+
+    The stdlib ``json`` is used whether or not orjson is installed, so every process
+    computes the same key for the same inputs. Raises :class:`SerializationError` for
+    inputs JSON cannot hold.
+    """
+    try:
+        text = json.dumps(
+            inputs,
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
+            default=_canonical_default,
+        )
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(f"cannot hash cache inputs as JSON: {exc}") from None
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def to_record(message: Message) -> dict[str, Any]:

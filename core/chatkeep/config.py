@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -16,16 +17,35 @@ from pydantic import (
     field_validator,
 )
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, InvalidArgumentError
 from .keys import KeySchema
 
-__all__ = ["DEFAULT_TTL", "StoreConfig", "redact_url"]
+__all__ = ["DEFAULT_TTL", "StoreConfig", "redact_url", "ttl_ms"]
 
 DEFAULT_TTL = 7 * 24 * 3600.0
 """Seven days, in seconds."""
 
 MAX_TTL = 100 * 365 * 24 * 3600.0
 """The longest TTL accepted (about a century, in seconds); ``None`` means never."""
+
+
+def ttl_ms(value: object, what: str = "ttl") -> int:
+    """A TTL argument in milliseconds: None -> 0 (never expires), else a positive, finite
+    number of seconds up to :data:`MAX_TTL` (else :class:`InvalidArgumentError` naming
+    ``what``)."""
+    if value is None:
+        return 0
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not 0 < value <= MAX_TTL
+    ):
+        raise InvalidArgumentError(
+            f"{what} must be a positive number of seconds up to {MAX_TTL:.0f}, or None"
+        )
+    return max(round(value * 1000), 1)
+
 
 _NONE_WORDS = {"", "none", "null", "never", "off"}
 

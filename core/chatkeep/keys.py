@@ -16,7 +16,8 @@ on one Redis Cluster slot; ``<prefix>`` is written as is (no braces)::
     result cache (ResultCache)
     <prefix>:cache:<ns>:{<digest>}       STRING  flag byte + JSON value
     <prefix>:cache:<ns>:{<digest>}:lock  STRING  token of the one computing it
-    <prefix>:cache:<ns>:idx              ZSET    digest -> expires_at (ms), for clear()
+    <prefix>:cache:<ns>:idx              ZSET    digest -> expires_at (ms), for clear();
+                                                 expires with its longest-lived entry
     LangGraph checkpoints (chatkeep_langgraph.RedisSaver)
     <prefix>:lg:{<thread>}:i         ZSET    "<ns>:<checkpoint id>"
     <prefix>:lg:{<thread>}:c         HASH    checkpoint records

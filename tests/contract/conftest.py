@@ -1,9 +1,10 @@
 """The contract suite runs every test against every backend, sync and async.
 
-``make_store(**options)`` returns a store with the synchronous API. For the async
-twin it is a thin facade that runs each awaited call on the test's own event loop,
-so one test body checks both twins. Backends: memory, fakeredis, and real servers
-started by the test session:
+``make_store(**options)`` returns a conversation store with the synchronous API (and
+``make_memory_store`` a long-term memory store, ``make_cache`` a result cache). For
+the async twin it is a thin facade that runs each awaited call on the test's own
+event loop, so one test body checks both twins. Backends: memory, fakeredis, and real
+servers started by the test session:
 
 - ``redis``: one redis-server;
 - ``cluster``: a Redis Cluster of 3 masters + 3 replicas (``redis+cluster://``);
@@ -16,6 +17,7 @@ started by the test session:
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -25,7 +27,14 @@ import pytest
 import redis
 import redis.asyncio
 
-from chatkeep import AsyncConversationStore, ConversationStore
+from chatkeep import (
+    AsyncConversationStore,
+    AsyncMemoryStore,
+    AsyncResultCache,
+    ConversationStore,
+    MemoryStore,
+    ResultCache,
+)
 from tests.support.acl import AclUser
 from tests.support.cluster import (
     RedisClusterDeployment,
@@ -60,9 +69,10 @@ def tls_redis(pytestconfig: pytest.Config) -> TlsRedis:
 
 
 class AsyncFacade:
-    """The sync API over an asyncio object (each awaited call run on ``loop``): a
-    store, and what its calls return (an AsyncSessionLock, an AsyncSubscription),
-    with ``with`` for ``async with`` and ``for`` for ``async for``."""
+    """The sync API over an asyncio object (each awaited call run on ``loop``): any of
+    chatkeep's stores, and what its calls return (an AsyncSessionLock, an
+    AsyncSubscription), with ``with`` for ``async with`` and ``for`` for ``async for``.
+    What a call returns is awaited when it is awaitable, else returned as it is."""
 
     def __init__(self, store: Any, loop: asyncio.AbstractEventLoop) -> None:
         self.store = store
@@ -70,7 +80,7 @@ class AsyncFacade:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.store, name)
-        if name in ("status", "config") or not callable(attr):
+        if not callable(attr):
             return attr
 
         def call(*args: Any, **kwargs: Any) -> Any:
@@ -97,6 +107,9 @@ class AsyncFacade:
                 yield self._loop.run_until_complete(anext(iterator))
             except StopAsyncIteration:
                 return
+
+    def __repr__(self) -> str:
+        return repr(self.store)
 
     def close(self) -> None:
         self._loop.run_until_complete(self.store.aclose())
@@ -155,11 +168,35 @@ class Harness:
     def make(self, **options: Any) -> Any:
         """A conversation store with the synchronous API (the async twin behind an
         :class:`AsyncFacade`)."""
-        store = self.build(ConversationStore, AsyncConversationStore, **options)
+        return self.make_of(ConversationStore, AsyncConversationStore, **options)
+
+    def make_of(self, sync_class: type, async_class: type, **options: Any) -> Any:
+        """A store of ``sync_class`` with the synchronous API (its asyncio twin
+        ``async_class`` behind an :class:`AsyncFacade`) on this backend."""
+        store = self.build(sync_class, async_class, **options)
         if self.twin == "sync":
             return store
         assert self.loop is not None
         return AsyncFacade(store, self.loop)
+
+    def function(self, body: Callable[..., Any]) -> Callable[..., Any]:
+        """``body`` as this twin's kind of function (the async twin gets a coroutine
+        function with the same name)."""
+        if self.twin == "sync":
+            return body
+
+        @functools.wraps(body)
+        async def coroutine_function(*args: Any, **kwargs: Any) -> Any:
+            return body(*args, **kwargs)
+
+        return coroutine_function
+
+    def run(self, value: Any) -> Any:
+        """``value``, awaited on this harness's loop if it is awaitable."""
+        if inspect.isawaitable(value):
+            assert self.loop is not None
+            return self.loop.run_until_complete(value)
+        return value
 
     @property
     def url(self) -> str:
@@ -238,3 +275,23 @@ def make_store(harness: Harness) -> Callable[..., Any]:
 @pytest.fixture
 def store(make_store: Callable[..., Any]) -> Any:
     return make_store()
+
+
+@pytest.fixture
+def make_memory_store(harness: Harness) -> Callable[..., Any]:
+    return functools.partial(harness.make_of, MemoryStore, AsyncMemoryStore)
+
+
+@pytest.fixture
+def memory(make_memory_store: Callable[..., Any]) -> Any:
+    return make_memory_store()
+
+
+@pytest.fixture
+def make_cache(harness: Harness) -> Callable[..., Any]:
+    return functools.partial(harness.make_of, ResultCache, AsyncResultCache)
+
+
+@pytest.fixture
+def cache(make_cache: Callable[..., Any]) -> Any:
+    return make_cache()

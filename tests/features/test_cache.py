@@ -18,8 +18,8 @@ from chatkeep import (
     SerializationError,
     ValueTooLargeError,
 )
-from chatkeep.cache import _MISS
 from tests.features.conftest import finish, spawn
+from tests.support.acl import AclUser
 from tests.support.servers import RedisServer
 
 
@@ -37,7 +37,7 @@ def test_decorator_caches_by_arguments(url: str, prefix: str) -> None:
         assert weather("Oslo") == {"city": "Oslo", "days": 1, "raw": b"\x01"}
         assert weather("Oslo", days=2)["days"] == 2
         assert calls == [("Oslo", 1), ("Oslo", 2)]
-        assert cache.status()["hits"] == 1
+        assert cache.hits == 1
 
         @cache.cached(key=lambda query, **_: query.lower(), ttl=60)
         def search(query: str, *, verbose: bool = False) -> list[str]:
@@ -87,9 +87,14 @@ def test_a_claim_run_twice_by_its_caller_still_holds(url: str, prefix: str) -> N
         pytest.skip("the claim script runs on Redis")
     with ResultCache.from_url(url, prefix=prefix) as cache:
         digest = cache.key(["claimed twice"])
-        assert cache._claim(digest, "token-a") == (_MISS, True)
-        assert cache._claim(digest, "token-a") == (_MISS, True)  # the retry
-        assert cache._claim(digest, "token-b") == (_MISS, False)  # anyone else waits
+
+        def claim(token: str) -> tuple[bytes | None, bool]:
+            found = cache._drive(cache._claim(digest, token))
+            return found.data, found.claimed
+
+        assert claim("token-a") == (None, True)
+        assert claim("token-a") == (None, True)  # the retry
+        assert claim("token-b") == (None, False)  # anyone else waits
 
 
 async def test_async_decorator(url: str, prefix: str) -> None:
@@ -184,11 +189,11 @@ def test_fallback_during_an_outage(fresh_redis_server: RedisServer, prefix: str)
         for t in threads:
             t.join()
         assert len(computations) == 1  # per-process locking while Redis is away
-        assert cache.status()["degraded"]
+        assert cache.status().degraded
         server.start()
         time.sleep(0.1)
         assert cache.get_or_compute("after", lambda: "back") == "back"
-        assert not cache.status()["degraded"]
+        assert not cache.status().degraded
     with ResultCache.from_url(server.url, prefix=prefix, fallback="raise") as strict:
         assert strict.get("after") == "back"
         server.stop()
@@ -239,3 +244,68 @@ async def test_langchain_llm_cache_async(url: str, prefix: str) -> None:
         assert chat.i == 1
         await llm_cache.aclear()
         assert (await chat.ainvoke("hi")).content == "b"
+
+
+# -- regressions of issue 13 ----------------------------------------------------------------
+
+
+@pytest.mark.redis_server
+def test_async_result_cache_from_a_url_works_across_two_event_loops(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """Issue 13: the second ``asyncio.run`` raised ``RuntimeError: Event loop is closed``."""
+    cache = AsyncResultCache.from_url(redis_server.url, prefix=prefix, fallback="raise")
+
+    async def compute() -> int:
+        return 7
+
+    assert asyncio.run(cache.get_or_compute("q", compute)) == 7
+    assert asyncio.run(cache.get("q")) == 7
+    asyncio.run(cache.set("r", [1]))
+    assert asyncio.run(cache.get("r")) == [1]
+    asyncio.run(cache.aclose())
+
+
+@pytest.mark.redis_server
+def test_a_least_privilege_user_can_use_the_result_cache(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """Issue 13: a user made from ``chatkeep.redis.acl_rules()`` got NOPERM on set."""
+    user = AclUser([redis_server.port], prefix)
+    url = f"redis://{user.userinfo}127.0.0.1:{redis_server.port}/0"
+    try:
+        with ResultCache.from_url(url, prefix=prefix, fallback="raise") as cache:
+            cache.set("k", {"v": 1})
+            assert cache.get("k") == {"v": 1}
+            assert cache.get_or_compute("c", lambda: "computed") == "computed"
+            assert cache.get_or_compute("c", lambda: "again") == "computed"
+            assert cache.delete("k") is True
+            assert cache.clear() == 1
+            assert cache.get("c") is None
+    finally:
+        user.drop()
+
+
+@pytest.mark.redis_server
+def test_the_cache_index_expires_with_its_longest_lived_entry(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """Issue 13: ``<prefix>:cache:<ns>:idx`` never expired (a namespace used once kept
+    its index forever). It lives as long as its longest-lived entry; an entry that
+    never expires makes it persist."""
+    raw = redis.Redis.from_url(redis_server.url)
+    index = f"{prefix}:cache:tools:idx"
+    try:
+        with ResultCache.from_url(redis_server.url, prefix=prefix, namespace="tools") as cache:
+            cache.set("short", 1, ttl=60)
+            assert 0 < raw.pttl(index) <= 60_000
+            cache.set("long", 2, ttl=600)
+            assert 60_000 < raw.pttl(index) <= 600_000
+            cache.set("shorter", 3, ttl=30)  # does not shorten it
+            assert 60_000 < raw.pttl(index) <= 600_000
+            cache.get_or_compute("computed", lambda: 4, ttl=3000)
+            assert 600_000 < raw.pttl(index) <= 3_000_000
+            cache.set("forever", 5, ttl=None)
+            assert raw.pttl(index) == -1
+    finally:
+        raw.close()

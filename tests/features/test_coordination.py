@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import statistics
 import threading
@@ -16,14 +15,10 @@ import redis.asyncio
 
 from chatkeep import (
     AsyncConversationStore,
-    AsyncSessionLock,
-    AsyncSubscription,
     BackendUnavailableError,
     ConversationStore,
     LockTimeoutError,
     Message,
-    SessionLock,
-    Subscription,
 )
 from tests.features.conftest import finish, spawn
 from tests.support.servers import RedisServer
@@ -327,25 +322,3 @@ def test_memory_subscription_from_another_thread(prefix: str) -> None:
             threading.Timer(0.05, store.append, args=("s", _user("later"))).start()
             message = next(iter(updates))
             assert message.text == "later"
-
-
-@pytest.mark.parametrize(
-    ("sync", "twin", "extra"),
-    [
-        (SessionLock, AsyncSessionLock, set()),
-        (Subscription, AsyncSubscription, {"start", "aclose"}),
-    ],
-)
-def test_twins_have_the_same_public_api(sync: type, twin: type, extra: set[str]) -> None:
-    def public(cls: type) -> dict[str, inspect.Signature]:
-        return {
-            name: inspect.signature(getattr(cls, name))
-            for name in dir(cls)
-            if not name.startswith("_") and callable(getattr(cls, name))
-        }
-
-    mine, theirs = public(sync), public(twin)
-    assert set(theirs) - set(mine) == extra
-    assert set(mine) <= set(theirs)
-    for name, signature in mine.items():
-        assert list(signature.parameters) == list(theirs[name].parameters), name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import datetime, timezone
 
@@ -17,6 +18,7 @@ from chatkeep import (
     SerializationError,
     ValueTooLargeError,
 )
+from tests.support.acl import AclUser
 from tests.support.servers import RedisServer
 
 USER = ("user", "u42")
@@ -152,11 +154,11 @@ def test_fallback_during_an_outage(fresh_redis_server: RedisServer, prefix: str)
     memory.delete(USER, "before")
     assert memory.get(USER, "during") == {"n": 1}
     status = memory.status()
-    assert status["degraded"] and status["pending_replay"] == 2
+    assert status.degraded and status.pending_replay == 2
     server.start()
     time.sleep(0.1)
     assert memory.flush() == 0
-    assert not memory.status()["degraded"]
+    assert not memory.status().degraded
     memory.close()
     with MemoryStore.from_url(server.url, prefix=prefix) as other:  # another process's view
         assert other.get(USER, "during") == {"n": 1}
@@ -181,3 +183,41 @@ async def test_async_fallback_and_raise(fresh_redis_server: RedisServer, prefix:
     assert await strict.mget(USER, ["k", "k2"]) == [None, 2]
     await memory.aclose()
     await strict.aclose()
+
+
+# -- regressions of issue 13 ----------------------------------------------------------------
+
+
+@pytest.mark.redis_server
+def test_async_memory_store_from_a_url_works_across_two_event_loops(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """Issue 13: the second ``asyncio.run`` raised ``RuntimeError: Event loop is closed``
+    (the store kept one asyncio client, bound to the first loop)."""
+    memory = AsyncMemoryStore.from_url(redis_server.url, prefix=prefix, fallback="raise")
+    asyncio.run(memory.put(USER, "k", {"n": 1}))
+    assert asyncio.run(memory.get(USER, "k")) == {"n": 1}
+    asyncio.run(memory.put(USER, "k2", 2))
+    assert asyncio.run(memory.list(USER)) == ["k", "k2"]
+    asyncio.run(memory.aclose())
+
+
+@pytest.mark.redis_server
+def test_a_least_privilege_user_can_use_the_memory_store(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """Issue 13: a user made from ``chatkeep.redis.acl_rules()`` got NOPERM on put."""
+    user = AclUser([redis_server.port], prefix)
+    url = f"redis://{user.userinfo}127.0.0.1:{redis_server.port}/0"
+    try:
+        with MemoryStore.from_url(url, prefix=prefix, fallback="raise") as memory:
+            memory.put(USER, "profile", {"name": "Ada"})
+            memory.mput(USER, {"a": 1, "b": b"\x00"})
+            assert memory.get(USER, "profile") == {"name": "Ada"}
+            assert memory.mget(USER, ["a", "b"]) == [1, b"\x00"]
+            assert memory.list(USER) == ["a", "b", "profile"]
+            assert memory.ttl(USER, "a") is not None
+            assert memory.delete(USER, "profile") is True
+            assert memory.list(USER) == ["a", "b"]
+    finally:
+        user.drop()

@@ -24,9 +24,7 @@ from typing import IO, Any
 
 from redis import exceptions as rex
 
-from .. import codec
-from ..redis.errors import Unreachable
-from ..redis.errors import translate
+from .. import MemoryStore, ResultCache, codec  # noqa: F401  (their features: acl_rules covers them)
 from ..config import StoreConfig
 from ..errors import (
     BackendUnavailableError,
@@ -39,6 +37,7 @@ from ..errors import (
 )
 from ..keys import KeySchema, validate_id
 from ..message import Message
+from ..redis.errors import Unreachable, translate
 from ..sessions.ops import SessionInfo, ms_to_datetime
 from ..store import UNSET, ConversationStore
 

@@ -12,13 +12,16 @@
   :func:`acl_rules` (a least-privilege user for every feature);
 * :class:`Circuit` and :func:`guarded`: the one fallback of a Redis: mirrors,
   the journal (:class:`MemoryJournal`, :class:`SqliteJournal`), probes, batched
-  replay, notifications and counters.
+  replay, notifications and counters;
+* :func:`encode_value`/:func:`decode_value` (a JSON value under chatkeep's policy:
+  bytes tagged and restored, a size limit) and :func:`dumps`/:func:`loads`.
 
 See the README's "Building on chatkeep" for a store of your own.
 """
 
 from __future__ import annotations
 
+from ..codec import decode_value, dumps, encode_value, loads
 from .circuit import (
     FAMILIES,
     BaseFamily,
@@ -47,7 +50,7 @@ from .flows import (
 )
 from .journal import Journal, Journaled, MemoryJournal, SqliteJournal
 from .scripts import FEATURES, Feature, Script, acl_rules, run_script
-from .stores import Awaiting, Blocking, RedisBacked, resolve_config
+from .stores import Awaiting, Blocking, FamilyStore, RedisBacked, resolve_config
 
 __all__ = [
     "FAMILIES",
@@ -56,6 +59,7 @@ __all__ = [
     "Awaiting",
     "BaseFamily",
     "Blocking",
+    "FamilyStore",
     "RedisBacked",
     "async_method",
     "resolve_config",
@@ -83,12 +87,16 @@ __all__ = [
     "check",
     "client_options",
     "connect",
+    "decode_value",
     "done",
+    "dumps",
+    "encode_value",
     "gather",
     "guarded",
     "is_async_client",
     "is_cluster_client",
     "is_temporary",
+    "loads",
     "register_family",
     "run",
     "run_script",

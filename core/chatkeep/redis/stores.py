@@ -16,19 +16,25 @@ A store of your own::
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
 from ..config import StoreConfig
 from ..errors import ConfigurationError, InvalidArgumentError
+from ..status import StoreStatus
+from .circuit import Family, Mirror, guarded
 from .clients import is_async_client
 from .connection import Connection, connect
 from .flows import NO_IO, Flow, arun, run
 
-__all__ = ["Awaiting", "Blocking", "RedisBacked", "resolve_config"]
+__all__ = ["Awaiting", "Blocking", "FamilyStore", "RedisBacked", "resolve_config"]
 
 T = TypeVar("T")
 S = TypeVar("S", bound="RedisBacked")
+
+logger = logging.getLogger("chatkeep")
 
 
 def resolve_config(config: StoreConfig | None, options: dict[str, Any]) -> StoreConfig:
@@ -96,6 +102,33 @@ class RedisBacked:
             return 0
         return (yield from circuit.flush())
 
+    def _closing_flow(self) -> Flow[None]:
+        """What closing does before the connection is given back: replay what can be
+        replayed; the last store of a Redis says what is left."""
+        remaining = yield from self._flush()
+        connection = self._connection
+        if remaining and connection is not None and connection.users <= 1:
+            logger.error(
+                "closing with %d journaled writes that did not reach Redis (they are "
+                "replayed at exit if Redis is back by then%s)",
+                remaining,
+                "" if self.config.journal_path is None else ", and kept in the journal file",
+            )
+
+    def _status(self, skipped: int = 0) -> StoreStatus:
+        """This store's :class:`~chatkeep.StoreStatus` (its circuit's, if it has one)."""
+        connection = self._connection
+        if connection is None or connection.circuit is None:
+            backend = "memory" if connection is None else "redis"
+            return StoreStatus(
+                backend=backend,
+                serving=backend,
+                degraded=False,
+                reached=connection is None or connection.reached,
+                skipped_records=skipped,
+            )
+        return connection.circuit.status("redis", skipped)
+
     def _release(self, *, asynchronous: bool = False) -> tuple[bool, bool]:
         """Mark closed and give back the connection: (whether this store was its last
         user, its last asyncio user); the caller closes what it must."""
@@ -109,6 +142,38 @@ class RedisBacked:
         return f"{type(self).__name__}(url={self.config.safe_url!r}, prefix={self.config.prefix!r})"
 
 
+class FamilyStore(RedisBacked):
+    """A store whose every operation is an operation of one circuit
+    :class:`~chatkeep.redis.Family`: on Redis through the circuit of its connection
+    (the family's mirror serves while Redis is away), or on ``_local``, an in-process
+    backend (``memory://``) whose ``do(op)`` returns the result."""
+
+    _local: Any = None
+    _family: Any = None
+
+    def _route(self, family: Family, mirror_key: Any, make_mirror: Callable[[], Mirror]) -> None:
+        """Send this store's operations to ``family``, or to the family already attached
+        to the circuit with the same name and parameters; with a circuit, the mirror
+        kept under ``mirror_key`` (made once by ``make_mirror``) serves them while Redis
+        is away."""
+        circuit = None if self._connection is None else self._connection.circuit
+        if circuit is not None:
+            family.mirror = circuit.mirror(mirror_key, make_mirror)
+            family = circuit.attach(family)
+        self._family = family
+
+    def _call(self, op: Any) -> Flow[Any]:
+        """``op`` through the circuit (or on the in-process backend)."""
+        self._check_open()
+        if self._local is not None:
+            return self._local.do(op)
+        return (yield from guarded(self._connection, self._family, op))
+
+    def status(self) -> StoreStatus:
+        """Where calls go now and what the fallback of this Redis has been through (no I/O)."""
+        return self._status()
+
+
 class Blocking(RedisBacked):
     """The synchronous twin: drives flows with blocking I/O; ``with`` closes it."""
 
@@ -117,6 +182,7 @@ class Blocking(RedisBacked):
 
     def _closing(self) -> None:
         """What this store does before its connection is given back (a hook)."""
+        self._drive(self._closing_flow())
 
     def close(self) -> None:
         """Replay what can be replayed, then give back the connection (closed by the
@@ -149,6 +215,7 @@ class Awaiting(RedisBacked):
 
     async def _aclosing(self) -> None:
         """What this store does before its connection is given back (a hook)."""
+        await self._adrive(self._closing_flow())
 
     async def aclose(self) -> None:
         """Replay what can be replayed, then give back the connection."""

@@ -1,0 +1,58 @@
+"""Long-term memory operations and their results.
+
+A store method validates and encodes its arguments once into an operation; the Redis
+family, the local backend (``memory://``) and the fallback mirror carry out the same
+operation, and the journal keeps the writes (:class:`Put`, :class:`Delete`) for replay.
+``ns`` is always the escaped namespace (its parts joined by ``:``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["Delete", "Found", "Get", "Item", "List", "Op", "Put", "Ttl"]
+
+Item = tuple[str, bytes, bool, int]
+"""One value to write: key, JSON data, whether bytes were tagged, TTL ms (0 = never)."""
+
+Found = tuple[bytes, bool, int] | None
+"""One value read: JSON data, whether bytes were tagged, TTL ms; None when missing."""
+
+
+@dataclass(slots=True)
+class Put:
+    ns: str
+    items: list[Item]
+    kind: Literal["put"] = "put"
+
+
+@dataclass(slots=True)
+class Get:
+    ns: str
+    keys: list[str]
+    kind: Literal["get"] = "get"
+
+
+@dataclass(slots=True)
+class Delete:
+    ns: str
+    keys: list[str]
+    kind: Literal["delete"] = "delete"
+
+
+@dataclass(slots=True)
+class List:
+    ns: str
+    prefix: str
+    kind: Literal["list"] = "list"
+
+
+@dataclass(slots=True)
+class Ttl:
+    ns: str
+    key: str
+    kind: Literal["ttl"] = "ttl"
+
+
+Op = Put | Get | Delete | List | Ttl

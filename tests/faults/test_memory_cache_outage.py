@@ -1,0 +1,186 @@
+"""Redis going away under the long-term memory store and the result cache, on real
+servers: the mirror serves, memory writes are journaled (in the one journal of that
+Redis) and replayed once; cache writes stay in this process."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from chatkeep import (
+    AsyncMemoryStore,
+    AsyncResultCache,
+    ConversationStore,
+    MemoryStore,
+    Message,
+    ResultCache,
+)
+from tests.contract.conftest import AsyncFacade
+from tests.support.servers import RedisServer
+
+pytestmark = pytest.mark.redis_server
+
+FAST = {"probe_interval": 0.05, "probe_max": 0.2}
+USER = ("user", "u42")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(params=["sync", "async"])
+def twin(request: pytest.FixtureRequest) -> Iterator[Callable[[type, type], Callable[..., Any]]]:
+    """``twin(Sync, Async)(...)`` makes the sync store, or the async one behind a facade."""
+    loop = asyncio.new_event_loop() if request.param == "async" else None
+
+    def pick(sync: type, asynchronous: type) -> Callable[..., Any]:
+        if loop is None:
+            return sync  # type: ignore[no-any-return]
+        return lambda *args, **kwargs: AsyncFacade(asynchronous(*args, **kwargs), loop)
+
+    yield pick
+    if loop is not None:
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
+
+
+def until_recovered(call: Callable[[], Any], store: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while store.status().degraded:
+        assert time.monotonic() < deadline, "the store did not come back from the fallback"
+        call()
+        time.sleep(0.02)
+
+
+def memory_values(url: str, prefix: str) -> dict[str, bytes]:
+    """What Redis holds of namespace USER: key -> stored JSON."""
+    raw = redis.Redis.from_url(url)
+    try:
+        found = {}
+        for key in raw.zrange(f"{prefix}:mem:{{user:u42}}:i", 0, -1):
+            data = raw.hget(f"{prefix}:mem:{{user:u42}}:v:{key.decode()}", "d")
+            if data is not None:
+                found[key.decode()] = data
+        return found
+    finally:
+        raw.close()
+
+
+def test_memory_store_server_stopped_mid_use(
+    durable_redis_server: RedisServer, prefix: str, twin: Any
+) -> None:
+    server = durable_redis_server
+    memory = twin(MemoryStore, AsyncMemoryStore)(url=server.url, prefix=prefix, **FAST)
+    memory.put(USER, "before", "seen")
+    memory.put(USER, "kept", [1])
+
+    server.stop()
+    assert memory.get(USER, "before") == "seen"  # from the mirror
+    memory.put(USER, "during", {"n": 1})  # journaled
+    memory.mput(USER, {"during": {"n": 2}, "other": b"\x00"})  # journaled, in order
+    assert memory.delete(USER, "before") is True  # journaled
+    assert memory.get(USER, "during") == {"n": 2}
+    assert memory.list(USER) == ["during", "kept", "other"]
+    status = memory.status()
+    assert (status.degraded, status.pending_replay, status.outages) == (True, 3, 1)
+
+    server.start()  # with what it had before the outage (append-only file)
+    until_recovered(lambda: memory.get(USER, "kept"), memory)
+    assert memory_values(server.url, prefix) == {
+        "during": b'{"n":2}',
+        "kept": b"[1]",
+        "other": b'{"$b64":"AA=="}',
+    }
+    status = memory.status()
+    assert (status.pending_replay, status.replayed, status.replay_rejected) == (0, 3, 0)
+    assert memory.flush() == 0
+    assert memory.status().replayed == 3  # replayed once, not again
+    memory.close()
+    with MemoryStore.from_url(server.url, prefix=prefix) as other:  # another process's view
+        assert other.mget(USER, ["before", "during", "other"]) == [None, {"n": 2}, b"\x00"]
+
+
+def test_memory_and_conversations_share_one_circuit_and_journal(
+    fresh_redis_server: RedisServer, prefix: str
+) -> None:
+    server = fresh_redis_server
+    memory = MemoryStore.from_url(server.url, prefix=prefix, **FAST)
+    store = ConversationStore.from_url(server.url, prefix=prefix, **FAST)
+    assert memory.connection is not None and store.connection is memory.connection
+    memory.put(USER, "k", 0)
+    server.stop()
+    store.append("chat", Message(role="user", content="hi"))  # opens the one circuit
+    assert memory.status().degraded  # without a call of its own
+    memory.put(USER, "k", 1)
+    assert memory.status().pending_replay == store.status().pending_replay == 2
+    server.start()
+    until_recovered(memory.flush, memory)
+    assert not store.status().degraded
+    assert memory_values(server.url, prefix) == {"k": b"1"}
+    assert [m.text for m in store.messages("chat")] == ["hi"]
+    assert store.status().outages == 1
+    store.close()
+    memory.close()
+
+
+def test_memory_writes_journaled_durably_are_replayed_by_another_process(
+    fresh_redis_server: RedisServer, prefix: str, tmp_path: Path
+) -> None:
+    server = fresh_redis_server
+    journal = str(tmp_path / "journal.sqlite")
+    server.stop()
+    code = (
+        "from chatkeep import MemoryStore\n"
+        f"memory = MemoryStore.from_url({server.url!r}, prefix={prefix!r}, "
+        f"journal_path={journal!r})\n"
+        "memory.put(('user', 'u42'), 'a', {'n': 1})\n"
+        "memory.mput(('user', 'u42'), {'b': b'raw', 'c': 3}, ttl=None)\n"
+        "memory.delete(('user', 'u42'), 'c')\n"
+        "assert memory.status().pending_replay == 3\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    server.start()
+    memory = MemoryStore.from_url(server.url, prefix=prefix, journal_path=journal, **FAST)
+    assert memory.flush() == 0
+    assert memory.status().replayed == 3
+    assert memory.mget(USER, ["a", "b", "c"]) == [{"n": 1}, b"raw", None]
+    assert memory.ttl(USER, "b") is None
+    memory.close()
+
+
+def test_result_cache_server_stopped_mid_use(
+    durable_redis_server: RedisServer, prefix: str, twin: Any
+) -> None:
+    server = durable_redis_server
+    cache = twin(ResultCache, AsyncResultCache)(url=server.url, prefix=prefix, **FAST)
+    assert cache.get_or_compute("seen", lambda: "before") == "before"
+
+    server.stop()
+    assert cache.get("seen") == "before"  # the mirror's copy
+    assert cache.get_or_compute("new", lambda: "computed during") == "computed during"
+    assert cache.get_or_compute("new", lambda: "again") == "computed during"  # once
+    cache.set("set during", 1)
+    assert cache.get("set during") == 1
+    status = cache.status()
+    assert (status.degraded, status.pending_replay) == (True, 0)  # a cache journals nothing
+
+    server.start()
+    until_recovered(lambda: cache.get("seen"), cache)
+    assert cache.get("seen") == "before"  # Redis kept it
+    assert cache.get("set during") is None  # kept in this process only: not replayed
+    assert cache.get_or_compute("new", lambda: "computed after") == "computed after"
+    assert cache.status().replayed == 0
+    cache.close()
