@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
-import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 from pydantic import ValidationError
 
 from . import codec
-from .config import MAX_TTL, StoreConfig
+from .config import StoreConfig, ttl_ms
 from .errors import (
     ChatkeepError,
     ConfigurationError,
@@ -35,10 +34,9 @@ from .errors import (
 from .keys import validate_id
 from .message import Message
 from .metrics import Metrics, MetricsSnapshot
-from .redis.circuit import guarded
 from .redis.connection import Connection
 from .redis.flows import Flow, async_method, sync_method
-from .redis.stores import Awaiting, Blocking, RedisBacked, resolve_config
+from .redis.stores import Awaiting, Blocking, FamilyStore, resolve_config
 from .sessions.local import LocalSessions
 from .sessions.ops import (
     Append,
@@ -112,25 +110,12 @@ class _IdempotencyKeys:
 _IDEMPOTENCY = _IdempotencyKeys()
 
 
-def ttl_ms(ttl: Any) -> int | None:
+def _ttl(ttl: Any) -> int | None:
     """A ``ttl=`` argument in milliseconds: None = not given, 0 = never expires."""
-    if ttl is UNSET:
-        return None
-    if ttl is None:
-        return 0
-    if (
-        isinstance(ttl, bool)
-        or not isinstance(ttl, (int, float))
-        or not math.isfinite(ttl)
-        or not 0 < ttl <= MAX_TTL
-    ):
-        raise InvalidArgumentError(
-            f"ttl must be a positive number of seconds up to {MAX_TTL:.0f}, or None"
-        )
-    return max(round(ttl * 1000), 1)
+    return None if ttl is UNSET else ttl_ms(ttl)
 
 
-class _StoreBase(RedisBacked):
+class _StoreBase(FamilyStore):
     """Shared policy of both stores: every operation as a flow. Not for direct use."""
 
     _hub: LocalHub | None = None  # in-process subscribers (memory://), made on first subscribe
@@ -179,37 +164,25 @@ class _StoreBase(RedisBacked):
 
     def _make_family(self, connection: Connection) -> RedisSessions:
         config = self.config
-        self._ttl_ms = 0 if config.ttl is None else round(config.ttl * 1000)
-        circuit = connection.circuit
-        mirror = None
-        if circuit is not None:
-            mirror_key = (
-                "sessions", config.prefix, self._ttl_ms, config.ttl_mode, config.max_messages,
-                config.mirror_sessions, config.mirror_messages, config.mirror_max_bytes,
-            )  # fmt: skip
-            mirror = circuit.mirror(
-                mirror_key,
-                lambda: LocalSessions(
-                    ttl_ms=self._ttl_ms,
-                    fixed=config.ttl_mode == "fixed",
-                    max_messages=config.max_messages or 0,
-                    max_sessions=config.mirror_sessions,
-                    keep_messages=config.mirror_messages,
-                    max_bytes=config.mirror_max_bytes,
-                ),
-            )
-        family = RedisSessions(
-            connection,
-            prefix=config.prefix,
-            ttl_ms=self._ttl_ms,
-            fixed=config.ttl_mode == "fixed",
-            max_messages=config.max_messages or 0,
-            mirror=mirror,  # type: ignore[arg-type]
-        )
-        if circuit is not None:
-            attached = circuit.attach(family)
-            assert isinstance(attached, RedisSessions)
-            family = attached
+        ttl = 0 if config.ttl is None else round(config.ttl * 1000)
+        fixed = config.ttl_mode == "fixed"
+        limit = config.max_messages or 0
+        self._route(
+            RedisSessions(
+                connection, prefix=config.prefix, ttl_ms=ttl, fixed=fixed, max_messages=limit
+            ),
+            ("sessions", config.prefix, ttl, fixed, limit, config.mirror_sessions,
+             config.mirror_messages, config.mirror_max_bytes),
+            lambda: LocalSessions(
+                ttl_ms=ttl,
+                fixed=fixed,
+                max_messages=limit,
+                max_sessions=config.mirror_sessions,
+                keep_messages=config.mirror_messages,
+                max_bytes=config.mirror_max_bytes,
+            ),
+        )  # fmt: skip
+        family: RedisSessions = self._family
         return family
 
     def _join(self, twin: Any, client: Any, *, asynchronous: bool) -> None:
@@ -322,7 +295,7 @@ class _StoreBase(RedisBacked):
     def _call(self, op: Op) -> Flow[Any]:
         """``op`` through the circuit (or the local backend), measured and observed."""
         if self._closed:
-            raise InvalidArgumentError("this store is closed")  # the message users know
+            raise InvalidArgumentError("this store is closed")
         kind = op.kind
         started = perf_counter()
         try:
@@ -330,20 +303,13 @@ class _StoreBase(RedisBacked):
                 with ExitStack() as stack:
                     for hook in self._hooks:
                         stack.enter_context(hook(kind))
-                    return (yield from self._routed(op))
-            return (yield from self._routed(op))
+                    return (yield from FamilyStore._call(self, op))
+            return (yield from FamilyStore._call(self, op))
         except ChatkeepError as exc:
             self._metrics.failed(exc)
             raise
         finally:
             self._metrics.observe(kind, perf_counter() - started)
-
-    def _routed(self, op: Op) -> Flow[Any]:
-        local = self._local
-        if local is not None:
-            return local.do(op)
-        assert self._family is not None
-        return (yield from guarded(self._connection, self._family, op))
 
     # -- operations, each written once (the twins drive them) ----------------------------
 
@@ -365,7 +331,7 @@ class _StoreBase(RedisBacked):
         parsed, records = self._messages(messages)
         checked_owner = self._owner(owner)
         op = Append(
-            sid, parsed, records, checked_owner, _IDEMPOTENCY.make(idempotency_key), ttl_ms(ttl)
+            sid, parsed, records, checked_owner, _IDEMPOTENCY.make(idempotency_key), _ttl(ttl)
         )
         if not parsed:  # nothing to write: report the length as it is
             info = yield from self._call(Info(sid, checked_owner))
@@ -400,7 +366,7 @@ class _StoreBase(RedisBacked):
         """Replace the whole history atomically (readers never see it half-done)."""
         sid = self._sid(session_id)
         parsed, records = self._messages(messages)
-        op = Replace(sid, parsed, records, self._owner(owner), _IDEMPOTENCY.make(None), ttl_ms(ttl))
+        op = Replace(sid, parsed, records, self._owner(owner), _IDEMPOTENCY.make(None), _ttl(ttl))
         result = yield from self._call(op)
         return int(result.length)
 
@@ -466,19 +432,9 @@ class _StoreBase(RedisBacked):
 
     def status(self) -> StoreStatus:
         """Where calls go now and what the fallback has been through (no I/O)."""
-        skipped = self._decoder.skipped + (self._family.bad_hashes if self._family else 0)
-        connection = self._connection
-        if connection is None or connection.circuit is None:
-            backend = "memory" if connection is None else "redis"
-            reached = connection is None or connection.reached
-            return StoreStatus(
-                backend=backend,
-                serving=backend,
-                degraded=False,
-                reached=reached,
-                skipped_records=skipped,
-            )
-        return connection.circuit.status("redis", skipped)
+        return self._status(
+            self._decoder.skipped + (self._family.bad_hashes if self._family else 0)
+        )
 
     def metrics(self) -> MetricsSnapshot:
         """Counters since the store was made: operations, errors by kind, fallback
@@ -493,17 +449,9 @@ class _StoreBase(RedisBacked):
         )
 
     def _closing_flow(self) -> Flow[None]:
-        remaining = yield from self._flush()
-        connection = self._connection
-        if connection is not None and connection.circuit is not None:
-            connection.circuit.unlisten(self._notify)
-            if remaining and connection.users <= 1:  # the last store of this Redis
-                logger.error(
-                    "closing with %d journaled writes that did not reach Redis (they are "
-                    "replayed at exit if Redis is back by then%s)",
-                    remaining,
-                    "" if self.config.journal_path is None else ", and kept in the journal file",
-                )
+        if self._connection is not None and self._connection.circuit is not None:
+            self._connection.circuit.unlisten(self._notify)
+        yield from FamilyStore._closing_flow(self)
 
 
 def _a(noun: str) -> str:
@@ -614,9 +562,6 @@ class ConversationStore(_StoreBase, Blocking):
 
         return Subscription(self, session_id)
 
-    def _closing(self) -> None:
-        self._drive(self._closing_flow())
-
 
 class AsyncConversationStore(_StoreBase, Awaiting):
     """The asyncio twin of :class:`ConversationStore` on ``redis.asyncio``: same
@@ -713,6 +658,3 @@ class AsyncConversationStore(_StoreBase, Awaiting):
         from .updates import AsyncSubscription
 
         return AsyncSubscription(self, session_id)
-
-    async def _aclosing(self) -> None:
-        await self._adrive(self._closing_flow())
