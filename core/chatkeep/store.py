@@ -182,8 +182,8 @@ class _StoreBase(FamilyStore):
                 max_bytes=config.mirror_max_bytes,
             ),
         )  # fmt: skip
-        family: RedisSessions = self._family
-        return family
+        assert isinstance(self._family, RedisSessions)
+        return self._family
 
     def _join(self, twin: Any, client: Any, *, asynchronous: bool) -> None:
         """Share ``twin``'s connection, circuit, mirror and journal (a sync store and

@@ -21,12 +21,12 @@ from chatkeep import (
     StoreConfig,
 )
 from chatkeep.redis import FEATURES
-
-SCRIPTS = FEATURES["sessions"].scripts
 from tests.support.acl import AclUser
 from tests.support.cluster import RedisClusterDeployment
 from tests.support.servers import RedisServer
 from tests.support.tls import TlsRedis
+
+SCRIPTS = FEATURES["sessions"].scripts
 
 pytestmark = pytest.mark.redis_server
 

@@ -158,7 +158,7 @@ class FamilyStore(RedisBacked):
         is away."""
         circuit = None if self._connection is None else self._connection.circuit
         if circuit is not None:
-            family.mirror = circuit.mirror(mirror_key, make_mirror)
+            family.mirror = circuit.mirror(mirror_key, make_mirror)  # type: ignore[misc]
             family = circuit.attach(family)
         self._family = family
 
