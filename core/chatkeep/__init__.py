@@ -14,7 +14,9 @@ from __future__ import annotations
 import logging
 
 from .cache import DEFAULT_CACHE_TTL, AsyncResultCache, ResultCache
-from .codec import Conversion
+from .codec import RECORD_VERSION, Conversion, model_builder
+from .codec import decode as decode_record
+from .codec import encode as encode_record
 from .config import DEFAULT_TTL, StoreConfig
 from .errors import (
     BackendError,
@@ -51,6 +53,7 @@ __all__ = [
     "DEFAULT_CACHE_TTL",
     "DEFAULT_MEMORY_TTLS",
     "DEFAULT_TTL",
+    "RECORD_VERSION",
     "UNSET",
     "AsyncConversationStore",
     "AsyncMemoryStore",
@@ -89,4 +92,7 @@ __all__ = [
     "ToolCall",
     "ValueTooLargeError",
     "__version__",
+    "decode_record",
+    "encode_record",
+    "model_builder",
 ]

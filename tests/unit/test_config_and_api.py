@@ -27,6 +27,7 @@ def test_public_api_is_pinned() -> None:
             "DEFAULT_CACHE_TTL",
             "DEFAULT_MEMORY_TTLS",
             "DEFAULT_TTL",
+            "RECORD_VERSION",
             "UNSET",
             "AsyncConversationStore",
             "AsyncMemoryStore",
@@ -65,6 +66,9 @@ def test_public_api_is_pinned() -> None:
             "ToolCall",
             "ValueTooLargeError",
             "__version__",
+            "decode_record",
+            "encode_record",
+            "model_builder",
         ]
     )
     for name in chatkeep.__all__:

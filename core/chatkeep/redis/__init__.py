@@ -12,7 +12,9 @@
   :func:`acl_rules` (a least-privilege user for every feature);
 * :class:`Circuit` and :func:`guarded`: the one fallback of a Redis: mirrors,
   the journal (:class:`MemoryJournal`, :class:`SqliteJournal`), probes, batched
-  replay, notifications and counters;
+  replay, notifications and counters; :func:`direct` for a flow with no fallback;
+* :class:`KeySchema` (with :func:`validate_id`, :func:`escape_id`): the one key
+  layout of every feature;
 * :func:`encode_value`/:func:`decode_value` (a JSON value under chatkeep's policy:
   bytes tagged and restored, a size limit) and :func:`dumps`/:func:`loads`.
 
@@ -22,6 +24,7 @@ See the README's "Building on chatkeep" for a store of your own.
 from __future__ import annotations
 
 from ..codec import decode_value, dumps, encode_value, loads
+from ..keys import KeySchema, escape_id, unescape_id, validate_id
 from .circuit import (
     FAMILIES,
     BaseFamily,
@@ -29,6 +32,7 @@ from .circuit import (
     Family,
     Mirror,
     Route,
+    direct,
     guarded,
     register_family,
 )
@@ -49,7 +53,7 @@ from .flows import (
     sync_method,
 )
 from .journal import Journal, Journaled, MemoryJournal, SqliteJournal
-from .scripts import FEATURES, Feature, Script, acl_rules, run_script
+from .scripts import FEATURES, Feature, Script, acl_rules, load_features, run_script
 from .stores import Awaiting, Blocking, FamilyStore, RedisBacked, resolve_config
 
 __all__ = [
@@ -75,6 +79,7 @@ __all__ = [
     "Flow",
     "Journal",
     "Journaled",
+    "KeySchema",
     "MemoryJournal",
     "Mirror",
     "Route",
@@ -88,17 +93,22 @@ __all__ = [
     "client_options",
     "connect",
     "decode_value",
+    "direct",
     "done",
     "dumps",
     "encode_value",
+    "escape_id",
     "gather",
     "guarded",
     "is_async_client",
     "is_cluster_client",
     "is_temporary",
+    "load_features",
     "loads",
     "register_family",
     "run",
     "run_script",
     "translate",
+    "unescape_id",
+    "validate_id",
 ]

@@ -39,7 +39,7 @@ import warnings
 import weakref
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ..errors import (
     BackendError,
@@ -64,6 +64,7 @@ __all__ = [
     "Family",
     "Mirror",
     "Route",
+    "direct",
     "guarded",
     "register_family",
 ]
@@ -636,3 +637,18 @@ def guarded(
         served = circuit.serve(family, op)
         if served is not _RETRY:
             return served
+
+
+T = TypeVar("T")
+
+
+def direct(connection: Connection, flow: Flow[T]) -> Flow[T]:
+    """``flow`` on Redis with no fallback, as a store with ``fallback="raise"`` runs
+    its operations: an unreachable Redis raises :class:`chatkeep.BackendUnavailableError`
+    (the cause kept); every other error is raised as it is."""
+    try:
+        return (yield from flow)
+    except Unreachable as exc:
+        raise BackendUnavailableError(
+            f"Redis at {connection.safe_url} is unreachable ({exc}); fallback is off"
+        ) from exc.cause

@@ -28,7 +28,7 @@ from redis import exceptions as rex
 from .errors import check
 from .flows import Command, Flow
 
-__all__ = ["FEATURES", "Feature", "Script", "acl_rules", "run_script"]
+__all__ = ["FEATURES", "Feature", "Script", "acl_rules", "load_features", "run_script"]
 
 _CALL = re.compile(rb"redis\.p?call\(\s*'([A-Za-z]+)'")
 _DECLARED = re.compile(rb"^--\s*commands:\s*(.+)$", re.MULTILINE)
@@ -157,6 +157,14 @@ def _load_plugins() -> None:
                 entry.load()
             except ImportError:  # the adapter's framework is not installed: not used
                 continue
+
+
+def load_features() -> dict[str, Feature]:
+    """Every feature of this process, with those of installed packages that declare
+    one in the ``chatkeep.features`` entry-point group (the adapters) imported first:
+    their families can then replay another process's durable journal."""
+    _load_plugins()
+    return FEATURES
 
 
 def acl_rules(prefix: str, *, cluster: bool = False) -> list[str]:
