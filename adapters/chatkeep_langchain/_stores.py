@@ -27,18 +27,11 @@ from collections.abc import MutableMapping
 from typing import Any, Literal
 
 from chatkeep import AsyncConversationStore, ConfigurationError, ConversationStore, StoreConfig
+from chatkeep.redis import is_async_client
 
 __all__ = ["AsyncMode", "Backing", "aclose_shared_stores", "close_shared_stores", "shared_backing"]
 
 AsyncMode = Literal["native", "inline", "thread", "none"]
-
-
-def _is_async_client(client: Any) -> bool:
-    try:
-        import redis.asyncio as redis_async
-    except ImportError:  # pragma: no cover - redis is a dependency of chatkeep
-        return False
-    return isinstance(client, (redis_async.Redis, redis_async.RedisCluster))
 
 
 class Backing:
@@ -67,7 +60,7 @@ class Backing:
                 "async_store must be a chatkeep AsyncConversationStore, "
                 f"not {type(async_store).__name__}"
             )
-        if client is not None and _is_async_client(client):
+        if client is not None and is_async_client(client):
             if async_client is not None:
                 raise ConfigurationError("client and async_client are both asynchronous clients")
             client, async_client = None, client
@@ -94,7 +87,7 @@ class Backing:
         if async_store is not None or async_client is not None:
             self.async_mode = "native"
         elif store is not None:
-            self.async_mode = "inline" if store.status().backend == "memory" else "thread"
+            self.async_mode = "inline" if store.connection is None else "thread"
         elif client is not None:
             self.async_mode = "thread"  # a sync client only: no loop-bound twin to build
         else:

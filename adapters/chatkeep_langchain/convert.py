@@ -55,8 +55,7 @@ from langchain_core.messages import (
 )
 from langchain_core.messages.tool import tool_call
 
-from chatkeep import Message, ToolCall
-from chatkeep.codec import Conversion, model_builder
+from chatkeep import Conversion, Message, ToolCall, model_builder
 
 __all__ = [
     "CONVERSION",

@@ -15,12 +15,12 @@ from chatkeep import (
     AsyncConversationStore,
     ConfigurationError,
     ConversationStore,
+    Conversion,
     InvalidArgumentError,
     Message,
     StoreConfig,
 )
-from chatkeep.codec import Conversion
-from chatkeep.keys import KeySchema, validate_id
+from chatkeep.redis import KeySchema, validate_id
 
 from ._stores import Backing, shared_backing
 from .convert import CONVERSION, from_chatkeep, to_chatkeep
