@@ -15,7 +15,7 @@ from chatkeep import (
     StoreStatus,
 )
 
-from ._stores import Stores, _made_from_url, describe_client
+from ._stores import Stores, describe_client, made_from_url
 
 ARCHIVE_MARK: Final = "\x00archived"
 """Suffix of the chatkeep session that holds a key's archived messages
@@ -99,7 +99,7 @@ def build_stores(
         shown = describe_client(client)
     elif stores.config.scheme == "memory":
         shown = stores.config.url
-    elif given is not None and not _made_from_url(given):
+    elif given is not None and not made_from_url(given):
         shown = None  # a store made with a client: its config's URL is not where it points
     else:
         shown = public_url(stores.config.url)

@@ -2,20 +2,26 @@
 
 Why this exists:
 
-* ``redis.asyncio`` connections belong to the event loop that opened them; LlamaIndex
-  runs coroutines on many loops (``Memory``'s sync methods call ``asyncio_run``, which
-  makes a loop per call in some situations; scripts call ``asyncio.run`` per turn).
-  So each running loop gets its own :class:`~chatkeep.AsyncConversationStore` with
-  its own connection pool, closed when the loop shuts down (``asyncio.run``,
-  ``asyncio.Runner`` and pytest-asyncio call ``loop.shutdown_asyncgens()``, which
-  finalizes the small async generator parked on each loop here).
-* All twins share the sync store's fallback (mirror + journal), through chatkeep's
-  ``twin=``. ``ChatMemoryBuffer`` reads through the sync store (in a worker thread)
-  while ``aput`` writes through the async one: during an outage both must see the same
-  recent history, and the journal must be replayed once, by whichever side reaches
-  Redis first.
+* LlamaIndex runs coroutines on many loops (``Memory``'s sync methods call
+  ``asyncio_run``, which makes a loop per call in some situations; scripts call
+  ``asyncio.run`` per turn), and ``redis.asyncio`` connections belong to the loop
+  that opened them. A store made from a URL has one asyncio client per running loop
+  (chatkeep's :class:`~chatkeep.redis.Connection` makes it, and closes it with its
+  loop), so each loop gets an :class:`~chatkeep.AsyncConversationStore` twin of the
+  sync store, closed when the loop shuts down (``asyncio.run``, ``asyncio.Runner`` and
+  pytest-asyncio call ``loop.shutdown_asyncgens()``, which finalizes the small async
+  generator parked on each loop here).
+* All twins share the sync store's connection and fallback (mirror + journal),
+  through chatkeep's ``twin=``. ``ChatMemoryBuffer`` reads through the sync store (in
+  a worker thread) while ``aput`` writes through the async one: during an outage both
+  must see the same recent history, and the journal must be replayed once.
+* Given clients belong to the loop they were made for: a given ``aredis_client`` (or
+  ``async_store``) serves the first loop that uses it; loops with no asyncio client of
+  their own (other loops, or a store given only a sync client) run the sync store in
+  worker threads.
 
-The one place that reaches into the core (``_primary``) is :func:`_client_of`.
+Only ``chatkeep`` and ``chatkeep.redis`` are used (``store.connection`` says whether a
+store made its own client).
 """
 
 from __future__ import annotations
@@ -35,17 +41,18 @@ from chatkeep import (
     AsyncConversationStore,
     ConfigurationError,
     ConversationStore,
+    Conversion,
     InvalidArgumentError,
     Message,
     SessionInfo,
     StoreConfig,
     StoreStatus,
 )
-from chatkeep.codec import Conversion
+from chatkeep.redis import client_options
 
 logger = logging.getLogger("chatkeep.llama_index")
 
-__all__ = ["AsyncOps", "Stores"]
+__all__ = ["AsyncOps", "Stores", "describe_client", "made_from_url"]
 
 T = TypeVar("T")
 
@@ -108,8 +115,9 @@ class _Direct:
 
 
 class _Threaded:
-    """Async face of a sync store run in worker threads: only for clients no asyncio
-    twin can be derived from (e.g. a sync ``RedisCluster`` given without ``aredis_client``)."""
+    """Async face of a sync store run in worker threads: for event loops with no
+    asyncio client of their own (the given clients belong to another loop, or are
+    synchronous)."""
 
     def __init__(self, store: ConversationStore) -> None:
         self._store = store
@@ -162,29 +170,16 @@ def _client_kwargs(client: Any) -> dict[str, Any] | None:
     return kwargs
 
 
-def _with_retry(kwargs: dict[str, Any], *, asyncio_client: bool, config: Any) -> dict[str, Any]:
-    from chatkeep.backends.redis import client_options
-
-    options = client_options(config.connect_timeout, config.socket_timeout, asyncio=asyncio_client)
+def sync_client_like(client: Any, config: StoreConfig) -> redis.Redis | None:
+    """A new sync ``redis`` client for the server ``client`` (an asyncio one) talks to."""
+    kwargs = _client_kwargs(client)
+    if kwargs is None:
+        return None
+    options = client_options(config.connect_timeout, config.socket_timeout, asyncio=False)
     # The client's own settings win; chatkeep's (short timeouts, one quick retry) fill
     # what it left unset.
-    return {**options, **{k: v for k, v in kwargs.items() if v is not None or k not in options}}
-
-
-def async_client_like(client: Any, config: Any) -> redis_async.Redis | None:
-    """A new ``redis.asyncio`` client for the server ``client`` talks to."""
-    kwargs = _client_kwargs(client)
-    if kwargs is None:
-        return None
-    return redis_async.Redis(**_with_retry(kwargs, asyncio_client=True, config=config))
-
-
-def sync_client_like(client: Any, config: Any) -> redis.Redis | None:
-    """A new sync ``redis`` client for the server ``client`` talks to."""
-    kwargs = _client_kwargs(client)
-    if kwargs is None:
-        return None
-    return redis.Redis(**_with_retry(kwargs, asyncio_client=False, config=config))
+    kwargs = {**options, **{k: v for k, v in kwargs.items() if v is not None or k not in options}}
+    return redis.Redis(**kwargs)
 
 
 def describe_client(client: Any) -> str | None:
@@ -199,43 +194,22 @@ def describe_client(client: Any) -> str | None:
     return f"{scheme}://{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{db}"
 
 
-# -- reaching into the core (to be replaced by a public twin API) ---------------------------
-#
-# chatkeep has no public way yet to (1) make an asyncio twin of a store that shares its
-# fallback, (2) tell whether a store made its client from a URL, (3) close a twin
-# without flushing the shared journal. These four functions are the only places where
-# the adapter touches core internals.
-
-
-def _client_of(store: ConversationStore | AsyncConversationStore | None) -> Any:
-    """The redis-py client a store talks through, if it has one yet (never makes one:
-    a ``redis+cluster://`` client contacts the cluster when made)."""
-    primary = getattr(store, "_primary", None)
-    if primary is None:
-        return None
-    client = getattr(primary, "_client", None)
-    if client is None:
-        client = vars(primary).get("client")
-    return client
-
-
-def _made_from_url(store: ConversationStore | AsyncConversationStore) -> bool:
-    """Whether the store made its own client from its config's URL."""
-    primary = getattr(store, "_primary", None)
-    return bool(getattr(primary, "_owns_client", False))
+def made_from_url(store: ConversationStore | AsyncConversationStore) -> bool:
+    """Whether ``store`` talks to the Redis its config's URL names (it made its own
+    clients, or keeps everything in memory), rather than through given clients."""
+    connection = store.connection
+    return connection is None or not connection.given
 
 
 # -- per-loop twins ---------------------------------------------------------------------------
 
 
-async def _closer(twin: AsyncConversationStore, client: Any) -> AsyncIterator[None]:
+async def _closer(twin: AsyncConversationStore) -> AsyncIterator[None]:
     """Parked on a loop; finalized by ``loop.shutdown_asyncgens()``: closes the twin."""
     try:
         yield
     finally:
         await twin.aclose()
-        if client is not None:
-            await client.aclose()
 
 
 class _LoopEntry:
@@ -250,9 +224,8 @@ class Stores:
     """The sync store of an adapter, and its asyncio twins (one per running loop).
 
     Sources, in order: ``store=`` (used as given), ``redis_client=``, ``aredis_client=``
-    (a sync client to the same server is derived), ``async_store=`` alone (likewise),
-    else a URL. A given ``aredis_client``/``async_store`` serves the first event loop
-    that uses it; other loops get their own client to the same server.
+    (a sync client to the same server is derived), ``async_store=`` alone (its sync
+    twin is made, on a derived client if it was given one), else a URL.
     """
 
     def __init__(
@@ -270,38 +243,26 @@ class Stores:
         if async_store is not None and not isinstance(async_store, AsyncConversationStore):
             raise ConfigurationError("async_store= must be a chatkeep.AsyncConversationStore")
         self._own_sync_client: redis.Redis | None = None
-        # Twins for new loops: made from the config's URL, or from a copy of a client.
-        self._twins_from_url = False
         if store is not None:
             _no_options(options, "store=")
             self.sync = store
             self._owns_sync = False
-            self._twins_from_url = _made_from_url(store)
         elif redis_client is not None:
             self.sync = ConversationStore(StoreConfig.from_env(**options), client=redis_client)
             self._owns_sync = True
-        elif aredis_client is None and async_store is not None and _made_from_url(async_store):
-            _no_options(options, "async_store=")
-            self.sync = ConversationStore(async_store.config)
+        elif aredis_client is not None:
+            config = StoreConfig.from_env(**options)
+            self.sync = ConversationStore(config, client=self._derived(aredis_client, config))
             self._owns_sync = True
-            self._twins_from_url = True
-        elif aredis_client is not None or async_store is not None:
-            if aredis_client is None:
-                _no_options(options, "async_store=")
-                assert async_store is not None
-                config = async_store.config
-                source = _client_of(async_store)
-            else:
-                config = StoreConfig.from_env(**options)
-                source = aredis_client
-            client = None if source is None else sync_client_like(source, config)
-            if client is None:
-                raise ConfigurationError(
-                    "cannot derive a sync Redis client from the asyncio one given; "
-                    "pass store= (or redis_client=) as well"
-                )
-            self._own_sync_client = client
-            self.sync = ConversationStore(config, client=client)
+        elif async_store is not None:
+            _no_options(options, "async_store=")
+            # Its sync twin: one connection, mirror and journal for both.
+            config = async_store.config
+            connection = async_store.connection
+            client = None
+            if connection is not None and connection.given:
+                client = self._derived(connection.async_client, config)
+            self.sync = ConversationStore(config, client=client, twin=async_store)
             self._owns_sync = True
         else:
             if url is not None:
@@ -309,7 +270,6 @@ class Stores:
             # Options not given come from CHATKEEP_* (the URL also from REDIS_URL).
             self.sync = ConversationStore(StoreConfig.from_env(**options))
             self._owns_sync = True
-            self._twins_from_url = True
         self.config: StoreConfig = self.sync.config
         self._aredis_client = aredis_client
         self._async_store = async_store
@@ -318,6 +278,17 @@ class Stores:
         self._lock = threading.Lock()
         self._closed = False
         self._threaded_logged = False
+
+    def _derived(self, client: Any, config: StoreConfig) -> redis.Redis:
+        """A sync client to the server of the asyncio ``client`` (closed with this)."""
+        derived = sync_client_like(client, config)
+        if derived is None:
+            raise ConfigurationError(
+                "cannot derive a sync Redis client from the asyncio one given; "
+                "pass store= (or redis_client=) as well"
+            )
+        self._own_sync_client = derived
+        return derived
 
     # -- async side -----------------------------------------------------------------------
 
@@ -344,27 +315,25 @@ class Stores:
             return self._user_loop is loop
 
     async def _make_entry(self, loop: asyncio.AbstractEventLoop) -> _LoopEntry:
-        if self.sync.status().backend == "memory":
+        connection = self.sync.connection
+        if connection is None:  # memory://: no I/O to wait for
             return _LoopEntry(_Direct(self.sync))
         if self._claim_user_twin(loop):
             if self._async_store is not None:
                 return _LoopEntry(self._async_store)
             twin = AsyncConversationStore(self.config, client=self._aredis_client, twin=self.sync)
-            return _LoopEntry(twin)
-        client = None
-        if not self._twins_from_url:
-            source = self._aredis_client or _client_of(self._async_store) or _client_of(self.sync)
-            client = None if source is None else async_client_like(source, self.config)
-            if client is None:
-                if not self._threaded_logged:
-                    self._threaded_logged = True
-                    logger.info(
-                        "no asyncio Redis client can be derived from the given client; async "
-                        "methods run the sync store in worker threads (pass aredis_client=)"
-                    )
-                return _LoopEntry(_Threaded(self.sync))
-        twin = AsyncConversationStore(self.config, client=client, twin=self.sync)
-        closer = _closer(twin, client)
+        elif not connection.given:  # this loop's asyncio client is made from the URL
+            twin = AsyncConversationStore(self.config, twin=self.sync)
+        else:  # given clients belong to their own loop: no asyncio client for this one
+            if not self._threaded_logged:
+                self._threaded_logged = True
+                logger.info(
+                    "no asyncio Redis client for this event loop (the given clients belong "
+                    "to another, or are synchronous); async methods run the sync store in "
+                    "worker threads (pass aredis_client=, or a URL)"
+                )
+            return _LoopEntry(_Threaded(self.sync))
+        closer = _closer(twin)
         await closer.__anext__()
         return _LoopEntry(twin, closer)
 
@@ -375,13 +344,7 @@ class Stores:
 
     @property
     def degraded(self) -> bool:
-        """True while calls are served by the fallback (no I/O to find out).
-
-        The fallback journals operations and replays them in order. A ``pop`` by index
-        replayed on a Redis that lost data meanwhile (a restart without persistence)
-        removes whatever is at that index then, so removals made while degraded are
-        written as the resulting list (``replace``), which replays to the same state.
-        """
+        """True while calls are served by the fallback (no I/O to find out)."""
         return self.sync.status().degraded
 
     def close(self) -> None:

@@ -51,8 +51,7 @@ from llama_index.core.base.llms.types import (
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError
 
-from chatkeep import Message, ToolCall
-from chatkeep.codec import Conversion, model_builder
+from chatkeep import Conversion, Message, ToolCall, model_builder
 
 __all__ = [
     "CONVERSION",
