@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import warnings
 
 from llama_index.core.chat_engine import SimpleChatEngine
 from llama_index.core.llms import MockLLM
 from llama_index.core.memory import ChatMemoryBuffer, Memory
 from llama_index.core.storage.chat_store.base_db import MessageStatus
 
+from chatkeep import FallbackWarning
 from chatkeep_llama_index import RedisChatStore, RedisDBChatStore
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://localhost:6379/0")
@@ -66,5 +68,7 @@ async def memory_demo() -> None:
 
 
 if __name__ == "__main__":
+    # This example says itself when it runs on the fallback (see where()).
+    warnings.filterwarnings("ignore", category=FallbackWarning)
     chat_memory_buffer_demo()
     asyncio.run(memory_demo())
