@@ -344,7 +344,12 @@ class Stores:
 
     @property
     def degraded(self) -> bool:
-        """True while calls are served by the fallback (no I/O to find out)."""
+        """True while calls are served by the fallback (no I/O to find out).
+
+        Removals are removals by position through the store in an outage too: the
+        fallback journals the removal of that message (by id, with the session's
+        version) and refuses a position it does not hold. What the adapters skip
+        while degraded is only housekeeping (dropping an emptied session)."""
         return self.sync.status().degraded
 
     def close(self) -> None:

@@ -102,26 +102,25 @@ class RedisChatStore(StoreHandle, BaseChatStore):
 
     def delete_message(self, key: str, idx: int) -> ChatMessage | None:
         """Remove the message at ``idx`` (negative counts from the end), keeping the
-        others' order; return it, or None when out of range or missing. Removing the
-        last message deletes the session."""
+        others' order; return it, or None when out of range or missing.
+
+        One removal by position (``store.pop``). While Redis is unreachable the
+        fallback removes it from what it holds and journals the removal of that
+        message, replayed only if nobody changed the session meanwhile; a position in
+        the part of a long session it does not hold raises
+        :class:`chatkeep.IncompleteMirrorError` instead of guessing. Removing the last
+        message deletes the session (while Redis answers; an emptied session is left
+        out of :meth:`get_keys`).
+        """
         check_key(key)
         store = self._stores.sync
-        if self._stores.degraded:
-            messages = store.messages(key, owner=self.owner)
-            if not -len(messages) <= idx < len(messages):
-                return None
-            removed_now = messages.pop(idx)
-            if messages:
-                store.replace(key, messages, owner=self.owner)
-            else:
-                store.clear(key, owner=self.owner)
-            return from_chatkeep(removed_now)
         removed = store.pop(key, idx, owner=self.owner)
         if removed is None:
             return None
-        info = store.info(key, owner=self.owner)
-        if info is not None and info.message_count == 0:
-            store.clear(key, owner=self.owner)
+        if not self._stores.degraded:
+            info = store.info(key, owner=self.owner)
+            if info is not None and info.message_count == 0:
+                store.clear(key, owner=self.owner)
         return from_chatkeep(removed)
 
     def delete_last_message(self, key: str) -> ChatMessage | None:
@@ -132,7 +131,7 @@ class RedisChatStore(StoreHandle, BaseChatStore):
         """This store's sessions (its prefix, and its owner if set), most recently
         active first. Read from chatkeep's session index: no ``KEYS``, no ``SCAN``."""
         sessions = self._stores.sync.sessions(owner=self.owner)
-        return [s.id for s in sessions if ARCHIVE_MARK not in s.id]
+        return [s.id for s in sessions if s.message_count and ARCHIVE_MARK not in s.id]
 
     # -- async twins (native redis.asyncio) ---------------------------------------------------
 
@@ -178,22 +177,13 @@ class RedisChatStore(StoreHandle, BaseChatStore):
         """Async :meth:`delete_message`."""
         check_key(key)
         store = await self._aio()
-        if self._stores.degraded:
-            messages = await store.messages(key, owner=self.owner)
-            if not -len(messages) <= idx < len(messages):
-                return None
-            removed_now = messages.pop(idx)
-            if messages:
-                await store.replace(key, messages, owner=self.owner)
-            else:
-                await store.clear(key, owner=self.owner)
-            return from_chatkeep(removed_now)
         removed = await store.pop(key, idx, owner=self.owner)
         if removed is None:
             return None
-        info = await store.info(key, owner=self.owner)
-        if info is not None and info.message_count == 0:
-            await store.clear(key, owner=self.owner)
+        if not self._stores.degraded:
+            info = await store.info(key, owner=self.owner)
+            if info is not None and info.message_count == 0:
+                await store.clear(key, owner=self.owner)
         return from_chatkeep(removed)
 
     async def adelete_last_message(self, key: str) -> ChatMessage | None:
@@ -203,4 +193,4 @@ class RedisChatStore(StoreHandle, BaseChatStore):
     async def aget_keys(self) -> list[str]:
         """Async :meth:`get_keys`."""
         sessions = await (await self._aio()).sessions(owner=self.owner)
-        return [s.id for s in sessions if ARCHIVE_MARK not in s.id]
+        return [s.id for s in sessions if s.message_count and ARCHIVE_MARK not in s.id]

@@ -31,7 +31,7 @@ from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.storage.chat_store.base_db import AsyncDBChatStore, MessageStatus
 
-from chatkeep import Message
+from chatkeep import IncompleteMirrorError, Message
 
 from ._common import ARCHIVE_MARK, StoreHandle, check_key
 from ._stores import AsyncOps, Stores
@@ -149,15 +149,50 @@ class RedisDBChatStore(StoreHandle, AsyncDBChatStore):
         # archived first.
         return sorted([*archived, *active], key=_created)
 
-    async def _rewrite(self, store: AsyncOps, sid: str, messages: list[Message]) -> None:
-        """While Redis is unreachable, removals are written as the whole resulting list
-        (see ``Stores.degraded``)."""
-        if messages:
-            await store.replace(sid, messages, owner=self.owner)
-        else:
-            await store.clear(sid, owner=self.owner)
+    async def _remove(
+        self, store: AsyncOps, sid: str, items: list[Message], at: int, *, from_end: bool
+    ) -> Message | None:
+        """Remove ``items[at]`` (as read from session ``sid``) by position, counted from
+        the end when ``from_end`` (a position the fallback holds even when it holds only
+        the newest part of a session), checking that it is still that message (else it
+        is put back and None returned)."""
+        index = at - len(items) if from_end else at
+        removed = await store.pop(sid, index, owner=self.owner)
+        if removed is None:
+            return None
+        if removed.id != items[at].id:  # changed meanwhile: put it back, report nothing
+            if index == -1:
+                await store.append(sid, removed, owner=self.owner)
+            else:
+                await store.insert(
+                    sid, index + 1 if index < 0 else index, removed, owner=self.owner
+                )
+            return None
+        return removed
+
+    async def _held_whole(self, store: AsyncOps, *parts: tuple[str, list[Message]]) -> bool:
+        """Whether the lists read of these sessions are whole (while Redis is
+        unreachable, the fallback may hold only the newest part of a long session)."""
+        if not self._stores.degraded:
+            return True
+        for sid, items in parts:
+            info = await store.info(sid, owner=self.owner)
+            if info is not None and info.message_count > len(items):
+                return False
+        return True
+
+    @staticmethod
+    def _incomplete(key: str) -> IncompleteMirrorError:
+        return IncompleteMirrorError(
+            f"Redis is unreachable and this process holds only the newest part of the "
+            f"messages of key {key!r}; a removal at that position would have to guess"
+        )
 
     async def _drop_if_empty(self, store: AsyncOps, sid: str) -> None:
+        """Delete an emptied session (not while Redis is unreachable: a journaled
+        deletion is housekeeping that could only conflict; it stays out of the lists)."""
+        if self._stores.degraded:
+            return
         info = await store.info(sid, owner=self.owner)
         if info is not None and info.message_count == 0:
             await store.clear(sid, owner=self.owner)
@@ -254,40 +289,40 @@ class RedisDBChatStore(StoreHandle, AsyncDBChatStore):
 
     async def delete_message(self, key: str, idx: int) -> ChatMessage | None:
         """Remove the message at position ``idx`` of ``get_messages(key, status=None)``
-        (negative counts from the end) and return it; None when out of range."""
+        (negative counts from the end) and return it; None when out of range.
+
+        A removal by position through the store, in an outage too (the fallback
+        journals the removal of that message); while Redis is unreachable, a position
+        the fallback cannot place (it holds only the newest part of a long
+        conversation) raises :class:`chatkeep.IncompleteMirrorError`."""
         if isinstance(idx, bool) or not isinstance(idx, int):
             raise ValueError("idx must be an int")
         store = await self._aio()
         archived, active = await self._parts(store, key)
         merged = self._merge(self._archived_view(archived, active), active)
-        if not -len(merged) <= idx < len(merged):
+        # From the start, a position counts every older message: all must be held.
+        # From the end, the newest ones are enough.
+        inside = -len(merged) <= idx < len(merged)
+        if (idx >= 0 or not inside) and not await self._held_whole(
+            store, (key, active), (key + ARCHIVE_MARK, archived)
+        ):
+            raise self._incomplete(key)
+        if not inside:
             return None
         target = merged[idx]
         in_active = {id(m): i for i, m in enumerate(active)}
         if id(target) in in_active:
-            sid, local = key, in_active[id(target)]
+            sid, items, at = key, active, in_active[id(target)]
         else:
-            sid, local = key + ARCHIVE_MARK, next(i for i, m in enumerate(archived) if m is target)
-        if self._stores.degraded:
-            source = active if sid == key else archived
-            await self._rewrite(store, sid, source[:local] + source[local + 1 :])
-            if sid == key and any(m.id == target.id for m in archived):
-                await self._rewrite(
-                    store, key + ARCHIVE_MARK, [m for m in archived if m.id != target.id]
-                )
-            return from_chatkeep(target)
-        removed = await store.pop(sid, local, owner=self.owner)
+            sid, items = key + ARCHIVE_MARK, archived
+            at = next(i for i, m in enumerate(archived) if m is target)
+        removed = await self._remove(store, sid, items, at, from_end=idx < 0)
         if removed is None:
-            return None
-        if removed.id != target.id:  # changed meanwhile: put it back, report nothing
-            await store.insert(sid, local, removed, owner=self.owner)
             return None
         if sid == key:  # a copy left in the archive by an unfinished move goes too
             for i, m in enumerate(archived):
                 if m.id == target.id:
-                    copy = await store.pop(key + ARCHIVE_MARK, i, owner=self.owner)
-                    if copy is not None and copy.id != target.id:
-                        await store.insert(key + ARCHIVE_MARK, i, copy, owner=self.owner)
+                    await self._remove(store, key + ARCHIVE_MARK, archived, i, from_end=True)
                     await self._drop_if_empty(store, key + ARCHIVE_MARK)
                     break
         await self._drop_if_empty(store, sid)
@@ -308,10 +343,8 @@ class RedisDBChatStore(StoreHandle, AsyncDBChatStore):
             return []
         sid = self._sid(key, MessageStatus.ACTIVE)
         store = await self._aio()
-        if self._stores.degraded:
-            active = await store.messages(sid, owner=self.owner)
-            await self._rewrite(store, sid, active[n:])
-            return self._chat(active[:n])
+        # Removals from the head, one position at a time (while Redis is unreachable,
+        # the fallback refuses the head of a session it holds only in part).
         removed: list[Message] = []
         for _ in range(n):
             message = await store.pop(sid, 0, owner=self.owner)
@@ -332,6 +365,8 @@ class RedisDBChatStore(StoreHandle, AsyncDBChatStore):
         batch = active[:n]
         if not batch:
             return []
+        if not await self._held_whole(store, (sid, active)):
+            raise self._incomplete(key)  # the oldest are not held: copy nothing
         # 1. Copy to the archive (skipping what an unfinished earlier move copied).
         tail = await store.messages(archive, last=len(batch), owner=self.owner)
         have = {m.id for m in tail}
@@ -340,9 +375,6 @@ class RedisDBChatStore(StoreHandle, AsyncDBChatStore):
             token = hashlib.blake2b("\n".join(m.id for m in copy).encode(), digest_size=16).digest()
             await store.append(archive, copy, owner=self.owner, idempotency_key=token)
         # 2. Remove them from the head of the active list, checking each one.
-        if self._stores.degraded:
-            await self._rewrite(store, sid, active[len(batch) :])
-            return self._chat(batch)
         moved: list[Message] = []
         for expected in batch:
             popped = await store.pop(sid, 0, owner=self.owner)
@@ -362,6 +394,8 @@ class RedisDBChatStore(StoreHandle, AsyncDBChatStore):
         store = await self._aio()
         keys: dict[str, None] = {}
         for info in await store.sessions(owner=self.owner):
+            if not info.message_count:
+                continue  # emptied while Redis was unreachable
             sid = info.id
             keys[sid[: -len(ARCHIVE_MARK)] if sid.endswith(ARCHIVE_MARK) else sid] = None
         return list(keys)

@@ -95,9 +95,9 @@ def memory_engine(store: RedisDBChatStore) -> tuple[object, EchoLLM]:
 
 
 async def test_memory_with_archive_survives_redis_stopping(
-    fresh_redis_server: RedisServer, prefix: str
+    durable_redis_server: RedisServer, prefix: str
 ) -> None:
-    server = fresh_redis_server
+    server = durable_redis_server
     store = RedisDBChatStore(redis_url=server.url, key_prefix=prefix)
     engine, llm = memory_engine(store)
     # The same conversation on a store that never fails, for comparison.
@@ -118,7 +118,7 @@ async def test_memory_with_archive_survives_redis_stopping(
     assert await store.count_messages("s", status=MessageStatus.ARCHIVED) > 0
     active_then = [m.content for m in await store.get_messages("s")]
 
-    server.start()  # an empty Redis: it kept nothing on disk
+    server.start()  # it kept what it had (append-only file); the outage's moves replay
     assert await store.aflush() == 0
     assert not store.status().degraded
     # The active window is in Redis as it was, and every turn made during the outage
@@ -152,14 +152,15 @@ async def test_memory_loses_nothing_across_a_network_cut(
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_deletions_during_an_outage_replay_to_the_same_state(
-    fresh_redis_server: RedisServer, prefix: str, mode: str
+    durable_redis_server: RedisServer, prefix: str, mode: str
 ) -> None:
-    """Removals made while Redis is down are replayed as the resulting list, so a
-    Redis that restarted empty ends up with what the application saw."""
+    """Removals made while Redis is down are journaled as removals of those messages,
+    so Redis (back with what it had) ends up with what the application saw. (A
+    removal is replayed only on the session it saw: not on a Redis that lost it.)"""
     from tests.adapters.llama_index.conftest import Api
     from tests.adapters.llama_index.helpers import texts, user
 
-    server = fresh_redis_server
+    server = durable_redis_server
     chat_store = RedisChatStore(redis_url=server.url, key_prefix=prefix)
     api = Api(chat_store, mode)
     await api.set("k", [user(t) for t in "abcde"])
