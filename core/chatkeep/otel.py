@@ -23,18 +23,20 @@ Observable instruments export the store's counters (:meth:`ConversationStore.met
 ``chatkeep.errors`` (by ``chatkeep.error.kind``), ``chatkeep.fallback.transitions``
 (by ``chatkeep.transition``: degraded/recovered), ``chatkeep.fallback.served``,
 ``chatkeep.fallback.journal.size``, ``chatkeep.fallback.replayed``,
-``chatkeep.fallback.dropped``, ``chatkeep.fallback.rejected`` and
+``chatkeep.fallback.refused`` (writes refused with :class:`chatkeep.JournalFullError`
+because the journal was full), ``chatkeep.fallback.rejected`` and
 ``chatkeep.records.skipped``.
 
-The integration wraps the store's one internal call boundary; a store that is not
+The integration is one call hook of the store (entered around every call, sync or
+async); :meth:`Instrumentation.uninstrument` removes it, and a store that is not
 instrumented pays nothing for it.
 """
 
 from __future__ import annotations
 
-import inspect
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from time import perf_counter
 from typing import Any
 from urllib.parse import urlsplit
@@ -47,8 +49,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised without the extra
     raise ImportError('chatkeep.otel needs OpenTelemetry: pip install "chatkeep[otel]"') from exc
 
-from . import __version__
-from .store import AsyncConversationStore, ConversationStore
+from chatkeep import AsyncConversationStore, BackendError, ConversationStore, __version__
 
 __all__ = ["DURATION_BUCKETS", "Instrumentation", "instrument"]
 
@@ -80,11 +81,11 @@ def _base_attributes(store: Store) -> dict[str, str | int]:
 
 
 def _status_code(exc: BaseException) -> str | None:
-    """The Redis error prefix (WRONGTYPE, NOAUTH, OOM...) behind a chatkeep error."""
-    from redis.exceptions import ResponseError
-
+    """The Redis error code (WRONGTYPE, NOAUTH, OOM...) behind a chatkeep error."""
+    if isinstance(exc, BackendError) and exc.code:
+        return exc.code
     cause = exc.__cause__
-    if isinstance(cause, ResponseError):
+    if cause is not None and type(cause).__module__.startswith("redis."):
         # "WRONGTYPE Operation ...", or inside a script "Error running script ...: WRONGTYPE ..."
         match = _ERROR_PREFIX.search(str(cause))
         if match:
@@ -107,22 +108,32 @@ class Instrumentation:
             explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
         )
         self._observe(meter)
-        self._original = store._run
-        run = self._wrap_async() if inspect.iscoroutinefunction(store._run) else self._wrap_sync()
-        vars(store)["_run"] = run  # an instance attribute shadows the method
+        # The store enters its call hooks around every call, sync or async alike.
+        store._hooks.append(self._call)
 
     # -- spans and durations ------------------------------------------------------------
 
-    def _start(self, kind: str) -> tuple[Any, dict[str, str | int]]:
-        attrs = {**self._attrs, "db.operation.name": kind}
-        span = self._tracer.start_as_current_span(
+    @contextmanager
+    def _call(self, kind: str) -> Iterator[None]:
+        """One store call: a CLIENT span and a duration, with the error if it fails."""
+        attrs: dict[str, str | int] = {**self._attrs, "db.operation.name": kind}
+        with self._tracer.start_as_current_span(
             kind,
             kind=SpanKind.CLIENT,
             attributes=attrs,
             record_exception=False,
             set_status_on_exception=False,
-        )
-        return span, attrs
+        ) as span:
+            started = perf_counter()
+            try:
+                yield
+            except GeneratorExit:  # the call was abandoned, not failed
+                raise
+            except BaseException as exc:
+                self._failed(span, attrs, exc)
+                raise
+            finally:
+                self._duration.record(perf_counter() - started, attrs)
 
     def _failed(self, span: Any, attrs: dict[str, str | int], exc: BaseException) -> None:
         error_type = f"{type(exc).__module__}.{type(exc).__qualname__}"
@@ -133,40 +144,6 @@ class Instrumentation:
             span.set_attribute("db.response.status_code", code)
         # The description is the type only: chatkeep's messages may name a session.
         span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-
-    def _wrap_sync(self) -> Callable[[Any], Any]:
-        original = self._original
-
-        def run(op: Any) -> Any:
-            manager, attrs = self._start(op.kind)
-            with manager as span:
-                started = perf_counter()
-                try:
-                    return original(op)
-                except BaseException as exc:
-                    self._failed(span, attrs, exc)
-                    raise
-                finally:
-                    self._duration.record(perf_counter() - started, attrs)
-
-        return run
-
-    def _wrap_async(self) -> Callable[[Any], Any]:
-        original = self._original
-
-        async def run(op: Any) -> Any:
-            manager, attrs = self._start(op.kind)
-            with manager as span:
-                started = perf_counter()
-                try:
-                    return await original(op)
-                except BaseException as exc:
-                    self._failed(span, attrs, exc)
-                    raise
-                finally:
-                    self._duration.record(perf_counter() - started, attrs)
-
-        return run
 
     # -- counters -----------------------------------------------------------------------
 
@@ -215,10 +192,10 @@ class Instrumentation:
                 single("replayed"),
             ),
             (
-                "chatkeep.fallback.dropped",
+                "chatkeep.fallback.refused",
                 "{write}",
-                "Writes not journaled because the journal was full.",
-                single("journal_dropped"),
+                "Writes refused (JournalFullError) because the fallback journal was full.",
+                single("journal_refused"),
             ),
             (
                 "chatkeep.fallback.rejected",
@@ -251,7 +228,9 @@ class Instrumentation:
         """Stop making spans and measurements for this store."""
         if self._active:
             self._active = False
-            vars(self.store).pop("_run", None)
+            hooks = self.store._hooks
+            if self._call in hooks:
+                hooks.remove(self._call)
             vars(self.store).pop("_otel", None)
 
 

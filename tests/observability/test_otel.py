@@ -21,6 +21,7 @@ from chatkeep import (
     AsyncConversationStore,
     BackendError,
     ConversationStore,
+    JournalFullError,
     Message,
     SessionOwnershipError,
 )
@@ -108,7 +109,7 @@ def test_spans_and_metrics_follow_the_database_conventions(
     for name in (
         "chatkeep.fallback.served",
         "chatkeep.fallback.replayed",
-        "chatkeep.fallback.dropped",
+        "chatkeep.fallback.refused",
         "chatkeep.fallback.rejected",
         "chatkeep.fallback.journal.size",
         "chatkeep.records.skipped",
@@ -169,3 +170,79 @@ def test_fallback_counters_reach_opentelemetry(otel: Any, fresh_redis_server: Re
     assert [p.value for p in points["chatkeep.fallback.served"]] == [2]
     errors = {p.attributes["chatkeep.error.kind"]: p.value for p in points["chatkeep.errors"]}
     assert errors["unreachable"] == 1
+
+
+@pytest.mark.redis_server
+def test_refused_writes_reach_opentelemetry(otel: Any, fresh_redis_server: RedisServer) -> None:
+    exporter, reader, tracer_provider, meter_provider = otel
+    store = ConversationStore.from_url(fresh_redis_server.url, probe_interval=60, journal_size=1)
+    instrument(store, tracer_provider=tracer_provider, meter_provider=meter_provider)
+    store.append("s", Message(role="user", content="a"))
+    fresh_redis_server.stop()
+    store.append("s", Message(role="user", content="b"))  # journaled
+    with pytest.raises(JournalFullError):
+        store.append("s", Message(role="user", content="c"))  # the journal is full
+    points = metric_points(reader)
+    assert [p.value for p in points["chatkeep.fallback.refused"]] == [1]
+    assert [p.value for p in points["chatkeep.fallback.journal.size"]] == [1]
+    refused = exporter.get_finished_spans()[-1]
+    assert refused.attributes is not None
+    assert refused.attributes["error.type"] == "chatkeep.errors.JournalFullError"
+    fresh_redis_server.start()
+    store.close()
+
+
+def test_instrumentation_is_a_call_hook_that_uninstrument_removes(otel: Any) -> None:
+    exporter, _, tracer_provider, meter_provider = otel
+    store = ConversationStore.from_url("memory://")
+    before = dict(vars(store))
+    instrumentation = instrument(
+        store, tracer_provider=tracer_provider, meter_provider=meter_provider
+    )
+    # Nothing of the store is replaced: one hook is added to its call hooks.
+    assert store._hooks == [instrumentation._call]
+    assert {k for k in vars(store) if k not in before} == {"_otel"}
+    store.append("s", Message(role="user", content="hi"))
+    instrumentation.uninstrument()
+    assert store._hooks == [] and vars(store).keys() == before.keys()
+    store.append("s", Message(role="user", content="again"))
+    assert [s.name for s in exporter.get_finished_spans()] == ["append"]
+    assert instrument(store, tracer_provider=tracer_provider) is not instrumentation
+    store.close()
+
+
+@pytest.mark.redis_server
+async def test_concurrent_async_calls_keep_their_own_spans(
+    otel: Any, redis_server: RedisServer, prefix: str
+) -> None:
+    """The hook's span stays current across the awaits of its own call only: calls
+    interleaved on one loop each nest under the span of the task that made them."""
+    import asyncio
+
+    from opentelemetry import trace
+
+    exporter, _, tracer_provider, meter_provider = otel
+    tracer = trace.get_tracer("test", tracer_provider=tracer_provider)
+    store = AsyncConversationStore.from_url(redis_server.url, prefix=prefix)
+    instrument(store, tracer_provider=tracer_provider, meter_provider=meter_provider)
+
+    async def request(name: str) -> None:
+        with tracer.start_as_current_span(name):
+            for i in range(5):
+                await store.append(name, Message(role="user", content=str(i)))
+                await store.messages(name)
+
+    await asyncio.gather(*(request(f"req{n}") for n in range(4)))
+    spans = exporter.get_finished_spans()
+    parents = {s.context.span_id: s.name for s in spans if s.name.startswith("req")}
+    ours = [s for s in spans if not s.name.startswith("req")]
+    assert len(ours) == 4 * 10
+    for span in ours:
+        assert span.parent is not None and span.parent.span_id in parents
+    by_parent: dict[str, int] = {}
+    for span in ours:
+        assert span.parent is not None
+        name = parents[span.parent.span_id]
+        by_parent[name] = by_parent.get(name, 0) + 1
+    assert by_parent == {f"req{n}": 10 for n in range(4)}
+    await store.aclose()
