@@ -505,46 +505,83 @@ def acl_user(redis_server: RedisServer):  # type: ignore[no-untyped-def]
 
 
 def test_doctor_names_a_missing_permission(acl_user, prefix: str) -> None:  # type: ignore[no-untyped-def]
-    url = acl_user("no_linsert", "~*", "+@all", "-linsert")
+    url = acl_user("no_ltrim", "~*", "&*", "+@all", "-ltrim")  # LTRIM: inside the scripts
     result = invoke_cli(["--url", url, "--prefix", prefix, "doctor"])
     assert result.code == 1
-    assert "✗ permissions: the user may not run: LINSERT (checked by ACL DRYRUN)" in result.out
+    assert "✗ permissions: the user may not run: LTRIM (checked by ACL DRYRUN)" in result.out
     assert "ACL SETUSER <user>" in result.out
 
 
 def test_doctor_for_a_least_privilege_user_tries_commands(
     acl_user, prefix: str, redis_server: RedisServer
 ) -> None:  # type: ignore[no-untyped-def]
-    from chatkeep.cli.doctor import CLI_COMMANDS, SCRIPT_COMMANDS, STORE_COMMANDS
+    from chatkeep.cli.doctor import needed
 
-    commands = {c.lower() for c in (*SCRIPT_COMMANDS, *STORE_COMMANDS, *CLI_COMMANDS)}
-    url = acl_user("least", "resetkeys", f"~{prefix}:*", "-@all", *(f"+{c}" for c in commands))
+    commands = {c.lower() for c in needed().every}
+    keys = ("resetkeys", f"~{prefix}:*", "resetchannels", f"&{prefix}:*", "-@all")
+    url = acl_user("least", *keys, *(f"+{c}" for c in commands))
     result = invoke_cli(["--url", url, "--prefix", prefix, "doctor"])
     assert "✓ permissions: every command chatkeep sends is allowed (checked by trying" in (
         result.out
     )
-    assert "! server: INFO not permitted" in result.out
+    assert "✓ server: Redis 7" in result.out  # INFO is one of the commands chatkeep sends
+    assert "CONFIG GET not permitted" in result.out  # CONFIG is not
     assert result.code == 0
-    # Without LINSERT (used inside the insert script) the probe finds it.
-    url = acl_user(
-        "least2", "resetkeys", f"~{prefix}:*", "-@all", *(f"+{c}" for c in commands - {"linsert"})
-    )
+    # Without LTRIM (used inside the scripts) the probe finds it.
+    url = acl_user("least2", *keys, *(f"+{c}" for c in commands - {"ltrim"}))
     result = invoke_cli(["--url", url, "--prefix", prefix, "doctor"])
     assert result.code == 1
-    assert "may not run: LINSERT (checked by trying each command" in result.out
+    assert "may not run: LTRIM (checked by trying each command" in result.out
+    # Without what only the chatkeep command needs, the app is fine: a warning.
+    url = acl_user("least3", *keys, *(f"+{c}" for c in commands - {"zscan", "memory|usage"}))
+    result = invoke_cli(["--url", url, "--prefix", prefix, "doctor"])
+    assert "! permissions: the app's commands are allowed; the chatkeep command may not run: " in (
+        result.out
+    )
+    assert "MEMORY|USAGE, ZSCAN" in result.out and result.code == 0
     # The probe left nothing behind.
     assert redis.Redis.from_url(redis_server.url).keys(f"{prefix}:*") == []
 
 
-def test_doctor_command_lists_cover_the_store() -> None:
-    from chatkeep.backends import redis as backend
-    from chatkeep.cli.doctor import SCRIPT_COMMANDS, STORE_COMMANDS
+def test_doctor_checks_what_the_features_declare() -> None:
+    """What the doctor checks is what the features declare (and acl_rules grants):
+    every command, the CLI's own included, with an invocation it knows."""
+    from chatkeep.cli.admin import CLI
+    from chatkeep.cli.doctor import ProbeKeys, example, needed
+    from chatkeep.redis import FEATURES, acl_rules
 
-    needed = getattr(backend, "ACL_COMMANDS", None)
-    if needed is None:
-        pytest.skip("the backend does not list its commands")
-    ours = {c.lower() for c in (*SCRIPT_COMMANDS, *STORE_COMMANDS)}
-    assert {c for c in needed if "|" not in c} <= ours
+    wanted = needed()
+    declared = {c for f in FEATURES.values() for c in f.commands}
+    assert wanted.every == declared
+    assert {"ZSCAN", "ZCARD", "MEMORY|USAGE"} <= wanted.cli <= CLI.commands
+    assert "LTRIM" in wanted.scripted and "EVALSHA" in wanted.app
+    assert {f"+{c.lower()}" for c in declared} <= set(acl_rules("p"))
+    keys = ProbeKeys("p:{d}:m", "p:{d}:h", "p:{d}:lock", "p:{d}:ch")
+    assert [c for c in sorted(declared) if example(c, keys) is None] == []
+
+
+@pytest.mark.redis_server
+def test_doctor_examples_are_valid_commands(redis_server: RedisServer) -> None:
+    """Each invocation the doctor knows has the arity Redis wants (ACL DRYRUN checks it
+    before permissions, so a wrong one would hide a refusal)."""
+    from chatkeep.cli.doctor import ProbeKeys, example
+
+    keys = ProbeKeys("p:{d}:m", "p:{d}:h", "p:{d}:lock", "p:{d}:ch")
+    client = redis.Redis.from_url(redis_server.url)
+    names = [
+        "PING", "INFO", "EVAL", "EVALSHA", "EXISTS", "DEL", "PEXPIREAT", "PERSIST", "PTTL",
+        "HMGET", "HSET", "HDEL", "LLEN", "LRANGE", "LINDEX", "LSET", "LREM", "LINSERT",
+        "LTRIM", "LPOP", "RPOP", "RPUSH", "ZADD", "ZREM", "ZCARD", "ZSCAN", "ZRANGE",
+        "ZREVRANGEBYSCORE", "ZREMRANGEBYSCORE", "MEMORY|USAGE", "PUBLISH", "SPUBLISH",
+        "SUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "SUNSUBSCRIBE", "GET", "SET", "HGET",
+        "HGETALL", "ZSCORE", "PEXPIRE", "ZRANGEBYLEX", "ZREVRANGEBYLEX", "ZREMRANGEBYLEX",
+        "ZLEXCOUNT",
+    ]  # fmt: skip
+    for name in names:
+        command = example(name, keys)
+        assert command is not None, name
+        assert client.execute_command("ACL", "DRYRUN", "default", *command) == b"OK", name
+    client.close()
 
 
 def test_doctor_warns_about_eviction_and_praises_aof(durable_redis_server: RedisServer) -> None:

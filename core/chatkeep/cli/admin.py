@@ -14,34 +14,44 @@ is seen, duplicates are dropped); never ``KEYS`` or a keyspace ``SCAN``.
 from __future__ import annotations
 
 import hashlib
+import json
 import random
-import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import IO, Any
+from datetime import datetime, timedelta, timezone
+from typing import IO, Any, TypeVar
 
-from redis import exceptions as rex
-
-from .. import MemoryStore, ResultCache, codec  # noqa: F401  (their features: acl_rules covers them)
-from ..config import StoreConfig
-from ..errors import (
-    BackendUnavailableError,
+# chatkeep imports every core feature (conversations, memory, the cache, locks, live
+# updates): acl_rules(), which imports this module, covers them all.
+from chatkeep import (
+    RECORD_VERSION,
+    UNSET,
     ChatkeepError,
     ConfigurationError,
+    ConversationStore,
     InvalidSessionId,
+    Message,
     MessageTooLargeError,
     SerializationError,
+    SessionInfo,
     SessionOwnershipError,
+    StoreConfig,
+    decode_record,
+    encode_record,
 )
-from ..keys import KeySchema, validate_id
-from ..message import Message
-from ..redis.errors import Unreachable, translate
-from ..sessions.ops import SessionInfo, ms_to_datetime
-from ..store import UNSET, ConversationStore
+from chatkeep.redis import (
+    Command,
+    Connection,
+    Feature,
+    Flow,
+    KeySchema,
+    check,
+    direct,
+    validate_id,
+)
 
 __all__ = [
+    "CLI",
     "EXPORT_VERSION",
     "Admin",
     "ExportResult",
@@ -51,11 +61,27 @@ __all__ = [
     "parse_line",
 ]
 
+CLI = Feature(
+    "cli",
+    commands=(
+        "PING", "INFO",  # doctor
+        "ZSCAN", "HMGET", "LLEN", "PTTL",  # walking the session index, session metadata
+        "LRANGE",  # show, export, import (ids already there)
+        "ZCARD", "DEL",  # purge drops an emptied owner index; stats counts the index
+        "MEMORY|USAGE",  # stats
+    ),
+)  # fmt: skip
+"""What the ``chatkeep`` command sends itself (its writes go through the store):
+:func:`chatkeep.redis.acl_rules` includes it, so a user made from those rules can run
+every command."""
+
 EXPORT_VERSION = 1
 """Version of the JSONL export format (the first line's ``chatkeep_export``)."""
 
 PAGE = 1000  # records per LRANGE when streaming a session
-SCAN_COUNT = 500  # index members per ZSCAN step / sessions per metadata pipeline
+SCAN_COUNT = 500  # index members per ZSCAN step / sessions per metadata round trip
+
+T = TypeVar("T")
 
 
 class LineError(ValueError):
@@ -71,7 +97,25 @@ def _text(value: Any) -> str | None:
 
 
 def _json(value: Any) -> bytes:
-    return codec.dumps(value)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _loads(data: bytes | str) -> Any:
+    """JSON, or ValueError."""
+    return json.loads(data)
+
+
+def _ms(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1000, tz=timezone.utc)
+
+
+def _members(reply: Any) -> tuple[int, list[Any]]:
+    """(next cursor, members) of a ``ZSCAN`` reply: raw ``[cursor, [m, s, ...]]``, or
+    ``(cursor, [(m, s), ...])`` when routed through redis-py (a Cluster)."""
+    cursor, items = reply
+    if items and isinstance(items[0], (tuple, list)):
+        return int(cursor), [member for member, _ in items]
+    return int(cursor), list(items[::2])
 
 
 @dataclass
@@ -107,7 +151,8 @@ class PurgeResult:
 
 
 class Admin:
-    """Administrative access to one prefix of one Redis."""
+    """Administrative access to one prefix of one Redis, through the store's
+    connection (its round trips translate every driver error, as the store's do)."""
 
     def __init__(self, config: StoreConfig) -> None:
         if config.scheme == "memory":
@@ -124,8 +169,27 @@ class Admin:
         self.keys = KeySchema(self.config.prefix)
 
     @property
-    def client(self) -> Any:
-        return self.store._connection.client
+    def connection(self) -> Connection:
+        """The store's connection to Redis (its clients: ``connection.client``)."""
+        connection = self.store.connection
+        assert connection is not None  # memory:// was refused above
+        return connection
+
+    def run(self, flow: Flow[T]) -> T:
+        """Drive ``flow`` on Redis: an unreachable Redis raises
+        :class:`chatkeep.BackendUnavailableError`, a refusal a chatkeep error."""
+        return self.connection.run(direct(self.connection, flow))
+
+    def send(self, commands: list[Command], *, checked: bool = True) -> list[Any]:
+        """One round trip; error replies raised (``checked``) or left in place."""
+
+        def flow() -> Flow[list[Any]]:
+            replies: list[Any] = yield commands
+            if checked:
+                check(replies)
+            return replies
+
+        return self.run(flow())
 
     def close(self) -> None:
         self.store.close()
@@ -136,23 +200,6 @@ class Admin:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextmanager
-    def guard(self) -> Iterator[None]:
-        """Translate driver errors the way the store does (unreachable -> raised)."""
-        try:
-            yield
-        except rex.RedisError as exc:
-            translated = translate(exc)
-            if isinstance(translated, Unreachable):
-                raise BackendUnavailableError(
-                    f"cannot reach Redis at {self.config.safe_url} ({translated})"
-                ) from exc
-            raise translated from exc
-        except (OSError, ConnectionError, TimeoutError) as exc:
-            raise BackendUnavailableError(
-                f"cannot reach Redis at {self.config.safe_url} ({type(exc).__name__}: {exc})"
-            ) from exc
-
     # -- sessions -------------------------------------------------------------------------
 
     def session_ids(self, owner: str | None = None) -> Iterator[str]:
@@ -162,19 +209,19 @@ class Admin:
         seen: set[bytes] = set()  # 16-byte digests: memory grows with sessions, not messages
         cursor = 0
         while True:
-            with self.guard():
-                cursor, members = self.client.zscan(key, cursor, count=SCAN_COUNT)
-            for member, _score in members:
+            (reply,) = self.send([("ZSCAN", key, cursor, "COUNT", SCAN_COUNT)])
+            cursor, members = _members(reply)
+            for member in members:
                 sid = _text(member) or ""
                 digest = hashlib.blake2b(sid.encode(), digest_size=16).digest()
                 if digest not in seen:
                     seen.add(digest)
                     yield sid
-            if int(cursor) == 0:
+            if cursor == 0:
                 return
 
     def infos(self, sids: Iterable[str]) -> Iterator[SessionInfo]:
-        """:class:`SessionInfo` of the sessions that exist, in pipelined pages."""
+        """:class:`SessionInfo` of the sessions that exist, a page per round trip."""
         page: list[str] = []
         for sid in sids:
             page.append(sid)
@@ -185,28 +232,28 @@ class Admin:
             yield from self._info_page(page)
 
     def _info_page(self, sids: list[str]) -> list[SessionInfo]:
-        with self.guard():
-            pipe = self.client.pipeline(transaction=False)
-            for sid in sids:
-                messages, meta = self.keys.session(sid)
-                pipe.hmget(meta, ["c", "u", "o"])
-                pipe.llen(messages)
-                pipe.pttl(meta)
-            replies = pipe.execute()
-        now = time.time_ns() // 1_000_000
+        commands: list[Command] = []
+        for sid in sids:
+            messages, meta = self.keys.session(sid)
+            commands += [("HMGET", meta, "c", "u", "o"), ("LLEN", messages), ("PTTL", meta)]
+        replies = self.send(commands)
+        now = datetime.now(timezone.utc)
         found = []
         for i, sid in enumerate(sids):
             (created, updated, owner), length, pttl = replies[3 * i : 3 * i + 3]
-            if created is None:
-                continue
+            try:
+                created_at = _ms(int(created))
+                updated_at = _ms(int(updated)) if updated is not None else None
+            except (TypeError, ValueError):
+                continue  # gone meanwhile, or a hash that is not a session's
             found.append(
                 SessionInfo(
                     id=sid,
                     owner=_text(owner),
                     message_count=int(length),
-                    created_at=ms_to_datetime(int(created)),
-                    updated_at=ms_to_datetime(int(updated)) if updated is not None else None,
-                    expires_at=ms_to_datetime(now + int(pttl)) if int(pttl) >= 0 else None,
+                    created_at=created_at,
+                    updated_at=updated_at,
+                    expires_at=now + timedelta(milliseconds=int(pttl)) if int(pttl) >= 0 else None,
                 )
             )
         return found
@@ -222,8 +269,7 @@ class Admin:
         messages_key, _ = self.keys.session(validate_id(session_id))
         start = 0
         while True:
-            with self.guard():
-                page = self.client.lrange(messages_key, start, start + PAGE - 1)
+            (page,) = self.send([("LRANGE", messages_key, start, start + PAGE - 1)])
             yield from page
             if len(page) < PAGE:
                 return
@@ -234,13 +280,14 @@ class Admin:
         messages_key, _ = self.keys.session(validate_id(session_id))
         if last is None:
             raws: Iterable[bytes] = self.records(session_id)
+        elif last > 0:
+            (raws,) = self.send([("LRANGE", messages_key, -last, -1)])
         else:
-            with self.guard():
-                raws = self.client.lrange(messages_key, -last, -1) if last > 0 else []
+            raws = []
         messages, bad = [], 0
         for raw in raws:
             try:
-                messages.append(codec.decode(raw))
+                messages.append(decode_record(raw))
             except SerializationError:
                 bad += 1
         return messages, bad
@@ -262,7 +309,7 @@ class Admin:
         result = ExportResult()
         header = {
             "chatkeep_export": EXPORT_VERSION,
-            "record_version": codec.RECORD_VERSION,
+            "record_version": RECORD_VERSION,
             "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "prefix": self.config.prefix,
         }
@@ -284,11 +331,11 @@ class Admin:
             written = 0
             for raw in self.records(info.id):
                 try:
-                    message = codec.decode(raw)
+                    message = decode_record(raw)
                 except SerializationError:
                     result.skipped_records += 1
                     continue
-                record = raw if raw[:1] == b"{" else codec.encode(message)
+                record = raw if raw[:1] == b"{" else encode_record(message)
                 out.write(head + record + b"}\n")
                 written += 1
                 if progress is not None and written % PAGE == 0:
@@ -311,7 +358,7 @@ class Admin:
         ids: set[str] = set()
         for raw in self.records(session_id):
             try:
-                record = codec.loads(raw)
+                record = _loads(raw)
             except ValueError:
                 continue
             if isinstance(record, dict) and isinstance(record.get("id"), str):
@@ -397,8 +444,7 @@ class Admin:
             if current != (sid, owner):
                 flush()
                 current = (sid, owner)
-                with self.guard():
-                    present = self.existing_ids(sid)
+                present = self.existing_ids(sid)
             if message.id in present:
                 result.already_present += 1
                 continue
@@ -431,9 +477,10 @@ class Admin:
                 result.messages += info.message_count
         removed = {i.id for i in sessions}
         result.appeared = sum(1 for i in self.owner_sessions(owner) if i.id not in removed)
-        with self.guard():
-            if self.client.zcard(self.keys.owner_index(owner)) == 0:
-                self.client.delete(self.keys.owner_index(owner))
+        index = self.keys.owner_index(owner)
+        (left,) = self.send([("ZCARD", index)])
+        if int(left) == 0:
+            self.send([("DEL", index)])
         return result
 
     # -- stats ----------------------------------------------------------------------------
@@ -468,22 +515,20 @@ class Admin:
                 if j < samples:
                     reservoir[j] = info.id
         sampled_bytes: int | None = 0
+        usage: list[Command] = [
+            ("MEMORY", "USAGE", key) for sid in reservoir for key in self.keys.session(sid)
+        ]
         try:
-            with self.guard():
-                pipe = self.client.pipeline(transaction=False)
-                for sid in reservoir:
-                    for key in self.keys.session(sid):
-                        pipe.memory_usage(key)
-                sampled_bytes = sum(int(n or 0) for n in pipe.execute())
-                index_bytes = int(self.client.memory_usage(self.keys.index) or 0)
+            *sampled, index_usage = self.send([*usage, ("MEMORY", "USAGE", self.keys.index)])
+            sampled_bytes = sum(int(n or 0) for n in sampled)
+            index_bytes = int(index_usage or 0)
         except ChatkeepError:
             sampled_bytes = None  # MEMORY USAGE not permitted or not supported
             index_bytes = 0
         estimate = None
         if sampled_bytes is not None and reservoir:
             estimate = round(sampled_bytes / len(reservoir) * sessions) + index_bytes
-        with self.guard():
-            index_entries = int(self.client.zcard(self.keys.index))
+        (index_entries,) = self.send([("ZCARD", self.keys.index)])
         return {
             "prefix": self.config.prefix,
             "sessions": sessions,
@@ -491,7 +536,7 @@ class Admin:
             "largest_session": largest,
             "owners": len(owners),
             "sessions_without_owner": unowned,
-            "index_entries": index_entries,
+            "index_entries": int(index_entries),
             "bytes_estimated": estimate,
             "bytes_sampled_sessions": len(reservoir) if sampled_bytes is not None else 0,
             "expires_in": buckets,
@@ -500,7 +545,7 @@ class Admin:
 
 def _check_header(line: bytes) -> None:
     try:
-        header = codec.loads(line)
+        header = _loads(line)
     except ValueError:
         header = None
     if not isinstance(header, dict) or "chatkeep_export" not in header:
@@ -517,7 +562,7 @@ def parse_line(line: bytes | str) -> tuple[str, str | None, Message] | None:
     """(session id, owner, message) of one export line; None for the end trailer.
     Raises :class:`LineError` saying what is wrong (never quoting content)."""
     try:
-        obj = codec.loads(line)
+        obj = _loads(line)
     except ValueError:
         raise LineError("not valid JSON") from None
     if not isinstance(obj, dict):
@@ -535,7 +580,7 @@ def parse_line(line: bytes | str) -> tuple[str, str | None, Message] | None:
     if not isinstance(record, dict):
         raise LineError("record: missing or not a JSON object")
     try:
-        message = codec.decode(codec.dumps(record))
-    except SerializationError as exc:
+        message = decode_record(json.dumps(record, allow_nan=False))
+    except ValueError as exc:  # SerializationError, or a number JSON does not allow
         raise LineError(f"record: {exc}") from None
     return sid, owner, message

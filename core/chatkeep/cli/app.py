@@ -26,12 +26,17 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from .. import __version__, codec
-from ..config import StoreConfig
-from ..errors import ChatkeepError, ConfigurationError
-from ..message import Message
-from ..sessions.ops import SessionInfo
-from ..store import UNSET
+from chatkeep import (
+    UNSET,
+    ChatkeepError,
+    ConfigurationError,
+    Message,
+    SessionInfo,
+    StoreConfig,
+    __version__,
+    encode_record,
+)
+
 from .admin import Admin, LineError
 from .doctor import run_checks
 
@@ -334,7 +339,7 @@ def show(ctx: click.Context, session: str, last: int | None, as_json: bool) -> N
         _emit_json(
             {
                 "session": _info_json(info, now),
-                "messages": [codec.loads(codec.encode(m)) for m in messages],
+                "messages": [json.loads(encode_record(m)) for m in messages],
                 "unreadable_records": unreadable,
             }
         )

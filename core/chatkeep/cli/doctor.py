@@ -2,10 +2,19 @@
 
 Checks connectivity, server version and mode, round-trip latency, the permissions of
 the connected (ACL) user for every command chatkeep sends, the eviction policy and
-persistence. Permissions are checked with ``ACL DRYRUN`` when the user may run it;
-otherwise by running each command on throwaway keys under the prefix (they expire
-within a minute even if ``DEL`` is refused), which is the only way a least-privilege
-user can learn what it may do.
+persistence.
+
+The commands come from :data:`chatkeep.redis.FEATURES`: every feature (conversations,
+long-term memory, the cache, locks, live updates, the adapters' through the
+``chatkeep.features`` entry points, and this command's own, :data:`~.admin.CLI`)
+declares what it sends, in its scripts and outside them, so what the doctor checks is
+what :func:`chatkeep.redis.acl_rules` grants. Permissions are checked with
+``ACL DRYRUN`` when the user may run it; otherwise by running each command on
+throwaway keys under the prefix (inside a script for the scripts' commands; they
+expire within a minute even if ``DEL`` is refused), which is the only way a
+least-privilege user can learn what it may do. A refusal is only ever a permission
+error: Redis checks the ACL before it runs a command, so any other error (a wrong
+type, a missing script) means the command is allowed.
 """
 
 from __future__ import annotations
@@ -13,15 +22,16 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from redis import exceptions as rex
+from chatkeep import ChatkeepError
+from chatkeep.redis import Command, acl_rules, check, load_features
 
-from ..errors import ChatkeepError
-from .admin import Admin
+from .admin import CLI, Admin
 
-__all__ = ["CLI_COMMANDS", "SCRIPT_COMMANDS", "STORE_COMMANDS", "Check", "run_checks"]
+__all__ = ["Check", "Needed", "ProbeKeys", "example", "needed", "run_checks"]
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -37,101 +47,204 @@ class Check:
         return asdict(self)
 
 
-# What chatkeep sends. Inside its Lua scripts:
-SCRIPT_COMMANDS = (
-    "HMGET",
-    "HSET",
-    "HDEL",
-    "RPUSH",
-    "LRANGE",
-    "LLEN",
-    "LINDEX",
-    "LSET",
-    "LREM",
-    "LINSERT",
-    "LTRIM",
-    "LPOP",
-    "RPOP",
-    "DEL",
-    "PEXPIREAT",
-    "PERSIST",
-)
-# From the store, outside scripts:
-STORE_COMMANDS = (
-    "PING",
-    "EVALSHA",
-    "EVAL",
-    "ZADD",
-    "ZREM",
-    "ZREMRANGEBYSCORE",
-    "ZREVRANGEBYSCORE",
-    "HMGET",
-    "LLEN",
-    "PTTL",
-)
-# Only the chatkeep command needs these (stats, export, purge); the app does not.
-CLI_COMMANDS = ("ZSCAN", "ZCARD", "LRANGE", "DEL", "MEMORY|USAGE")
+# -- what chatkeep sends ------------------------------------------------------------------
 
-_PROBE_SCRIPT = """
-local failed = {}
-local function try(...)
-  local reply = redis.pcall(...)
-  if type(reply) == 'table' and reply.err then
-    table.insert(failed, (select(1, ...)) .. ' ' .. reply.err)
-  end
-end
-try('RPUSH', KEYS[1], 'a', 'b')
-try('PEXPIREAT', KEYS[1], ARGV[1])
-try('HSET', KEYS[2], 'c', '1')
-try('PEXPIREAT', KEYS[2], ARGV[1])
-try('HMGET', KEYS[2], 'c')
-try('HDEL', KEYS[2], 'x')
-try('LRANGE', KEYS[1], 0, -1)
-try('LLEN', KEYS[1])
-try('LINDEX', KEYS[1], 0)
-try('LSET', KEYS[1], 0, 'a')
-try('LINSERT', KEYS[1], 'BEFORE', 'a', 'c')
-try('LREM', KEYS[1], 1, 'c')
-try('LTRIM', KEYS[1], 0, -1)
-try('LPOP', KEYS[1])
-try('RPOP', KEYS[1])
-try('PERSIST', KEYS[2])
-try('PEXPIREAT', KEYS[2], ARGV[1])
-try('DEL', KEYS[1], KEYS[2])
-return failed
-"""
+
+@dataclass(frozen=True)
+class Needed:
+    """The commands chatkeep sends, from the features' declarations."""
+
+    app: frozenset[str]
+    """Every command of every feature but the ``chatkeep`` command's."""
+    scripted: frozenset[str]
+    """Those run inside the features' Lua scripts."""
+    cli: frozenset[str]
+    """Those only the ``chatkeep`` command sends (stats, export, purge...)."""
+
+    @property
+    def every(self) -> frozenset[str]:
+        return self.app | self.cli
+
+
+def needed() -> Needed:
+    """What chatkeep sends, from :data:`chatkeep.redis.FEATURES` (the adapters'
+    features included)."""
+    app: set[str] = set()
+    scripted: set[str] = set()
+    for feature in load_features().values():
+        if feature is CLI:
+            continue
+        app |= feature.commands
+        for script in feature.scripts.values():
+            scripted |= script.commands
+    return Needed(frozenset(app), frozenset(scripted), frozenset(CLI.commands - app))
+
+
+@dataclass(frozen=True)
+class ProbeKeys:
+    """Throwaway keys under the prefix, all of one session (one hash tag: one Cluster
+    slot, so one script may use them all), and its channel."""
+
+    list: str
+    hash: str
+    string: str
+    channel: str
+
+    @classmethod
+    def of(cls, admin: Admin) -> ProbeKeys:
+        sid = f"__chatkeep_doctor__{os.urandom(6).hex()}"
+        messages, meta = admin.keys.session(sid)
+        return cls(messages, meta, admin.keys.lock(sid), admin.keys.channel(sid))
+
+    @property
+    def keys(self) -> tuple[str, str, str]:
+        return self.list, self.hash, self.string
+
+
+_SHA = "0" * 40
+# Never run by the probe: they would change the connection's mode.
+_NOT_RUN = frozenset({"SUBSCRIBE", "SSUBSCRIBE", "PSUBSCRIBE", "MONITOR", "RESET", "QUIT"})
+
+
+def example(command: str, k: ProbeKeys) -> Command | None:
+    """A valid invocation (right arity) of ``command`` on the probe keys, or None when
+    the doctor knows none (the command is then reported as not checked). Only the
+    permission to run it matters: the key types need not fit."""
+    m, h, s, ch = k.list, k.hash, k.string, k.channel
+    examples: dict[str, Command] = {
+        "PING": ("PING",),
+        "INFO": ("INFO", "server"),
+        "EVAL": ("EVAL", "return 1", 2, m, h),
+        "EVALSHA": ("EVALSHA", _SHA, 2, m, h),
+        "EVAL_RO": ("EVAL_RO", "return 1", 2, m, h),
+        "EVALSHA_RO": ("EVALSHA_RO", _SHA, 2, m, h),
+        "EXISTS": ("EXISTS", m),
+        "DEL": ("DEL", m, h, s),
+        "UNLINK": ("UNLINK", m, h, s),
+        "TYPE": ("TYPE", m),
+        "PEXPIREAT": ("PEXPIREAT", m, 1),
+        "PEXPIRE": ("PEXPIRE", m, 60_000),
+        "EXPIRE": ("EXPIRE", m, 60),
+        "EXPIREAT": ("EXPIREAT", m, 1),
+        "PERSIST": ("PERSIST", m),
+        "PTTL": ("PTTL", h),
+        "TTL": ("TTL", h),
+        "GET": ("GET", s),
+        "SET": ("SET", s, "x"),
+        "GETDEL": ("GETDEL", s),
+        "MGET": ("MGET", s),
+        "INCR": ("INCR", s),
+        "HMGET": ("HMGET", h, "c"),
+        "HGET": ("HGET", h, "c"),
+        "HGETALL": ("HGETALL", h),
+        "HSET": ("HSET", h, "c", "1"),
+        "HSETNX": ("HSETNX", h, "c", "1"),
+        "HDEL": ("HDEL", h, "x"),
+        "HEXISTS": ("HEXISTS", h, "x"),
+        "HINCRBY": ("HINCRBY", h, "x", 1),
+        "HLEN": ("HLEN", h),
+        "HKEYS": ("HKEYS", h),
+        "HSCAN": ("HSCAN", h, 0),
+        "LLEN": ("LLEN", m),
+        "LRANGE": ("LRANGE", m, 0, -1),
+        "LINDEX": ("LINDEX", m, 0),
+        "LSET": ("LSET", m, 0, "x"),
+        "LREM": ("LREM", m, 1, "x"),
+        "LINSERT": ("LINSERT", m, "BEFORE", "x", "y"),
+        "LTRIM": ("LTRIM", m, 0, -1),
+        "LPOP": ("LPOP", m),
+        "RPOP": ("RPOP", m),
+        "LPUSH": ("LPUSH", m, "x"),
+        "RPUSH": ("RPUSH", m, "x"),
+        "ZADD": ("ZADD", s, 1, "x"),
+        "ZREM": ("ZREM", s, "x"),
+        "ZCARD": ("ZCARD", s),
+        "ZSCORE": ("ZSCORE", s, "x"),
+        "ZMSCORE": ("ZMSCORE", s, "x"),
+        "ZINCRBY": ("ZINCRBY", s, 1, "x"),
+        "ZRANGE": ("ZRANGE", s, 0, -1),
+        "ZREVRANGE": ("ZREVRANGE", s, 0, -1),
+        "ZRANGEBYSCORE": ("ZRANGEBYSCORE", s, "-inf", "+inf"),
+        "ZREVRANGEBYSCORE": ("ZREVRANGEBYSCORE", s, "+inf", 0),
+        "ZREMRANGEBYSCORE": ("ZREMRANGEBYSCORE", s, "-inf", "(0"),
+        "ZREMRANGEBYRANK": ("ZREMRANGEBYRANK", s, 0, -1000),
+        "ZRANGEBYLEX": ("ZRANGEBYLEX", s, "-", "+"),
+        "ZREVRANGEBYLEX": ("ZREVRANGEBYLEX", s, "+", "-"),
+        "ZREMRANGEBYLEX": ("ZREMRANGEBYLEX", s, "[a", "[a"),
+        "ZLEXCOUNT": ("ZLEXCOUNT", s, "-", "+"),
+        "ZSCAN": ("ZSCAN", s, 0),
+        "MEMORY|USAGE": ("MEMORY", "USAGE", m),
+        "PUBLISH": ("PUBLISH", ch, "x"),
+        "SPUBLISH": ("SPUBLISH", ch, "x"),
+        "SUBSCRIBE": ("SUBSCRIBE", ch),
+        "SSUBSCRIBE": ("SSUBSCRIBE", ch),
+        "UNSUBSCRIBE": ("UNSUBSCRIBE", ch),
+        "SUNSUBSCRIBE": ("SUNSUBSCRIBE", ch),
+        "CLUSTER|SLOTS": ("CLUSTER", "SLOTS"),
+        "COMMAND": ("COMMAND", "COUNT"),
+    }
+    return examples.get(command.upper())
+
+
+# -- replies ----------------------------------------------------------------------------
 
 
 def _denied(text: str) -> bool:
-    """Whether a Redis error means the ACL user may not run the command."""
+    """Whether a Redis error means the ACL user may not run the command (on those
+    keys or channels); inside a script: "The user executing the script can't ..."."""
     lowered = text.lower()
-    return "noperm" in lowered or "no permissions" in lowered or "can't run this command" in lowered
+    return (
+        "noperm" in lowered
+        or "no permissions" in lowered
+        or "executing the script can't" in (lowered)
+    )
 
 
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
+def _parse_info(reply: Any) -> dict[str, Any]:
+    """``INFO`` as a dict: raw text on one server; parsed by redis-py on a Cluster
+    (``{node: {...}}`` when it asked every node: one node is taken)."""
+    if isinstance(reply, dict):
+        if reply and all(isinstance(v, dict) for v in reply.values()):
+            return dict(next(iter(reply.values())))
+        return reply
+    found: dict[str, Any] = {}
+    for line in _text(reply).splitlines():
+        if line and not line.startswith("#") and ":" in line:
+            key, _, value = line.partition(":")
+            found[key] = value
+    return found
+
+
 def _info(admin: Admin, section: str) -> dict[str, Any]:
-    with admin.guard():
-        info: dict[str, Any] = admin.client.info(section)
-    # RedisCluster answers {node: {...}} when asked every node: take one node.
-    if info and all(isinstance(v, dict) for v in info.values()):
-        return next(iter(info.values()))
-    return info
+    (reply,) = admin.send([("INFO", section)])
+    return _parse_info(reply)
 
 
 def _config_get(admin: Admin, name: str) -> str | None:
     try:
-        with admin.guard():
-            reply = admin.client.config_get(name)
+        (reply,) = admin.send([("CONFIG", "GET", name)])
     except ChatkeepError:
         return None  # CONFIG is often not permitted (managed services, ACL users)
-    if isinstance(reply, dict):
-        for key, value in reply.items():
-            if _text(key) == name:
-                return _text(value)
+    pairs = (
+        list(reply.items())
+        if isinstance(reply, dict)
+        else list(zip(reply[::2], reply[1::2], strict=False))
+    )
+    for key, value in pairs:
+        if _text(key) == name:
+            return _text(value)
     return None
+
+
+def _ping(admin: Admin) -> None:
+    admin.send([("PING",)])
+
+
+# -- the checks -------------------------------------------------------------------------
 
 
 def run_checks(admin: Admin, *, pings: int = 20) -> list[Check]:
@@ -139,8 +252,7 @@ def run_checks(admin: Admin, *, pings: int = 20) -> list[Check]:
     checks: list[Check] = []
     try:
         started = time.perf_counter()
-        with admin.guard():
-            admin.client.ping()
+        _ping(admin)
         first = time.perf_counter() - started
     except ChatkeepError as exc:
         checks.append(Check("connectivity", "fail", str(exc)))
@@ -182,14 +294,13 @@ def _server(admin: Admin) -> Check:
 
 def _latency(admin: Admin, pings: int) -> Check:
     samples = []
-    with admin.guard():
-        for _ in range(max(pings, 1)):
-            started = time.perf_counter()
-            admin.client.ping()
-            samples.append((time.perf_counter() - started) * 1000)
+    for _ in range(max(pings, 1)):
+        started = time.perf_counter()
+        _ping(admin)
+        samples.append((time.perf_counter() - started) * 1000)
     median, worst = statistics.median(samples), max(samples)
     summary = f"PING round trip median {median:.2f} ms, max {worst:.2f} ms ({len(samples)} pings)"
-    timeout_ms = admin.store.config.socket_timeout * 1000
+    timeout_ms = admin.config.socket_timeout * 1000
     if median > 10:
         return Check(
             "latency",
@@ -202,163 +313,167 @@ def _latency(admin: Admin, pings: int) -> Check:
     return Check("latency", "ok", summary)
 
 
+@dataclass
+class _Refused:
+    commands: set[str]
+    channels: set[str]  # allowed, but not on the prefix's channels
+    unchecked: set[str]
+
+
 def _permissions(admin: Admin) -> Check:
-    missing: list[str] | None = None
+    wanted = needed()
     method = "ACL DRYRUN"
     try:
-        missing = _dryrun(admin)
+        refused = _dryrun(admin, wanted)
     except ChatkeepError:
-        missing = None
-    if missing is None:
+        refused = None
+    if refused is None:
         method = "trying each command on temporary keys"
         try:
-            missing = _probe(admin)
+            refused = _probe(admin, wanted)
         except ChatkeepError as exc:
             return Check("permissions", "fail", f"could not check permissions ({exc})")
-    needed = {c.split()[0] for c in missing if c.split()[0] in (*SCRIPT_COMMANDS, *STORE_COMMANDS)}
-    cli_only = [c for c in missing if c.split()[0] not in needed]
-    base = _acl_rules(admin.config.prefix)
-    extra = [f"+{c.lower()}" for c in CLI_COMMANDS if f"+{c.lower()}" not in base]
-    rules = "ACL SETUSER <user> " + " ".join(base + extra)
-    if needed:
+    rules = "ACL SETUSER <user> " + " ".join(
+        acl_rules(admin.config.prefix, cluster=admin.connection.cluster)
+    )
+    app = sorted(refused.commands & wanted.app)
+    cli = sorted(refused.commands - wanted.app)
+    if app:
         return Check(
             "permissions",
             "fail",
-            f"the user may not run: {', '.join(sorted(needed))} (checked by {method})",
+            f"the user may not run: {', '.join(app)} (checked by {method})",
             f"grant what chatkeep needs, e.g. {rules}",
         )
-    if cli_only:
+    if cli:
         return Check(
             "permissions",
             "warn",
-            "the app's commands are allowed; the chatkeep command may not run: "
-            + ", ".join(sorted(cli_only)),
-            "stats, export and purge need them; the application does not",
+            "the app's commands are allowed; the chatkeep command may not run: " + ", ".join(cli),
+            f"stats, export and purge need them; the application does not ({rules})",
         )
-    return Check(
-        "permissions", "ok", f"every command chatkeep sends is allowed (checked by {method})"
-    )
+    if refused.channels:
+        return Check(
+            "permissions",
+            "warn",
+            "every command is allowed, but not on the prefix's channels "
+            f"({', '.join(sorted(refused.channels))})",
+            f"live updates (publish=True, subscribe()) need &{admin.config.prefix}:*",
+        )
+    summary = f"every command chatkeep sends is allowed (checked by {method})"
+    if refused.unchecked:
+        summary += f"; not checked: {', '.join(sorted(refused.unchecked))}"
+    return Check("permissions", "ok", summary)
 
 
-def _acl_rules(prefix: str) -> list[str]:
-    try:
-        from ..backends.redis import acl_rules
-
-        return list(acl_rules(prefix))
-    except ImportError:  # pragma: no cover - older layout
-        return [f"~{prefix}:*", "-@all", *(f"+{c.lower()}" for c in STORE_COMMANDS)]
-
-
-def _probe_keys(admin: Admin) -> tuple[str, str, str]:
-    sid = f"__chatkeep_doctor__{os.urandom(6).hex()}"
-    messages, meta = admin.keys.session(sid)
-    return messages, meta, f"{admin.config.prefix}:{{{sid}}}:z"
+def _examples(names: Iterable[str], keys: ProbeKeys) -> tuple[dict[str, Command], set[str]]:
+    """The examples of ``names`` the doctor knows, and the names it knows none for."""
+    found: dict[str, Command] = {}
+    unknown: set[str] = set()
+    for name in sorted(names):
+        command = example(name, keys)
+        if command is None:
+            unknown.add(name)
+        else:
+            found[name] = command
+    return found, unknown
 
 
-def _dryrun(admin: Admin) -> list[str] | None:
-    """Commands ACL DRYRUN refuses; None when DRYRUN itself is not available."""
-    client = admin.client
-    try:
-        user = _text(client.execute_command("ACL", "WHOAMI"))
-    except (rex.ResponseError, rex.NoPermissionError):
+def _sort(refusals: Iterable[tuple[str, str]]) -> _Refused:
+    """Refusals as (command, error text) -> commands refused, channels refused."""
+    found = _Refused(set(), set(), set())
+    for name, text in refusals:
+        if "channel" in text.lower():
+            found.channels.add(name)
+        else:
+            found.commands.add(name)
+    return found
+
+
+def _dryrun(admin: Admin, wanted: Needed) -> _Refused | None:
+    """What ``ACL DRYRUN`` refuses; None when DRYRUN itself is not available."""
+    (user,) = admin.send([("ACL", "WHOAMI")], checked=False)
+    if isinstance(user, Exception):  # not permitted (a least-privilege user), or no ACL
         return None
-    except rex.RedisError as exc:
-        with admin.guard():
-            raise exc
-    m, h, _ = _probe_keys(admin)
-    idx = admin.keys.index
-    sha = "0" * 40
-    commands = [
-        ["PING"],
-        ["EVALSHA", sha, "2", m, h],
-        ["EVAL", "return 1", "2", m, h],
-        ["ZADD", idx, "1", "x"],
-        ["ZREM", idx, "x"],
-        ["ZREMRANGEBYSCORE", idx, "-inf", "(0"],
-        ["ZREVRANGEBYSCORE", idx, "+inf", "0"],
-        ["HMGET", h, "c"],
-        ["LLEN", m],
-        ["PTTL", h],
-        ["HSET", h, "c", "1"],
-        ["HDEL", h, "e"],
-        ["RPUSH", m, "x"],
-        ["LRANGE", m, "0", "-1"],
-        ["LINDEX", m, "0"],
-        ["LSET", m, "0", "x"],
-        ["LREM", m, "1", "x"],
-        ["LINSERT", m, "BEFORE", "x", "y"],
-        ["LTRIM", m, "0", "-1"],
-        ["LPOP", m],
-        ["RPOP", m],
-        ["DEL", m, h],
-        ["PEXPIREAT", m, "1"],
-        ["PERSIST", m],
-        ["ZSCAN", idx, "0"],
-        ["ZCARD", idx],
-        ["MEMORY", "USAGE", m],
+    examples, unknown = _examples(wanted.every, ProbeKeys.of(admin))
+    commands: list[Command] = [("ACL", "DRYRUN", user, "PING")]
+    commands += [("ACL", "DRYRUN", user, *command) for command in examples.values()]
+    replies = admin.send(commands, checked=False)
+    if isinstance(replies[0], Exception):  # NOPERM for ACL itself, or an old server
+        return None
+    refusals = []
+    for name, reply in zip(examples, replies[1:], strict=True):
+        text = str(reply) if isinstance(reply, Exception) else _text(reply)
+        if text != "OK":
+            refusals.append((name, text))
+    found = _sort(refusals)
+    found.unchecked = unknown
+    return found
+
+
+def _lua(value: Any, keys: ProbeKeys) -> str:
+    if value in keys.keys:
+        return f"KEYS[{keys.keys.index(value) + 1}]"
+    if isinstance(value, int):
+        return str(value)
+    text = str(value).replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{text}'"
+
+
+def probe_script(commands: dict[str, Command], keys: ProbeKeys) -> str:
+    """A script that runs ``commands`` (by name; on ``keys``, passed as KEYS) and
+    returns their errors as ``"NAME error"``; then expires and deletes the keys."""
+    lines = [
+        "local failed = {}",
+        "local function try(name, ...)",
+        "  local reply = redis.pcall(...)",
+        "  if type(reply) == 'table' and reply.err then",
+        "    table.insert(failed, name .. ' ' .. reply.err)",
+        "  end",
+        "end",
     ]
-    missing = []
-    for command in commands:
-        try:
-            reply = _text(client.execute_command("ACL", "DRYRUN", user, *command))
-        except rex.ResponseError as exc:  # NOPERM for ACL itself, or an old server
-            if command == commands[0]:
-                return None
-            reply = str(exc)
-        except rex.RedisError as exc:
-            with admin.guard():
-                raise exc
-        if reply != "OK":
-            missing.append(" ".join(command[:2]) if command[0] == "MEMORY" else command[0])
-    return ["MEMORY|USAGE" if c == "MEMORY USAGE" else c for c in missing]
+    for name, command in commands.items():
+        args = ", ".join(_lua(a, keys) for a in command)
+        lines.append(f"try('{name}', {args})")
+    lines += [
+        "for i = 1, #KEYS do redis.pcall('PEXPIREAT', KEYS[i], ARGV[1]) end",
+        "redis.pcall('DEL', unpack(KEYS))",
+        "return failed",
+    ]
+    return "\n".join(lines) + "\n"
 
 
-def _probe(admin: Admin) -> list[str]:
-    """Commands the server refuses when tried on throwaway keys under the prefix."""
-    client = admin.client
-    m, h, z = _probe_keys(admin)
-    expire_at = str(int(time.time() * 1000) + 60_000)
-    missing: list[str] = []
-
-    def attempt(name: str, *args: Any) -> Any:
-        try:
-            with admin.guard():
-                return client.execute_command(*args)
-        except ChatkeepError as exc:
-            if _denied(str(exc)):
-                missing.append(name)
-                return None
-            raise
-
-    attempt("PING", "PING")
-    sha = attempt("SCRIPT", "SCRIPT", "LOAD", _PROBE_SCRIPT)
-    failed = None
-    if sha is not None:
-        failed = attempt("EVALSHA", "EVALSHA", _text(sha), 2, m, h, expire_at)
-    evaled = attempt("EVAL", "EVAL", _PROBE_SCRIPT, 2, m, h, expire_at)
-    if failed is None:
-        failed = evaled
-    if "SCRIPT" in missing:
-        missing.remove("SCRIPT")  # not needed: chatkeep falls back to EVAL on NOSCRIPT
-    for entry in failed or []:
-        name, _, reason = _text(entry).partition(" ")
-        if _denied(reason):
-            missing.append(name)
-    if failed is None and "EVALSHA" in missing and "EVAL" in missing:
-        missing.extend(SCRIPT_COMMANDS)  # cannot tell; the scripts cannot run anyway
-    attempt("ZADD", "ZADD", z, 1, "x")
-    attempt("PEXPIREAT", "PEXPIREAT", z, expire_at)
-    attempt("ZREVRANGEBYSCORE", "ZREVRANGEBYSCORE", z, "+inf", 0)
-    attempt("ZREMRANGEBYSCORE", "ZREMRANGEBYSCORE", z, "-inf", "(0")
-    attempt("ZSCAN", "ZSCAN", z, 0)
-    attempt("ZCARD", "ZCARD", z)
-    attempt("ZREM", "ZREM", z, "x")
-    attempt("HMGET", "HMGET", h, "c")
-    attempt("LLEN", "LLEN", m)
-    attempt("PTTL", "PTTL", h)
-    attempt("MEMORY|USAGE", "MEMORY", "USAGE", m)
-    attempt("DEL", "DEL", m, h, z)
-    return list(dict.fromkeys(missing))
+def _probe(admin: Admin, wanted: Needed) -> _Refused:
+    """What the server refuses when each command is run on throwaway keys."""
+    keys = ProbeKeys.of(admin)
+    expire_at = int(time.time() * 1000) + 60_000
+    examples, unchecked = _examples(wanted.every - _NOT_RUN, keys)
+    unchecked |= wanted.every & _NOT_RUN
+    inside = {n: c for n, c in examples.items() if n in wanted.scripted}
+    outside = {n: c for n, c in examples.items() if n not in wanted.scripted}
+    refusals: list[tuple[str, str]] = []
+    # The scripts' commands, inside a script (as the scripts run them).
+    script = probe_script(inside, keys)
+    (failed,) = admin.send([("EVAL", script, len(keys.keys), *keys.keys, expire_at)], checked=False)
+    if isinstance(failed, Exception):
+        if not _denied(str(failed)):
+            check([failed])  # raised, translated
+        unchecked |= set(inside)  # no script may run: EVAL's refusal is reported below
+    else:
+        for entry in failed or []:
+            name, _, reason = _text(entry).partition(" ")
+            if _denied(reason):
+                refusals.append((name, reason))
+    # The others, each on its own, in one round trip.
+    replies = admin.send([*outside.values(), ("DEL", *keys.keys)], checked=False)
+    for name, reply in zip(outside, replies, strict=False):
+        if isinstance(reply, Exception) and _denied(str(reply)):
+            refusals.append((name, str(reply)))
+    if isinstance(replies[-1], Exception):  # DEL refused: the keys expire within a minute
+        admin.send([("PEXPIREAT", key, expire_at) for key in keys.keys], checked=False)
+    found = _sort(refusals)
+    found.unchecked = unchecked
+    return found
 
 
 def _eviction(admin: Admin) -> Check:
