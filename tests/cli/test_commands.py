@@ -16,7 +16,7 @@ from tests.support.servers import RedisServer, free_port
 
 pytestmark = pytest.mark.redis_server
 
-COMMANDS = ["sessions", "show", "export", "import", "delete", "purge", "stats", "doctor"]
+COMMANDS = ["sessions", "show", "export", "import", "delete", "purge", "stats", "doctor", "journal"]
 
 
 def one_error_line(err: str) -> str:

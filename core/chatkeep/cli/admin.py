@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -29,6 +30,7 @@ from chatkeep import (
     ChatkeepError,
     ConfigurationError,
     ConversationStore,
+    FallbackWarning,
     InvalidSessionId,
     Message,
     MessageTooLargeError,
@@ -45,8 +47,11 @@ from chatkeep.redis import (
     Feature,
     Flow,
     KeySchema,
+    PendingWrites,
     check,
     direct,
+    load_features,
+    pending_writes,
     validate_id,
 )
 
@@ -58,7 +63,9 @@ __all__ = [
     "ImportResult",
     "LineError",
     "PurgeResult",
+    "ReplayResult",
     "parse_line",
+    "replay_journal",
 ]
 
 CLI = Feature(
@@ -584,3 +591,55 @@ def parse_line(line: bytes | str) -> tuple[str, str | None, Message] | None:
     except ValueError as exc:  # SerializationError, or a number JSON does not allow
         raise LineError(f"record: {exc}") from None
     return sid, owner, message
+
+
+# -- the durable journal ----------------------------------------------------------------------
+
+
+@dataclass
+class ReplayResult:
+    replayed: int
+    """Journaled writes that reached Redis."""
+    rejected: int
+    """Journaled writes Redis refused as invalid (conflicts included): dropped, reported."""
+    conflicts: int
+    left: int
+    """Writes still in the journal for this Redis."""
+    reached: bool
+    """Whether Redis answered."""
+    last_error: str | None
+    others: list[PendingWrites]
+    """What the file holds for other Redis servers (left alone)."""
+
+
+def replay_journal(config: StoreConfig, path: str) -> ReplayResult:
+    """Replay the durable journal at ``path`` to the Redis of ``config``, as a process
+    of the application with that ``journal_path`` does once Redis answers: a
+    connection with the journal as its circuit's, flushed (one replayer at a time: a
+    process replaying it now keeps it). The families of the adapters are loaded from
+    the ``chatkeep.features`` entry points."""
+    if config.scheme == "memory":
+        raise ConfigurationError("replaying a journal needs a Redis URL")
+    pending_writes(path)  # a clear error for a file that is not a journal
+    load_features()
+    connection = Connection(config.replace(journal_path=path, fallback="memory"))
+    circuit = connection.circuit
+    assert circuit is not None
+    try:
+        with warnings.catch_warnings():  # this command reports the outcome itself
+            warnings.simplefilter("ignore", FallbackWarning)
+            left = connection.run(circuit.flush())
+        status = circuit.status("redis")
+    finally:
+        circuit.journal.close()
+        connection.close()
+    target = config.safe_url
+    return ReplayResult(
+        replayed=status.replayed,
+        rejected=status.replay_rejected,
+        conflicts=status.conflicts,
+        left=left,
+        reached=connection.reached,
+        last_error=status.last_error,
+        others=[p for p in pending_writes(path) if p.target != target],
+    )

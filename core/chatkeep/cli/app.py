@@ -36,8 +36,9 @@ from chatkeep import (
     __version__,
     encode_record,
 )
+from chatkeep.redis import PendingWrites, pending_writes
 
-from .admin import Admin, LineError
+from .admin import Admin, LineError, replay_journal
 from .doctor import run_checks
 
 __all__ = [
@@ -676,6 +677,120 @@ def doctor(ctx: click.Context, as_json: bool, strict: bool) -> None:
     if any(c.status == "fail" for c in checks):
         ctx.exit(EXIT_ERROR)
     if strict and any(c.status == "warn" for c in checks):
+        ctx.exit(EXIT_PARTIAL)
+
+
+# -- journal -----------------------------------------------------------------------------
+
+_PATH_HELP = "The journal file (journal_path). Default: $CHATKEEP_JOURNAL_PATH."
+
+
+def _journal_path(state: State, path: str | None) -> str:
+    found = path or state.config.journal_path
+    if not found:
+        raise click.UsageError("name the journal file: --path FILE (or CHATKEEP_JOURNAL_PATH)")
+    return found
+
+
+def _pending_json(entry: PendingWrites) -> dict[str, Any]:
+    return {
+        "redis": entry.target,
+        "family": entry.family,
+        "prefix": entry.prefix,
+        "key": entry.key,
+        "writes": entry.writes,
+        "bytes": entry.bytes,
+        "oldest": datetime.fromtimestamp(entry.oldest, timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+@cli.group()
+def journal() -> None:
+    """The durable fallback journal (journal_path): what waits for Redis, and replaying it."""
+
+
+@journal.command(name="show")
+@click.option("--path", metavar="FILE", help=_PATH_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def journal_show(ctx: click.Context, path: str | None, as_json: bool) -> None:
+    """Writes a durable journal holds: how many and their bytes, per Redis, family and
+    session, oldest first. Never their content; reads the file only (no Redis needed)."""
+    file = _journal_path(_state(ctx), path)
+    entries = pending_writes(file)
+    writes, size = sum(e.writes for e in entries), sum(e.bytes for e in entries)
+    if as_json:
+        _emit_json(
+            {
+                "path": file,
+                "writes": writes,
+                "bytes": size,
+                "keys": [_pending_json(e) for e in entries],
+            }
+        )
+        return
+    console = _console()
+    console.print(
+        Text(f"{file}: {writes} pending write{'s' if writes != 1 else ''}, {_bytes(size)}")
+    )
+    if not entries:
+        return
+    table = Table(box=None, header_style="bold")
+    for column, justify in (
+        ("redis", "left"),
+        ("family", "left"),
+        ("prefix", "left"),
+        ("session", "left"),
+        ("writes", "right"),
+        ("bytes", "right"),
+        ("oldest", "left"),
+    ):
+        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    for entry in entries:
+        table.add_row(
+            Text(entry.target),
+            Text(entry.family),
+            Text(entry.prefix or "-"),
+            Text(entry.key),
+            str(entry.writes),
+            str(entry.bytes),
+            _when(datetime.fromtimestamp(entry.oldest, timezone.utc)),
+        )
+    console.print(table)
+
+
+@journal.command(name="replay")
+@click.option("--path", metavar="FILE", help=_PATH_HELP)
+@click.pass_context
+def journal_replay(ctx: click.Context, path: str | None) -> None:
+    """Replay a durable journal to the Redis of --url, as a process of the application
+    with that journal_path does once Redis is back.
+
+    One replayer at a time: while another process replays the file, its writes stay.
+    Exit 1 if Redis cannot be reached, 3 if writes remain.
+    """
+    state = _state(ctx)
+    file = _journal_path(state, path)
+    result = replay_journal(state.config, file)
+    where = state.config.safe_url
+    if result.left and not result.reached:
+        raise CommandError(
+            f"cannot reach Redis at {where} ({result.last_error}); "
+            f"{result.left} journaled writes wait in {file}"
+        )
+    click.echo(
+        f"replayed {result.replayed} writes to {where} ({result.rejected} rejected, "
+        f"{result.conflicts} of them conflicts); {result.left} left"
+    )
+    if result.others:
+        count = sum(e.writes for e in result.others)
+        targets = ", ".join(sorted({e.target for e in result.others}))
+        _note(f"{count} writes in {file} are for other Redis servers ({targets}): left alone")
+    if result.left:
+        _note(
+            "writes remain: another process may be replaying this journal, or Redis "
+            f"refused them for now ({result.last_error})"
+        )
         ctx.exit(EXIT_PARTIAL)
 
 

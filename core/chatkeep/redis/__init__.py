@@ -52,7 +52,14 @@ from .flows import (
     run,
     sync_method,
 )
-from .journal import Journal, Journaled, MemoryJournal, SqliteJournal
+from .journal import (
+    Journal,
+    Journaled,
+    MemoryJournal,
+    PendingWrites,
+    SqliteJournal,
+    pending_writes,
+)
 from .scripts import FEATURES, Feature, Script, acl_rules, load_features, run_script
 from .stores import Awaiting, Blocking, FamilyStore, RedisBacked, resolve_config
 
@@ -82,6 +89,7 @@ __all__ = [
     "KeySchema",
     "MemoryJournal",
     "Mirror",
+    "PendingWrites",
     "Route",
     "Script",
     "Sleep",
@@ -105,6 +113,7 @@ __all__ = [
     "is_temporary",
     "load_features",
     "loads",
+    "pending_writes",
     "register_family",
     "run",
     "run_script",

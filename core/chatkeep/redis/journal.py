@@ -30,10 +30,18 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from ..errors import ConfigurationError, JournalFullError
 
-__all__ = ["Journal", "Journaled", "MemoryJournal", "SqliteJournal"]
+__all__ = [
+    "Journal",
+    "Journaled",
+    "MemoryJournal",
+    "PendingWrites",
+    "SqliteJournal",
+    "pending_writes",
+]
 
 
 @dataclass(slots=True)
@@ -286,3 +294,51 @@ class SqliteJournal:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+@dataclass(frozen=True, slots=True)
+class PendingWrites:
+    """Writes a durable journal holds for one key (a session...) of one family."""
+
+    target: str
+    """The Redis they are for (its credential-free URL)."""
+    family: str
+    prefix: str | None
+    """The family's key prefix, when it has one."""
+    key: str
+    writes: int
+    bytes: int
+    oldest: float
+    """When the oldest was journaled (seconds since the epoch)."""
+
+
+def pending_writes(path: str) -> list[PendingWrites]:
+    """What the durable journal at ``path`` holds, per Redis, family and key, oldest
+    first; never the writes themselves. The file is only read (``chatkeep journal
+    show``); a missing file or one that is not a journal raises ConfigurationError."""
+    if not os.path.isfile(path):
+        raise ConfigurationError(f"no journal file at {path!r}")
+    try:
+        db = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=ro", uri=True)
+        try:
+            rows = db.execute(
+                "SELECT target, family, params, key, COUNT(*), SUM(size), MIN(created)"
+                " FROM entries GROUP BY target, family, params, key ORDER BY MIN(id)"
+            ).fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise ConfigurationError(f"{path!r} is not a chatkeep journal ({exc})") from None
+    found = []
+    for target, family, params, key, writes, size, oldest in rows:
+        try:
+            prefix = json.loads(params).get("prefix")
+        except (ValueError, AttributeError):
+            prefix = None
+        found.append(
+            PendingWrites(
+                target, family, prefix if isinstance(prefix, str) else None, key,
+                int(writes), int(size or 0), float(oldest),
+            )
+        )  # fmt: skip
+    return found
