@@ -102,8 +102,15 @@ class ProbeKeys:
 
 
 _SHA = "0" * 40
-# Never run by the probe: they would change the connection's mode.
-_NOT_RUN = frozenset({"SUBSCRIBE", "SSUBSCRIBE", "PSUBSCRIBE", "MONITOR", "RESET", "QUIT"})
+# Never run by the probe (only ACL DRYRUN checks them): they belong to a subscribed
+# connection, or would change the connection's mode.
+_NOT_RUN = frozenset(
+    {
+        "SUBSCRIBE", "SSUBSCRIBE", "PSUBSCRIBE",
+        "UNSUBSCRIBE", "SUNSUBSCRIBE", "PUNSUBSCRIBE",
+        "MONITOR", "RESET", "QUIT",
+    }
+)  # fmt: skip
 
 
 def example(command: str, k: ProbeKeys) -> Command | None:
