@@ -9,6 +9,12 @@ session in pages instead of loading it.
 Sessions are found through the session index (``<prefix>:idx``) and the owner
 indexes, walked with ``ZSCAN`` (cursor-based: every member present for the whole walk
 is seen, duplicates are dropped); never ``KEYS`` or a keyspace ``SCAN``.
+
+Only ``chatkeep`` and ``chatkeep.redis`` are used: the administrative round trips go
+through the store's :class:`~chatkeep.redis.Connection` (errors translated there, an
+unreachable Redis raised by :func:`~chatkeep.redis.direct`), and the commands the
+command sends itself are declared in :data:`CLI`, so that
+:func:`chatkeep.redis.acl_rules` grants them.
 """
 
 from __future__ import annotations
