@@ -88,7 +88,10 @@ try:  # the ``fast`` extra
     )
 
     def _dumps(obj: Any, default: Callable[[Any], Any]) -> bytes:
-        return orjson.dumps(obj, default=default, option=_ORJSON_OPTIONS)
+        # orjson's result keeps the buffer it wrote into, sized for the worst case (at
+        # least 4 KiB, about ten times a long string) and never shrunk. Records are
+        # kept (the fallback's mirror and journal): keep them at their size.
+        return memoryview(orjson.dumps(obj, default=default, option=_ORJSON_OPTIONS)).tobytes()
 
     JSON_LIBRARY = "orjson"
 except ImportError:  # pragma: no cover - exercised when orjson is absent
