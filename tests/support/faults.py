@@ -89,6 +89,7 @@ def spawn(code: str, *args: str, **popen: Any) -> subprocess.Popen[str]:
     """Start ``code`` in a child Python, its stdout and stderr piped."""
     return subprocess.Popen(
         [sys.executable, "-c", code, *args],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
