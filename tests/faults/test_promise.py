@@ -216,6 +216,30 @@ def test_redis_killed_in_the_middle_of_a_replay_stores_each_write_once(
     store.close()
 
 
+@pytest.mark.parametrize("others", [0, 40])
+def test_a_lost_reply_is_replayed_once_whatever_others_appended_meanwhile(
+    fresh_redis_server: RedisServer, proxy: TcpProxy, prefix: str, others: int
+) -> None:
+    """Item 1: Redis stored A's append but its reply was lost (the connection died);
+    A journals it; meanwhile another process appends ``others`` messages to the same
+    session. A's replay must not store the append a second time."""
+    a = ConversationStore.from_url(proxy.url, prefix=prefix, **FAST)
+    b = ConversationStore.from_url(fresh_redis_server.url, prefix=prefix, fallback="raise")
+    a.append("s", [msg("one")])
+    proxy.drop_replies()
+    a.append("s", [msg("two")])  # stored by Redis; A times out and journals it
+    proxy.cut()
+    for i in range(others):
+        b.append("s", [msg(f"b{i}")])
+    proxy.restore()
+    settle(a)
+    held = stored(fresh_redis_server.port, prefix, "s")
+    assert held.count("two") == 1, held
+    assert held == ["one", "two", *(f"b{i}" for i in range(others))]
+    a.close()
+    b.close()
+
+
 @pytest.mark.slow
 def test_fifty_writers_and_a_one_second_outage(
     durable_redis_server: RedisServer, prefix: str, record_property: Any
