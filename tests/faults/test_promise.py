@@ -166,7 +166,8 @@ def test_under_load_nothing_acknowledged_is_dropped(
     counts = writers.check(server.port, prefix)
     status = store.status()
     assert counts["acked"] > 1000, counts
-    assert (status.pending_replay, status.replay_rejected, status.outages) == (0, 0, 2), status
+    assert (status.pending_replay, status.replay_rejected) == (0, 0), status
+    assert status.outages in (1, 2), status  # 1: the journal was not empty at the 2nd kill
     store.close()
 
 
@@ -1021,3 +1022,54 @@ def test_a_degraded_process_stays_within_journal_and_mirror_bytes(
     bound = (journal_limit + mirror_limit) * 1.2 + 500_000
     assert grown <= bound, f"the fallback holds {grown / 1e6:.1f} MB, bound {bound / 1e6:.1f} MB"
     forget(store)
+
+
+# -- the asyncio twin: the same promises -------------------------------------------------------
+
+
+def test_async_replayed_clear_never_overwrites_a_later_write(
+    fresh_redis_server: RedisServer, proxy: TcpProxy, prefix: str
+) -> None:
+    """Item 5 with AsyncConversationStore."""
+
+    async def scenario() -> None:
+        conflicts: list[ConflictError] = []
+        a = AsyncConversationStore.from_url(
+            proxy.url, prefix=prefix, on_conflict=conflicts.append, **FAST
+        )
+        b = ConversationStore.from_url(fresh_redis_server.url, prefix=prefix, fallback="raise")
+        await a.append("s", [msg("h0")])
+        await a.messages("s")
+        proxy.cut()
+        assert await a.clear("s") is True
+        await a.append("s", [msg("a-after")])
+        b.append("s", [msg("b1")])
+        proxy.restore()
+        await asettle(a)
+        assert stored(fresh_redis_server.port, prefix, "s") == ["h0", "b1", "a-after"]
+        assert a.status().conflicts == 1 and len(conflicts) == 1
+        await a.aclose()
+        b.close()
+
+    asyncio.run(scenario())
+
+
+def test_async_positions_in_a_partial_mirror_are_refused(
+    fresh_redis_server: RedisServer, proxy: TcpProxy, prefix: str
+) -> None:
+    """Item 7 with AsyncConversationStore."""
+
+    async def scenario() -> None:
+        store = AsyncConversationStore.from_url(proxy.url, prefix=prefix, mirror_messages=5, **FAST)
+        await store.append("s", [msg(f"m{i}") for i in range(10)])
+        proxy.cut()
+        with pytest.raises(IncompleteMirrorError):
+            await store.pop("s", 0)
+        assert await store.append("s", [msg("n")]) == 11
+        proxy.restore()
+        await asettle(store)
+        expected = [*(f"m{i}" for i in range(10)), "n"]
+        assert stored(fresh_redis_server.port, prefix, "s") == expected
+        await store.aclose()
+
+    asyncio.run(scenario())

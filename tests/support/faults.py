@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def raw_records(port: int, prefix: str, sid: str) -> list[bytes]:
     client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
     try:
-        records: list[bytes] = client.lrange(f"{prefix}:{{{sid}}}:m", 0, -1)
-        return records
+        found: list[Any] = client.lrange(f"{prefix}:{{{sid}}}:m", 0, -1)
+        return [bytes(r) for r in found]
     finally:
         client.close()
 
