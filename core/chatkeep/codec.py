@@ -19,7 +19,7 @@ with the stdlib ``json`` and with ``orjson`` (the ``fast`` extra):
 * anything else that JSON cannot hold (datetime, set, custom objects, NaN) raises
   :class:`SerializationError` naming the type; nothing is written.
 * containers nested deeper than :data:`MAX_DEPTH` (the record itself is level 1)
-  raise :class:`SerializationError`: nothing is written that a read could not decode.
+  raise :class:`SerializationError`; every record a write accepts reads back.
 
 Records are written with ``orjson`` when installed, else the stdlib ``json``, and read
 with pydantic-core's JSON parser. No pickle, ever: a record
@@ -75,10 +75,11 @@ _TAGS = (_B64, _ESC)
 _TAGGED = 2  # "b" of a record with tagged bytes and escaped look-alikes
 _TAGGED_V1 = 1  # the first format: bytes tagged, look-alikes not escaped
 
-MAX_DEPTH = 128
+MAX_DEPTH = 254
 """Deepest nesting of objects and arrays in a record (the record itself is level 1, a
-flat ``metadata`` dict level 2). Writes refuse deeper values; reads decode every
-record this deep (the JSON parser reads about 200 levels)."""
+flat ``metadata`` dict level 2): what orjson writes at most. The stdlib writer checks
+it too; the reader reads every record this deep (pydantic-core's parser stops at 200
+levels: deeper records, rare, are read with the stdlib parser)."""
 
 try:  # the ``fast`` extra
     import orjson
@@ -100,7 +101,12 @@ except ImportError:  # pragma: no cover - exercised when orjson is absent
         encoder = json.JSONEncoder(
             separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=default
         )
-        return encoder.encode(obj).encode()
+        data = encoder.encode(obj).encode()
+        # orjson refuses what nests deeper than MAX_DEPTH; so does this writer (the
+        # brackets in the text bound the depth: only then is the structure walked).
+        if data.count(b"{") + data.count(b"[") > MAX_DEPTH and _deeper(obj, MAX_DEPTH):
+            raise ValueError("Recursion limit reached")
+        return data
 
     JSON_LIBRARY = "json"
 
@@ -135,7 +141,11 @@ def dumps(obj: Any) -> bytes:
 def _checked_dumps(obj: Any, hook: _Encoding) -> bytes:
     try:
         return _dumps(obj, hook)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
+        if isinstance(exc, RecursionError) or "Recursion limit" in str(exc):
+            raise SerializationError(
+                f"cannot encode message as JSON: values nested deeper than {MAX_DEPTH} levels"
+            ) from None
         # orjson raises its JSONEncodeError (a TypeError); stdlib raises TypeError/ValueError.
         raise SerializationError(f"cannot encode message as JSON: {exc}") from None
 
@@ -189,13 +199,6 @@ def encode(message: Message) -> bytes:
         tagged = _tag(record)
         tagged["b"] = _TAGGED
         data = _checked_dumps(tagged, _Encoding())
-        record = tagged
-    # Brackets in the text bound the depth from above: only a record with more of them
-    # than MAX_DEPTH (code in the content, say) has its structure walked.
-    if data.count(b"{") + data.count(b"[") > MAX_DEPTH and _deeper(record, MAX_DEPTH):
-        raise SerializationError(
-            f"cannot encode message: values nested deeper than {MAX_DEPTH} levels"
-        )
     return data
 
 
@@ -214,11 +217,14 @@ def _tag(obj: Any) -> Any:
 
 
 def _deeper(obj: Any, limit: int) -> bool:
-    """Whether containers nest more than ``limit`` levels in ``obj`` (one level: obj)."""
+    """Whether containers nest more than ``limit`` levels in ``obj`` (one level: obj;
+    bytes are one: their tag)."""
     if isinstance(obj, dict):
         children: Iterable[Any] = obj.values()
     elif isinstance(obj, (list, tuple)):
         children = obj
+    elif isinstance(obj, (bytes, bytearray, memoryview)):
+        return limit <= 0
     else:
         return False
     if limit <= 0:
@@ -268,8 +274,8 @@ def parse(raw: bytes | str) -> dict[str, Any]:
     Raises :class:`SerializationError`."""
     try:
         record = loads(raw)
-    except ValueError:
-        raise SerializationError("stored record is not valid JSON") from None
+    except ValueError as exc:
+        record = _deep(raw, exc)
     if type(record) is not dict:
         raise SerializationError("stored record is not a JSON object")
     version = record.get("v")
@@ -285,6 +291,17 @@ def parse(raw: bytes | str) -> dict[str, Any]:
         legacy: dict[str, Any] = _untag(record)
         return legacy
     raise SerializationError(f"stored record has unsupported tagging {tagging!r}")
+
+
+def _deep(raw: bytes | str, exc: ValueError) -> Any:
+    """A record pydantic-core's parser refused: one nested deeper than its 200 levels
+    (the writer allows MAX_DEPTH) is read with the stdlib parser; else not JSON."""
+    if "recursion limit" in str(exc):
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError):
+            pass
+    raise SerializationError("stored record is not valid JSON") from None
 
 
 def decode(raw: bytes | str) -> Message:

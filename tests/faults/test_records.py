@@ -4,7 +4,7 @@
     cannot be decoded are skipped and counted by messages(), pop() and recent()
     (strict=True: SerializationError), never a raw binascii.Error;
 (b) an invalid TTL raises InvalidArgumentError and writes nothing;
-(c) one depth limit: what a write accepts, a read decodes;
+(c) one depth limit: what a write accepts, a read decodes (200-250 levels too);
 (d) one bad hash field or wrong-typed key does not break everyone's listing; a
     wrong-typed index is a clear BackendError;
 (e) a large insert is linear (Redis's own command statistics) and does not starve
@@ -189,18 +189,29 @@ def nested(depth: int) -> Any:
     return value
 
 
-@pytest.mark.parametrize("depth", [200, 225, 250, 300])
-def test_metadata_too_deep_to_read_is_refused_at_write(
-    store: ConversationStore, admin: redis.Redis, prefix: str, depth: int
+@pytest.mark.parametrize("depth", [200, 225, 250])
+def test_metadata_200_to_250_deep_is_written_and_read_back(
+    store: ConversationStore, depth: int
 ) -> None:
-    with pytest.raises(SerializationError):
-        store.append("s", [msg("deep", metadata={"m": nested(depth)})])
+    """The issue: written, then skipped on every read. Now it reads back exactly."""
+    message = msg("deep", metadata={"m": nested(depth)})
+    store.append("s", [message])
+    assert store.messages("s") == [message]
+    assert store.status().skipped_records == 0
+
+
+@pytest.mark.parametrize("extra", [1, 50])
+def test_metadata_deeper_than_the_limit_is_refused_and_writes_nothing(
+    store: ConversationStore, admin: redis.Redis, prefix: str, extra: int
+) -> None:
+    too_deep = codec.MAX_DEPTH - 2 + extra  # the record and "meta" are two levels
+    with pytest.raises(SerializationError, match="deeper"):
+        store.append("s", [msg("deep", metadata={"m": nested(too_deep)})])
     assert keys_of(admin, prefix) == []
 
 
 def test_the_deepest_metadata_a_write_accepts_reads_back(store: ConversationStore) -> None:
-    depth = codec.MAX_DEPTH - 3  # the record and "meta" and "m" are three levels
-    message = msg("deep", metadata={"m": nested(depth)})
+    message = msg("deep", metadata={"m": nested(codec.MAX_DEPTH - 2)})
     store.append("s", [message])
     assert store.messages("s") == [message]
     assert store.status().skipped_records == 0

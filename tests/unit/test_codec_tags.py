@@ -6,7 +6,8 @@
 * records of the first tagged format (``"b":1``) are still read, and a record that
   cannot be decoded is skipped and counted (``strict=True``: SerializationError),
   never a raw ``binascii.Error``;
-* one depth limit: a write refuses what a read could not decode.
+* one depth limit (MAX_DEPTH): a write refuses deeper values, and every record a
+  write accepts reads back.
 """
 
 from __future__ import annotations
@@ -209,10 +210,63 @@ def nested(depth: int, leaf: Any = 1) -> Any:
     return value
 
 
-def test_the_reader_reads_the_deepest_record_a_write_accepts() -> None:
-    deepest = nested(codec.MAX_DEPTH - 1)  # + the record itself
-    raw = codec.dumps(deepest)
-    assert codec.loads(raw) == deepest
+def deep_message(record_depth: int) -> Message:
+    """A message whose record nests exactly ``record_depth`` levels (record, meta, m...)."""
+    return Message(role="user", content="x", metadata={"m": nested(record_depth - 2)})
+
+
+def test_the_deepest_record_a_write_accepts_reads_back() -> None:
+    """The issue: metadata 200-250 deep was written, then skipped on every read."""
+    deepest = deep_message(codec.MAX_DEPTH)
+    assert codec.decode(codec.encode(deepest)) == deepest
+    for depth in (200, 201, 202, 225, 250):
+        message = Message(role="user", content="x", metadata={"m": nested(depth)})
+        assert codec.decode(codec.encode(message)) == message
+    with pytest.raises(SerializationError, match=f"deeper than {codec.MAX_DEPTH} levels"):
+        codec.encode(deep_message(codec.MAX_DEPTH + 1))
+    with pytest.raises(SerializationError, match="deeper"):
+        codec.encode(Message(role="user", content="x", metadata={"m": nested(300)}))
+
+
+def test_max_depth_is_what_orjson_writes() -> None:
+    """If orjson's limit moves, MAX_DEPTH (and the stdlib writer's check) must follow."""
+    import orjson
+
+    orjson.dumps(nested(codec.MAX_DEPTH - 1))  # + the innermost int: MAX_DEPTH containers
+    with pytest.raises(orjson.JSONEncodeError):
+        orjson.dumps(nested(codec.MAX_DEPTH + 1))
+
+
+DEPTH_STDLIB = textwrap.dedent(
+    """
+    import sys
+    sys.modules["orjson"] = None
+    from chatkeep import Message, SerializationError, codec
+    def nested(depth):
+        value = 1
+        for _ in range(depth):
+            value = {"a": value}
+        return value
+    for depth, fits in ((codec.MAX_DEPTH, True), (codec.MAX_DEPTH + 1, False)):
+        message = Message(role="user", content="x", metadata={"m": nested(depth - 2)},
+                          native={"b": b"x"} if depth % 2 else None)
+        try:
+            record = codec.encode(message)
+        except SerializationError:
+            assert not fits, depth
+        else:
+            assert fits, depth
+            assert codec.decode(record) == message
+    print("ok")
+    """
+)
+
+
+def test_the_stdlib_writer_has_the_same_depth_limit() -> None:
+    child = subprocess.run(
+        [sys.executable, "-c", DEPTH_STDLIB], capture_output=True, text=True, check=True
+    )
+    assert child.stdout.strip() == "ok"
 
 
 @pytest.mark.parametrize("where", ["metadata", "native", "arguments", "list"])
@@ -232,18 +286,12 @@ def test_every_depth_either_is_refused_at_write_or_reads_back(where: str) -> Non
         try:
             record = codec.encode(message)
         except SerializationError as exc:
-            assert "deeper" in str(exc) or "Recursion" in str(exc)
+            assert "deeper" in str(exc)
             continue
         accepted.append(depth)
         assert codec.decode(record) == message, depth  # never written then skipped
     assert accepted and max(accepted) < codec.MAX_DEPTH
     assert max(accepted) >= codec.MAX_DEPTH - 6
-
-
-def test_the_issue_depths_200_to_250_are_refused_at_write() -> None:
-    for depth in (200, 225, 250):
-        with pytest.raises(SerializationError, match="deeper"):
-            codec.encode(Message(role="user", content="x", metadata={"m": nested(depth)}))
 
 
 def test_content_full_of_brackets_is_not_deep() -> None:
