@@ -267,7 +267,8 @@ def test_fifty_writers_and_a_one_second_outage(
     record_property("counts", counts)
     print(f"\n50 writers, 1 s outage: back on Redis {recovered:.2f}s after it returned; {counts}")
     assert counts["refused"] == 0, counts  # nothing was refused for a full journal
-    assert recovered < 2.0 * 3, f"back on Redis only {recovered:.2f}s after it returned"
+    # Measured 0.76-0.94 s on a 2-core machine; the target is 2 s, asserted with 50% margin.
+    assert recovered < 2.0 * 1.5, f"back on Redis only {recovered:.2f}s after it returned"
     store.close()
 
 
