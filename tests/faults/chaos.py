@@ -283,7 +283,7 @@ def check(ops: list[Op], held: dict[str, list[str]], figures: Figures, volatile:
         for at, text in enumerate(texts):
             if text in where:
                 figures.duplicated += 1
-                if len(figures.samples) < 5:
+                if figures.duplicated <= 5:
                     figures.samples.append(f"duplicated {text} in {sid}")
             else:  # order is judged on first copies (duplicates are counted above)
                 where[text] = (sid, at)
@@ -314,7 +314,7 @@ def check(ops: list[Op], held: dict[str, list[str]], figures: Figures, volatile:
                 figures.removed += 1
             else:
                 figures.lost += 1
-                if len(figures.samples) < 10:
+                if figures.lost <= 5:
                     figures.samples.append(f"lost {text} of {sid}")
             continue
         if sid in volatile:
@@ -322,7 +322,7 @@ def check(ops: list[Op], held: dict[str, list[str]], figures: Figures, volatile:
         before = last.get((writer, sid), (-1, ""))
         if found[1] < before[0]:
             figures.disorder += 1
-            if len(figures.samples) < 20:
+            if figures.disorder <= 5:
                 figures.samples.append(f"{text} stored before {before[1]} in {sid}")
         last[(writer, sid)] = (found[1], text)
     figures.errors = dict(errors)
