@@ -2,13 +2,15 @@
 #   make demo   runs the main example (Redis at $REDIS_URL or localhost:6379 if it answers,
 #               else the in-memory fallback)
 #   make test   installs everything into .venv and runs lint, types and the whole test suite
+#   make chaos  a minute of the chaos drill (SIGKILL, proxy cuts, maxmemory under load):
+#               prints acked / stored / lost / duplicated / time degraded (CHAOS_SECONDS=...)
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 EXTRAS := dev,fast,langchain,llama-index,langgraph,cli,otel,bench
 
-.PHONY: demo test install lint typecheck pytest wheel clean bench
+.PHONY: demo test install lint typecheck pytest wheel clean bench chaos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,3 +52,9 @@ clean:
 
 bench: install
 	$(BIN)/python bench/run.py
+
+CHAOS_SECONDS ?= 60
+CHAOS_SEED    ?= 14
+
+chaos: install
+	$(BIN)/python -W ignore::UserWarning -m tests.faults.chaos --seconds $(CHAOS_SECONDS) --seed $(CHAOS_SEED)

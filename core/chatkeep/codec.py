@@ -3,17 +3,23 @@
 A record is one compact JSON object per message::
 
     {"v":1,"id":"…","role":"user","content":"…","ts":<µs since epoch>,
-     "name":…,"tool_calls":[…],"tool_call_id":…,"meta":{…},"native":{…},"b":1}
+     "name":…,"tool_calls":[…],"tool_call_id":…,"meta":{…},"native":{…},"b":2}
 
 Optional keys are left out when empty. Non-JSON values follow one policy, the same
 with the stdlib ``json`` and with ``orjson`` (the ``fast`` extra):
 
 * ``bytes``/``bytearray`` are stored as ``{"$b64": "<base64>"}`` and the record is
-  marked ``"b":1``; they come back as ``bytes``. (In a marked record, a dict whose only
-  key is ``"$b64"`` is read as bytes.)
+  marked ``"b":2``; they come back as ``bytes``. In a marked record a dict of yours
+  whose only key is a tag (``"$b64"`` or ``"$esc"``) is stored wrapped as
+  ``{"$esc": {...}}``, so every value comes back exactly as it was given (a dict
+  ``{"$b64": "aGk="}`` stays that dict). A record without bytes is stored untagged.
+  Records of the first format (``"b":1``, no escaping) are still read: there a
+  ``{"$b64": <str>}`` that is not valid base64 is read as the dict it was.
 * ``uuid.UUID`` is stored as its string.
 * anything else that JSON cannot hold (datetime, set, custom objects, NaN) raises
   :class:`SerializationError` naming the type; nothing is written.
+* containers nested deeper than :data:`MAX_DEPTH` (the record itself is level 1)
+  raise :class:`SerializationError`; every record a write accepts reads back.
 
 Records are written with ``orjson`` when installed, else the stdlib ``json``, and read
 with pydantic-core's JSON parser. No pickle, ever: a record
@@ -50,6 +56,7 @@ from .message import Message, ToolCall
 
 __all__ = [
     "JSON_LIBRARY",
+    "MAX_DEPTH",
     "RECORD_VERSION",
     "Conversion",
     "RecordDecoder",
@@ -68,6 +75,16 @@ RECORD_VERSION = 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _US = timedelta(microseconds=1)
 _B64 = "$b64"
+_ESC = "$esc"
+_TAGS = (_B64, _ESC)
+_TAGGED = 2  # "b" of a record with tagged bytes and escaped look-alikes
+_TAGGED_V1 = 1  # the first format: bytes tagged, look-alikes not escaped
+
+MAX_DEPTH = 254
+"""Deepest nesting of objects and arrays in a record (the record itself is level 1, a
+flat ``metadata`` dict level 2): what orjson writes at most. The stdlib writer checks
+it too; the reader reads every record this deep (pydantic-core's parser stops at 200
+levels: deeper records, rare, are read with the stdlib parser)."""
 
 try:  # the ``fast`` extra
     import orjson
@@ -77,7 +94,10 @@ try:  # the ``fast`` extra
     )
 
     def _dumps(obj: Any, default: Callable[[Any], Any]) -> bytes:
-        return orjson.dumps(obj, default=default, option=_ORJSON_OPTIONS)
+        # orjson's result keeps the buffer it wrote into, sized for the worst case (at
+        # least 4 KiB, about ten times a long string) and never shrunk. Records are
+        # kept (the fallback's mirror and journal): keep them at their size.
+        return memoryview(orjson.dumps(obj, default=default, option=_ORJSON_OPTIONS)).tobytes()
 
     JSON_LIBRARY = "orjson"
 except ImportError:  # pragma: no cover - exercised when orjson is absent
@@ -86,7 +106,12 @@ except ImportError:  # pragma: no cover - exercised when orjson is absent
         encoder = json.JSONEncoder(
             separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=default
         )
-        return encoder.encode(obj).encode()
+        data = encoder.encode(obj).encode()
+        # orjson refuses what nests deeper than MAX_DEPTH; so does this writer (the
+        # brackets in the text bound the depth: only then is the structure walked).
+        if data.count(b"{") + data.count(b"[") > MAX_DEPTH and _deeper(obj, MAX_DEPTH):
+            raise ValueError("Recursion limit reached")
+        return data
 
     JSON_LIBRARY = "json"
 
@@ -121,7 +146,11 @@ def dumps(obj: Any) -> bytes:
 def _checked_dumps(obj: Any, hook: _Encoding) -> bytes:
     try:
         return _dumps(obj, hook)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
+        if isinstance(exc, RecursionError) or "Recursion limit" in str(exc):
+            raise SerializationError(
+                f"cannot encode message as JSON: values nested deeper than {MAX_DEPTH} levels"
+            ) from None
         # orjson raises its JSONEncodeError (a TypeError); stdlib raises TypeError/ValueError.
         raise SerializationError(f"cannot encode message as JSON: {exc}") from None
 
@@ -230,18 +259,76 @@ def encode(message: Message) -> bytes:
     if JSON_LIBRARY == "orjson" and (b"null" in data):
         _check_floats(record)
     if hook.tagged:
-        record["b"] = 1
-        data = _checked_dumps(record, _Encoding())
+        tagged = _tag(record)
+        tagged["b"] = _TAGGED
+        data = _checked_dumps(tagged, _Encoding())
     return data
 
 
+def _tag(obj: Any) -> Any:
+    """``obj`` with bytes tagged and dicts that look like a tag escaped."""
+    if isinstance(obj, dict):
+        tagged = {key: _tag(value) for key, value in obj.items()}
+        if len(obj) == 1 and next(iter(obj)) in _TAGS:
+            return {_ESC: tagged}
+        return tagged
+    if isinstance(obj, (list, tuple)):
+        return [_tag(value) for value in obj]
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return {_B64: base64.b64encode(bytes(obj)).decode("ascii")}
+    return obj
+
+
+def _deeper(obj: Any, limit: int) -> bool:
+    """Whether containers nest more than ``limit`` levels in ``obj`` (one level: obj;
+    bytes are one: their tag)."""
+    if isinstance(obj, dict):
+        children: Iterable[Any] = obj.values()
+    elif isinstance(obj, (list, tuple)):
+        children = obj
+    elif isinstance(obj, (bytes, bytearray, memoryview)):
+        return limit <= 0
+    else:
+        return False
+    if limit <= 0:
+        return True
+    return any(_deeper(child, limit - 1) for child in children)
+
+
 def _untag(obj: Any) -> Any:
+    """A value of the first tagged format (``"b":1``): a ``{"$b64": <str>}`` that is
+    valid base64 is bytes; any other dict (a user's look-alike) is kept as it is."""
     if isinstance(obj, dict):
         if len(obj) == 1 and _B64 in obj and isinstance(obj[_B64], str):
-            return base64.b64decode(obj[_B64])
+            try:
+                return base64.b64decode(obj[_B64], validate=True)
+            except ValueError:  # binascii.Error: not ours, a user's dict
+                pass
         return {key: _untag(value) for key, value in obj.items()}
     if isinstance(obj, list):
         return [_untag(value) for value in obj]
+    return obj
+
+
+def _untag2(obj: Any) -> Any:
+    """A value of a ``"b":2`` record: tags restored, escaped dicts unwrapped."""
+    if isinstance(obj, dict):
+        if len(obj) == 1:
+            key, value = next(iter(obj.items()))
+            if key == _B64:
+                if not isinstance(value, str):
+                    raise SerializationError("stored record has a malformed bytes tag")
+                try:
+                    return base64.b64decode(value, validate=True)
+                except ValueError:
+                    raise SerializationError("stored record has invalid base64") from None
+            if key == _ESC:
+                if type(value) is not dict:
+                    raise SerializationError("stored record has a malformed escape")
+                return {k: _untag2(v) for k, v in value.items()}
+        return {key: _untag2(value) for key, value in obj.items()}
+    if isinstance(obj, list):
+        return [_untag2(value) for value in obj]
     return obj
 
 
@@ -250,17 +337,34 @@ def parse(raw: bytes | str) -> dict[str, Any]:
     Raises :class:`SerializationError`."""
     try:
         record = loads(raw)
-    except ValueError:
-        raise SerializationError("stored record is not valid JSON") from None
+    except ValueError as exc:
+        record = _deep(raw, exc)
     if type(record) is not dict:
         raise SerializationError("stored record is not a JSON object")
     version = record.get("v")
     if version != RECORD_VERSION:
         raise SerializationError(f"stored record has unsupported version {version!r}")
-    if record.get("b") == 1:
-        untagged: dict[str, Any] = _untag(record)
+    tagging = record.get("b")
+    if tagging is None:
+        return record
+    if tagging == _TAGGED:
+        untagged: dict[str, Any] = _untag2(record)
         return untagged
-    return record
+    if tagging == _TAGGED_V1:
+        legacy: dict[str, Any] = _untag(record)
+        return legacy
+    raise SerializationError(f"stored record has unsupported tagging {tagging!r}")
+
+
+def _deep(raw: bytes | str, exc: ValueError) -> Any:
+    """A record pydantic-core's parser refused: one nested deeper than its 200 levels
+    (the writer allows MAX_DEPTH) is read with the stdlib parser; else not JSON."""
+    if "recursion limit" in str(exc):
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError):
+            pass
+    raise SerializationError("stored record is not valid JSON") from None
 
 
 def decode(raw: bytes | str) -> Message:

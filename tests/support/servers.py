@@ -15,8 +15,10 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
 
 REDIS_SERVER = shutil.which("redis-server")
 
@@ -91,10 +93,43 @@ class RedisServer:
         return self
 
     def stop(self) -> None:
+        """SIGKILL the server (no shutdown save): what an OOM killer or a crash does."""
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
         self.process = None
+
+    kill = stop
+
+    def restart(self) -> RedisServer:
+        """SIGKILL and start again on the same port (with AOF: with the same data)."""
+        self.stop()
+        return self.start()
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def client(self, **options: Any) -> redis.Redis:
+        """A plain redis-py client of this server (the caller closes it)."""
+        options.setdefault("socket_timeout", 10)
+        return redis.Redis(host="127.0.0.1", port=self.port, **options)
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        """Until the server answers PING (after a restart with AOF it says LOADING)."""
+        deadline = time.monotonic() + timeout
+        client = self.client(socket_timeout=1)
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return
+                except redis.RedisError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.01)
+        finally:
+            client.close()
 
     def cleanup(self) -> None:
         self.stop()

@@ -68,20 +68,9 @@ messages = st.builds(
 )
 
 
-def _has_b64_lookalike(value: Any) -> bool:
-    if isinstance(value, dict):
-        if set(value) == {"$b64"}:
-            return True
-        return any(_has_b64_lookalike(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_b64_lookalike(v) for v in value)
-    return False
-
-
 @settings(max_examples=300, deadline=None)
 @given(messages)
 def test_every_message_round_trips_equal(message: Message) -> None:
-    assert not _has_b64_lookalike(message.model_dump())  # reserved shape, see codec docs
     assert decode(encode(message)) == message
 
 
@@ -140,7 +129,7 @@ def test_the_fast_read_path_builds_what_validation_builds(message: Message) -> N
     from chatkeep.codec import _trusted_message, loads
 
     record = loads(encode(message))
-    if record.get("b") == 1:
+    if "b" in record:
         return  # bytes are untagged before the fast path; covered by the round trip
     fast = _trusted_message(record)
     assert fast is not None
