@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidArgumentError, LockTimeoutError
 from .keys import KeySchema
-from .redis.circuit import Circuit, Mirror, guarded
+from .redis.circuit import BaseFamily, Circuit, guarded
 from .redis.connection import Connection
 from .redis.errors import Unreachable
 from .redis.flows import NO_IO, Flow, Sleep, arun, done, run
@@ -110,15 +110,14 @@ class _Local:
 _LOCAL = _Local()
 
 
-class _Locks:
+class _Locks(BaseFamily):
     """Session locks as the circuit sees them (a family that never journals): on
     Redis, the acquire flow; from the "mirror", the answer to lock in-process."""
 
     name = "locks"
-    params: dict[str, Any] = {}  # noqa: RUF012  (the Family protocol's attribute)
-    mirror: Mirror | None
 
     def __init__(self) -> None:
+        self.params = {}
         self.mirror = self
 
     def run(self, op: _LockBase) -> Flow[Any]:
@@ -135,21 +134,6 @@ class _Locks:
 
     def size(self, op: Any) -> int:
         return 0
-
-    def replay(self, ops: list[Any]) -> Flow[list[BaseException | None]]:
-        return done([])
-
-    def rejected(self, op: Any, error: BaseException) -> None:
-        pass
-
-    def encode(self, op: Any) -> bytes:
-        raise NotImplementedError("locks are never journaled")
-
-    def decode(self, data: bytes) -> Any:
-        raise NotImplementedError("locks are never journaled")
-
-    def restarted(self) -> Flow[None]:
-        return done(None)
 
 
 _FAMILY = _Locks()

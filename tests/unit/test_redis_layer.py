@@ -194,6 +194,9 @@ class Family:
     def rejected(self, op: Any, error: BaseException) -> None:
         self.rejections.append((op, error))
 
+    def attempted(self, op: str) -> str:
+        return op
+
     def encode(self, op: str) -> bytes:
         return op.encode()
 

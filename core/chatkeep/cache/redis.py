@@ -18,7 +18,7 @@ from typing import Any
 
 from ..clock import now_ms
 from ..keys import KeySchema
-from ..redis.circuit import Mirror
+from ..redis.circuit import BaseFamily, Mirror
 from ..redis.connection import Connection
 from ..redis.errors import check
 from ..redis.flows import Command, Flow, gather
@@ -41,7 +41,7 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-class RedisResults:
+class RedisResults(BaseFamily):
     """The cached results of one namespace of one prefix in Redis."""
 
     name = "cache"
@@ -83,22 +83,8 @@ class RedisResults:
     def size(op: Op) -> int:
         return 64 + len(op.data) if isinstance(op, Set) else 64
 
-    def replay(self, ops: list[Any]) -> Flow[list[BaseException | None]]:
-        raise AssertionError("nothing of a result cache is journaled")
-
-    def rejected(self, op: Any, error: BaseException) -> None:
-        raise AssertionError("nothing of a result cache is journaled")
-
     def encode(self, op: Op) -> bytes:
         raise AssertionError("nothing of a result cache is journaled")
-
-    def decode(self, data: bytes) -> Op:
-        raise AssertionError("nothing of a result cache is journaled")
-
-    def restarted(self) -> Flow[None]:
-        """A restarted Redis: nothing to repair (lost entries are computed again)."""
-        return
-        yield  # pragma: no cover  (makes this a flow)
 
     # -- flows ----------------------------------------------------------------------------
 

@@ -17,9 +17,9 @@ from typing import Any
 
 from ..clock import now_ms
 from ..keys import KeySchema
-from ..redis.circuit import Mirror, register_family
+from ..redis.circuit import BaseFamily, Mirror, register_family
 from ..redis.connection import Connection
-from ..redis.errors import check, is_temporary
+from ..redis.errors import check
 from ..redis.flows import Flow
 from ..redis.scripts import Feature, run_script
 from .ops import Delete, Found, Get, Op, Put, Ttl
@@ -42,7 +42,7 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-class RedisMemory:
+class RedisMemory(BaseFamily):
     """The long-term memory of one prefix in Redis."""
 
     name = "memory"
@@ -93,23 +93,6 @@ class RedisMemory:
         keys = op.keys if isinstance(op, (Get, Delete)) else []
         return 64 + len(op.ns) + sum(len(key) + 8 for key in keys)
 
-    def replay(self, ops: list[Any]) -> Flow[list[BaseException | None]]:
-        """Journaled writes of one namespace, in order; stops after a temporary refusal."""
-        outcomes: list[BaseException | None] = []
-        for op in ops:
-            error: BaseException | None = None
-            try:
-                yield from self.run(op)
-            except Exception as exc:
-                error = exc
-            outcomes.append(error)
-            if error is not None and is_temporary(error):
-                break
-        return outcomes
-
-    def rejected(self, op: Any, error: BaseException) -> None:
-        """Nothing to report beyond the circuit's log and counters."""
-
     @staticmethod
     def encode(op: Op) -> bytes:
         if isinstance(op, Put):
@@ -127,11 +110,6 @@ class RedisMemory:
             ]
             return Put(fields["ns"], items)
         return Delete(fields["ns"], list(fields["keys"]))
-
-    def restarted(self) -> Flow[None]:
-        """A restarted Redis: nothing to repair (no index outside the namespaces)."""
-        return
-        yield  # pragma: no cover  (makes this a flow)
 
     # -- flows ----------------------------------------------------------------------------
 

@@ -112,11 +112,16 @@ class Family(Protocol):
         """Bytes a journaled ``op`` takes (roughly)."""
 
     def replay(self, ops: list[Any]) -> Flow[list[BaseException | None]]:
-        """Replay journaled writes of one key, in order: for each write carried out,
-        None or the error Redis answered; the list ends early after a temporary one."""
+        """Replay the next step of the journaled writes of one key (their oldest
+        first, usually in one script call): for each write it carried out, in order,
+        None or the error Redis answered (a temporary one ends the list)."""
 
     def rejected(self, op: Any, error: BaseException) -> None:
         """A journaled write was refused as invalid (reported, dropped)."""
+
+    def attempted(self, op: Any) -> Any:
+        """The write to journal for ``op``, which was sent to Redis and may have been
+        applied there although no reply came (its replay must recognise it)."""
 
     def encode(self, op: Any) -> bytes:
         """``op`` for the durable journal."""
@@ -131,8 +136,8 @@ class Family(Protocol):
 class BaseFamily:
     """Defaults for a :class:`Family`: writes replayed one by one in order (stopping
     at a temporary refusal), nothing to report or repair, sizes from the encoding.
-    Subclasses give ``name``, ``params``, ``mirror``, ``run``, ``key``, ``encode`` and
-    ``decode``."""
+    Subclasses give ``name``, ``params``, ``mirror``, ``run`` and ``key``, and, when
+    their writes are journaled, ``encode`` and ``decode``."""
 
     name: str
     params: dict[str, Any]
@@ -141,27 +146,30 @@ class BaseFamily:
     def run(self, op: Any) -> Flow[Any]:
         raise NotImplementedError
 
+    def key(self, op: Any) -> str | None:
+        raise NotImplementedError
+
     def encode(self, op: Any) -> bytes:
+        raise NotImplementedError
+
+    def decode(self, data: bytes) -> Any:
         raise NotImplementedError
 
     def size(self, op: Any) -> int:
         return 64 + len(self.encode(op))
 
     def replay(self, ops: list[Any]) -> Flow[list[BaseException | None]]:
-        outcomes: list[BaseException | None] = []
-        for op in ops:
-            try:
-                yield from self.run(op)
-            except Exception as exc:
-                outcomes.append(exc)
-                if is_temporary(exc):
-                    break
-            else:
-                outcomes.append(None)
-        return outcomes
+        try:
+            yield from self.run(ops[0])
+        except Exception as exc:
+            return [exc]
+        return [None]
 
     def rejected(self, op: Any, error: BaseException) -> None:
         return None
+
+    def attempted(self, op: Any) -> Any:
+        return op
 
     def restarted(self) -> Flow[None]:
         return None
@@ -358,9 +366,10 @@ class Circuit:
             stacklevel=2,
         )
 
-    def serve(self, family: Family, op: Any) -> Any:
+    def serve(self, family: Family, op: Any, *, attempted: bool = False) -> Any:
         """Carry out ``op`` on the family's mirror and journal it if it is a write; or
-        :data:`_RETRY` when the circuit closed meanwhile."""
+        :data:`_RETRY` when the circuit closed meanwhile. ``attempted``: ``op`` was sent
+        to Redis, which may have applied it although no reply came."""
         mirror = family.mirror
         assert mirror is not None
         key = family.key(op)
@@ -373,7 +382,10 @@ class Circuit:
             result, journaled = mirror.serve(op)
             if journaled is not None:
                 assert key is not None
+                if attempted:
+                    journaled = family.attempted(journaled)
                 self.journal.add(family, journaled, key, family.size(journaled))
+                _unreplayed.add(self)  # kept alive (and flushed at exit) until replayed
             return result
 
     def _room(self, family: Family, op: Any) -> None:
@@ -431,6 +443,7 @@ class Circuit:
 
     def _close(self) -> None:
         # under the lock: no write can be journaled after the journal was found empty
+        _unreplayed.discard(self)
         self.recoveries += 1
         self.state = "closed"
         self._backoff = self.probe_interval
@@ -447,22 +460,36 @@ class Circuit:
         self._emit("recovered")
 
     def _replay(self, runs: list[list[Journaled]]) -> Flow[None]:
-        outcomes = yield from gather([run[0].family.replay([e.op for e in run]) for run in runs])
-        done: list[int] = []
+        """Replay runs of journaled writes (one run per key), one step per round trip:
+        each round, every key's family replays the next writes of its run (usually one
+        script call) side by side with the other keys'. What a round confirms leaves
+        the journal at once, so a replay cut halfway resends only the step in flight
+        (whose writes the idempotency keys recognise)."""
+        pending = [run for run in runs if run]
         stop: BaseException | None = None
-        for run, outcome in zip(runs, outcomes, strict=True):
-            results = [outcome] if isinstance(outcome, BaseException) else outcome
-            for entry, error in zip(run, results, strict=False):
-                if error is None:
+        while pending and stop is None:
+            outcomes = yield from gather(
+                [run[0].family.replay([entry.op for entry in run]) for run in pending]
+            )
+            done: list[int] = []
+            going: list[list[Journaled]] = []
+            for run, outcome in zip(pending, outcomes, strict=True):
+                results = [outcome] if isinstance(outcome, BaseException) else outcome
+                handled = 0
+                for entry, error in zip(run, results, strict=False):
+                    if error is not None and is_temporary(error):
+                        stop = stop or error
+                        break
+                    handled += 1
                     done.append(entry.id)
-                    self.replayed += 1
-                elif is_temporary(error):
-                    stop = stop or error
-                    break
-                else:
-                    done.append(entry.id)
-                    self._rejected(entry, error)
-        self.journal.remove(done)
+                    if error is None:
+                        self.replayed += 1
+                    else:
+                        self._rejected(entry, error)
+                if stop is None and handled < len(run):
+                    going.append(run[handled:])
+            self.journal.remove(done)
+            pending = going
         if stop is not None:
             if isinstance(stop, Unreachable):
                 raise stop
@@ -581,11 +608,14 @@ class Circuit:
 
 
 _exits: weakref.WeakSet[Circuit] = weakref.WeakSet()
+# Circuits with journaled writes not yet replayed: held even when no store uses them
+# any more, so that exit still tries to replay their writes (or says they are lost).
+_unreplayed: set[Circuit] = set()
 
 
 @atexit.register
 def _flush_at_exit() -> None:
-    for circuit in list(_exits):
+    for circuit in {*_exits, *_unreplayed}:
         circuit.at_exit()
 
 
@@ -625,16 +655,18 @@ def guarded(
             # Only a closed circuit sends this call to Redis: otherwise it queues
             # behind the journal (the replay was refused for now, or is another's).
             route = Route.PRIMARY if circuit.state == "closed" else Route.LOCAL
+        attempted = False
         if route is Route.PRIMARY:
             try:
                 result = yield from family.run(op)
             except Unreachable as exc:
                 circuit.failed(exc)
+                attempted = True
             else:
                 if family.mirror is not None:
                     family.mirror.absorb(op, result)
                 return result
-        served = circuit.serve(family, op)
+        served = circuit.serve(family, op, attempted=attempted)
         if served is not _RETRY:
             return served
 

@@ -80,7 +80,26 @@ def _words(exc: BaseException) -> str:
     return str(exc).rpartition(" of pipeline caused error: ")[2]
 
 
-def _code(text: str) -> str | None:
+# redis-py strips the code from the message of these (and maps it to a class); newer
+# versions keep it as ``status_code``.
+_CLASS_CODES: tuple[tuple[str, str], ...] = (
+    ("OutOfMemoryError", "OOM"),
+    ("NoScriptError", "NOSCRIPT"),
+    ("ReadOnlyError", "READONLY"),
+    ("NoPermissionError", "NOPERM"),
+    ("BusyLoadingError", "LOADING"),
+    ("ExecAbortError", "EXECABORT"),
+)
+
+
+def _code(exc: BaseException, text: str) -> str | None:
+    given = getattr(exc, "status_code", None)
+    if isinstance(given, str) and given:
+        return given
+    for name, code in _CLASS_CODES:
+        cls = getattr(rex, name, None)
+        if cls is not None and isinstance(exc, cls):
+            return code
     first = text.split(" ", 1)[0].split(":", 1)[0]
     return first if first.isupper() and first.isalpha() else None
 
@@ -114,7 +133,7 @@ def translate(exc: BaseException, session_id: str | None = None) -> BaseExceptio
     ):
         return Unreachable(exc)
     error = BackendError(f"Redis error: {type(exc).__name__}: {text}")
-    error.code = "NOSCRIPT" if isinstance(exc, rex.NoScriptError) else _code(text)
+    error.code = _code(exc, text)
     return error
 
 

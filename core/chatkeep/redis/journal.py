@@ -68,6 +68,9 @@ class Journal(Protocol):
     def add(self, family: Any, op: Any, key: str, size: int) -> None: ...
     def batch(self, max_keys: int, max_per_key: int, max_bytes: int) -> list[list[Journaled]]: ...
     def remove(self, ids: list[int]) -> None: ...
+    def ops(self, family: str, key: str) -> list[Any]:
+        """The journaled writes of ``family`` for ``key``, oldest first."""
+
     def close(self) -> None: ...
 
 
@@ -152,6 +155,12 @@ class MemoryJournal:
                 entry = self._entries.pop(entry_id, None)
                 if entry is not None:
                     self._bytes -= entry.size
+
+    def ops(self, family: str, key: str) -> list[Any]:
+        with self._lock:
+            return [
+                e.op for e in self._entries.values() if e.key == key and e.family.name == family
+            ]
 
     def close(self) -> None:
         return None
@@ -290,6 +299,15 @@ class SqliteJournal:
             return
         with self._lock, self._db:
             self._db.executemany("DELETE FROM entries WHERE id = ?", [(i,) for i in ids])
+
+    def ops(self, family: str, key: str) -> list[Any]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT params, op FROM entries WHERE target = ? AND family = ? AND key = ?"
+                " ORDER BY id",
+                (self.target, family, key),
+            ).fetchall()
+        return [self._family(family, params).decode(bytes(data)) for params, data in rows]
 
     def close(self) -> None:
         with self._lock:

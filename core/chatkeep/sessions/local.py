@@ -490,6 +490,17 @@ class LocalSessions:
             if isinstance(op, Clear):
                 self._drop(sid)
                 return
+            created = getattr(result, "created_ms", None)
+            if (
+                session is not None
+                and created is not None
+                and session.redis_created is not None
+                and created != session.redis_created
+            ):
+                # Not the session held here: it was deleted and made again (by another
+                # process, another owner): what is held belongs to the old one.
+                self._drop(sid)
+                session = None
             if isinstance(op, Read):
                 self._absorb_read(sid, session, op, result, now)
                 return

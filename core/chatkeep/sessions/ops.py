@@ -56,6 +56,7 @@ class Append:
     idem: bytes
     ttl_ms: TtlMs = None
     publish: bool = False  # the script publishes each record (store.subscribe)
+    ambiguous: bool = False  # sent to Redis without a reply: its replay looks for its records
     kind: Literal["append"] = "append"
     is_write: bool = True
 

@@ -16,14 +16,16 @@ import json
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from ..clock import now_ms
+from ..codec import encode
 from ..errors import BackendError, SessionOwnershipError
 from ..keys import KeySchema
-from ..redis.circuit import register_family
+from ..redis.circuit import BaseFamily, register_family
 from ..redis.connection import Connection
-from ..redis.errors import check, is_temporary
+from ..redis.errors import check
 from ..redis.flows import Command, Flow
 from ..redis.scripts import Feature, run_script
 from .index import INDEX_SLACK_MS, NOTHING, IndexPlan, RedisIndex
@@ -95,6 +97,15 @@ def _expiry(value: int) -> int | None:
     return None if value == -1 else value
 
 
+def _record_id(record: bytes) -> str | None:
+    """The id of a stored record (records start ``{"v":1,"id":"...``)."""
+    head = record[:200]
+    if not head.startswith(b'{"v":1,"id":"'):
+        return None
+    end = head.find(b'"', 13)
+    return head[13:end].decode("utf-8", "replace") if end > 0 else None
+
+
 def write_result(reply: Sequence[Any]) -> WriteResult:
     return WriteResult(
         int(reply[0]),
@@ -126,10 +137,11 @@ def info_result(sid: str, meta: Sequence[Any], length: int, pttl: int) -> Sessio
     )
 
 
-class RedisSessions:
+class RedisSessions(BaseFamily):
     """The conversations of one prefix in Redis (a circuit family)."""
 
     name = "sessions"
+    mirror: LocalSessions | None
 
     def __init__(
         self,
@@ -200,35 +212,31 @@ class RedisSessions:
         )
 
     def replay(self, ops: list[Any]) -> Flow[list[BaseException | None]]:
-        """Journaled writes of one session, in order; runs of appends (same owner and
-        TTL) go in one script call."""
-        outcomes: list[BaseException | None] = []
-        i = 0
-        while i < len(ops):
-            op = ops[i]
-            run = [op]
-            if isinstance(op, Append):
-                while (
-                    i + len(run) < len(ops)
-                    and len(run) < REPLAY_PARTS
-                    and isinstance(nxt := ops[i + len(run)], Append)
-                    and nxt.owner == op.owner
-                    and nxt.ttl_ms == op.ttl_ms
+        """The next step of a session's journaled writes: a run of appends (same owner
+        and TTL, at most the idempotency ring's size) in one script call, else the
+        oldest write alone."""
+        first = ops[0]
+        run = [first]
+        if isinstance(first, Append):
+            for op in ops[1:REPLAY_PARTS]:
+                if not (
+                    isinstance(op, Append) and (op.owner, op.ttl_ms) == (first.owner, first.ttl_ms)
                 ):
-                    run.append(nxt)
-            error: BaseException | None = None
-            try:
-                if len(run) > 1:
-                    yield from self._append_parts(run)
-                else:
-                    yield from self.run(op)
-            except Exception as exc:
-                error = exc
-            outcomes += [error] * len(run)
-            if error is not None and is_temporary(error):
-                return outcomes
-            i += len(run)
-        return outcomes
+                    break
+                run.append(op)
+        try:
+            if isinstance(first, Append):
+                yield from self._append_parts(run)
+            else:
+                yield from self.run(first)
+        except Exception as exc:
+            return [exc] * len(run)
+        return [None] * len(run)
+
+    @staticmethod
+    def attempted(op: Op) -> Op:
+        """An append sent without a reply: its replay also looks for its records."""
+        return replace(op, ambiguous=True) if isinstance(op, Append) else op
 
     def rejected(self, op: Any, error: BaseException) -> None:
         for hook in list(self.conflict_hooks):
@@ -236,7 +244,7 @@ class RedisSessions:
 
     def encode(self, op: Op) -> bytes:
         fields: dict[str, Any] = {"k": op.kind, "s": getattr(op, "session_id", "")}
-        for name in ("owner", "ttl_ms", "index", "message_id", "expect"):
+        for name in ("owner", "ttl_ms", "index", "message_id", "expect", "ambiguous"):
             value = getattr(op, name, None)
             if value is not None:
                 fields[name] = value
@@ -257,7 +265,10 @@ class RedisSessions:
         records = [base64.b64decode(r) for r in fields.get("records", [])]
         expect = fields.get("expect")
         if kind == "append":
-            return Append(sid, [], records, owner, idem, fields.get("ttl_ms"))
+            return Append(
+                sid, [], records, owner, idem, fields.get("ttl_ms"),
+                ambiguous=bool(fields.get("ambiguous")),
+            )  # fmt: skip
         if kind == "replace":
             return Replace(sid, [], records, owner, idem, fields.get("ttl_ms"), expect)
         if kind == "insert":
@@ -296,17 +307,7 @@ class RedisSessions:
             circuit.lost_sessions += len(missing)
         restored = 0
         if missing and circuit is not None and circuit.restore_lost_sessions and self.mirror:
-            lost = set(missing)
-            for sid, owner, entries in self.mirror.held():
-                records = [e for e in entries if isinstance(e, bytes)]
-                if sid not in lost or not records or len(records) != len(entries):
-                    continue
-                op = Replace(sid, [], records, owner, b"", None, "-")
-                try:
-                    yield from self.run(op)
-                    restored += 1
-                except BackendError:
-                    continue  # recreated meanwhile: never over newer data
+            restored = yield from self._restore(set(missing), circuit)
         logger.warning(
             "Redis at %s restarted: %d of the %d sessions of prefix %r this process knew "
             "are gone%s",
@@ -316,6 +317,30 @@ class RedisSessions:
             self.keys.prefix,
             f"; {restored} written back from the mirror" if restored else "",
         )
+
+    def _restore(self, lost: set[str], circuit: Any) -> Flow[int]:
+        """Write back what the mirror holds of ``lost`` sessions, but for what the
+        journal will replay itself, where no session exists now (never over newer data)."""
+        assert self.mirror is not None
+        restored = 0
+        for sid, owner, entries in self.mirror.held():
+            if sid not in lost:
+                continue
+            journaled = {
+                _record_id(record)
+                for op in circuit.journal.ops(self.name, sid)
+                for record in getattr(op, "records", ())
+            }
+            records = [e if isinstance(e, bytes) else encode(e) for e in entries]
+            records = [r for r in records if _record_id(r) not in journaled]
+            if not records:
+                continue
+            try:
+                yield from self.run(Replace(sid, [], records, owner, b"", None, "-"))
+                restored += 1
+            except BackendError:
+                continue  # recreated meanwhile: never over newer data
+        return restored
 
     @staticmethod
     def _score(score: float) -> Any:
@@ -382,7 +407,7 @@ class RedisSessions:
         args[6] = ""  # each part carries its own key
         tail: list[Any] = [len(ops)]
         for op in ops:
-            tail += [op.idem, len(op.records), *op.records]
+            tail += [op.idem, 1 if op.ambiguous else 0, len(op.records), *op.records]
         replies = yield from run_script(
             SESSIONS["append_parts"],
             keys,
@@ -493,7 +518,7 @@ class RedisSessions:
                 _text(owner_raw),
                 created is not None,
                 _int(created),
-                int(version or 0),
+                _int(version) or 0,
                 int(length),
             )
         plan = self.index.before_read(sid, now)
@@ -519,7 +544,7 @@ class RedisSessions:
         if at == -2:
             return ReadResult(records, -2, None, exists=False)
         result = ReadResult(
-            records, _expiry(at), _text(reply[1]), True, _int(reply[2]), int(reply[3] or 0),
+            records, _expiry(at), _text(reply[1]), True, _int(reply[2]), _int(reply[3]) or 0,
             int(reply[4]),
         )  # fmt: skip
         yield from self._indexed(sid, plan, result.expires_at_ms, result, now)

@@ -1,8 +1,12 @@
 -- Replay of journaled appends of one session, in one call: ARGV[12] = number of
--- parts, then per part its idempotency key, its record count and its records. A part
--- whose key the session has seen is skipped (it reached Redis before); each part
--- that is stored adds one to the version, as the mirror counted it. Write ARGV
--- (ARGV[7] unused) and reply as in common.lua; duplicate = parts skipped.
+-- parts, then per part its idempotency key, whether it may have reached Redis already
+-- ('1': it was sent and no reply came), its record count and its records. A part
+-- whose key the session has seen is skipped (it reached Redis before); so is a part
+-- that may have reached Redis whose first record's id is among the newest records
+-- (its key may have left the ring since). Each part stored adds one to the version,
+-- as the mirror counted it. Write ARGV (ARGV[7] unused) and reply as in common.lua;
+-- duplicate = parts skipped.
+local SCAN = 1000  -- newest records looked at for a part that may have been stored
 local now = tonumber(ARGV[1])
 local meta = meta_of()
 if not owner_ok(meta[1], ARGV[6], meta[4] ~= false) then
@@ -10,12 +14,25 @@ if not owner_ok(meta[1], ARGV[6], meta[4] ~= false) then
 end
 local ring = meta[3] or ''
 local n = redis.call('LLEN', KEYS[1])
+local ids = nil
+local function stored_before(record)
+  local id = string.match(record, '^{"v":1,"id":"([^"\\]*)"')
+  if not id then return false end
+  if not ids then
+    ids = {}
+    for _, r in ipairs(redis.call('LRANGE', KEYS[1], -SCAN, -1)) do
+      local found = string.match(r, '^{"v":1,"id":"([^"\\]*)"')
+      if found then ids[found] = true end
+    end
+  end
+  return ids[id] == true
+end
 local stored, skipped = 0, 0
 local at = 13
 for _ = 1, tonumber(ARGV[12]) do
-  local idem, count = ARGV[at], tonumber(ARGV[at + 1])
-  local first, last = at + 2, at + 1 + count
-  if seen(ring, idem) then
+  local idem, maybe, count = ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2])
+  local first, last = at + 3, at + 2 + count
+  if seen(ring, idem) or (maybe == '1' and count > 0 and stored_before(ARGV[first])) then
     skipped = skipped + 1
   else
     for i = first, last, 1000 do

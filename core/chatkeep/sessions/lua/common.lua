@@ -121,15 +121,17 @@ local function stamp(meta, now, bump)
   return fields[4]
 end
 
--- The checks every write starts with; returns the reply of a duplicate, or nil.
+-- The checks every write starts with; returns the reply of a duplicate, or nil. A
+-- write seen already is a duplicate before anything else: a replayed change that had
+-- reached Redis (its reply lost) changed the version itself.
 local function checked(meta)
   if not owner_ok(meta[1], ARGV[6], meta[4] ~= false) then
     return redis.error_reply('CHATKEEP_OWNER')
   end
-  if not version_ok(meta, ARGV[8]) then return redis.error_reply('CHATKEEP_CONFLICT') end
   if seen(meta[3] or '', ARGV[7]) then
     return {redis.call('LLEN', KEYS[1]), -2, meta[1], 1, meta[4], tonumber(meta[5]) or 0, 0}
   end
+  if not version_ok(meta, ARGV[8]) then return redis.error_reply('CHATKEEP_CONFLICT') end
   return nil
 end
 

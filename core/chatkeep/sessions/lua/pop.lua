@@ -8,12 +8,12 @@ local meta = meta_of()
 if not owner_ok(meta[1], ARGV[6], meta[4] ~= false) then
   return redis.error_reply('CHATKEEP_OWNER')
 end
-if not version_ok(meta, ARGV[8]) then return redis.error_reply('CHATKEEP_CONFLICT') end
-if not meta[4] then return {false, -2, false, 0, false, 0} end
+if not meta[4] then return {false, -2, false, 0, false, 0} end  -- nothing to remove
 local version = tonumber(meta[5]) or 0
 if seen(meta[3] or '', ARGV[7]) then
   return {false, -2, meta[1], redis.call('LLEN', KEYS[1]), meta[4], version}
 end
+if not version_ok(meta, ARGV[8]) then return redis.error_reply('CHATKEEP_CONFLICT') end
 local len = redis.call('LLEN', KEYS[1])
 local index = tonumber(ARGV[12])
 local start = ARGV[13]
