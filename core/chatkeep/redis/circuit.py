@@ -199,6 +199,8 @@ class _Once:
 REPLAY_KEYS = 500
 REPLAY_PER_KEY = 500
 REPLAY_BYTES = 8 * 1024 * 1024
+# Writes of one key a family's replay step may take (the idempotency ring's size).
+REPLAY_STEP = 32
 # How long process exit waits for the in-memory journal to reach Redis.
 EXIT_FLUSH_SECONDS = 5.0
 
@@ -468,9 +470,14 @@ class Circuit:
         pending = [run for run in runs if run]
         stop: BaseException | None = None
         while pending and stop is None:
-            outcomes = yield from gather(
-                [run[0].family.replay([entry.op for entry in run]) for run in pending]
-            )
+            try:
+                outcomes = yield from gather(
+                    [run[0].family.replay([entry.op for entry in run]) for run in pending]
+                )
+            except Unreachable:
+                # The step in flight may have reached Redis: its replay must know it.
+                self.journal.attempted([e for run in pending for e in run[:REPLAY_STEP]])
+                raise
             done: list[int] = []
             going: list[list[Journaled]] = []
             for run, outcome in zip(pending, outcomes, strict=True):

@@ -71,6 +71,10 @@ class Journal(Protocol):
     def ops(self, family: str, key: str) -> list[Any]:
         """The journaled writes of ``family`` for ``key``, oldest first."""
 
+    def attempted(self, entries: list[Journaled]) -> None:
+        """These writes were sent and no reply came: their replay must recognise them
+        if they reached Redis (``family.attempted``)."""
+
     def close(self) -> None: ...
 
 
@@ -161,6 +165,12 @@ class MemoryJournal:
             return [
                 e.op for e in self._entries.values() if e.key == key and e.family.name == family
             ]
+
+    def attempted(self, entries: list[Journaled]) -> None:
+        with self._lock:
+            for entry in entries:
+                if entry.id in self._entries:
+                    entry.op = entry.family.attempted(entry.op)
 
     def close(self) -> None:
         return None
@@ -299,6 +309,11 @@ class SqliteJournal:
             return
         with self._lock, self._db:
             self._db.executemany("DELETE FROM entries WHERE id = ?", [(i,) for i in ids])
+
+    def attempted(self, entries: list[Journaled]) -> None:
+        changed = [(e.family.encode(e.family.attempted(e.op)), e.id) for e in entries]
+        with self._lock, self._db:
+            self._db.executemany("UPDATE entries SET op = ? WHERE id = ?", changed)
 
     def ops(self, family: str, key: str) -> list[Any]:
         with self._lock:

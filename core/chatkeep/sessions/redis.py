@@ -23,7 +23,7 @@ from ..clock import now_ms
 from ..codec import encode
 from ..errors import BackendError, SessionOwnershipError
 from ..keys import KeySchema
-from ..redis.circuit import BaseFamily, register_family
+from ..redis.circuit import REPLAY_STEP, BaseFamily, register_family
 from ..redis.connection import Connection
 from ..redis.errors import check
 from ..redis.flows import Command, Flow
@@ -70,7 +70,7 @@ SESSIONS = Feature(
 SMALL_READ = 32
 # Journaled appends of one session replayed in one script call: at most the
 # idempotency ring's size, so a re-sent call finds every part it stored.
-REPLAY_PARTS = 32
+REPLAY_PARTS = REPLAY_STEP
 _LISTING_PAGE = 500
 
 

@@ -6,7 +6,7 @@
 -- (its key may have left the ring since). Each part stored adds one to the version,
 -- as the mirror counted it. Write ARGV (ARGV[7] unused) and reply as in common.lua;
 -- duplicate = parts skipped.
-local SCAN = 1000  -- newest records looked at for a part that may have been stored
+local SCAN = 10000  -- newest records looked at for a part that may have been stored
 local now = tonumber(ARGV[1])
 local meta = meta_of()
 if not owner_ok(meta[1], ARGV[6], meta[4] ~= false) then
