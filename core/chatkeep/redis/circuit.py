@@ -298,6 +298,11 @@ class Circuit:
         if found is not None:
             return found
         build = FAMILIES.get(name)
+        if build is None:  # an adapter's: its "chatkeep.features" entry point registers it
+            from .scripts import load_features
+
+            load_features()
+            build = FAMILIES.get(name)
         connection = self._connection()
         if build is None or connection is None:
             raise ChatkeepError(f"no chatkeep family {name!r} to replay a journaled write")
