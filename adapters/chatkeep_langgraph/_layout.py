@@ -1,4 +1,4 @@
-"""Checkpoint layout on plain Redis, and the policy shared by every backend (internal).
+"""Checkpoint layout on plain Redis, its operations and the policy (internal).
 
 One thread is four keys under one hash tag (one Cluster slot, so each script is
 atomic and one round trip)::
@@ -9,7 +9,7 @@ atomic and one round trip)::
     <prefix>:lg:{<thread>}:w   ZSET  "<ns>:<id>:<task>:<idx>\\n<header json>\\n<value>"
 
 ``<thread>``, ``<ns>``, channel names, versions and task ids are percent-encoded
-(:func:`chatkeep.keys.escape_id`), so ``:`` and newlines only ever separate parts
+(:func:`chatkeep.redis.escape_id`), so ``:`` and newlines only ever separate parts
 and no id can reach another thread's keys. A channel value is stored once per
 (channel, version): a checkpoint whose channel did not change refers to the blob
 written before, it never writes it again.
@@ -18,8 +18,11 @@ Values are LangGraph's typed serialization (``JsonPlusSerializer.dumps_typed``:
 msgpack, bytes, null) stored as raw bytes next to their type name; metadata is
 JSON with chatkeep's policy (bytes base64-tagged). Pickle is refused both ways.
 
-Backends (Redis twins, the in-memory one, the fallback mirror) all move the same
-raw entries: ``(member, record, [blob or None, ...], [write member, ...])``.
+Here: the operations (what the circuit routes, journals and replays), the
+:class:`Policy` (keys, encoding, decoding: everything but I/O) and
+:class:`MemoryCheckpoints` (``memory://`` and the fallback's mirror). The Redis
+family is in ``_redis``. Every backend moves the same raw entries:
+``(member, record, [blob or None, ...], [write member, ...])``.
 """
 
 from __future__ import annotations
@@ -47,11 +50,27 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from chatkeep import codec
-from chatkeep.errors import InvalidArgumentError, SerializationError
-from chatkeep.keys import KeySchema, escape_id, unescape_id, validate_id
+from chatkeep import InvalidArgumentError, SerializationError
+from chatkeep.redis import KeySchema, escape_id, unescape_id, validate_id
+from chatkeep.redis import dumps as json_dumps
+from chatkeep.redis import loads as json_loads
 
-__all__ = ["Entry", "MemoryCheckpoints", "Policy"]
+__all__ = [
+    "READS",
+    "Delete",
+    "Dump",
+    "Entry",
+    "Load",
+    "MemoryCheckpoints",
+    "Op",
+    "Page",
+    "Policy",
+    "Prune",
+    "Put",
+    "ThreadData",
+    "Write",
+    "Writes",
+]
 
 Entry = tuple[bytes, bytes, list[bytes | None], list[bytes]]
 """One checkpoint as backends return it: member, record, blobs (record's ref order),
@@ -81,6 +100,9 @@ def upper(prefix: bytes) -> bytes:
 
 
 # -- operations (what the fallback journals and replays) ------------------------------------
+# Reads (Page, Dump) are never journaled; every other operation is a write ordered by
+# its thread. Keys are not part of an operation: the family names them
+# (``KeySchema.checkpoints``), so a journaled write replays under its own prefix.
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,82 +110,43 @@ class Page:
     """Newest-first checkpoints with ``lo <= member < hi`` (at most ``count``)."""
 
     thread: str
-    keys: tuple[str, str, str, str]
     lo: bytes
     hi: bytes
     count: int
-    kind = "page"
-    is_write = False
-
-    @property
-    def session_id(self) -> str:
-        return self.thread
 
 
 @dataclass(frozen=True, slots=True)
 class Put:
+    """One checkpoint, the channel values that changed, and ``keep`` (keep_last)."""
+
     thread: str
-    keys: tuple[str, str, str, str]
     member: bytes
     record: bytes
     ns_prefix: bytes
     blobs: tuple[tuple[bytes, bytes], ...]
-    kind = "put"
-    is_write = True
-
-    @property
-    def session_id(self) -> str:
-        return self.thread
+    keep: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Writes:
     thread: str
-    keys: tuple[str, str, str, str]
     items: tuple[tuple[bytes, bytes, bool], ...]  # (prefix, member, replace)
-    kind = "writes"
-    is_write = True
-
-    @property
-    def session_id(self) -> str:
-        return self.thread
 
 
 @dataclass(frozen=True, slots=True)
 class Delete:
     thread: str
-    keys: tuple[str, str, str, str]
-    kind = "delete"
-    is_write = True
-
-    @property
-    def session_id(self) -> str:
-        return self.thread
 
 
 @dataclass(frozen=True, slots=True)
 class Prune:
     thread: str
-    keys: tuple[str, str, str, str]
     keep: int
-    kind = "prune"
-    is_write = True
-
-    @property
-    def session_id(self) -> str:
-        return self.thread
 
 
 @dataclass(frozen=True, slots=True)
 class Dump:
     thread: str
-    keys: tuple[str, str, str, str]
-    kind = "dump"
-    is_write = False
-
-    @property
-    def session_id(self) -> str:
-        return self.thread
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,17 +165,12 @@ class ThreadData:
 @dataclass(frozen=True, slots=True)
 class Load:
     thread: str
-    keys: tuple[str, str, str, str]
     data: ThreadData
-    kind = "load"
-    is_write = True
-
-    @property
-    def session_id(self) -> str:
-        return self.thread
 
 
 Op = Page | Put | Writes | Delete | Prune | Dump | Load
+Write = Put | Writes | Delete | Prune | Load
+READS = (Page, Dump)
 
 
 # -- policy -------------------------------------------------------------------------------
@@ -206,15 +184,11 @@ class Policy:
         *,
         prefix: str,
         serde: SerializerProtocol,
-        ttl_ms: int,
-        fixed: bool,
         keep_last: int,
     ) -> None:
-        KeySchema(prefix)  # validates the prefix (ConfigurationError)
+        self.schema = KeySchema(prefix)  # validates the prefix (ConfigurationError)
         self.prefix = prefix
         self.serde = serde
-        self.ttl_ms = ttl_ms
-        self.fixed = fixed
         self.keep_last = keep_last
 
     # keys --------------------------------------------------------------------------------
@@ -226,8 +200,8 @@ class Policy:
         return validate_id(value, "thread id")
 
     def keys(self, thread: str) -> tuple[str, str, str, str]:
-        tag = f"{self.prefix}:lg:{{{escape_id(thread)}}}"
-        return f"{tag}:i", f"{tag}:c", f"{tag}:b", f"{tag}:w"
+        """(index, records, blobs, writes) keys of one thread."""
+        return self.schema.checkpoints(thread)
 
     @staticmethod
     def _ns(ns: str) -> bytes:
@@ -287,15 +261,15 @@ class Policy:
             for channel, version in checkpoint["channel_versions"].items()
         )
         meta = get_serializable_checkpoint_metadata(config, metadata)
-        header = codec.dumps({"v": RECORD_VERSION, "p": parent, "t": kind.decode(), "m": meta})
+        header = json_dumps({"v": RECORD_VERSION, "p": parent, "t": kind.decode(), "m": meta})
         record = b"\n".join((refs, header, payload))
         op = Put(
             thread,
-            self.keys(thread),
             self.member(ns, checkpoint["id"]),
             record,
             self._ns(ns) + b":",
             blobs,
+            self.keep_last,
         )
         return op, {
             "configurable": {
@@ -322,11 +296,11 @@ class Policy:
             slot = WRITES_IDX_MAP.get(channel, idx)
             prefix = base + str(slot).encode() + b"\n"
             kind, data = self.dumps(value)
-            header = codec.dumps(
+            header = json_dumps(
                 {"k": str(task_id), "i": slot, "c": channel, "t": kind.decode(), "p": task_path}
             )
             items.append((prefix, prefix + header + b"\n" + data, slot < 0))
-        return Writes(thread, self.keys(thread), tuple(items))
+        return Writes(thread, tuple(items))
 
     def page(
         self,
@@ -345,7 +319,7 @@ class Policy:
         checkpoint_id = get_checkpoint_id(config)
         before_id = get_checkpoint_id(before) if before else None
         if ns_given is None:
-            return Page(thread, self.keys(thread), b"", b"\xff", count)
+            return Page(thread, b"", b"\xff", count)
         ns = str(ns_given)
         prefix = self._ns(ns) + b":"
         lo, hi = prefix, upper(prefix)
@@ -354,7 +328,7 @@ class Policy:
             hi = lo + b"\x00"
         if before_id:
             hi = min(hi, self.member(ns, before_id))
-        return Page(thread, self.keys(thread), lo, hi, count)
+        return Page(thread, lo, hi, count)
 
     @staticmethod
     def keep(config: RunnableConfig, before: RunnableConfig | None, entry: Entry) -> bool:
@@ -376,8 +350,9 @@ class Policy:
         checkpoint_id = unescape_id(cid_text)
         try:
             refs_line, header_raw, payload = record.split(b"\n", 2)
-            header = codec.loads(header_raw)
+            header = json_loads(header_raw)
             checkpoint: Checkpoint = self.loads(_b(header["t"]), payload)
+            metadata = _untag(header.get("m") or {})
         except (ValueError, KeyError, TypeError) as exc:
             raise SerializationError(
                 f"stored checkpoint {checkpoint_id!r} cannot be decoded: {exc}"
@@ -398,7 +373,7 @@ class Policy:
         ordered = []
         for raw in write_members:
             _, head, data = raw.split(b"\n", 2)
-            w = codec.loads(head)
+            w = json_loads(head)
             ordered.append((writes_sort_key(w["p"], w["k"], w["i"]), w, data))
         ordered.sort(key=lambda item: item[0])
         pending: list[PendingWrite] = [
@@ -413,7 +388,7 @@ class Policy:
                 }
             },
             checkpoint=checkpoint,
-            metadata=_untag(header.get("m") or {}),
+            metadata=metadata,
             parent_config=(
                 {
                     "configurable": {
@@ -429,7 +404,7 @@ class Policy:
         )
 
 
-# -- the in-memory backend (memory:// and the fallback mirror) --------------------------------
+# -- in this process: the memory:// backend and the fallback's mirror --------------------------
 
 
 @dataclass
@@ -439,6 +414,7 @@ class _Thread:
     blobs: dict[bytes, bytes] = field(default_factory=dict)
     writes: dict[bytes, bytes] = field(default_factory=dict)  # prefix -> member
     expires: float | None = None
+    bytes: int = 0
 
 
 def _refs(record: bytes) -> list[bytes]:
@@ -450,119 +426,166 @@ def _write_prefix(member: bytes) -> bytes:
 
 
 class MemoryCheckpoints:
-    """The Redis layout in process memory, same operations and raw entries.
+    """The Redis layout in process memory: the same operations, the same raw entries.
 
-    Used for ``memory://`` and as the fallback mirror (then bounded to the
-    ``max_threads`` most recently used threads).
+    Two uses, one class:
+
+    * the ``memory://`` backend (:meth:`do`): every thread for the life of the process;
+    * the mirror of a Redis family in the fallback (bounded to the ``max_threads``
+      most recently used threads and about ``max_bytes`` bytes): it learns from what
+      Redis did (:meth:`absorb`) and, while Redis is unreachable, carries out calls
+      (:meth:`serve`), handing every write back to be journaled as it is (each one is
+      idempotent in Redis: a replay lands once).
+
+    Thread-safe: one lock guards all state; no I/O happens here.
     """
 
-    name = "memory"
-
-    def __init__(self, *, ttl_ms: int, fixed: bool, keep_last: int, max_threads: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        ttl_ms: int,
+        fixed: bool,
+        max_threads: int | None = None,
+        max_bytes: int | None = None,
+    ) -> None:
         self._threads: OrderedDict[str, _Thread] = OrderedDict()
         self._ttl = ttl_ms / 1000
         self._fixed = fixed
-        self._keep = keep_last
         self._max = max_threads
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._lock = threading.RLock()
-
-    def _get(self, op: Op, *, create: bool, write: bool) -> _Thread | None:
-        key = op.keys[0]
-        found = self._threads.get(key)
-        now = time.monotonic()
-        if found is not None and found.expires is not None and found.expires <= now:
-            del self._threads[key]
-            found = None
-        if found is None:
-            if not create:
-                return None
-            found = self._threads[key] = _Thread()
-            if self._ttl:
-                found.expires = now + self._ttl
-        self._threads.move_to_end(key)
-        if self._ttl and not self._fixed and (write or found.index):
-            found.expires = now + self._ttl
-        if self._max and len(self._threads) > self._max:
-            self._threads.popitem(last=False)
-        return found
 
     def threads(self) -> int:
         return len(self._threads)
 
-    # reads ------------------------------------------------------------------------------
+    # -- helpers (call with the lock held) -------------------------------------------------
 
-    def page(self, op: Page) -> list[Entry]:
+    def _get(self, thread: str, *, create: bool, write: bool) -> _Thread | None:
+        found = self._threads.get(thread)
+        now = time.monotonic()
+        if found is not None and found.expires is not None and found.expires <= now:
+            self._forget(thread)
+            found = None
+        if found is None:
+            if not create:
+                return None
+            found = self._threads[thread] = _Thread()
+            if self._ttl:
+                found.expires = now + self._ttl
+        self._threads.move_to_end(thread)
+        if self._ttl and not self._fixed and (write or found.index):
+            found.expires = now + self._ttl
+        return found
+
+    def _forget(self, thread: str) -> bool:
+        gone = self._threads.pop(thread, None)
+        if gone is not None:
+            self._bytes -= gone.bytes
+        return gone is not None
+
+    def _bound(self, thread: str) -> None:
+        """Evict the least recently used threads (never ``thread``) beyond the bounds."""
+        while len(self._threads) > 1 and (
+            (self._max is not None and len(self._threads) > self._max)
+            or (self._max_bytes is not None and self._bytes > self._max_bytes)
+        ):
+            oldest = next(iter(self._threads))
+            if oldest == thread:
+                self._threads.move_to_end(thread)
+                continue
+            self._forget(oldest)
+        if self._max == 0:
+            self._forget(thread)
+
+    def _set(self, t: _Thread, table: dict[bytes, bytes], key: bytes, value: bytes) -> None:
+        old = table.get(key)
+        table[key] = value
+        change = len(value) - (len(old) if old is not None else -len(key))
+        t.bytes += change
+        self._bytes += change
+
+    def _drop(self, t: _Thread, table: dict[bytes, bytes], key: bytes) -> bytes | None:
+        old = table.pop(key, None)
+        if old is not None:
+            t.bytes -= len(key) + len(old)
+            self._bytes -= len(key) + len(old)
+        return old
+
+    # -- operations ------------------------------------------------------------------------
+
+    def do(self, op: Op) -> Any:
+        """Carry out ``op`` here (the ``memory://`` backend)."""
         with self._lock:
-            t = self._get(op, create=False, write=False)
-            if t is None:
-                return []
-            found = sorted((m for m in t.index if op.lo <= m < op.hi), reverse=True)
-            out: list[Entry] = []
-            for member in found[: op.count]:
-                record = t.records.get(member)
-                if record is None:
-                    continue
-                start = member + b":"
-                writes = sorted(w for p, w in t.writes.items() if p.startswith(start))
-                out.append((member, record, [t.blobs.get(r) for r in _refs(record)], writes))
-            return out
+            if isinstance(op, Page):
+                return self._page(op)
+            if isinstance(op, Dump):
+                return self._dump(op)
+            if isinstance(op, Delete):
+                return 1 if self._forget(op.thread) else 0
+            result = self._write(op)
+            self._bound(op.thread)
+            return result
 
-    def dump(self, op: Dump) -> ThreadData:
-        with self._lock:
-            t = self._get(op, create=False, write=False)
-            if t is None:
-                return ThreadData()
-            return ThreadData(
-                sorted(t.index), dict(t.records), dict(t.blobs), sorted(t.writes.values())
-            )
-
-    # writes -----------------------------------------------------------------------------
-
-    def put(self, op: Put) -> int:
-        with self._lock:
-            t = self._get(op, create=True, write=True)
-            assert t is not None
-            t.index.add(op.member)
-            t.records[op.member] = op.record
-            t.blobs.update(op.blobs)
-            return self._trim(t, op.ns_prefix, self._keep) if self._keep else 0
-
-    def writes(self, op: Writes) -> int:
-        with self._lock:
-            t = self._get(op, create=True, write=True)
-            assert t is not None
-            added = 0
-            for prefix, member, replace in op.items:
-                if replace or prefix not in t.writes:
-                    added += t.writes.get(prefix) != member
-                    t.writes[prefix] = member
-            return added
-
-    def delete(self, op: Delete) -> int:
-        with self._lock:
-            return 1 if self._threads.pop(op.keys[0], None) is not None else 0
-
-    def prune(self, op: Prune) -> int:
-        with self._lock:
-            t = self._get(op, create=False, write=False)
+    def _write(self, op: Write) -> int:
+        if isinstance(op, Prune):
+            t = self._get(op.thread, create=False, write=False)
             if t is None:
                 return 0
             prefixes = {m[: m.index(b":") + 1] for m in t.index}
             return sum(self._trim(t, p, op.keep) for p in prefixes)
+        t = self._get(op.thread, create=True, write=True)
+        assert t is not None
+        if isinstance(op, Put):
+            t.index.add(op.member)
+            self._set(t, t.records, op.member, op.record)
+            for name, value in op.blobs:
+                self._set(t, t.blobs, name, value)
+            return self._trim(t, op.ns_prefix, op.keep) if op.keep else 0
+        if isinstance(op, Writes):
+            added = 0
+            for prefix, member, replace in op.items:
+                if replace or prefix not in t.writes:
+                    added += t.writes.get(prefix) != member
+                    self._set(t, t.writes, prefix, member)
+            return added
+        assert isinstance(op, Load)
+        self._merge(t, op.data)
+        return 1
 
-    def load(self, op: Load) -> int:
-        with self._lock:
-            t = self._get(op, create=True, write=True)
-            assert t is not None
-            t.index.update(op.data.index)
-            t.records.update(op.data.records)
-            t.blobs.update(op.data.blobs)
-            for member in op.data.writes:
-                t.writes[_write_prefix(member)] = member
-            return 1
+    def _page(self, op: Page) -> list[Entry]:
+        t = self._get(op.thread, create=False, write=False)
+        if t is None:
+            return []
+        found = sorted((m for m in t.index if op.lo <= m < op.hi), reverse=True)
+        out: list[Entry] = []
+        for member in found[: op.count]:
+            record = t.records.get(member)
+            if record is None:
+                continue
+            start = member + b":"
+            writes = sorted(w for p, w in t.writes.items() if p.startswith(start))
+            out.append((member, record, [t.blobs.get(r) for r in _refs(record)], writes))
+        return out
 
-    @staticmethod
-    def _trim(t: _Thread, prefix: bytes, keep: int) -> int:
+    def _dump(self, op: Dump) -> ThreadData:
+        t = self._get(op.thread, create=False, write=False)
+        if t is None:
+            return ThreadData()
+        return ThreadData(
+            sorted(t.index), dict(t.records), dict(t.blobs), sorted(t.writes.values())
+        )
+
+    def _merge(self, t: _Thread, data: ThreadData) -> None:
+        t.index.update(data.index)
+        for name, value in data.records.items():
+            self._set(t, t.records, name, value)
+        for name, value in data.blobs.items():
+            self._set(t, t.blobs, name, value)
+        for member in data.writes:
+            self._set(t, t.writes, _write_prefix(member), member)
+
+    def _trim(self, t: _Thread, prefix: bytes, keep: int) -> int:
         hi = upper(prefix)
         members = sorted(m for m in t.index if prefix <= m < hi)
         drop, survivors = members[: max(len(members) - keep, 0)], members[len(members) - keep :]
@@ -570,42 +593,43 @@ class MemoryCheckpoints:
             return 0
         kept = {r for m in survivors if m in t.records for r in _refs(t.records[m])}
         for member in drop:
-            record = t.records.pop(member, None)
+            record = self._drop(t, t.records, member)
             t.index.discard(member)
             start = member + b":"
             for p in [p for p in t.writes if p.startswith(start)]:
-                del t.writes[p]
+                self._drop(t, t.writes, p)
             for ref in _refs(record or b""):
                 if ref not in kept:
-                    t.blobs.pop(ref, None)
+                    self._drop(t, t.blobs, ref)
         return len(drop)
 
-    # the fallback mirror ------------------------------------------------------------------
+    # -- the fallback's mirror (chatkeep.redis.Mirror) ---------------------------------------
+
+    def serve(self, op: Op) -> tuple[Any, Write | None]:
+        """Carry out ``op`` while Redis is unreachable: its result, and the write to
+        journal (every write, as it is; None for a read)."""
+        result = self.do(op)
+        return result, (None if isinstance(op, READS) else op)
 
     def absorb(self, op: Op, result: Any) -> None:
-        """Keep what the primary just did or returned (write-through mirror)."""
+        """Keep what Redis just did or returned (write-through)."""
         with self._lock:
             if isinstance(op, Page):
                 if not result:
                     return
-                t = self._get(op, create=True, write=False)
+                t = self._get(op.thread, create=True, write=False)
                 assert t is not None
                 for member, record, blobs, writes in result:
                     t.index.add(member)
-                    t.records[member] = record
+                    self._set(t, t.records, member, record)
                     for ref, blob in zip(_refs(record), blobs, strict=False):
                         if blob is not None:
-                            t.blobs[ref] = blob
+                            self._set(t, t.blobs, ref, blob)
                     for w in writes:
-                        t.writes[_write_prefix(w)] = w
+                        self._set(t, t.writes, _write_prefix(w), w)
+                self._bound(op.thread)
             elif isinstance(op, Dump):
                 if result:
-                    self.load(Load(op.thread, op.keys, result))
+                    self.do(Load(op.thread, result))
             else:
-                getattr(self, op.kind)(op)
-
-    def ping(self) -> None:
-        return None
-
-    def close(self) -> None:
-        return None
+                self.do(op)

@@ -1,109 +1,76 @@
-"""Redis twins of the checkpoint backend (internal): they only move bytes.
+"""The checkpoints of one prefix in Redis: a family of chatkeep's circuit (internal).
 
 Every operation on a thread is one shipped Lua script over the thread's four keys
-(one hash tag, so one Cluster slot): one round trip, atomic. Driver errors are
-translated at one boundary with the core's :func:`chatkeep.backends.redis.translate`
-(reachability problems become ``Unreachable``, for the fallback).
+(one hash tag, so one Cluster slot): one round trip, atomic; ``delete`` is one
+``DEL``. Operations are flows (:mod:`chatkeep.redis`), driven by the saver's
+connection, the one every chatkeep store of the process shares for this Redis: its
+circuit routes them, its mirror and journal serve and keep them while Redis is
+unreachable, and it replays them (in order per thread) when Redis is back.
+
+Importing this module declares the ``langgraph`` :class:`~chatkeep.redis.Feature`
+(its scripts' commands go into :func:`chatkeep.redis.acl_rules`) and registers the
+family, so a process that finds checkpoint writes in a durable journal
+(``journal_path``) can replay them: the ``chatkeep.features`` entry point names
+this module.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
-from importlib import resources
+import base64
+import json
+from collections.abc import Sequence
 from typing import Any
 
-from redis import exceptions as rex
+from chatkeep.redis import (
+    Connection,
+    Feature,
+    Flow,
+    KeySchema,
+    Mirror,
+    check,
+    done,
+    is_temporary,
+    register_family,
+    run_script,
+)
 
-from chatkeep.backends.base import Unreachable
-from chatkeep.backends.redis import translate
-from chatkeep.errors import ConfigurationError
+from ._layout import (
+    READS,
+    Delete,
+    Dump,
+    Entry,
+    Load,
+    MemoryCheckpoints,
+    Op,
+    Page,
+    Prune,
+    Put,
+    ThreadData,
+    Write,
+    Writes,
+)
 
-from ._layout import Delete, Dump, Entry, Load, Page, Policy, Prune, Put, ThreadData, Writes
+__all__ = ["LANGGRAPH", "RedisCheckpoints"]
 
-__all__ = ["SCRIPTS", "AsyncRedisCheckpoints", "RedisCheckpoints", "check_client"]
-
-
-@dataclass(frozen=True, slots=True)
-class Script:
-    name: str
-    text: bytes
-    sha: str
-
-
-def _load_scripts() -> dict[str, Script]:
-    folder = resources.files("chatkeep_langgraph").joinpath("lua")
-    common = folder.joinpath("common.lua").read_bytes()
-    scripts = {}
-    for name in ("page", "put", "writes", "prune", "dump", "load"):
-        text = common + b"\n" + folder.joinpath(f"{name}.lua").read_bytes()
-        scripts[name] = Script(name, text, hashlib.sha1(text, usedforsecurity=False).hexdigest())
-    return scripts
-
-
-SCRIPTS = _load_scripts()
-
-
-@contextmanager
-def _translated(thread: str | None = None) -> Iterator[None]:
-    try:
-        yield
-    except (rex.RedisError, rex.RedisClusterException) as exc:
-        raise translate(exc, thread) from exc
-    except (OSError, ConnectionError, TimeoutError) as exc:
-        raise Unreachable(exc) from exc
-
-
-def check_client(client: Any) -> None:
-    """Checkpoints are bytes: a client that decodes replies cannot carry them."""
-    try:
-        options = client.get_connection_kwargs()
-    except Exception:  # not every client type has it; nothing to check then
-        return
-    if options.get("decode_responses"):
-        raise ConfigurationError(
-            "RedisSaver needs a Redis client made with decode_responses=False "
-            "(checkpoints are stored as bytes)"
-        )
-
-
-def _ttl(p: Policy) -> list[Any]:
-    return [p.ttl_ms, 1 if p.fixed else 0]
-
-
-def _page_args(p: Policy, op: Page) -> list[Any]:
-    return [b"(" + op.hi, b"[" + op.lo, op.count, *_ttl(p)]
-
-
-def _put_args(p: Policy, op: Put) -> list[Any]:
-    args: list[Any] = [*_ttl(p), op.member, op.record, op.ns_prefix, p.keep_last, len(op.blobs)]
-    for name, value in op.blobs:
-        args += (name, value)
-    return args
-
-
-def _writes_args(p: Policy, op: Writes) -> list[Any]:
-    args: list[Any] = [*_ttl(p), len(op.items)]
-    for prefix, member, replace in op.items:
-        args += (prefix, member, b"1" if replace else b"0")
-    return args
-
-
-def _load_args(p: Policy, data: ThreadData) -> list[Any]:
-    args: list[Any] = [*_ttl(p), len(data.index), *data.index, len(data.records)]
-    for name, value in data.records.items():
-        args += (name, value)
-    args.append(len(data.blobs))
-    for name, value in data.blobs.items():
-        args += (name, value)
-    args += (len(data.writes), *data.writes)
-    return args
+LANGGRAPH = Feature(
+    "langgraph",
+    package="chatkeep_langgraph",
+    scripts=("page", "put", "writes", "prune", "dump", "load"),
+    prelude="common.lua",
+    commands=("DEL",),
+)
 
 
 def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
     return dict(zip(flat[0::2], flat[1::2], strict=True))
+
+
+def _flat(pairs: Any) -> list[bytes]:
+    return [part for pair in pairs for part in pair]
+
+
+def _page_result(reply: Sequence[Any]) -> list[Entry]:
+    return [(m, rec, list(blobs), list(writes)) for m, rec, blobs, writes in reply]
 
 
 def _dump_result(reply: Sequence[Any]) -> ThreadData:
@@ -111,96 +78,216 @@ def _dump_result(reply: Sequence[Any]) -> ThreadData:
     return ThreadData(list(index), _pairs(records), _pairs(blobs), list(writes))
 
 
-def _page_result(reply: Sequence[Any]) -> list[Entry]:
-    return [(m, rec, list(blobs), list(writes)) for m, rec, blobs, writes in reply]
-
-
 class RedisCheckpoints:
-    """Synchronous backend on ``redis.Redis`` or ``redis.RedisCluster``."""
+    """The checkpoints of one prefix (and TTL policy) in Redis: a circuit family.
 
-    name = "redis"
+    Made with :meth:`attached`, which returns the one family of these parameters on
+    the connection's circuit (so every saver of the prefix shares its mirror).
+    """
 
-    def __init__(self, client: Any, policy: Policy) -> None:
-        self.client = client
-        self.p = policy
+    name = "langgraph"
 
-    def _eval(self, script: Script, keys: Sequence[str], args: Sequence[Any], thread: str) -> Any:
-        with _translated(thread):
+    def __init__(self, connection: Connection, *, prefix: str, ttl_ms: int, fixed: bool) -> None:
+        self.connection = connection
+        self.keys = KeySchema(prefix)
+        self.ttl: list[Any] = [ttl_ms, 1 if fixed else 0]
+        self.params: dict[str, Any] = {"prefix": prefix, "ttl_ms": ttl_ms, "fixed": fixed}
+        self.mirror: Mirror | None = None
+        circuit = connection.circuit
+        if circuit is not None:
+            config = connection.config
+            mirror = circuit.mirror(
+                ("langgraph", prefix, ttl_ms, fixed),
+                lambda: MemoryCheckpoints(
+                    ttl_ms=ttl_ms,
+                    fixed=fixed,
+                    max_threads=config.mirror_sessions,
+                    max_bytes=config.mirror_max_bytes,
+                ),
+            )
+            self.mirror = mirror
+
+    @classmethod
+    def attached(
+        cls, connection: Connection, *, prefix: str, ttl_ms: int, fixed: bool
+    ) -> RedisCheckpoints:
+        """The family of these parameters on ``connection``'s circuit (made once)."""
+        family = cls(connection, prefix=prefix, ttl_ms=ttl_ms, fixed=fixed)
+        if connection.circuit is None:
+            return family
+        found = connection.circuit.attach(family)
+        assert isinstance(found, RedisCheckpoints)
+        return found
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], connection: Connection) -> RedisCheckpoints:
+        return cls.attached(connection, **params)
+
+    # -- operations as flows ----------------------------------------------------------------
+
+    def run(self, op: Op) -> Flow[Any]:
+        """``op`` on Redis."""
+        if isinstance(op, Page):
+            return self._page(op)
+        if isinstance(op, Delete):
+            return self._delete(op)
+        if isinstance(op, Dump):
+            return self._dump(op)
+        if isinstance(op, Put):
+            args = [*self.ttl, op.member, op.record, op.ns_prefix, op.keep, len(op.blobs)]
+            return self._count("put", op.thread, [*args, *_flat(op.blobs)])
+        if isinstance(op, Writes):
+            args = [*self.ttl, len(op.items)]
+            for prefix, member, replace in op.items:
+                args += (prefix, member, b"1" if replace else b"0")
+            return self._count("writes", op.thread, args)
+        if isinstance(op, Prune):
+            return self._count("prune", op.thread, [op.keep])
+        data = op.data
+        args = [*self.ttl, len(data.index), *data.index]
+        args += [len(data.records), *_flat(data.records.items())]
+        args += [len(data.blobs), *_flat(data.blobs.items())]
+        args += [len(data.writes), *data.writes]
+        return self._count("load", op.thread, args)
+
+    def _script(self, name: str, thread: str, args: list[Any]) -> Flow[Any]:
+        replies = yield from run_script(
+            LANGGRAPH[name],
+            self.keys.checkpoints(thread),
+            args,
+            session_id=thread,
+            cluster=self.connection.cluster,
+        )
+        return replies[0]
+
+    def _count(self, name: str, thread: str, args: list[Any]) -> Flow[int]:
+        return int((yield from self._script(name, thread, args)))
+
+    def _page(self, op: Page) -> Flow[list[Entry]]:
+        args = [b"(" + op.hi, b"[" + op.lo, op.count, *self.ttl]
+        return _page_result((yield from self._script("page", op.thread, args)))
+
+    def _dump(self, op: Dump) -> Flow[ThreadData]:
+        return _dump_result((yield from self._script("dump", op.thread, [])))
+
+    def _delete(self, op: Delete) -> Flow[int]:
+        replies = yield [("DEL", *self.keys.checkpoints(op.thread))]
+        check(replies, op.thread)
+        return int(replies[0])
+
+    # -- the rest of the circuit's family protocol ---------------------------------------------
+
+    @staticmethod
+    def key(op: Op) -> str | None:
+        """The thread a write is ordered by at replay; None for a read."""
+        return None if isinstance(op, READS) else op.thread
+
+    @staticmethod
+    def size(op: Op) -> int:
+        """Bytes a journaled ``op`` takes, roughly."""
+        size = 64 + len(op.thread)
+        if isinstance(op, Put):
+            size += len(op.record) + sum(len(n) + len(v) for n, v in op.blobs)
+        elif isinstance(op, Writes):
+            size += sum(len(p) + len(m) for p, m, _ in op.items)
+        elif isinstance(op, Load):
+            data = op.data
+            pairs = [*data.records.items(), *data.blobs.items()]
+            size += sum(map(len, [*data.index, *data.writes, *_flat(pairs)]))
+        return size
+
+    def replay(self, ops: list[Any]) -> Flow[list[BaseException | None]]:
+        """Journaled writes of one thread, in order (each is idempotent); stops after
+        a temporary refusal (the circuit keeps it and the rest)."""
+        outcomes: list[BaseException | None] = []
+        for op in ops:
             try:
-                return self.client.evalsha(script.sha, len(keys), *keys, *args)
-            except rex.NoScriptError:
-                return self.client.eval(script.text, len(keys), *keys, *args)
+                yield from self.run(op)
+            except Exception as exc:
+                outcomes.append(exc)
+                if is_temporary(exc):
+                    break
+            else:
+                outcomes.append(None)
+        return outcomes
 
-    def page(self, op: Page) -> list[Entry]:
-        return _page_result(self._eval(SCRIPTS["page"], op.keys, _page_args(self.p, op), op.thread))
+    def rejected(self, op: Any, error: BaseException) -> None:
+        """A journaled write Redis refused as invalid: the circuit counted and logged it."""
 
-    def put(self, op: Put) -> int:
-        return int(self._eval(SCRIPTS["put"], op.keys, _put_args(self.p, op), op.thread))
+    def restarted(self) -> Flow[None]:
+        """Redis restarted: nothing to repair (checkpoints keep no index elsewhere)."""
+        return done(None)
 
-    def writes(self, op: Writes) -> int:
-        return int(self._eval(SCRIPTS["writes"], op.keys, _writes_args(self.p, op), op.thread))
+    # -- the durable journal: JSON, bytes in base64 --------------------------------------------
 
-    def prune(self, op: Prune) -> int:
-        return int(self._eval(SCRIPTS["prune"], op.keys, [op.keep], op.thread))
+    @staticmethod
+    def encode(op: Write) -> bytes:
+        return json.dumps(_encode(op), separators=(",", ":")).encode()
 
-    def dump(self, op: Dump) -> ThreadData:
-        return _dump_result(self._eval(SCRIPTS["dump"], op.keys, [], op.thread))
-
-    def load(self, op: Load) -> int:
-        return int(self._eval(SCRIPTS["load"], op.keys, _load_args(self.p, op.data), op.thread))
-
-    def delete(self, op: Delete) -> int:
-        with _translated(op.thread):
-            return int(self.client.delete(*op.keys))
-
-    def ping(self) -> None:
-        with _translated():
-            self.client.ping()
+    @staticmethod
+    def decode(data: bytes) -> Write:
+        return _decode(json.loads(data))
 
 
-class AsyncRedisCheckpoints:
-    """Asynchronous twin on ``redis.asyncio`` (one per event loop)."""
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
 
-    name = "redis"
 
-    def __init__(self, client: Any, policy: Policy) -> None:
-        self.client = client
-        self.p = policy
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text, validate=True)
 
-    async def _eval(
-        self, script: Script, keys: Sequence[str], args: Sequence[Any], thread: str
-    ) -> Any:
-        with _translated(thread):
-            try:
-                return await self.client.evalsha(script.sha, len(keys), *keys, *args)
-            except rex.NoScriptError:
-                return await self.client.eval(script.text, len(keys), *keys, *args)
 
-    async def page(self, op: Page) -> list[Entry]:
-        reply = await self._eval(SCRIPTS["page"], op.keys, _page_args(self.p, op), op.thread)
-        return _page_result(reply)
+def _encode(op: Write) -> dict[str, Any]:
+    if isinstance(op, Put):
+        blobs = [[_b64(n), _b64(v)] for n, v in op.blobs]
+        return {
+            "k": "put",
+            "t": op.thread,
+            "m": _b64(op.member),
+            "r": _b64(op.record),
+            "n": _b64(op.ns_prefix),
+            "b": blobs,
+            "keep": op.keep,
+        }
+    if isinstance(op, Writes):
+        items = [[_b64(p), _b64(m), r] for p, m, r in op.items]
+        return {"k": "writes", "t": op.thread, "w": items}
+    if isinstance(op, Delete):
+        return {"k": "delete", "t": op.thread}
+    if isinstance(op, Prune):
+        return {"k": "prune", "t": op.thread, "keep": op.keep}
+    data = op.data
+    return {
+        "k": "load",
+        "t": op.thread,
+        "i": [_b64(m) for m in data.index],
+        "c": [[_b64(n), _b64(v)] for n, v in data.records.items()],
+        "b": [[_b64(n), _b64(v)] for n, v in data.blobs.items()],
+        "w": [_b64(m) for m in data.writes],
+    }
 
-    async def put(self, op: Put) -> int:
-        return int(await self._eval(SCRIPTS["put"], op.keys, _put_args(self.p, op), op.thread))
 
-    async def writes(self, op: Writes) -> int:
-        reply = await self._eval(SCRIPTS["writes"], op.keys, _writes_args(self.p, op), op.thread)
-        return int(reply)
+def _decode(fields: dict[str, Any]) -> Write:
+    kind, thread = fields["k"], fields["t"]
+    if kind == "put":
+        blobs = tuple((_unb64(n), _unb64(v)) for n, v in fields["b"])
+        member, record, ns_prefix = (_unb64(fields[name]) for name in "mrn")
+        return Put(thread, member, record, ns_prefix, blobs, fields["keep"])
+    if kind == "writes":
+        return Writes(thread, tuple((_unb64(p), _unb64(m), bool(r)) for p, m, r in fields["w"]))
+    if kind == "delete":
+        return Delete(thread)
+    if kind == "prune":
+        return Prune(thread, fields["keep"])
+    if kind != "load":
+        raise ValueError(f"not a journaled checkpoint write: {kind!r}")
+    data = ThreadData(
+        [_unb64(m) for m in fields["i"]],
+        {_unb64(n): _unb64(v) for n, v in fields["c"]},
+        {_unb64(n): _unb64(v) for n, v in fields["b"]},
+        [_unb64(m) for m in fields["w"]],
+    )
+    return Load(thread, data)
 
-    async def prune(self, op: Prune) -> int:
-        return int(await self._eval(SCRIPTS["prune"], op.keys, [op.keep], op.thread))
 
-    async def dump(self, op: Dump) -> ThreadData:
-        return _dump_result(await self._eval(SCRIPTS["dump"], op.keys, [], op.thread))
-
-    async def load(self, op: Load) -> int:
-        reply = await self._eval(SCRIPTS["load"], op.keys, _load_args(self.p, op.data), op.thread)
-        return int(reply)
-
-    async def delete(self, op: Delete) -> int:
-        with _translated(op.thread):
-            return int(await self.client.delete(*op.keys))
-
-    async def ping(self) -> None:
-        with _translated():
-            await self.client.ping()
+register_family(RedisCheckpoints.name, RedisCheckpoints.from_params)

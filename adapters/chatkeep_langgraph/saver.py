@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import builtins
 import dataclasses
-import logging
 import random
-import threading
-import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, MutableMapping, Sequence
-from types import TracebackType
-from typing import Any, cast
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -27,37 +22,31 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from chatkeep import (
     UNSET,
     AsyncConversationStore,
-    BackendUnavailableError,
-    ChatkeepError,
     ConfigurationError,
     ConversationStore,
     InvalidArgumentError,
     StoreConfig,
     StoreStatus,
 )
-from chatkeep.backends.base import Unreachable
-from chatkeep.backends.fallback import Fallback, Route
+from chatkeep.redis import (
+    NO_IO,
+    Connection,
+    Flow,
+    RedisBacked,
+    connect,
+    guarded,
+    is_async_client,
+    run,
+)
 
 from ._layout import Delete, Dump, Entry, Load, MemoryCheckpoints, Op, Page, Policy, Prune
-from ._redis import AsyncRedisCheckpoints, RedisCheckpoints, check_client
+from ._redis import RedisCheckpoints
 
 __all__ = ["RedisSaver"]
 
-logger = logging.getLogger("chatkeep")
+T = TypeVar("T")
 
 _LIST_PAGE = 100
-
-
-def _is_async_client(client: Any) -> bool:
-    import redis.asyncio as redis_async
-
-    return isinstance(client, (redis_async.Redis, redis_async.RedisCluster))
-
-
-def _redis_client_of(store: ConversationStore | AsyncConversationStore) -> Any:
-    """The redis-py client behind a chatkeep store (None for ``memory://``)."""
-    primary = store._primary
-    return None if getattr(primary, "name", "") == "memory" else primary.client
 
 
 def _check_serde(serde: SerializerProtocol | None) -> SerializerProtocol:
@@ -70,7 +59,69 @@ def _check_serde(serde: SerializerProtocol | None) -> SerializerProtocol:
     return serde
 
 
-class RedisSaver(BaseCheckpointSaver[str]):
+def _check_client(client: Any) -> None:
+    """Checkpoints are bytes: a client that decodes replies cannot carry them."""
+    try:
+        options = client.get_connection_kwargs()
+    except Exception:  # not every client type has it; nothing to check then
+        return
+    if options.get("decode_responses"):
+        raise ConfigurationError(
+            "RedisSaver needs a Redis client made with decode_responses=False "
+            "(checkpoints are stored as bytes)"
+        )
+
+
+class _Listing:
+    """The pages of one ``list``/``alist`` call and what each yields."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        config: RunnableConfig | None,
+        filter: dict[str, Any] | None,
+        before: RunnableConfig | None,
+        limit: int | None,
+    ) -> None:
+        if config is None:
+            raise InvalidArgumentError(
+                "RedisSaver.list needs a config with a thread_id (plain Redis keeps no "
+                "index of every thread to scan)"
+            )
+        self.policy = policy
+        self.config = config
+        self.filter = filter
+        self.before = before
+        self.left = None if limit is None else max(limit, 0)
+        self.every_ns = config["configurable"].get("checkpoint_ns") is None
+        count = self.left if (self.left and not filter and not self.every_ns) else _LIST_PAGE
+        page = policy.page(config, before=before, count=count, default_ns=None)
+        self.page: Page | None = None if self.left == 0 else page
+
+    def take(self, entries: list[Entry]) -> list[CheckpointTuple]:
+        """The checkpoints of one page that match; sets the next page (None: done)."""
+        page = self.page
+        assert page is not None
+        found: list[CheckpointTuple] = []
+        thread_id = self.config["configurable"]["thread_id"]
+        for entry in entries:
+            if self.every_ns and not self.policy.keep(self.config, self.before, entry):
+                continue
+            one = self.policy.decode(thread_id, entry)
+            if self.filter and not all(one.metadata.get(k) == v for k, v in self.filter.items()):
+                continue
+            found.append(one)
+            if self.left is not None:
+                self.left -= 1
+                if self.left == 0:
+                    self.page = None
+                    return found
+        last = len(entries) < page.count
+        self.page = None if last else dataclasses.replace(page, hi=entries[-1][0])
+        return found
+
+
+class RedisSaver(BaseCheckpointSaver[str], RedisBacked):
     """LangGraph checkpointer on plain Redis (standalone, Cluster, Sentinel) or memory.
 
     ::
@@ -86,11 +137,18 @@ class RedisSaver(BaseCheckpointSaver[str]):
     * a URL (``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://``,
       ``redis+sentinel://``, ``memory://``) and chatkeep options (``prefix``, ``ttl``,
       ``ttl_mode``, ``fallback``, timeouts...), defaulting to ``CHATKEEP_*`` /
-      ``REDIS_URL``: a sync connection pool, and one async pool per event loop;
+      ``REDIS_URL``;
     * ``store=`` a :class:`chatkeep.ConversationStore` (or the async one): its
-      configuration and its Redis connection;
+      configuration and its connection (``store.connection``);
     * ``client=`` a ``redis.Redis``/``RedisCluster`` and/or ``async_client=`` a
-      ``redis.asyncio`` one (left open by :meth:`close`).
+      ``redis.asyncio`` one (left open by :meth:`close`). With only a sync client the
+      async methods run in a worker thread; with only an asyncio client the sync
+      methods raise :class:`chatkeep.ConfigurationError`.
+
+    The connection is the process's one connection to that Redis
+    (:func:`chatkeep.redis.connect`): a saver and the chatkeep stores of the same
+    Redis share its clients (one asyncio client per event loop) and its one fallback
+    circuit and journal.
 
     Every checkpoint write is one atomic Lua script on the thread's keys (one hash
     tag); a channel that did not change is never written again; the whole thread
@@ -117,10 +175,11 @@ class RedisSaver(BaseCheckpointSaver[str]):
             isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1
         ):
             raise InvalidArgumentError("keep_last must be None or an int >= 1")
-        if client is not None and _is_async_client(client):
+        if client is not None and is_async_client(client):
             if async_client is not None:
                 raise ConfigurationError("client and async_client are both asynchronous clients")
             client, async_client = None, client
+        connection: Connection | None
         if store is not None:
             if not isinstance(store, (ConversationStore, AsyncConversationStore)):
                 raise ConfigurationError(
@@ -129,285 +188,145 @@ class RedisSaver(BaseCheckpointSaver[str]):
             if url is not None or options or client is not None or async_client is not None:
                 raise ConfigurationError("pass either store=, or a URL/client and options")
             config = store.config
-            if isinstance(store, ConversationStore):
-                client = _redis_client_of(store)
-            else:
-                async_client = _redis_client_of(store)
+            connection = store.connection
+            if connection is not None:
+                if connection.given and not connection.async_only:
+                    _check_client(connection.client)
+                connection.acquire()
         else:
             if url is not None:
                 options["url"] = url
             if options.get("ttl") is UNSET:
                 del options["ttl"]
             config = StoreConfig.from_env(**options)
-        for given in (client, async_client):
-            if given is not None:
-                check_client(given)
+            for given in (client, async_client):
+                if given is not None:
+                    _check_client(given)
+            connection = None
+            if client is not None or async_client is not None or config.scheme != "memory":
+                connection = connect(config, client=client, async_client=async_client)
         self.config = config
-        self.policy = Policy(
-            prefix=config.prefix,
-            serde=self.serde,
-            ttl_ms=0 if config.ttl is None else round(config.ttl * 1000),
-            fixed=config.ttl_mode == "fixed",
-            keep_last=keep_last or 0,
-        )
+        self._connection = connection
+        self.policy = Policy(prefix=config.prefix, serde=self.serde, keep_last=keep_last or 0)
+        ttl_ms = 0 if config.ttl is None else round(config.ttl * 1000)
+        fixed = config.ttl_mode == "fixed"
         self._on_state_change = on_state_change
-        self._lock = threading.Lock()
-        self._client = client
-        self._async_client = async_client
-        self._built: ConversationStore | None = None
-        self._per_loop: MutableMapping[
-            asyncio.AbstractEventLoop, tuple[AsyncConversationStore, AsyncRedisCheckpoints]
-        ] = weakref.WeakKeyDictionary()
-        self._sync: RedisCheckpoints | MemoryCheckpoints | None = None
-        self._async: AsyncRedisCheckpoints | None = None
-        self._memory = (
-            client is None
-            and async_client is None
-            and (
-                config.scheme == "memory" or (store is not None and _redis_client_of(store) is None)
-            )
-        )
-        self._fallback: Fallback | None = None
-        self.mirror: MemoryCheckpoints | None = None
-        if self._memory:
-            self._sync = MemoryCheckpoints(
-                ttl_ms=self.policy.ttl_ms, fixed=self.policy.fixed, keep_last=self.policy.keep_last
-            )
+        self._local: MemoryCheckpoints | None = None
+        self._family: RedisCheckpoints | None = None
+        if connection is None:
+            self._local = MemoryCheckpoints(ttl_ms=ttl_ms, fixed=fixed)
         else:
-            if client is not None:
-                self._sync = RedisCheckpoints(client, self.policy)
-            if async_client is not None:
-                self._async = AsyncRedisCheckpoints(async_client, self.policy)
-            if config.fallback == "memory":
-                mirror = MemoryCheckpoints(
-                    ttl_ms=self.policy.ttl_ms,
-                    fixed=self.policy.fixed,
-                    keep_last=self.policy.keep_last,
-                    max_threads=config.mirror_sessions,
-                )
-                self.mirror = mirror
-                self._fallback = Fallback(
-                    mirror=cast(Any, mirror),
-                    journal_size=config.journal_size,
-                    probe_interval=config.probe_interval,
-                    probe_max=config.probe_max,
-                    logger=logger,
-                    notify=self._notify,
-                )
-        # sync calls from an async-only client have no connection to use
-        self._sync_ok = self._memory or client is not None or async_client is None
+            self._family = RedisCheckpoints.attached(
+                connection, prefix=config.prefix, ttl_ms=ttl_ms, fixed=fixed
+            )
+            if connection.circuit is not None:
+                connection.circuit.listen(self._notify)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisSaver:
         return cls(url, **options)
 
-    # -- backends ---------------------------------------------------------------------------
+    # -- the one place where calls meet the circuit ------------------------------------------
 
-    def _sync_backend(self) -> RedisCheckpoints | MemoryCheckpoints:
-        if self._sync is None:
-            if not self._sync_ok:
-                raise ConfigurationError(
-                    "this RedisSaver was given only an async client: use the async methods "
-                    "(ainvoke/astream), or pass client= too"
-                )
-            with self._lock:
-                if self._sync is None:
-                    self._built = ConversationStore(self.config)
-                    made = _redis_client_of(self._built)
-                    check_client(made)
-                    self._sync = RedisCheckpoints(made, self.policy)
-        return self._sync
+    def _call(self, op: Op) -> Flow[Any]:
+        """``op`` through the circuit of this Redis (or on ``memory://``)."""
+        self._check_open()
+        if self._family is None:
+            assert self._local is not None
+            return self._local.do(op)
+        return (yield from guarded(self._connection, self._family, op))
 
-    def _async_backend(self) -> AsyncRedisCheckpoints | None:
-        """The async backend of the running loop, or None: then async calls run the
-        sync path (memory: inline; a sync client only: in a worker thread)."""
-        if self._async is not None:
-            return self._async
-        if self._memory or self._client is not None:
-            return None
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            made = self._per_loop.get(loop)
-            if made is None:
-                store = AsyncConversationStore(self.config)
-                client = _redis_client_of(store)
-                check_client(client)
-                made = (store, AsyncRedisCheckpoints(client, self.policy))
-                self._per_loop[loop] = made
-        return made[1]
+    def _drive(self, flow: Flow[T]) -> T:
+        connection = self._connection
+        if connection is None:
+            return run(flow, NO_IO)
+        if connection.async_only:
+            flow.close()
+            raise ConfigurationError(
+                "this RedisSaver was given only an async client: use the async methods "
+                "(ainvoke/astream), or pass client= too"
+            )
+        return connection.run(flow)
 
-    # -- the one place where calls meet the fallback ---------------------------------------
-
-    def _unavailable(self, exc: Unreachable) -> BackendUnavailableError:
-        return BackendUnavailableError(
-            f"Redis at {self.config.safe_url} is unreachable ({exc}); fallback is off"
-        )
-
-    def _run(self, op: Op) -> Any:
-        primary = self._sync_backend()
-        fb = self._fallback
-        if fb is None:
-            try:
-                return getattr(primary, op.kind)(op)
-            except Unreachable as exc:
-                raise self._unavailable(exc) from exc.cause
-        route = fb.route()
-        if route is not Route.LOCAL:
-            try:
-                if route is Route.PROBE:
-                    self._replay(fb, primary)
-                result = getattr(primary, op.kind)(op)
-            except Unreachable as exc:
-                fb.failed(exc)
-            else:
-                fb.succeeded(cast(Any, op), result)
-                return result
-        return fb.serve(cast(Any, op))
-
-    @staticmethod
-    def _replay(fb: Fallback, primary: Any) -> None:
-        primary.ping()
-        while (op := fb.next_pending()) is not None:
-            try:
-                getattr(primary, op.kind)(op)
-            except ChatkeepError as exc:
-                fb.rejected(op, exc)
-            else:
-                fb.replayed(op)
-
-    async def _arun(self, op: Op) -> Any:
-        primary = self._async_backend()
-        if primary is None:
-            if self._memory:
-                return self._run(op)
-            return await asyncio.to_thread(self._run, op)
-        fb = self._fallback
-        if fb is None:
-            try:
-                return await getattr(primary, op.kind)(op)
-            except Unreachable as exc:
-                raise self._unavailable(exc) from exc.cause
-        route = fb.route()
-        if route is not Route.LOCAL:
-            try:
-                if route is Route.PROBE:
-                    await self._areplay(fb, primary)
-                result = await getattr(primary, op.kind)(op)
-            except Unreachable as exc:
-                fb.failed(exc)
-            else:
-                fb.succeeded(cast(Any, op), result)
-                return result
-        return fb.serve(cast(Any, op))
-
-    @staticmethod
-    async def _areplay(fb: Fallback, primary: AsyncRedisCheckpoints) -> None:
-        await primary.ping()
-        while (op := fb.next_pending()) is not None:
-            try:
-                await getattr(primary, op.kind)(op)
-            except ChatkeepError as exc:
-                fb.rejected(op, exc)
-            else:
-                fb.replayed(op)
+    async def _adrive(self, flow: Flow[T]) -> T:
+        connection = self._connection
+        if connection is None:
+            return run(flow, NO_IO)
+        if connection.sync_only:  # given only a sync client: its calls, in a worker thread
+            return await asyncio.to_thread(connection.run, flow)
+        return await connection.arun(flow)
 
     def flush(self) -> int:
         """Try now to reach Redis and replay journaled writes; return how many remain."""
-        fb = self._fallback
-        if fb is None or fb.state == "closed":
-            return 0
-        if fb.route(force_probe=True) is Route.PROBE:
-            try:
-                self._replay(fb, self._sync_backend())
-            except Unreachable as exc:
-                fb.failed(exc)
-        return fb.pending
+        return self._drive(self._flush())
 
     async def aflush(self) -> int:
         """Async twin of :meth:`flush`."""
-        fb = self._fallback
-        primary = self._async_backend()
-        if primary is None:
-            return await asyncio.to_thread(self.flush)
-        if fb is None or fb.state == "closed":
-            return 0
-        if fb.route(force_probe=True) is Route.PROBE:
-            try:
-                await self._areplay(fb, primary)
-            except Unreachable as exc:
-                fb.failed(exc)
-        return fb.pending
+        return await self._adrive(self._flush())
 
     def status(self) -> StoreStatus:
-        """Where calls go now and what the fallback has been through (no I/O)."""
-        name = "memory" if self._memory else "redis"
-        fb = self._fallback
-        if fb is None:
-            return StoreStatus(backend=name, serving=name, degraded=False)
-        degraded = fb.state != "closed"
-        return StoreStatus(
-            backend=name,
-            serving="fallback" if degraded else name,
-            degraded=degraded,
-            circuit=cast(Any, fb.state),
-            pending_replay=fb.pending,
-            replayed=fb.replayed_count,
-            journal_dropped=fb.dropped_count,
-            replay_rejected=fb.rejected_count,
-            outages=fb.outages,
-            last_error=fb.last_error,
-            degraded_since=fb.degraded_since,
-        )
+        """Where calls go now and what the fallback has been through (no I/O): the
+        status of the circuit this saver shares with the other stores of its Redis."""
+        connection = self._connection
+        if connection is None or connection.circuit is None:
+            backend = "memory" if connection is None else "redis"
+            reached = connection is None or connection.reached
+            return StoreStatus(backend=backend, serving=backend, degraded=False, reached=reached)
+        return connection.circuit.status("redis")
 
     def _notify(self, event: str) -> None:
         if self._on_state_change is not None:
             self._on_state_change(event, self.status())
 
-    # -- BaseCheckpointSaver: reads ----------------------------------------------------------
+    # -- BaseCheckpointSaver: each operation written once as a flow --------------------------
 
-    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        op = self.policy.page(config, count=1)
-        entries: list[Entry] = self._run(op)
-        return self._first(config, entries)
-
-    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        op = self.policy.page(config, count=1)
-        entries: list[Entry] = await self._arun(op)
-        return self._first(config, entries)
-
-    def _first(self, config: RunnableConfig, entries: list[Entry]) -> CheckpointTuple | None:
+    def _get_tuple(self, config: RunnableConfig) -> Flow[CheckpointTuple | None]:
+        entries = yield from self._call(self.policy.page(config, count=1))
         if not entries:
             return None
         return self.policy.decode(config["configurable"]["thread_id"], entries[0])
 
-    def _listing(
+    def _put(
         self,
-        config: RunnableConfig | None,
-        filter: dict[str, Any] | None,
-        before: RunnableConfig | None,
-        limit: int | None,
-    ) -> tuple[Page, Callable[[Entry], CheckpointTuple | None]]:
-        if config is None:
-            raise InvalidArgumentError(
-                "RedisSaver.list needs a config with a thread_id (plain Redis keeps no "
-                "index of every thread to scan)"
-            )
-        if limit is not None and limit <= 0:
-            limit = 0
-        every_ns = config["configurable"].get("checkpoint_ns") is None
-        count = limit if (limit and not filter and not every_ns) else _LIST_PAGE
-        page = self.policy.page(config, before=before, count=count, default_ns=None)
-        thread_id = config["configurable"]["thread_id"]
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> Flow[RunnableConfig]:
+        op, stored = self.policy.put(config, checkpoint, metadata, new_versions)
+        yield from self._call(op)
+        return stored
 
-        def accept(entry: Entry) -> CheckpointTuple | None:
-            if every_ns and not self.policy.keep(config, before, entry):
-                return None
-            found = self.policy.decode(thread_id, entry)
-            if filter and not all(found.metadata.get(k) == v for k, v in filter.items()):
-                return None
-            return found
+    def _put_writes(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, path: str
+    ) -> Flow[None]:
+        op = self.policy.writes(config, writes, task_id, path)
+        if op.items:
+            yield from self._call(op)
 
-        return page, accept
+    def _delete_thread(self, thread_id: Any) -> Flow[None]:
+        yield from self._call(Delete(self.policy.thread_id(thread_id)))
+
+    def _copy_thread(self, source_thread_id: Any, target_thread_id: Any) -> Flow[None]:
+        source = self.policy.thread_id(source_thread_id)
+        target = self.policy.thread_id(target_thread_id)
+        data = yield from self._call(Dump(source))
+        if data:
+            yield from self._call(Load(target, data))
+
+    def _prune(self, thread_ids: Sequence[str], strategy: str) -> Flow[None]:
+        if strategy not in ("keep_latest", "delete"):
+            raise InvalidArgumentError("strategy must be 'keep_latest' or 'delete'")
+        for thread in [self.policy.thread_id(t) for t in thread_ids]:
+            yield from self._call(Prune(thread, 1) if strategy == "keep_latest" else Delete(thread))
+
+    # -- BaseCheckpointSaver: the sync and async methods drive those flows --------------------
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self._drive(self._get_tuple(config))
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await self._adrive(self._get_tuple(config))
 
     def list(
         self,
@@ -417,21 +336,9 @@ class RedisSaver(BaseCheckpointSaver[str]):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
-        page, accept = self._listing(config, filter, before, limit)
-        left = limit
-        while left is None or left > 0:
-            entries: list[Entry] = self._run(page)
-            for entry in entries:
-                found = accept(entry)
-                if found is not None:
-                    yield found
-                    if left is not None:
-                        left -= 1
-                        if left == 0:
-                            return
-            if len(entries) < page.count:
-                return
-            page = dataclasses.replace(page, hi=entries[-1][0])
+        listing = _Listing(self.policy, config, filter, before, limit)
+        while listing.page is not None:
+            yield from listing.take(self._drive(self._call(listing.page)))
 
     async def alist(
         self,
@@ -441,23 +348,10 @@ class RedisSaver(BaseCheckpointSaver[str]):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
-        page, accept = self._listing(config, filter, before, limit)
-        left = limit
-        while left is None or left > 0:
-            entries: list[Entry] = await self._arun(page)
-            for entry in entries:
-                found = accept(entry)
-                if found is not None:
-                    yield found
-                    if left is not None:
-                        left -= 1
-                        if left == 0:
-                            return
-            if len(entries) < page.count:
-                return
-            page = dataclasses.replace(page, hi=entries[-1][0])
-
-    # -- BaseCheckpointSaver: writes ---------------------------------------------------------
+        listing = _Listing(self.policy, config, filter, before, limit)
+        while listing.page is not None:
+            for found in listing.take(await self._adrive(self._call(listing.page))):
+                yield found
 
     def put(
         self,
@@ -466,9 +360,7 @@ class RedisSaver(BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        op, stored = self.policy.put(config, checkpoint, metadata, new_versions)
-        self._run(op)
-        return stored
+        return self._drive(self._put(config, checkpoint, metadata, new_versions))
 
     async def aput(
         self,
@@ -477,9 +369,7 @@ class RedisSaver(BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        op, stored = self.policy.put(config, checkpoint, metadata, new_versions)
-        await self._arun(op)
-        return stored
+        return await self._adrive(self._put(config, checkpoint, metadata, new_versions))
 
     def put_writes(
         self,
@@ -488,9 +378,7 @@ class RedisSaver(BaseCheckpointSaver[str]):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        op = self.policy.writes(config, writes, task_id, task_path)
-        if op.items:
-            self._run(op)
+        self._drive(self._put_writes(config, writes, task_id, task_path))
 
     async def aput_writes(
         self,
@@ -499,59 +387,28 @@ class RedisSaver(BaseCheckpointSaver[str]):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        op = self.policy.writes(config, writes, task_id, task_path)
-        if op.items:
-            await self._arun(op)
-
-    def _delete(self, thread_id: Any) -> Delete:
-        thread = self.policy.thread_id(thread_id)
-        return Delete(thread, self.policy.keys(thread))
+        await self._adrive(self._put_writes(config, writes, task_id, task_path))
 
     def delete_thread(self, thread_id: str) -> None:
-        self._run(self._delete(thread_id))
+        self._drive(self._delete_thread(thread_id))
 
     async def adelete_thread(self, thread_id: str) -> None:
-        await self._arun(self._delete(thread_id))
-
-    def _copy_ops(self, source_thread_id: Any, target_thread_id: Any) -> tuple[Dump, str]:
-        source = self.policy.thread_id(source_thread_id)
-        target = self.policy.thread_id(target_thread_id)
-        return Dump(source, self.policy.keys(source)), target
+        await self._adrive(self._delete_thread(thread_id))
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint and write of one thread into another (merged)."""
-        dump, target = self._copy_ops(source_thread_id, target_thread_id)
-        data = self._run(dump)
-        if data:
-            self._run(Load(target, self.policy.keys(target), data))
+        self._drive(self._copy_thread(source_thread_id, target_thread_id))
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        dump, target = self._copy_ops(source_thread_id, target_thread_id)
-        data = await self._arun(dump)
-        if data:
-            await self._arun(Load(target, self.policy.keys(target), data))
-
-    def _prune_ops(self, thread_ids: Sequence[str], strategy: str) -> builtins.list[Prune | Delete]:
-        if strategy not in ("keep_latest", "delete"):
-            raise InvalidArgumentError("strategy must be 'keep_latest' or 'delete'")
-        ops: builtins.list[Prune | Delete] = []
-        for thread_id in thread_ids:
-            thread = self.policy.thread_id(thread_id)
-            keys = self.policy.keys(thread)
-            ops.append(
-                Prune(thread, keys, 1) if strategy == "keep_latest" else Delete(thread, keys)
-            )
-        return ops
+        await self._adrive(self._copy_thread(source_thread_id, target_thread_id))
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """``keep_latest``: keep the newest checkpoint of each namespace (and its writes,
         and the blobs it refers to); ``delete``: delete the threads."""
-        for op in self._prune_ops(thread_ids, strategy):
-            self._run(op)
+        self._drive(self._prune(thread_ids, strategy))
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        for op in self._prune_ops(thread_ids, strategy):
-            await self._arun(op)
+        await self._adrive(self._prune(thread_ids, strategy))
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         """``<counter>.<random>`` strings, like LangGraph's own savers."""
@@ -566,43 +423,44 @@ class RedisSaver(BaseCheckpointSaver[str]):
     # -- closing -----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close what this saver built (not clients or stores it was given)."""
-        with self._lock:
-            built, self._built = self._built, None
-            if built is not None:
-                self._sync = None
-        if built is not None:
-            built.close()
+        """Replay what can be replayed, then give back this saver's share of the
+        connection (closed by the last user, if chatkeep made it; clients and stores
+        it was given stay open). A closed saver refuses calls."""
+        if self._closed:
+            return
+        connection = self._connection
+        if connection is not None and not connection.async_only:
+            self._drive(self._flush())
+        if self._give_back() and connection is not None:
+            connection.close()
 
     async def aclose(self) -> None:
-        """Close the async pool of the running loop (and the sync one)."""
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            made = self._per_loop.pop(loop, None)
-        if made is not None:
-            await made[0].aclose()
-        self.close()
+        """Async twin of :meth:`close` (also closes the running loop's asyncio client
+        when this saver was the connection's last user)."""
+        if self._closed:
+            return
+        await self._adrive(self._flush())
+        connection = self._connection
+        if self._give_back() and connection is not None:
+            await connection.aclose()
+
+    def _give_back(self) -> bool:
+        """Stop listening and release the connection: whether this was its last user."""
+        connection = self._connection
+        if connection is not None and connection.circuit is not None:
+            connection.circuit.unlisten(self._notify)
+        return self._release()[0]
 
     def __enter__(self) -> RedisSaver:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     async def __aenter__(self) -> RedisSaver:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
     def __repr__(self) -> str:

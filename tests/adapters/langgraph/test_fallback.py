@@ -5,7 +5,10 @@ Real servers, stopped and restarted (append-only file, so Redis keeps its data).
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,8 +16,10 @@ import redis
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
-from chatkeep import BackendUnavailableError
+from chatkeep import BackendUnavailableError, ConversationStore, Message
 from chatkeep_langgraph import RedisSaver
+from chatkeep_langgraph._layout import Delete, Load, Page, Prune, Put, ThreadData, Writes
+from chatkeep_langgraph._redis import RedisCheckpoints
 from tests.adapters.langgraph.helpers import agent_graph, thread
 from tests.support.servers import RedisServer
 
@@ -24,6 +29,7 @@ pytestmark = [
 ]
 
 REPLIES = ["r0", "r1", "r2", "r3"]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _reference() -> tuple[int, int, list[str]]:
@@ -73,6 +79,7 @@ def test_outage_mid_conversation_sync(
         assert [m.content for m in out["messages"]] == ["q0", "r0", "q1", "r1", "q2", "r2"]
         status = saver.status()
         assert status.degraded and status.pending_replay > 0
+        journaled = status.pending_replay
         durable_redis_server.start()
         _wait_replayed(saver)
         out = graph.invoke({"messages": [HumanMessage("q3")]}, thread("t"))
@@ -81,7 +88,9 @@ def test_outage_mid_conversation_sync(
     assert len(unreachable) == 1  # logged once per outage, not per call
     checkpoints, writes, messages = _reference()
     assert [m.content for m in out["messages"]] == messages
-    assert saver.status().replay_rejected == 0 and saver.status().journal_dropped == 0
+    status = saver.status()
+    assert status.replayed == journaled  # every journaled write, replayed once
+    assert (status.pending_replay, status.replay_rejected, status.journal_refused) == (0, 0, 0)
     # exactly once: the same checkpoints and writes as an uninterrupted run
     assert _in_redis(durable_redis_server.url, prefix) == (checkpoints, writes)
     # a fresh process (new saver, empty mirror) reads everything from Redis
@@ -134,8 +143,115 @@ def test_replay_is_idempotent(fresh_redis_server: RedisServer, prefix: str) -> N
     latest: Any = saver.get_tuple(thread("t"))
     assert latest is not None
     again = saver.policy.writes(latest.config, [("messages", ["x"])], "task-z", "")
-    primary: Any = saver._sync_backend()
-    assert primary.writes(again) == 1
-    assert primary.writes(again) == 0
-    assert _in_redis(fresh_redis_server.url, prefix) == (before[0], before[1] + 1)
+    put, _ = saver.policy.put(
+        latest.config, {**latest.checkpoint, "id": "1f0-later"}, latest.metadata, {}
+    )
+    assert saver.connection is not None
+    ttl_ms = round((saver.config.ttl or 0) * 1000)
+    family = RedisCheckpoints.attached(saver.connection, prefix=prefix, ttl_ms=ttl_ms, fixed=False)
+    for _ in range(2):  # the journal's replay path, twice
+        assert saver.connection.run(family.replay([put, again, put])) == [None, None, None]
+    assert _in_redis(fresh_redis_server.url, prefix) == (before[0] + 1, before[1] + 1)
     saver.close()
+
+
+def test_one_circuit_for_conversations_and_checkpoints(
+    durable_redis_server: RedisServer, prefix: str
+) -> None:
+    """A ConversationStore and a RedisSaver on one URL: one connection, one circuit
+    (degraded together, one journal, replayed by either)."""
+    url = durable_redis_server.url
+    events: dict[str, list[str]] = {"store": [], "saver": []}
+    options: dict[str, Any] = {"prefix": prefix, "probe_interval": 60.0}
+    store = ConversationStore.from_url(
+        url, on_state_change=lambda event, _: events["store"].append(event), **options
+    )
+    saver = RedisSaver(
+        url, on_state_change=lambda event, _: events["saver"].append(event), **options
+    )
+    assert saver.connection is store.connection
+    graph = agent_graph(saver, REPLIES)
+    graph.invoke({"messages": [HumanMessage("q0")]}, thread("t"))
+    store.append("s", Message(role="user", content="before"))
+    durable_redis_server.stop()
+    store.append("s", Message(role="user", content="during"))  # the store finds Redis gone
+    assert saver.status().degraded  # the saver is degraded with it, before any call of its own
+    assert saver.status().circuit == "open"
+    graph.invoke({"messages": [HumanMessage("q1")]}, thread("t"))  # served by the mirror
+    pending = store.status().pending_replay
+    assert pending > 1 and saver.status().pending_replay == pending  # one journal
+    assert saver.status().outages == store.status().outages == 1
+    assert events == {"store": ["degraded"], "saver": ["degraded"]}
+    durable_redis_server.start()
+    assert store.flush() == 0  # the store's flush replays the checkpoints too
+    assert not saver.status().degraded and saver.status().replayed == pending
+    assert events == {"store": ["degraded", "recovered"], "saver": ["degraded", "recovered"]}
+    fresh = RedisSaver(url, prefix=prefix, fallback="raise")
+    state = agent_graph(fresh).get_state(thread("t"))
+    assert [m.content for m in state.values["messages"]] == ["q0", "r0", "q1", "r1"]
+    reader = ConversationStore.from_url(url, prefix=prefix, fallback="raise")
+    assert [m.text for m in reader.messages("s")] == ["before", "during"]
+    for closing in (fresh, reader, saver, store):
+        closing.close()
+
+
+_WRITER = """
+import os, sys
+from langchain_core.messages import HumanMessage
+from chatkeep_langgraph import RedisSaver
+from tests.adapters.langgraph.helpers import agent_graph, thread
+saver = RedisSaver(sys.argv[1], prefix=sys.argv[2], journal_path=sys.argv[3])
+agent_graph(saver, ["offline"]).invoke({"messages": [HumanMessage("q")]}, thread("t"))
+print(saver.status().pending_replay, flush=True)
+os._exit(0)  # no close, no exit handlers: the writes are only in the journal file
+"""
+
+_REPLAYER = """
+import sys
+from chatkeep import ConversationStore
+store = ConversationStore.from_url(sys.argv[1], prefix="other", journal_path=sys.argv[3])
+print(store.flush(), "chatkeep_langgraph" in sys.modules)
+store.close()
+"""
+
+
+def test_durable_journal_replayed_by_another_process(
+    fresh_redis_server: RedisServer, prefix: str, tmp_path: Path
+) -> None:
+    """Checkpoints journaled in a sqlite file (journal_path) by a process that died are
+    replayed by another process that never imported chatkeep_langgraph: the
+    "chatkeep.features" entry point rebuilds the family."""
+    journal = str(tmp_path / "journal.sqlite")
+    fresh_redis_server.stop()
+
+    def python(code: str) -> str:
+        args = [sys.executable, "-c", code, fresh_redis_server.url, prefix, journal]
+        done = subprocess.run(
+            args, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert int(python(_WRITER)) > 0
+    fresh_redis_server.start()
+    assert python(_REPLAYER) == "0 True"
+    saver = RedisSaver(fresh_redis_server.url, prefix=prefix, fallback="raise")
+    state = agent_graph(saver).get_state(thread("t"))
+    assert [m.content for m in state.values["messages"]] == ["q", "offline"]
+    saver.close()
+
+
+def test_journal_encoding_round_trips_every_write() -> None:
+    family = RedisCheckpoints
+    data = ThreadData([b":a"], {b":a": b"rec"}, {b":c:1": b"\x00\xff"}, [b":a:t:0\nh\nv"])
+    writes: list[Any] = [
+        Put("t", b":a", b"r\n\x00", b":", ((b":c:1", b"\xff"),), 3),
+        Writes("t\u00e9", ((b"p\n", b"p\nm", True), (b"q\n", b"q\nm", False))),
+        Delete("t"),
+        Prune("t", 1),
+        Load("t", data),
+    ]
+    for op in writes:
+        assert family.decode(family.encode(op)) == op
+        assert family.key(op) == op.thread and family.size(op) > 0
+    assert family.key(Page("t", b"", b"\xff", 1)) is None

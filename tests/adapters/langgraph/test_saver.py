@@ -13,7 +13,12 @@ from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-from chatkeep import ConfigurationError, ConversationStore, SerializationError
+from chatkeep import (
+    ConfigurationError,
+    ConversationStore,
+    InvalidArgumentError,
+    SerializationError,
+)
 from chatkeep_langgraph import RedisSaver
 from tests.adapters.langgraph.helpers import agent_graph, thread
 from tests.support.servers import RedisServer
@@ -175,6 +180,7 @@ def test_built_from_a_store_or_a_client(redis_server: RedisServer, prefix: str) 
     try:
         a = RedisSaver(store=store)
         b = RedisSaver(client=client, prefix=prefix)
+        assert a.connection is store.connection  # the store's connection and circuit
         graph = agent_graph(a, ["hello"])
         graph.invoke({"messages": [HumanMessage("hi")]}, thread("x"))
         got = b.get_tuple(thread("x"))
@@ -212,16 +218,17 @@ def test_list_needs_a_thread() -> None:
 def test_graph_sync_resumed_by_a_new_saver(url: str, prefix: str) -> None:
     first = RedisSaver(url, prefix=prefix)
     agent_graph(first, ["one"]).invoke({"messages": [HumanMessage("a")]}, thread("g"))
-    first.close()
-    again = RedisSaver(url, prefix=prefix)  # like a restarted process
-    graph = agent_graph(again, ["two"])
-    if url == "memory://":  # memory does not outlive its saver
-        graph = agent_graph(first, ["two"])
+    if url != "memory://":  # memory does not outlive its saver
+        first.close()
+    again = RedisSaver(url, prefix=prefix) if url != "memory://" else first
+    graph = agent_graph(again, ["two"])  # like a restarted process
     out = graph.invoke({"messages": [HumanMessage("b")]}, thread("g"))
     assert [m.content for m in out["messages"]] == ["a", "one", "b", "two"]
     history = list(graph.get_state_history(thread("g")))
     assert len(history) == 6  # input, loop per turn... every checkpoint listed
     again.close()
+    with pytest.raises(InvalidArgumentError, match="closed"):
+        again.get_tuple(thread("g"))
 
 
 async def test_graph_async(make_saver: Callable[..., RedisSaver]) -> None:
