@@ -1,8 +1,11 @@
 """``RedisStore``: LangGraph long-term memory (``BaseStore``) on chatkeep's MemoryStore.
 
-Items live in chatkeep's long-term memory store (:class:`chatkeep.memory_store.MemoryStore`:
-one hash tag per namespace, per-item TTL refreshed on read, the same fallback mirror
-and journal as conversations). Each value is kept with its timestamps::
+Items live in chatkeep's long-term memory store (:class:`chatkeep.MemoryStore`: one
+hash tag per namespace, per-item TTL refreshed on read). Made from a URL, it uses the
+process's one connection to that Redis: it shares the fallback circuit and journal
+with every chatkeep store and ``RedisSaver`` made from the same URL and settings (its
+items have their own mirror); with ``memory=`` or ``client=`` it shares whatever that
+store or client shares. Each value is kept with its timestamps::
 
     {"value": {...}, "c": <created µs>, "u": <updated µs>}
 
