@@ -4,11 +4,13 @@ construct it, no pickle, and real graphs (sync and async) resumed by a new saver
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
@@ -188,6 +190,8 @@ def test_built_from_a_store_or_a_client(redis_server: RedisServer, prefix: str) 
         assert [m.content for m in got.checkpoint["channel_values"]["messages"]] == ["hi", "hello"]
         with pytest.raises(ConfigurationError):
             RedisSaver(client=redis.Redis.from_url(redis_server.url, decode_responses=True))
+        a.close()
+        b.close()
     finally:
         store.close()
         client.close()
@@ -240,3 +244,60 @@ async def test_graph_async(make_saver: Callable[..., RedisSaver]) -> None:
     state = await graph.aget_state(thread("ag"))
     assert len(state.values["messages"]) == 6
     assert len([s async for s in graph.aget_state_history(thread("ag"))]) == 4
+
+
+@pytest.mark.redis_server
+def test_given_only_one_kind_of_client(redis_server: RedisServer, prefix: str) -> None:
+    """Only an asyncio client: the sync methods raise a clear ConfigurationError. Only a
+    sync client: the async methods run the sync calls in a worker thread."""
+    sync_client = redis.Redis.from_url(redis_server.url)
+    sync_only = RedisSaver(client=sync_client, prefix=prefix)
+    stored = _put(sync_only, "t", _cp({"a": 1}, {"a": "1"}), {"a": "1"})
+
+    async def use_async_only() -> Any:
+        async_client = redis.asyncio.Redis.from_url(redis_server.url)
+        saver = RedisSaver(client=async_client, prefix=prefix)  # an asyncio client= is taken
+        try:
+            with pytest.raises(ConfigurationError, match="only an async client"):
+                saver.get_tuple(thread("t"))
+            return await saver.aget_tuple(thread("t")), await sync_only.aget_tuple(stored)
+        finally:
+            await saver.aclose()
+            await async_client.aclose()
+
+    from_async, from_thread = asyncio.run(use_async_only())
+    assert from_async is not None and from_thread is not None
+    assert from_async.checkpoint["id"] == from_thread.checkpoint["id"]
+    sync_only.close()
+    sync_client.close()
+
+
+@pytest.mark.redis_server
+def test_shares_the_connection_of_its_url_and_of_a_given_store(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    store = ConversationStore.from_url(redis_server.url, prefix=prefix)
+    connection = store.connection
+    assert connection is not None and connection.circuit is not None
+    users = connection.users
+    saver = RedisSaver(redis_server.url, prefix=prefix)
+    given = RedisSaver(store=store)
+    assert saver.connection is connection and given.connection is connection
+    assert connection.users == users + 2
+    _put(given, "t", _cp({"a": 1}, {"a": "1"}), {"a": "1"})
+    given.close()
+    saver.close()
+    assert connection.users == users  # each saver gave back its share, nothing more
+    assert store.append("s", [{"role": "user", "content": "still open"}]) == 1
+    store.close()
+
+
+@pytest.mark.redis_server
+def test_async_saver_across_event_loops(redis_server: RedisServer, prefix: str) -> None:
+    """One saver used by two asyncio.run calls: each loop gets its own asyncio client."""
+    saver = RedisSaver(redis_server.url, prefix=prefix)
+    graph = agent_graph(saver, ["one", "two"])
+    for question in ("a", "b"):
+        out = asyncio.run(graph.ainvoke({"messages": [HumanMessage(question)]}, thread("l")))
+    assert [m.content for m in out["messages"]] == ["a", "one", "b", "two"]
+    saver.close()
