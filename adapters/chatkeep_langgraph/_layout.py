@@ -55,22 +55,7 @@ from chatkeep.redis import KeySchema, escape_id, unescape_id, validate_id
 from chatkeep.redis import dumps as json_dumps
 from chatkeep.redis import loads as json_loads
 
-__all__ = [
-    "READS",
-    "Delete",
-    "Dump",
-    "Entry",
-    "Load",
-    "MemoryCheckpoints",
-    "Op",
-    "Page",
-    "Policy",
-    "Prune",
-    "Put",
-    "ThreadData",
-    "Write",
-    "Writes",
-]
+__all__ = ["Entry", "MemoryCheckpoints", "Op", "Policy", "ThreadData", "Write"]
 
 Entry = tuple[bytes, bytes, list[bytes | None], list[bytes]]
 """One checkpoint as backends return it: member, record, blobs (record's ref order),
@@ -455,9 +440,6 @@ class MemoryCheckpoints:
         self._max_bytes = max_bytes
         self._bytes = 0
         self._lock = threading.RLock()
-
-    def threads(self) -> int:
-        return len(self._threads)
 
     # -- helpers (call with the lock held) -------------------------------------------------
 

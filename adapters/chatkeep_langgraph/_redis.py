@@ -17,6 +17,7 @@ this module.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -226,68 +227,44 @@ class RedisCheckpoints:
 
     @staticmethod
     def decode(data: bytes) -> Write:
-        return _decode(json.loads(data))
+        op = _decode(json.loads(data))
+        if not isinstance(op, (Put, Writes, Delete, Prune, Load)):
+            raise ValueError("not a journaled checkpoint write")
+        return op
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+_JOURNALED = {cls.__name__: cls for cls in (Put, Writes, Delete, Prune, Load, ThreadData)}
 
 
-def _unb64(text: str) -> bytes:
-    return base64.b64decode(text, validate=True)
+def _encode(value: Any) -> Any:
+    """JSON of a write: bytes as {"b": base64}, lists as {"l": [...]}, dicts as
+    {"d": [[key, value], ...]}, operations as {"o": name, "f": [fields...]}."""
+    if isinstance(value, bytes):
+        return {"b": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, tuple):
+        return [_encode(v) for v in value]
+    if isinstance(value, list):
+        return {"l": [_encode(v) for v in value]}
+    if isinstance(value, dict):
+        return {"d": [[_encode(k), _encode(v)] for k, v in value.items()]}
+    if dataclasses.is_dataclass(value) and type(value).__name__ in _JOURNALED:
+        fields = [_encode(getattr(value, f.name)) for f in dataclasses.fields(value)]
+        return {"o": type(value).__name__, "f": fields}
+    return value  # str, int, bool
 
 
-def _encode(op: Write) -> dict[str, Any]:
-    if isinstance(op, Put):
-        blobs = [[_b64(n), _b64(v)] for n, v in op.blobs]
-        return {
-            "k": "put",
-            "t": op.thread,
-            "m": _b64(op.member),
-            "r": _b64(op.record),
-            "n": _b64(op.ns_prefix),
-            "b": blobs,
-            "keep": op.keep,
-        }
-    if isinstance(op, Writes):
-        items = [[_b64(p), _b64(m), r] for p, m, r in op.items]
-        return {"k": "writes", "t": op.thread, "w": items}
-    if isinstance(op, Delete):
-        return {"k": "delete", "t": op.thread}
-    if isinstance(op, Prune):
-        return {"k": "prune", "t": op.thread, "keep": op.keep}
-    data = op.data
-    return {
-        "k": "load",
-        "t": op.thread,
-        "i": [_b64(m) for m in data.index],
-        "c": [[_b64(n), _b64(v)] for n, v in data.records.items()],
-        "b": [[_b64(n), _b64(v)] for n, v in data.blobs.items()],
-        "w": [_b64(m) for m in data.writes],
-    }
-
-
-def _decode(fields: dict[str, Any]) -> Write:
-    kind, thread = fields["k"], fields["t"]
-    if kind == "put":
-        blobs = tuple((_unb64(n), _unb64(v)) for n, v in fields["b"])
-        member, record, ns_prefix = (_unb64(fields[name]) for name in "mrn")
-        return Put(thread, member, record, ns_prefix, blobs, fields["keep"])
-    if kind == "writes":
-        return Writes(thread, tuple((_unb64(p), _unb64(m), bool(r)) for p, m, r in fields["w"]))
-    if kind == "delete":
-        return Delete(thread)
-    if kind == "prune":
-        return Prune(thread, fields["keep"])
-    if kind != "load":
-        raise ValueError(f"not a journaled checkpoint write: {kind!r}")
-    data = ThreadData(
-        [_unb64(m) for m in fields["i"]],
-        {_unb64(n): _unb64(v) for n, v in fields["c"]},
-        {_unb64(n): _unb64(v) for n, v in fields["b"]},
-        [_unb64(m) for m in fields["w"]],
-    )
-    return Load(thread, data)
+def _decode(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_decode(v) for v in value)
+    if not isinstance(value, dict):
+        return value
+    if "b" in value:
+        return base64.b64decode(value["b"], validate=True)
+    if "l" in value:
+        return [_decode(v) for v in value["l"]]
+    if "d" in value:
+        return {_decode(k): _decode(v) for k, v in value["d"]}
+    return _JOURNALED[value["o"]](*(_decode(v) for v in value["f"]))
 
 
 register_family(RedisCheckpoints.name, RedisCheckpoints.from_params)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -33,10 +33,12 @@ from chatkeep.redis import (
     Connection,
     Flow,
     RedisBacked,
+    async_method,
     connect,
     guarded,
     is_async_client,
     run,
+    sync_method,
 )
 
 from ._layout import Delete, Dump, Entry, Load, MemoryCheckpoints, Op, Page, Policy, Prune
@@ -45,6 +47,8 @@ from ._redis import RedisCheckpoints
 __all__ = ["RedisSaver"]
 
 T = TypeVar("T")
+S = TypeVar("S")
+P = ParamSpec("P")
 
 _LIST_PAGE = 100
 
@@ -70,6 +74,15 @@ def _check_client(client: Any) -> None:
             "RedisSaver needs a Redis client made with decode_responses=False "
             "(checkpoints are stored as bytes)"
         )
+
+
+def _twins(
+    flow: Callable[Concatenate[S, P], Flow[T]],
+) -> tuple[Callable[Concatenate[S, P], T], Callable[Concatenate[S, P], Coroutine[Any, Any, T]]]:
+    """The sync method (``_put`` -> ``put``) and the async one (``aput``) of a flow."""
+    awaited = async_method(flow)
+    setattr(awaited, "__name__", "a" + flow.__name__.lstrip("_"))  # noqa: B010
+    return sync_method(flow), awaited
 
 
 class _Listing:
@@ -179,7 +192,6 @@ class RedisSaver(BaseCheckpointSaver[str], RedisBacked):
             if async_client is not None:
                 raise ConfigurationError("client and async_client are both asynchronous clients")
             client, async_client = None, client
-        connection: Connection | None
         if store is not None:
             if not isinstance(store, (ConversationStore, AsyncConversationStore)):
                 raise ConfigurationError(
@@ -188,11 +200,6 @@ class RedisSaver(BaseCheckpointSaver[str], RedisBacked):
             if url is not None or options or client is not None or async_client is not None:
                 raise ConfigurationError("pass either store=, or a URL/client and options")
             config = store.config
-            connection = store.connection
-            if connection is not None:
-                if connection.given and not connection.async_only:
-                    _check_client(connection.client)
-                connection.acquire()
         else:
             if url is not None:
                 options["url"] = url
@@ -202,12 +209,19 @@ class RedisSaver(BaseCheckpointSaver[str], RedisBacked):
             for given in (client, async_client):
                 if given is not None:
                     _check_client(given)
-            connection = None
-            if client is not None or async_client is not None or config.scheme != "memory":
-                connection = connect(config, client=client, async_client=async_client)
         self.config = config
-        self._connection = connection
         self.policy = Policy(prefix=config.prefix, serde=self.serde, keep_last=keep_last or 0)
+        # Everything is checked: take this saver's share of the process's connection.
+        connection: Connection | None = None
+        if store is not None:
+            connection = store.connection
+            if connection is not None:
+                if connection.given and not connection.async_only:
+                    _check_client(connection.client)
+                connection.acquire()
+        elif client is not None or async_client is not None or config.scheme != "memory":
+            connection = connect(config, client=client, async_client=async_client)
+        self._connection = connection
         ttl_ms = 0 if config.ttl is None else round(config.ttl * 1000)
         fixed = config.ttl_mode == "fixed"
         self._on_state_change = on_state_change
@@ -256,14 +270,6 @@ class RedisSaver(BaseCheckpointSaver[str], RedisBacked):
             return await asyncio.to_thread(connection.run, flow)
         return await connection.arun(flow)
 
-    def flush(self) -> int:
-        """Try now to reach Redis and replay journaled writes; return how many remain."""
-        return self._drive(self._flush())
-
-    async def aflush(self) -> int:
-        """Async twin of :meth:`flush`."""
-        return await self._adrive(self._flush())
-
     def status(self) -> StoreStatus:
         """Where calls go now and what the fallback has been through (no I/O): the
         status of the circuit this saver shares with the other stores of its Redis."""
@@ -278,9 +284,10 @@ class RedisSaver(BaseCheckpointSaver[str], RedisBacked):
         if self._on_state_change is not None:
             self._on_state_change(event, self.status())
 
-    # -- BaseCheckpointSaver: each operation written once as a flow --------------------------
+    # -- BaseCheckpointSaver: each operation written once as a flow, driven by both twins -----
 
     def _get_tuple(self, config: RunnableConfig) -> Flow[CheckpointTuple | None]:
+        """The config's checkpoint (or its thread's latest) with its pending writes."""
         entries = yield from self._call(self.policy.page(config, count=1))
         if not entries:
             return None
@@ -293,40 +300,50 @@ class RedisSaver(BaseCheckpointSaver[str], RedisBacked):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> Flow[RunnableConfig]:
+        """Store a checkpoint (one atomic script; only the channels in ``new_versions``)."""
         op, stored = self.policy.put(config, checkpoint, metadata, new_versions)
         yield from self._call(op)
         return stored
 
     def _put_writes(
-        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, path: str
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
     ) -> Flow[None]:
-        op = self.policy.writes(config, writes, task_id, path)
+        """Store a task's pending writes (each (task, index) once)."""
+        op = self.policy.writes(config, writes, task_id, task_path)
         if op.items:
             yield from self._call(op)
 
-    def _delete_thread(self, thread_id: Any) -> Flow[None]:
+    def _delete_thread(self, thread_id: str) -> Flow[None]:
+        """Delete every checkpoint and write of a thread."""
         yield from self._call(Delete(self.policy.thread_id(thread_id)))
 
-    def _copy_thread(self, source_thread_id: Any, target_thread_id: Any) -> Flow[None]:
+    def _copy_thread(self, source_thread_id: str, target_thread_id: str) -> Flow[None]:
+        """Copy every checkpoint and write of one thread into another (merged)."""
         source = self.policy.thread_id(source_thread_id)
         target = self.policy.thread_id(target_thread_id)
         data = yield from self._call(Dump(source))
         if data:
             yield from self._call(Load(target, data))
 
-    def _prune(self, thread_ids: Sequence[str], strategy: str) -> Flow[None]:
+    def _prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> Flow[None]:
+        """``keep_latest``: keep the newest checkpoint of each namespace (and its writes,
+        and the blobs it refers to); ``delete``: delete the threads."""
         if strategy not in ("keep_latest", "delete"):
             raise InvalidArgumentError("strategy must be 'keep_latest' or 'delete'")
         for thread in [self.policy.thread_id(t) for t in thread_ids]:
             yield from self._call(Prune(thread, 1) if strategy == "keep_latest" else Delete(thread))
 
-    # -- BaseCheckpointSaver: the sync and async methods drive those flows --------------------
-
-    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return self._drive(self._get_tuple(config))
-
-    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await self._adrive(self._get_tuple(config))
+    get_tuple, aget_tuple = _twins(_get_tuple)
+    put, aput = _twins(_put)
+    put_writes, aput_writes = _twins(_put_writes)
+    delete_thread, adelete_thread = _twins(_delete_thread)
+    copy_thread, acopy_thread = _twins(_copy_thread)
+    prune, aprune = _twins(_prune)
+    flush, aflush = _twins(RedisBacked._flush)
 
     def list(
         self,
@@ -353,63 +370,6 @@ class RedisSaver(BaseCheckpointSaver[str], RedisBacked):
             for found in listing.take(await self._adrive(self._call(listing.page))):
                 yield found
 
-    def put(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        return self._drive(self._put(config, checkpoint, metadata, new_versions))
-
-    async def aput(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        return await self._adrive(self._put(config, checkpoint, metadata, new_versions))
-
-    def put_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        self._drive(self._put_writes(config, writes, task_id, task_path))
-
-    async def aput_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        await self._adrive(self._put_writes(config, writes, task_id, task_path))
-
-    def delete_thread(self, thread_id: str) -> None:
-        self._drive(self._delete_thread(thread_id))
-
-    async def adelete_thread(self, thread_id: str) -> None:
-        await self._adrive(self._delete_thread(thread_id))
-
-    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        """Copy every checkpoint and write of one thread into another (merged)."""
-        self._drive(self._copy_thread(source_thread_id, target_thread_id))
-
-    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await self._adrive(self._copy_thread(source_thread_id, target_thread_id))
-
-    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        """``keep_latest``: keep the newest checkpoint of each namespace (and its writes,
-        and the blobs it refers to); ``delete``: delete the threads."""
-        self._drive(self._prune(thread_ids, strategy))
-
-    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await self._adrive(self._prune(thread_ids, strategy))
-
     def get_next_version(self, current: str | None, channel: None) -> str:
         """``<counter>.<random>`` strings, like LangGraph's own savers."""
         if current is None:
@@ -429,20 +389,24 @@ class RedisSaver(BaseCheckpointSaver[str], RedisBacked):
         if self._closed:
             return
         connection = self._connection
-        if connection is not None and not connection.async_only:
-            self._drive(self._flush())
-        if self._give_back() and connection is not None:
-            connection.close()
+        try:
+            if connection is not None and not connection.async_only:
+                self._drive(self._flush())
+        finally:
+            if self._give_back() and connection is not None:
+                connection.close()
 
     async def aclose(self) -> None:
         """Async twin of :meth:`close` (also closes the running loop's asyncio client
         when this saver was the connection's last user)."""
         if self._closed:
             return
-        await self._adrive(self._flush())
         connection = self._connection
-        if self._give_back() and connection is not None:
-            await connection.aclose()
+        try:
+            await self._adrive(self._flush())
+        finally:
+            if self._give_back() and connection is not None:
+                await connection.aclose()
 
     def _give_back(self) -> bool:
         """Stop listening and release the connection: whether this was its last user."""
