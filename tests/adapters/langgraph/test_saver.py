@@ -301,3 +301,31 @@ def test_async_saver_across_event_loops(redis_server: RedisServer, prefix: str) 
         out = asyncio.run(graph.ainvoke({"messages": [HumanMessage(question)]}, thread("l")))
     assert [m.content for m in out["messages"]] == ["a", "one", "b", "two"]
     saver.close()
+
+
+def test_mirror_is_bounded_by_threads_and_bytes() -> None:
+    """The fallback's checkpoint mirror keeps the most recently used threads, within
+    ``mirror_sessions`` threads and about ``mirror_max_bytes`` bytes; every write it
+    serves is handed back to be journaled, reads are not."""
+    from chatkeep_langgraph._layout import Delete, MemoryCheckpoints, Page, Put
+
+    def put(tid: str, size: int) -> Put:
+        return Put(tid, b":1", b"\n{}\n" + b"x" * size, b":", ((b":c:1", b"v"),))
+
+    def held(mirror: MemoryCheckpoints, tid: str) -> bool:
+        return bool(mirror.do(Page(tid, b"", b"\xff", 10)))
+
+    by_count = MemoryCheckpoints(ttl_ms=0, fixed=False, max_threads=2)
+    for tid in ("a", "b", "c"):
+        op = put(tid, 10)
+        assert by_count.serve(op) == (0, op)
+    assert [held(by_count, t) for t in "abc"] == [False, True, True]
+    by_bytes = MemoryCheckpoints(ttl_ms=0, fixed=False, max_bytes=2_500)
+    for tid in ("a", "b", "c"):
+        by_bytes.absorb(put(tid, 1_000), 0)
+    assert [held(by_bytes, t) for t in "abc"] == [False, True, True]
+    result, journaled = by_bytes.serve(Page("c", b"", b"\xff", 1))
+    assert len(result) == 1 and journaled is None
+    assert by_bytes.serve(Delete("c")) == (1, Delete("c"))
+    by_bytes.absorb(put("d", 5_000), 0)  # one thread larger than the bound is kept
+    assert held(by_bytes, "d") and not held(by_bytes, "b")
