@@ -23,14 +23,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from chatkeep.redis import (
+    BaseFamily,
     Connection,
     Feature,
     Flow,
     KeySchema,
-    Mirror,
     check,
-    done,
-    is_temporary,
     register_family,
     run_script,
 )
@@ -79,7 +77,7 @@ def _dump_result(reply: Sequence[Any]) -> ThreadData:
     return ThreadData(list(index), _pairs(records), _pairs(blobs), list(writes))
 
 
-class RedisCheckpoints:
+class RedisCheckpoints(BaseFamily):
     """The checkpoints of one prefix (and TTL policy) in Redis: a circuit family.
 
     Made with :meth:`attached`, which returns the one family of these parameters on
@@ -93,11 +91,10 @@ class RedisCheckpoints:
         self.keys = KeySchema(prefix)
         self.ttl: list[Any] = [ttl_ms, 1 if fixed else 0]
         self.params: dict[str, Any] = {"prefix": prefix, "ttl_ms": ttl_ms, "fixed": fixed}
-        self.mirror: Mirror | None = None
         circuit = connection.circuit
-        if circuit is not None:
+        if circuit is not None:  # one mirror for the checkpoints of this prefix and TTL
             config = connection.config
-            mirror = circuit.mirror(
+            self.mirror = circuit.mirror(
                 ("langgraph", prefix, ttl_ms, fixed),
                 lambda: MemoryCheckpoints(
                     ttl_ms=ttl_ms,
@@ -106,7 +103,6 @@ class RedisCheckpoints:
                     max_bytes=config.mirror_max_bytes,
                 ),
             )
-            self.mirror = mirror
 
     @classmethod
     def attached(
@@ -185,7 +181,7 @@ class RedisCheckpoints:
 
     @staticmethod
     def size(op: Op) -> int:
-        """Bytes a journaled ``op`` takes, roughly."""
+        """Bytes a journaled ``op`` takes, roughly (without encoding it)."""
         size = 64 + len(op.thread)
         if isinstance(op, Put):
             size += len(op.record) + sum(len(n) + len(v) for n, v in op.blobs)
@@ -197,27 +193,8 @@ class RedisCheckpoints:
             size += sum(map(len, [*data.index, *data.writes, *_flat(pairs)]))
         return size
 
-    def replay(self, ops: list[Any]) -> Flow[list[BaseException | None]]:
-        """Journaled writes of one thread, in order (each is idempotent); stops after
-        a temporary refusal (the circuit keeps it and the rest)."""
-        outcomes: list[BaseException | None] = []
-        for op in ops:
-            try:
-                yield from self.run(op)
-            except Exception as exc:
-                outcomes.append(exc)
-                if is_temporary(exc):
-                    break
-            else:
-                outcomes.append(None)
-        return outcomes
-
-    def rejected(self, op: Any, error: BaseException) -> None:
-        """A journaled write Redis refused as invalid: the circuit counted and logged it."""
-
-    def restarted(self) -> Flow[None]:
-        """Redis restarted: nothing to repair (checkpoints keep no index elsewhere)."""
-        return done(None)
+    # replay (in order, stopping at a temporary refusal), rejected and restarted (nothing
+    # to repair: checkpoints keep no index elsewhere) are BaseFamily's.
 
     # -- the durable journal: JSON, bytes in base64 --------------------------------------------
 
