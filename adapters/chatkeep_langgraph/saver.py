@@ -31,17 +31,17 @@ from chatkeep import (
 from chatkeep.redis import (
     NO_IO,
     Connection,
+    FamilyStore,
     Flow,
     RedisBacked,
     async_method,
     connect,
-    guarded,
     is_async_client,
     run,
     sync_method,
 )
 
-from ._layout import Delete, Dump, Entry, Load, MemoryCheckpoints, Op, Page, Policy, Prune
+from ._layout import Delete, Dump, Entry, Load, MemoryCheckpoints, Page, Policy, Prune
 from ._redis import RedisCheckpoints
 
 __all__ = ["RedisSaver"]
@@ -134,7 +134,7 @@ class _Listing:
         return found
 
 
-class RedisSaver(BaseCheckpointSaver[str], RedisBacked):
+class RedisSaver(BaseCheckpointSaver[str], FamilyStore):
     """LangGraph checkpointer on plain Redis (standalone, Cluster, Sentinel) or memory.
 
     ::
@@ -225,8 +225,6 @@ class RedisSaver(BaseCheckpointSaver[str], RedisBacked):
         ttl_ms = 0 if config.ttl is None else round(config.ttl * 1000)
         fixed = config.ttl_mode == "fixed"
         self._on_state_change = on_state_change
-        self._local: MemoryCheckpoints | None = None
-        self._family: RedisCheckpoints | None = None
         if connection is None:
             self._local = MemoryCheckpoints(ttl_ms=ttl_ms, fixed=fixed)
         else:
@@ -240,15 +238,7 @@ class RedisSaver(BaseCheckpointSaver[str], RedisBacked):
     def from_url(cls, url: str, **options: Any) -> RedisSaver:
         return cls(url, **options)
 
-    # -- the one place where calls meet the circuit ------------------------------------------
-
-    def _call(self, op: Op) -> Flow[Any]:
-        """``op`` through the circuit of this Redis (or on ``memory://``)."""
-        self._check_open()
-        if self._family is None:
-            assert self._local is not None
-            return self._local.do(op)
-        return (yield from guarded(self._connection, self._family, op))
+    # -- calls go through the circuit of this Redis (FamilyStore._call), driven here --------
 
     def _drive(self, flow: Flow[T]) -> T:
         connection = self._connection
@@ -269,16 +259,6 @@ class RedisSaver(BaseCheckpointSaver[str], RedisBacked):
         if connection.sync_only:  # given only a sync client: its calls, in a worker thread
             return await asyncio.to_thread(connection.run, flow)
         return await connection.arun(flow)
-
-    def status(self) -> StoreStatus:
-        """Where calls go now and what the fallback has been through (no I/O): the
-        status of the circuit this saver shares with the other stores of its Redis."""
-        connection = self._connection
-        if connection is None or connection.circuit is None:
-            backend = "memory" if connection is None else "redis"
-            reached = connection is None or connection.reached
-            return StoreStatus(backend=backend, serving=backend, degraded=False, reached=reached)
-        return connection.circuit.status("redis")
 
     def _notify(self, event: str) -> None:
         if self._on_state_change is not None:
@@ -391,7 +371,7 @@ class RedisSaver(BaseCheckpointSaver[str], RedisBacked):
         connection = self._connection
         try:
             if connection is not None and not connection.async_only:
-                self._drive(self._flush())
+                self._drive(self._closing_flow())
         finally:
             if self._give_back() and connection is not None:
                 connection.close()
@@ -403,7 +383,7 @@ class RedisSaver(BaseCheckpointSaver[str], RedisBacked):
             return
         connection = self._connection
         try:
-            await self._adrive(self._flush())
+            await self._adrive(self._closing_flow())
         finally:
             if self._give_back() and connection is not None:
                 await connection.aclose()
