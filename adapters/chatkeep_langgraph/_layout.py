@@ -27,7 +27,6 @@ family is in ``_redis``. Every backend moves the same raw entries:
 
 from __future__ import annotations
 
-import base64
 import threading
 import time
 import uuid
@@ -51,7 +50,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from chatkeep import InvalidArgumentError, SerializationError
-from chatkeep.redis import KeySchema, escape_id, unescape_id, validate_id
+from chatkeep.redis import KeySchema, decode_value, escape_id, unescape_id, validate_id
 from chatkeep.redis import dumps as json_dumps
 from chatkeep.redis import loads as json_loads
 
@@ -62,21 +61,10 @@ Entry = tuple[bytes, bytes, list[bytes | None], list[bytes]]
 write members."""
 
 RECORD_VERSION = 1
-_B64 = "$b64"
 
 
 def _b(text: str) -> bytes:
     return text.encode()
-
-
-def _untag(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        if len(obj) == 1 and isinstance(obj.get(_B64), str):
-            return base64.b64decode(obj[_B64])
-        return {key: _untag(value) for key, value in obj.items()}
-    if isinstance(obj, list):
-        return [_untag(value) for value in obj]
-    return obj
 
 
 def upper(prefix: bytes) -> bytes:
@@ -335,9 +323,9 @@ class Policy:
         checkpoint_id = unescape_id(cid_text)
         try:
             refs_line, header_raw, payload = record.split(b"\n", 2)
-            header = json_loads(header_raw)
+            header = decode_value(header_raw, True)  # bytes in metadata are tagged
             checkpoint: Checkpoint = self.loads(_b(header["t"]), payload)
-            metadata = _untag(header.get("m") or {})
+            metadata: CheckpointMetadata = header.get("m") or CheckpointMetadata()
         except (ValueError, KeyError, TypeError) as exc:
             raise SerializationError(
                 f"stored checkpoint {checkpoint_id!r} cannot be decoded: {exc}"

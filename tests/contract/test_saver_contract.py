@@ -267,3 +267,14 @@ def test_agent_graph_runs_on_the_saver(harness: Harness, saver: Any) -> None:
             out = harness.loop.run_until_complete(graph.ainvoke(inputs, thread("g")))
     assert [m.content for m in out["messages"]] == ["a", "one", "b", "two"]
     assert len(_list(saver, thread("g"))) == 6
+
+
+def test_metadata_round_trips_bytes_and_tag_shaped_dicts(saver: Any) -> None:
+    """Metadata with bytes next to a dict shaped like chatkeep's bytes tag (a poison
+    record for a naive decoder) reads back, and the thread stays readable."""
+    metadata = {"source": "input", "step": -1, "raw": b"\x89PNG", "api": {"$b64": "abc"}}
+    stored = saver.put(_config("m"), _cp({"a": 1}, {"a": "1"}), metadata, {"a": "1"})
+    found = saver.get_tuple(thread("m"))
+    assert found is not None and found.config == stored
+    assert found.metadata == metadata
+    assert len(_list(saver, thread("m"), filter={"source": "input"})) == 1
