@@ -215,26 +215,33 @@ store.close()
 """
 
 
+@pytest.mark.parametrize("replayer", ["store", "cli"])
 def test_durable_journal_replayed_by_another_process(
-    fresh_redis_server: RedisServer, prefix: str, tmp_path: Path
+    fresh_redis_server: RedisServer, prefix: str, tmp_path: Path, replayer: str
 ) -> None:
     """Checkpoints journaled in a sqlite file (journal_path) by a process that died are
-    replayed by another process that never imported chatkeep_langgraph: the
+    replayed by another process that never imported chatkeep_langgraph (a chatkeep
+    store with that journal_path, or ``chatkeep journal replay``): the
     "chatkeep.features" entry point rebuilds the family."""
     journal = str(tmp_path / "journal.sqlite")
     fresh_redis_server.stop()
 
-    def python(code: str) -> str:
-        args = [sys.executable, "-c", code, fresh_redis_server.url, prefix, journal]
+    def run(*args: str) -> str:
         done = subprocess.run(
             args, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
         )
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
 
-    assert int(python(_WRITER)) > 0
+    url = fresh_redis_server.url
+    assert int(run(sys.executable, "-c", _WRITER, url, prefix, journal)) > 0
     fresh_redis_server.start()
-    assert python(_REPLAYER) == "0 True"
+    if replayer == "store":
+        assert run(sys.executable, "-c", _REPLAYER, url, prefix, journal) == "0 True"
+    else:
+        chatkeep = str(Path(sys.executable).with_name("chatkeep"))
+        assert "langgraph" in run(chatkeep, "journal", "show", "--path", journal)
+        run(chatkeep, "--url", url, "journal", "replay", "--path", journal)
     saver = RedisSaver(fresh_redis_server.url, prefix=prefix, fallback="raise")
     state = agent_graph(saver).get_state(thread("t"))
     assert [m.content for m in state.values["messages"]] == ["q", "offline"]
