@@ -1,7 +1,8 @@
 # chatkeep: two commands for a fresh machine
 #   make demo   runs the main example (Redis at $REDIS_URL or localhost:6379 if it answers,
 #               else the in-memory fallback)
-#   make test   installs everything into .venv and runs lint, types and the whole test suite
+#   make test   installs everything into .venv and runs lint, types and the whole test suite,
+#               then the core suites again on the lowest redis-py the package accepts
 #   make chaos  a minute of the chaos drill (SIGKILL, proxy cuts, maxmemory under load):
 #               prints acked / stored / lost / duplicated / time degraded (CHAOS_SECONDS=...)
 
@@ -10,7 +11,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 EXTRAS := dev,fast,langchain,llama-index,langgraph,cli,otel,bench
 
-.PHONY: demo test install lint typecheck pytest wheel clean bench chaos
+.PHONY: demo test install lint typecheck pytest wheel floor clean bench chaos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,10 +46,28 @@ wheel: install
 	$(BIN)/python -m build --wheel --no-isolation --outdir dist . > /dev/null
 	$(BIN)/python tests/support/check_wheel.py dist
 
-test: lint typecheck wheel pytest
+# The lowest redis-py pyproject.toml accepts ("redis>=X"): the core suites run on it too.
+REDIS_FLOOR := $(shell sed -n 's/^ *"redis>=\([0-9.]*\)",$$/\1/p' pyproject.toml)
+FLOOR_VENV  := .venv-floor
+FLOOR_TESTS := tests/contract/test_store_contract.py tests/contract/test_memory_contract.py \
+               tests/contract/test_cache_contract.py tests/contract/test_coordination_contract.py \
+               tests/redis tests/faults/test_outage.py tests/unit
+
+$(FLOOR_VENV)/.installed-$(REDIS_FLOOR): pyproject.toml
+	$(PYTHON) -m venv $(FLOOR_VENV)
+	$(FLOOR_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(FLOOR_VENV)/bin/python -m pip install --quiet -e ".[fast]" "redis==$(REDIS_FLOOR)" \
+		pytest pytest-asyncio pytest-timeout hypothesis "fakeredis[lua]"
+	touch $@
+
+floor: $(FLOOR_VENV)/.installed-$(REDIS_FLOOR)
+	$(FLOOR_VENV)/bin/python -c "import redis; assert redis.__version__ == '$(REDIS_FLOOR)', redis.__version__"
+	$(FLOOR_VENV)/bin/python -m pytest -q -p no:cacheprovider $(FLOOR_TESTS)
+
+test: lint typecheck wheel pytest floor
 
 clean:
-	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(FLOOR_VENV) dist build .pytest_cache .mypy_cache .ruff_cache
 
 bench: install
 	$(BIN)/python bench/run.py
