@@ -18,6 +18,7 @@ import redis
 import redis.asyncio
 
 from chatkeep import AsyncConversationStore, ConversationStore, Message, ToolCall
+from chatkeep.redis import KeySchema
 
 TTL_SECONDS = 7 * 24 * 3600
 
@@ -161,7 +162,7 @@ class ChatkeepCore(Subject):
         self.astore: AsyncConversationStore | None = None
 
     def keys(self, sid: str) -> list[str]:
-        return list(self.store._primary.p.keys.session(sid))  # type: ignore[attr-defined]
+        return list(KeySchema(self.store.config.prefix).session(sid))
 
     def add_one(self, sid: str, message: Message) -> None:
         self.store.append(sid, [message])
@@ -240,7 +241,7 @@ class ChatkeepLangChain(LangChainSubject):
         self.core.store = self.store
 
     def keys(self, sid: str) -> list[str]:
-        return list(self.store._primary.p.keys.session(sid))  # type: ignore[attr-defined]
+        return list(KeySchema(self.store.config.prefix).session(sid))
 
     def history(self, sid: str) -> Any:
         return self.factory(sid)
@@ -336,8 +337,6 @@ class ChatkeepLlama(LlamaSubject):
         self.store = RedisChatStore(redis_url=url, key_prefix=prefix, ttl=TTL_SECONDS)
 
     def keys(self, sid: str) -> list[str]:
-        from chatkeep.keys import KeySchema
-
         return list(KeySchema(self.prefix).session(sid))
 
     def close(self) -> None:

@@ -105,7 +105,7 @@ def check(out: Outcome, status: Any, stored: list[str], read: list[str]) -> None
     assert len(set(stored)) == len(stored)
     assert status.degraded is False
     assert status.pending_replay == 0
-    assert status.journal_dropped == 0
+    assert status.journal_refused == 0
     assert status.replay_rejected == 0
     assert status.replayed >= out.during_gap
     assert status.outages == 1

@@ -82,9 +82,15 @@ class Feature:
         self.direct = frozenset(c.upper() for c in commands)
         self.channels = channels
         self.scripts: dict[str, Script] = {}
+        self.files: list[str] = []
+        """The shipped script files, as paths inside the wheel."""
         names = list(scripts)
         if names:
             assert package is not None, "scripts need the package that ships them"
+            base = f"{package.replace('.', '/')}/{folder}"
+            self.files = [f"{base}/{name}.lua" for name in names]
+            if prelude:
+                self.files.append(f"{base}/{prelude}")
             root = resources.files(package).joinpath(folder)
             head = root.joinpath(prelude).read_bytes() + b"\n" if prelude else b""
             for script_name in names:
@@ -163,6 +169,8 @@ def load_features() -> dict[str, Feature]:
     """Every feature of this process, with those of installed packages that declare
     one in the ``chatkeep.features`` entry-point group (the adapters) imported first:
     their families can then replay another process's durable journal."""
+    import chatkeep.cli.admin  # noqa: F401  (imports every core feature, and the CLI's)
+
     _load_plugins()
     return FEATURES
 
@@ -170,9 +178,7 @@ def load_features() -> dict[str, Feature]:
 def acl_rules(prefix: str, *, cluster: bool = False) -> list[str]:
     """``ACL SETUSER`` rules of a least-privilege user for one chatkeep prefix: keys
     and channels under the prefix, and every command of every feature."""
-    import chatkeep.cli.admin  # noqa: F401  (imports every core feature, and the CLI's)
-
-    _load_plugins()
+    load_features()
     commands = sorted({c.lower() for f in FEATURES.values() for c in f.commands})
     rules = ["resetkeys", f"~{prefix}:*", "resetchannels"]
     if any(f.channels for f in FEATURES.values()):
