@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any
 
 from langchain_core.chat_history import BaseChatMessageHistory
@@ -20,7 +19,7 @@ from chatkeep import (
     Message,
     StoreConfig,
 )
-from chatkeep.redis import KeySchema, validate_id
+from chatkeep.redis import AsyncClosing, Closing, KeySchema, validate_id
 
 from ._stores import Backing, shared_backing
 from .convert import CONVERSION, from_chatkeep, to_chatkeep
@@ -348,7 +347,7 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
             await run_in_executor(None, self._clear_sync)
 
 
-class HistoryFactory:
+class HistoryFactory(Closing, AsyncClosing):
     """``get_session_history`` for ``RunnableWithMessageHistory``, on one pool.
 
     Call it with a session id to get a :class:`RedisChatMessageHistory` (or
@@ -430,28 +429,6 @@ class HistoryFactory:
     async def aclose(self) -> None:
         """Close the stores the factory built for the running loop, and the sync one."""
         await self._backing.aclose()
-
-    def __enter__(self) -> HistoryFactory:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> HistoryFactory:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 def history_factory(

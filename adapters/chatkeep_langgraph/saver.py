@@ -30,6 +30,8 @@ from chatkeep import (
 )
 from chatkeep.redis import (
     NO_IO,
+    AsyncClosing,
+    Closing,
     Connection,
     FamilyStore,
     Flow,
@@ -134,7 +136,7 @@ class _Listing:
         return found
 
 
-class RedisSaver(BaseCheckpointSaver[str], FamilyStore):
+class RedisSaver(BaseCheckpointSaver[str], FamilyStore, Closing, AsyncClosing):
     """LangGraph checkpointer on plain Redis (standalone, Cluster, Sentinel) or memory.
 
     ::
@@ -394,18 +396,6 @@ class RedisSaver(BaseCheckpointSaver[str], FamilyStore):
         if connection is not None and connection.circuit is not None:
             connection.circuit.unlisten(self._notify)
         return self._release()[0]
-
-    def __enter__(self) -> RedisSaver:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> RedisSaver:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return (

@@ -39,6 +39,7 @@ from langgraph.store.base import (
 )
 
 from chatkeep import InvalidArgumentError, MemoryStore, StoreConfig
+from chatkeep.redis import Closing
 
 __all__ = ["RedisStore"]
 
@@ -90,7 +91,7 @@ def _matches(ns: tuple[str, ...], condition: MatchCondition) -> bool:
     return all(p in ("*", n) for n, p in pairs)
 
 
-class RedisStore(BaseStore):
+class RedisStore(BaseStore, Closing):
     """LangGraph ``BaseStore`` on plain Redis (or ``memory://``), through chatkeep.
 
     ::
@@ -235,9 +236,3 @@ class RedisStore(BaseStore):
     def close(self) -> None:
         if self._owns:
             self._memory.close()
-
-    def __enter__(self) -> RedisStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -3,7 +3,6 @@ and the marker that keeps archive sessions of :class:`RedisDBChatStore` apart.""
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import Any, Final, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -14,6 +13,7 @@ from chatkeep import (
     InvalidSessionId,
     StoreStatus,
 )
+from chatkeep.redis import AsyncClosing, Closing
 
 from ._stores import Stores, describe_client, made_from_url
 
@@ -115,7 +115,7 @@ def check_key(key: object) -> None:
 H = TypeVar("H", bound="StoreHandle")
 
 
-class StoreHandle:
+class StoreHandle(Closing, AsyncClosing):
     """What both LlamaIndex stores share: the constructor and what they offer about
     their chatkeep stores (a mixin placed before the LlamaIndex base class)."""
 
@@ -174,25 +174,3 @@ class StoreHandle:
     async def aclose(self) -> None:
         """Async :meth:`close`."""
         await self._stores.aclose()
-
-    def __enter__(self: H) -> H:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self: H) -> H:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

@@ -124,15 +124,15 @@ class _StoreBase(FamilyStore):
 
     def __init__(
         self,
-        config: StoreConfig | None,
-        options: dict[str, Any],
+        config: StoreConfig | None = None,
         *,
-        on_state_change: Callable[[str, StoreStatus], None] | None,
-        on_conflict: Callable[[ConflictError], None] | None,
-        client: Any,
-        twin: Any,
-        asyncio: bool,
+        client: Any = None,
+        on_state_change: Callable[[str, StoreStatus], None] | None = None,
+        on_conflict: Callable[[ConflictError], None] | None = None,
+        twin: ConversationStore | AsyncConversationStore | None = None,
+        **options: Any,
     ) -> None:
+        asyncio = self._asyncio
         self._on_state_change = on_state_change
         self._on_conflict = on_conflict
         self._decoder = codec.RecordDecoder(strict=False, logger=logger)
@@ -184,6 +184,16 @@ class _StoreBase(FamilyStore):
         )  # fmt: skip
         assert isinstance(self._family, RedisSessions)
         return self._family
+
+    @classmethod
+    def from_env(cls: type[S], **options: Any) -> S:
+        """A store configured from ``CHATKEEP_*`` variables (keyword arguments win)."""
+        hooks = {
+            k: options.pop(k)
+            for k in ("client", "on_state_change", "on_conflict", "twin")
+            if k in options
+        }
+        return cls(StoreConfig.from_env(**options), **hooks)
 
     def _join(self, twin: Any, client: Any, *, asynchronous: bool) -> None:
         """Share ``twin``'s connection, circuit, mirror and journal (a sync store and
@@ -468,41 +478,6 @@ class ConversationStore(_StoreBase, Blocking):
     1
     """
 
-    def __init__(
-        self,
-        config: StoreConfig | None = None,
-        *,
-        client: Any = None,
-        on_state_change: Callable[[str, StoreStatus], None] | None = None,
-        on_conflict: Callable[[ConflictError], None] | None = None,
-        twin: AsyncConversationStore | ConversationStore | None = None,
-        **options: Any,
-    ) -> None:
-        super().__init__(
-            config,
-            options,
-            on_state_change=on_state_change,
-            on_conflict=on_conflict,
-            client=client,
-            twin=twin,
-            asyncio=False,
-        )
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> ConversationStore:
-        """A store for ``redis://``, ``rediss://``, ``unix://`` or ``memory://`` URLs."""
-        return cls(url=url, **options)
-
-    @classmethod
-    def from_env(cls, **options: Any) -> ConversationStore:
-        """A store configured from ``CHATKEEP_*`` variables (keyword arguments win)."""
-        hooks = {
-            k: options.pop(k)
-            for k in ("client", "on_state_change", "on_conflict", "twin")
-            if k in options
-        }
-        return cls(StoreConfig.from_env(**options), **hooks)
-
     append = sync_method(_StoreBase._append)
     replace = sync_method(_StoreBase._replace)
     insert = sync_method(_StoreBase._insert)
@@ -566,41 +541,6 @@ class ConversationStore(_StoreBase, Blocking):
 class AsyncConversationStore(_StoreBase, Awaiting):
     """The asyncio twin of :class:`ConversationStore` on ``redis.asyncio``: same
     names, awaited; no thread offloading."""
-
-    def __init__(
-        self,
-        config: StoreConfig | None = None,
-        *,
-        client: Any = None,
-        on_state_change: Callable[[str, StoreStatus], None] | None = None,
-        on_conflict: Callable[[ConflictError], None] | None = None,
-        twin: ConversationStore | AsyncConversationStore | None = None,
-        **options: Any,
-    ) -> None:
-        super().__init__(
-            config,
-            options,
-            on_state_change=on_state_change,
-            on_conflict=on_conflict,
-            client=client,
-            twin=twin,
-            asyncio=True,
-        )
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> AsyncConversationStore:
-        """A store for ``redis://``, ``rediss://``, ``unix://`` or ``memory://`` URLs."""
-        return cls(url=url, **options)
-
-    @classmethod
-    def from_env(cls, **options: Any) -> AsyncConversationStore:
-        """A store configured from ``CHATKEEP_*`` variables (keyword arguments win)."""
-        hooks = {
-            k: options.pop(k)
-            for k in ("client", "on_state_change", "on_conflict", "twin")
-            if k in options
-        }
-        return cls(StoreConfig.from_env(**options), **hooks)
 
     append = async_method(_StoreBase._append)
     replace = async_method(_StoreBase._replace)

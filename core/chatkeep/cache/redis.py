@@ -22,6 +22,7 @@ from ..redis.circuit import BaseFamily, Mirror
 from ..redis.connection import Connection
 from ..redis.errors import check
 from ..redis.flows import Command, Flow, gather
+from ..redis.replies import reply_str
 from ..redis.scripts import Feature, run_script
 from .ops import Claim, Claimed, Delete, Op, Release, Set
 
@@ -35,10 +36,6 @@ CACHE = Feature(
 )
 
 _CLEAR_PAGE = 500
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class RedisResults(BaseFamily):
@@ -124,7 +121,7 @@ class RedisResults(BaseFamily):
         while True:
             replies = yield [("ZRANGE", self.index, 0, _CLEAR_PAGE - 1)]
             check(replies)
-            digests = [_text(d) for d in replies[0]]
+            digests = [reply_str(d) for d in replies[0]]
             if not digests:
                 return removed
             commands: list[Command] = [

@@ -37,7 +37,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar, Final, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 
 from ..codec import decode_value, encode_value, stable_hash
 from ..config import StoreConfig, ttl_ms
@@ -97,7 +97,6 @@ class _KeyLocks:
 class _CacheBase(FamilyStore):
     """Shared policy of both caches: every operation as a flow. Not for direct use."""
 
-    _asyncio: ClassVar[bool] = False
     hits: int
     """Reads that found a value (``get``, ``get_or_compute``, the decorator)."""
     misses: int
@@ -138,11 +137,6 @@ class _CacheBase(FamilyStore):
             ("cache", config.prefix, self.namespace),
             lambda: LocalCache(max(config.mirror_sessions, 1)),
         )
-
-    @classmethod
-    def from_url(cls: type[S], url: str, **options: Any) -> S:
-        """A cache for ``redis://``, ``rediss://``, ``unix://``... or ``memory://`` URLs."""
-        return cls(url=url, **options)
 
     # -- policy ---------------------------------------------------------------------------
 
@@ -337,8 +331,6 @@ class ResultCache(_CacheBase, Blocking):
 
 class AsyncResultCache(_CacheBase, Awaiting):
     """The asyncio twin of :class:`ResultCache`: same names, awaited."""
-
-    _asyncio = True
 
     get = async_method(_CacheBase._get)
     set = async_method(_CacheBase._set)

@@ -48,6 +48,7 @@ from chatkeep import (
     encode_record,
 )
 from chatkeep.redis import (
+    Closing,
     Command,
     Connection,
     Feature,
@@ -58,6 +59,7 @@ from chatkeep.redis import (
     direct,
     load_features,
     pending_writes,
+    reply_text,
     validate_id,
 )
 
@@ -99,14 +101,6 @@ T = TypeVar("T")
 
 class LineError(ValueError):
     """One line of an import file is not valid; the message says why."""
-
-
-def _text(value: Any) -> str | None:
-    if value is None or value is False:
-        return None
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
 
 
 def _json(value: Any) -> bytes:
@@ -163,7 +157,7 @@ class PurgeResult:
     """Sessions of the owner that were created while the purge ran (not removed)."""
 
 
-class Admin:
+class Admin(Closing):
     """Administrative access to one prefix of one Redis, through the store's
     connection (its round trips translate every driver error, as the store's do)."""
 
@@ -207,12 +201,6 @@ class Admin:
     def close(self) -> None:
         self.store.close()
 
-    def __enter__(self) -> Admin:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # -- sessions -------------------------------------------------------------------------
 
     def session_ids(self, owner: str | None = None) -> Iterator[str]:
@@ -225,7 +213,7 @@ class Admin:
             (reply,) = self.send([("ZSCAN", key, cursor, "COUNT", SCAN_COUNT)])
             cursor, members = _members(reply)
             for member in members:
-                sid = _text(member) or ""
+                sid = reply_text(member) or ""
                 digest = hashlib.blake2b(sid.encode(), digest_size=16).digest()
                 if digest not in seen:
                     seen.add(digest)
@@ -262,7 +250,7 @@ class Admin:
             found.append(
                 SessionInfo(
                     id=sid,
-                    owner=_text(owner),
+                    owner=reply_text(owner),
                     message_count=int(length),
                     created_at=created_at,
                     updated_at=updated_at,

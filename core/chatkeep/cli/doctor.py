@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from chatkeep import ChatkeepError
-from chatkeep.redis import Command, acl_rules, check, load_features
+from chatkeep.redis import Command, acl_rules, check, load_features, reply_str
 
 from .admin import CLI, Admin
 
@@ -207,10 +207,6 @@ def _denied(text: str) -> bool:
     )
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
 def _parse_info(reply: Any) -> dict[str, Any]:
     """``INFO`` as a dict: raw text on one server; parsed by redis-py on a Cluster
     (``{node: {...}}`` when it asked every node: one node is taken)."""
@@ -219,7 +215,7 @@ def _parse_info(reply: Any) -> dict[str, Any]:
             return dict(next(iter(reply.values())))
         return reply
     found: dict[str, Any] = {}
-    for line in _text(reply).splitlines():
+    for line in reply_str(reply).splitlines():
         if line and not line.startswith("#") and ":" in line:
             key, _, value = line.partition(":")
             found[key] = value
@@ -242,8 +238,8 @@ def _config_get(admin: Admin, name: str) -> str | None:
         else list(zip(reply[::2], reply[1::2], strict=False))
     )
     for key, value in pairs:
-        if _text(key) == name:
-            return _text(value)
+        if reply_str(key) == name:
+            return reply_str(value)
     return None
 
 
@@ -410,7 +406,7 @@ def _dryrun(admin: Admin, wanted: Needed) -> _Refused | None:
         return None
     refusals = []
     for name, reply in zip(examples, replies[1:], strict=True):
-        text = str(reply) if isinstance(reply, Exception) else _text(reply)
+        text = str(reply) if isinstance(reply, Exception) else reply_str(reply)
         if text != "OK":
             refusals.append((name, text))
     found = _sort(refusals)
@@ -468,7 +464,7 @@ def _probe(admin: Admin, wanted: Needed) -> _Refused:
         unchecked |= set(inside)  # no script may run: EVAL's refusal is reported below
     else:
         for entry in failed or []:
-            name, _, reason = _text(entry).partition(" ")
+            name, _, reason = reply_str(entry).partition(" ")
             if _denied(reason):
                 refusals.append((name, reason))
     # The others, each on its own, in one round trip.

@@ -21,6 +21,7 @@ from ..redis.circuit import BaseFamily, Mirror, register_family
 from ..redis.connection import Connection
 from ..redis.errors import check
 from ..redis.flows import Flow
+from ..redis.replies import reply_str
 from ..redis.scripts import Feature, run_script
 from .ops import Delete, Found, Get, Op, Put, Ttl
 
@@ -36,10 +37,6 @@ MEMORY = Feature(
 
 def _flag(value: Any) -> bool:
     return value in (1, b"1", "1")
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class RedisMemory(BaseFamily):
@@ -133,7 +130,7 @@ def _found(reply: list[Any]) -> list[Found]:
 
 
 def _listed(reply: list[Any]) -> list[str]:
-    return sorted(_text(member) for member in reply)
+    return sorted(reply_str(member) for member in reply)
 
 
 register_family(RedisMemory.name, RedisMemory.from_params)

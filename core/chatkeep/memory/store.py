@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, ClassVar, Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from ..codec import decode_value, encode_value
 from ..config import StoreConfig, ttl_ms
@@ -78,8 +78,6 @@ _DEFAULT: Final[Any] = _Default()
 class _MemoryStoreBase(FamilyStore):
     """Shared policy of both memory stores: every operation as a flow. Not for direct use."""
 
-    _asyncio: ClassVar[bool] = False
-
     def __init__(
         self,
         config: StoreConfig | None = None,
@@ -105,11 +103,6 @@ class _MemoryStoreBase(FamilyStore):
                 sliding=sliding, max_entries=MIRROR_ENTRIES, max_bytes=config.mirror_max_bytes
             ),
         )
-
-    @classmethod
-    def from_url(cls: type[S], url: str, **options: Any) -> S:
-        """A store for ``redis://``, ``rediss://``, ``unix://``... or ``memory://`` URLs."""
-        return cls(url=url, **options)
 
     @property
     def ttls(self) -> dict[str, float | None]:
@@ -231,8 +224,6 @@ class MemoryStore(_MemoryStoreBase, Blocking):
 
 class AsyncMemoryStore(_MemoryStoreBase, Awaiting):
     """The asyncio twin of :class:`MemoryStore`: same names, awaited."""
-
-    _asyncio = True
 
     put = async_method(_MemoryStoreBase._put)
     mput = async_method(_MemoryStoreBase._mput)

@@ -60,16 +60,27 @@ from .journal import (
     SqliteJournal,
     pending_writes,
 )
+from .replies import reply_int, reply_str, reply_text
 from .scripts import FEATURES, Feature, Script, acl_rules, load_features, run_script
-from .stores import Awaiting, Blocking, FamilyStore, RedisBacked, resolve_config
+from .stores import (
+    AsyncClosing,
+    Awaiting,
+    Blocking,
+    Closing,
+    FamilyStore,
+    RedisBacked,
+    resolve_config,
+)
 
 __all__ = [
     "FAMILIES",
     "FEATURES",
     "NO_IO",
+    "AsyncClosing",
     "Awaiting",
     "BaseFamily",
     "Blocking",
+    "Closing",
     "FamilyStore",
     "RedisBacked",
     "async_method",
@@ -115,6 +126,9 @@ __all__ = [
     "loads",
     "pending_writes",
     "register_family",
+    "reply_int",
+    "reply_str",
+    "reply_text",
     "run",
     "run_script",
     "translate",

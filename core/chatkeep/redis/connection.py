@@ -443,32 +443,23 @@ def connect(
     if client is not None and async_client is None and is_async_client(client):
         client, async_client = None, client
     key = connection_key(config, client, async_client)
-
-    def same(found: Connection | None) -> bool:
-        # ids of given clients may be reused once they are gone: compare the objects
-        return (
-            found is not None and found._client is client and found._async_client is (async_client)
-            if (client is not None or async_client is not None)
-            else found is not None
-        )
-
-    with _registry_lock:
-        found = _registry.get(key)
-        if same(found):
-            assert found is not None
-            found._users += 1
-            found._async_users += asynchronous
-            return found
-    made = Connection(config, client=client, async_client=async_client)
-    with _registry_lock:
-        found = _registry.get(key)
-        if same(found):
-            assert found is not None
-            found._users += 1
-            found._async_users += asynchronous
-            return found
-        _registry[key] = made
-        made._registry_key = key
-        made._users += 1
-        made._async_users += asynchronous
-    return made
+    given = client is not None or async_client is not None
+    made: Connection | None = None
+    while True:
+        with _registry_lock:
+            found = _registry.get(key)
+            # ids of given clients may be reused once they are gone: compare the objects
+            if found is not None and (
+                not given or (found._client is client and found._async_client is async_client)
+            ):
+                found._users += 1
+                found._async_users += asynchronous
+                return found
+            if made is not None:
+                _registry[key] = made
+                made._registry_key = key
+                made._users += 1
+                made._async_users += asynchronous
+                return made
+        # made outside the lock (a client factory may look at the URL)
+        made = Connection(config, client=client, async_client=async_client)

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from ..config import StoreConfig
 from ..errors import ConfigurationError, InvalidArgumentError
@@ -33,6 +32,7 @@ __all__ = ["Awaiting", "Blocking", "FamilyStore", "RedisBacked", "resolve_config
 
 T = TypeVar("T")
 S = TypeVar("S", bound="RedisBacked")
+C = TypeVar("C")
 
 logger = logging.getLogger("chatkeep")
 
@@ -47,12 +47,46 @@ def resolve_config(config: StoreConfig | None, options: dict[str, Any]) -> Store
     return config.replace(**options) if options else config
 
 
+class Closing:
+    """``with`` it, and it is closed (``close()``) at the end of the block."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: C) -> C:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncClosing:
+    """``async with`` it, and it is closed (``await aclose()``) at the end of the block."""
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self: C) -> C:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
 class RedisBacked:
     """A store on one Redis (or ``memory://``, then without a connection)."""
 
     config: StoreConfig
     _connection: Connection | None = None
     _closed: bool = False
+    _asyncio: ClassVar[bool] = False
+    """Which twin this is: the asyncio one drives its flows with asyncio I/O."""
+
+    @classmethod
+    def from_url(cls: type[S], url: str, **options: Any) -> S:
+        """A store for a ``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://``,
+        ``redis+sentinel://`` or ``memory://`` URL; other options as the constructor's."""
+        return cls(url=url, **options)  # type: ignore[call-arg]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -174,7 +208,7 @@ class FamilyStore(RedisBacked):
         return self._status()
 
 
-class Blocking(RedisBacked):
+class Blocking(RedisBacked, Closing):
     """The synchronous twin: drives flows with blocking I/O; ``with`` closes it."""
 
     def _drive(self, flow: Flow[T]) -> T:
@@ -195,20 +229,11 @@ class Blocking(RedisBacked):
             assert self._connection is not None
             self._connection.close()
 
-    def __enter__(self: S) -> S:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class Awaiting(RedisBacked):
+class Awaiting(RedisBacked, AsyncClosing):
     """The asyncio twin: drives flows with asyncio I/O; ``async with`` closes it."""
+
+    _asyncio = True
 
     async def _adrive(self, flow: Flow[T]) -> T:
         return await arun(flow, self._connection or NO_IO)
@@ -231,14 +256,3 @@ class Awaiting(RedisBacked):
             self._connection.close()
 
     close = aclose
-
-    async def __aenter__(self: S) -> S:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

@@ -27,6 +27,7 @@ from ..redis.circuit import REPLAY_STEP, BaseFamily, register_family
 from ..redis.connection import Connection
 from ..redis.errors import check
 from ..redis.flows import Command, Flow
+from ..redis.replies import reply_int, reply_text
 from ..redis.scripts import Feature, run_script
 from .index import INDEX_SLACK_MS, NOTHING, IndexPlan, RedisIndex
 from .local import LocalSessions
@@ -74,24 +75,6 @@ REPLAY_PARTS = REPLAY_STEP
 _LISTING_PAGE = 500
 
 
-def _text(value: Any) -> str | None:
-    if value is None or value is False:
-        return None
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
-def _int(value: Any) -> int | None:
-    """An integer field of a hash, or None when absent or not an integer."""
-    if value is None or value is False:
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def _expiry(value: int) -> int | None:
     """Script expiry reply -> result field: -1 never (None), else as is."""
     return None if value == -1 else value
@@ -110,9 +93,9 @@ def write_result(reply: Sequence[Any]) -> WriteResult:
     return WriteResult(
         int(reply[0]),
         _expiry(int(reply[1])),
-        _text(reply[2]),
+        reply_text(reply[2]),
         reply[3] not in (0, b"0", "0"),
-        _int(reply[4]),
+        reply_int(reply[4]),
         int(reply[5] or 0),
         reply[6] in (1, b"1", "1"),
     )
@@ -125,11 +108,11 @@ def info_result(sid: str, meta: Sequence[Any], length: int, pttl: int) -> Sessio
     if created is None:
         return None
     expires = None if pttl < 0 else now_ms() + pttl
-    at = _int(created)
-    changed = _int(updated)
+    at = reply_int(created)
+    changed = reply_int(updated)
     return SessionInfo(
         id=sid,
-        owner=_text(owner),
+        owner=reply_text(owner),
         message_count=int(length),
         created_at=None if at is None else ms_to_datetime(at),
         updated_at=None if changed is None else ms_to_datetime(changed),
@@ -468,9 +451,9 @@ class RedisSessions(BaseFamily):
         result = PopResult(
             None if raw is None or raw is False else raw,
             _expiry(int(reply[1])),
-            _text(reply[2]),
+            reply_text(reply[2]),
             int(reply[3]),
-            _int(reply[4]),
+            reply_int(reply[4]),
             int(reply[5] or 0),
         )
         if result.record is not None:
@@ -489,7 +472,7 @@ class RedisSessions(BaseFamily):
         existed, owner = replies[0]
         removals: list[Command] = [("ZREM", self.keys.index, op.session_id)]
         if owner is not None and owner is not False:
-            removals.append(("ZREM", self.keys.owner_index(_text(owner) or ""), op.session_id))
+            removals.append(("ZREM", self.keys.owner_index(reply_text(owner) or ""), op.session_id))
         check((yield removals), op.session_id)
         self.index.forget(op.session_id)
         return bool(existed)
@@ -515,10 +498,10 @@ class RedisSessions(BaseFamily):
             return ReadResult(
                 list(records),
                 -3,
-                _text(owner_raw),
+                reply_text(owner_raw),
                 created is not None,
-                _int(created),
-                _int(version) or 0,
+                reply_int(created),
+                reply_int(version) or 0,
                 int(length),
             )
         plan = self.index.before_read(sid, now)
@@ -544,9 +527,14 @@ class RedisSessions(BaseFamily):
         if at == -2:
             return ReadResult(records, -2, None, exists=False)
         result = ReadResult(
-            records, _expiry(at), _text(reply[1]), True, _int(reply[2]), _int(reply[3]) or 0,
-            int(reply[4]),
-        )  # fmt: skip
+            records,
+            _expiry(at),
+            reply_text(reply[1]),
+            exists=True,
+            created_ms=reply_int(reply[2]),
+            version=reply_int(reply[3]) or 0,
+            length=int(reply[4]),
+        )
         yield from self._indexed(sid, plan, result.expires_at_ms, result, now)
         return result
 
@@ -573,7 +561,7 @@ class RedisSessions(BaseFamily):
     def _info_of(self, sid: str, replies: Sequence[Any]) -> SessionInfo | None:
         meta, length, pttl = replies
         info = info_result(sid, meta, length, pttl)
-        if info is not None and _int(meta[0]) is None:
+        if info is not None and reply_int(meta[0]) is None:
             self.bad_hashes += 1
         return info
 
@@ -603,7 +591,7 @@ class RedisSessions(BaseFamily):
             if not members:
                 break
             offset += len(members)
-            sids = [_text(m) or "" for m in members]
+            sids = [reply_text(m) or "" for m in members]
             page = yield [c for sid in sids for c in self._info_commands(sid)]
             stale = []
             for i, sid in enumerate(sids):
