@@ -44,7 +44,7 @@ __all__ = [
     "error_kind",
 ]
 
-OPERATIONS: Final = tuple(cls.__dataclass_fields__["kind"].default for cls in get_args(Op))
+OPERATIONS: Final = tuple(cls.kind for cls in get_args(Op))
 """Operation kinds, as counted (``messages()`` is ``read``)."""
 
 ERROR_KINDS: Final = (

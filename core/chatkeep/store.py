@@ -37,25 +37,8 @@ from .metrics import Metrics, MetricsSnapshot
 from .redis.connection import Connection
 from .redis.flows import Flow, async_method, sync_method
 from .redis.stores import Awaiting, Blocking, FamilyStore, resolve_config
+from .sessions import ops
 from .sessions.local import LocalSessions
-from .sessions.ops import (
-    Append,
-    Clear,
-    Info,
-    Insert,
-    Op,
-    Pop,
-    PopResult,
-    Read,
-    ReadResult,
-    Recent,
-    RecentConversation,
-    Replace,
-    SessionInfo,
-    Sessions,
-    Ttl,
-    recent_of,
-)
 from .sessions.redis import RedisSessions
 from .status import StoreStatus
 
@@ -302,7 +285,7 @@ class _StoreBase(FamilyStore):
 
     # -- the one place where calls meet the circuit ---------------------------------------
 
-    def _call(self, op: Op) -> Flow[Any]:
+    def _call(self, op: ops.Op) -> Flow[Any]:
         """``op`` through the circuit (or the local backend), measured and observed."""
         if self._closed:
             raise InvalidArgumentError("this store is closed")
@@ -340,11 +323,11 @@ class _StoreBase(FamilyStore):
         sid = self._sid(session_id)
         parsed, records = self._messages(messages)
         checked_owner = self._owner(owner)
-        op = Append(
+        op = ops.Append(
             sid, parsed, records, checked_owner, _IDEMPOTENCY.make(idempotency_key), _ttl(ttl)
         )
         if not parsed:  # nothing to write: report the length as it is
-            info = yield from self._call(Info(sid, checked_owner))
+            info = yield from self._call(ops.Info(sid, checked_owner))
             return info.message_count if info else 0
         op.publish = self._publish
         result = yield from self._call(op)
@@ -361,7 +344,9 @@ class _StoreBase(FamilyStore):
         checked_owner = self._owner(owner)
         if count == 0:
             return []
-        result: ReadResult = yield from self._call(Read(sid, count, checked_owner, conversion))
+        result: ops.ReadResult = yield from self._call(
+            ops.Read(sid, count, checked_owner, conversion)
+        )
         # After the mirror took the records as they are: decode (or convert) them once.
         return self._decoder.convert_all(result.records, sid, conversion)
 
@@ -376,7 +361,9 @@ class _StoreBase(FamilyStore):
         """Replace the whole history atomically (readers never see it half-done)."""
         sid = self._sid(session_id)
         parsed, records = self._messages(messages)
-        op = Replace(sid, parsed, records, self._owner(owner), _IDEMPOTENCY.make(None), _ttl(ttl))
+        op = ops.Replace(
+            sid, parsed, records, self._owner(owner), _IDEMPOTENCY.make(None), _ttl(ttl)
+        )
         result = yield from self._call(op)
         return int(result.length)
 
@@ -387,7 +374,7 @@ class _StoreBase(FamilyStore):
         sid = self._sid(session_id)
         position = self._index(index)
         parsed, records = self._messages(messages)
-        op = Insert(sid, position, parsed, records, self._owner(owner), _IDEMPOTENCY.make(None))
+        op = ops.Insert(sid, position, parsed, records, self._owner(owner), _IDEMPOTENCY.make(None))
         result = yield from self._call(op)
         return int(result.length)
 
@@ -396,8 +383,8 @@ class _StoreBase(FamilyStore):
     ) -> Flow[Message | None]:
         """Remove and return the message at ``index`` (default the last); None if out of range."""
         sid = self._sid(session_id)
-        op = Pop(sid, self._index(index), self._owner(owner), _IDEMPOTENCY.make(None))
-        result: PopResult = yield from self._call(op)
+        op = ops.Pop(sid, self._index(index), self._owner(owner), _IDEMPOTENCY.make(None))
+        result: ops.PopResult = yield from self._call(op)
         if result.record is None:
             return None
         found = self._decoder.decode_all([result.record], sid)
@@ -405,36 +392,38 @@ class _StoreBase(FamilyStore):
 
     def _clear(self, session_id: str, *, owner: str | None = None) -> Flow[bool]:
         """Delete the session (messages and metadata); True if it existed."""
-        return bool((yield from self._call(Clear(self._sid(session_id), self._owner(owner)))))
+        return bool((yield from self._call(ops.Clear(self._sid(session_id), self._owner(owner)))))
 
     def _ttl(self, session_id: str) -> Flow[float | None]:
         """Seconds until the session expires; None if it never does; 0.0 if it does not exist."""
-        result: float | None = yield from self._call(Ttl(self._sid(session_id)))
+        result: float | None = yield from self._call(ops.Ttl(self._sid(session_id)))
         return result
 
-    def _info(self, session_id: str, *, owner: str | None = None) -> Flow[SessionInfo | None]:
+    def _info(self, session_id: str, *, owner: str | None = None) -> Flow[ops.SessionInfo | None]:
         """What is known about a session, or None if it does not exist."""
-        result: SessionInfo | None = yield from self._call(
-            Info(self._sid(session_id), self._owner(owner))
+        result: ops.SessionInfo | None = yield from self._call(
+            ops.Info(self._sid(session_id), self._owner(owner))
         )
         return result
 
     def _recent(
         self, *, owner: str | None = None, limit: int | None = 20
-    ) -> Flow[list[RecentConversation]]:
+    ) -> Flow[list[ops.RecentConversation]]:
         """Live sessions (of one owner), most recent first, each titled with the start
         of its first user message: a "recent conversations" list. Two or three round
         trips for the whole page; no session's TTL is refreshed."""
-        found = yield from self._call(Recent(self._owner(owner), self._limit(limit)))
-        return [recent_of(info, self._decoder.decode_all(head, info.id)) for info, head in found]
+        found = yield from self._call(ops.Recent(self._owner(owner), self._limit(limit)))
+        return [
+            ops.recent_of(info, self._decoder.decode_all(head, info.id)) for info, head in found
+        ]
 
     def _sessions(
         self, *, owner: str | None = None, limit: int | None = None
-    ) -> Flow[list[SessionInfo]]:
+    ) -> Flow[list[ops.SessionInfo]]:
         """Live sessions (of one owner), most recently active first. Uses the session
         index, never KEYS or a keyspace SCAN."""
-        result: list[SessionInfo] = yield from self._call(
-            Sessions(self._owner(owner), self._limit(limit))
+        result: list[ops.SessionInfo] = yield from self._call(
+            ops.Sessions(self._owner(owner), self._limit(limit))
         )
         return result
 

@@ -32,25 +32,7 @@ from ..clock import now_ms
 from ..errors import IncompleteMirrorError, SerializationError, SessionOwnershipError
 from ..message import Message
 from ..redis.flows import Flow, done
-from .ops import (
-    TITLE_SCAN,
-    Append,
-    Clear,
-    Info,
-    Insert,
-    Op,
-    Pop,
-    PopResult,
-    Read,
-    ReadResult,
-    Recent,
-    Replace,
-    SessionInfo,
-    Sessions,
-    Ttl,
-    WriteResult,
-    ms_to_datetime,
-)
+from . import ops
 
 __all__ = ["LocalSessions"]
 
@@ -231,8 +213,8 @@ class LocalSessions:
         return session, False
 
     @staticmethod
-    def _result(session: _Session, duplicate: bool = False) -> WriteResult:
-        return WriteResult(
+    def _result(session: _Session, duplicate: bool = False) -> ops.WriteResult:
+        return ops.WriteResult(
             length=session.length,
             expires_at_ms=session.expires_ms,
             owner=session.owner,
@@ -243,32 +225,32 @@ class LocalSessions:
 
     # -- operations -----------------------------------------------------------------
 
-    def run(self, op: Op) -> Flow[Any]:
+    def run(self, op: ops.Op) -> Flow[Any]:
         """``op`` as a flow that needs no I/O (the ``memory://`` backend)."""
         return done(self.do(op))
 
-    def do(self, op: Op) -> Any:
-        if isinstance(op, Append):
+    def do(self, op: ops.Op) -> Any:
+        if isinstance(op, ops.Append):
             return self._append(op)
-        if isinstance(op, Read):
+        if isinstance(op, ops.Read):
             return self._read(op)
-        if isinstance(op, Replace):
+        if isinstance(op, ops.Replace):
             return self._replace(op)
-        if isinstance(op, Insert):
+        if isinstance(op, ops.Insert):
             return self._insert(op)
-        if isinstance(op, Pop):
+        if isinstance(op, ops.Pop):
             return self._pop(op)
-        if isinstance(op, Clear):
+        if isinstance(op, ops.Clear):
             return self._clear(op)
-        if isinstance(op, Ttl):
+        if isinstance(op, ops.Ttl):
             return self._ttl(op)
-        if isinstance(op, Info):
+        if isinstance(op, ops.Info):
             return self._info_of(op)
-        if isinstance(op, Sessions):
+        if isinstance(op, ops.Sessions):
             return self._sessions_of(op)
         return self._recent(op)
 
-    def _append(self, op: Append) -> WriteResult:
+    def _append(self, op: ops.Append) -> ops.WriteResult:
         now = now_ms()
         with self._lock:
             session, seen = self._write_session(op.session_id, op.owner, op.idem, now)
@@ -280,7 +262,7 @@ class LocalSessions:
             self._expire(session, now, op.ttl_ms)
             return self._result(session)
 
-    def _replace(self, op: Replace) -> WriteResult:
+    def _replace(self, op: ops.Replace) -> ops.WriteResult:
         now = now_ms()
         with self._lock:
             session, seen = self._write_session(op.session_id, op.owner, op.idem, now)
@@ -292,7 +274,7 @@ class LocalSessions:
             self._expire(session, now, op.ttl_ms)
             return self._result(session)
 
-    def _insert(self, op: Insert) -> WriteResult:
+    def _insert(self, op: ops.Insert) -> ops.WriteResult:
         now = now_ms()
         with self._lock:
             found = self._get(op.session_id, now)
@@ -327,24 +309,24 @@ class LocalSessions:
             "an operation at that position would have to guess"
         )
 
-    def _pop(self, op: Pop) -> PopResult:
+    def _pop(self, op: ops.Pop) -> ops.PopResult:
         now = now_ms()
         with self._lock:
             session = self._get(op.session_id, now)
             self._check_owner(op.session_id, session, op.owner)
             if session is None:
-                return PopResult(None, None, None, 0)
+                return ops.PopResult(None, None, None, 0)
             if op.idem and op.idem in session.ring:
-                return PopResult(None, session.expires_ms, session.owner, session.length)
+                return ops.PopResult(None, session.expires_ms, session.owner, session.length)
             held = len(session.messages)
             if op.message_id is not None:  # a replayed removal: that message, if still here
                 index = _find(session.messages, op.message_id)
             elif not -session.length <= op.index < session.length:
-                return PopResult(None, session.expires_ms, session.owner, session.length)
+                return ops.PopResult(None, session.expires_ms, session.owner, session.length)
             else:
                 index = self._position(op.session_id, session, op.index, inserting=False)
             if not 0 <= index < held:
-                return PopResult(None, session.expires_ms, session.owner, session.length)
+                return ops.PopResult(None, session.expires_ms, session.owner, session.length)
             if op.idem:
                 session.ring.append(op.idem)
             entry = self._remove(session, index)
@@ -352,21 +334,21 @@ class LocalSessions:
             session.writes += 1
             session.updated_ms = now
             self._expire(session, now, None)
-            return PopResult(entry, session.expires_ms, session.owner, session.length)
+            return ops.PopResult(entry, session.expires_ms, session.owner, session.length)
 
-    def _clear(self, op: Clear) -> bool:
+    def _clear(self, op: ops.Clear) -> bool:
         with self._lock:
             session = self._get(op.session_id, now_ms())
             self._check_owner(op.session_id, session, op.owner)
             return self._drop(op.session_id) is not None
 
-    def _read(self, op: Read) -> ReadResult:
+    def _read(self, op: ops.Read) -> ops.ReadResult:
         now = now_ms()
         with self._lock:
             session = self._get(op.session_id, now)
             self._check_owner(op.session_id, session, op.owner)
             if session is None:
-                return ReadResult([], None, None, exists=False)
+                return ops.ReadResult([], None, None, exists=False)
             if not self._fixed:
                 self._expire(session, now, None)
             entries = session.messages
@@ -376,7 +358,7 @@ class LocalSessions:
                     decoded = _decoded(entries[i])
                     if decoded is not None:
                         entries[i] = decoded
-            return ReadResult(
+            return ops.ReadResult(
                 entries[start:],
                 session.expires_ms,
                 session.owner,
@@ -385,7 +367,7 @@ class LocalSessions:
                 length=session.length,
             )
 
-    def _ttl(self, op: Ttl) -> float | None:
+    def _ttl(self, op: ops.Ttl) -> float | None:
         now = now_ms()
         with self._lock:
             session = self._get(op.session_id, now)
@@ -395,23 +377,23 @@ class LocalSessions:
                 return None
             return max(session.expires_ms - now, 0) / 1000
 
-    def _info(self, sid: str, session: _Session) -> SessionInfo:
-        return SessionInfo(
+    def _info(self, sid: str, session: _Session) -> ops.SessionInfo:
+        return ops.SessionInfo(
             id=sid,
             owner=session.owner,
             message_count=session.length,
-            created_at=ms_to_datetime(session.redis_created or session.created_ms),
-            updated_at=ms_to_datetime(session.updated_ms),
-            expires_at=ms_to_datetime(session.expires_ms),
+            created_at=ops.ms_to_datetime(session.redis_created or session.created_ms),
+            updated_at=ops.ms_to_datetime(session.updated_ms),
+            expires_at=ops.ms_to_datetime(session.expires_ms),
         )
 
-    def _info_of(self, op: Info) -> SessionInfo | None:
+    def _info_of(self, op: ops.Info) -> ops.SessionInfo | None:
         with self._lock:
             session = self._get(op.session_id, now_ms())
             self._check_owner(op.session_id, session, op.owner)
             return None if session is None else self._info(op.session_id, session)
 
-    def _sessions_of(self, op: Sessions) -> list[SessionInfo]:
+    def _sessions_of(self, op: ops.Sessions) -> list[ops.SessionInfo]:
         now = now_ms()
         with self._lock:
             live = []
@@ -428,14 +410,14 @@ class LocalSessions:
                 live = live[: op.limit]
             return [self._info(sid, session) for sid, session in live]
 
-    def _recent(self, op: Recent) -> list[tuple[SessionInfo, list[Entry]]]:
-        infos = self._sessions_of(Sessions(op.owner, op.limit))
+    def _recent(self, op: ops.Recent) -> list[tuple[ops.SessionInfo, list[Entry]]]:
+        infos = self._sessions_of(ops.Sessions(op.owner, op.limit))
         now = now_ms()
         found = []
         with self._lock:
             for info in infos:
                 session = self._get(info.id, now)
-                head = session.messages[:TITLE_SCAN] if session and session.complete else []
+                head = session.messages[: ops.TITLE_SCAN] if session and session.complete else []
                 found.append((info, list(head)))
         return found
 
@@ -446,11 +428,11 @@ class LocalSessions:
 
     # -- mirror: serve while Redis is away ----------------------------------------------
 
-    def serve(self, op: Op) -> tuple[Any, Op | None]:
+    def serve(self, op: ops.Op) -> tuple[Any, ops.Op | None]:
         """Carry out ``op`` here; return its result and the write to journal."""
-        if isinstance(op, (Append, Read, Ttl, Info, Sessions, Recent)):
+        if isinstance(op, (ops.Append, ops.Read, ops.Ttl, ops.Info, ops.Sessions, ops.Recent)):
             result = self.do(op)
-            if isinstance(op, Append) and not result.duplicate:
+            if isinstance(op, ops.Append) and not result.duplicate:
                 # The journal keeps the records only: the decoded messages would double
                 # what an outage costs in memory, and replay needs nothing else.
                 return result, replace(op, messages=[])
@@ -458,10 +440,10 @@ class LocalSessions:
         with self._lock:
             session = self._get(op.session_id, now_ms())
             expect = session.expect() if session is not None else "-"
-        if isinstance(op, Clear):
+        if isinstance(op, ops.Clear):
             existed = self._clear(op)
             return existed, (replace(op, expect=expect) if existed else None)
-        if isinstance(op, Pop):
+        if isinstance(op, ops.Pop):
             popped = self._pop(op)
             if popped.record is None:
                 return popped, None
@@ -475,19 +457,19 @@ class LocalSessions:
         result = self.do(op)
         if result.duplicate:
             return result, None
-        return result, replace(op, messages=[], expect=expect)  # Replace, Insert
+        return result, replace(op, messages=[], expect=expect)  # ops.Replace, ops.Insert
 
     # -- mirror: learn from what Redis did -----------------------------------------------
 
-    def absorb(self, op: Op, result: Any) -> None:
+    def absorb(self, op: ops.Op, result: Any) -> None:
         """Mirror the effect of ``op`` that Redis carried out with ``result``."""
-        if isinstance(op, (Ttl, Info, Sessions, Recent)):
+        if isinstance(op, (ops.Ttl, ops.Info, ops.Sessions, ops.Recent)):
             return
         sid = op.session_id
         now = now_ms()
         with self._lock:
             session = self._get(sid, now)
-            if isinstance(op, Clear):
+            if isinstance(op, ops.Clear):
                 self._drop(sid)
                 return
             created = getattr(result, "created_ms", None)
@@ -501,10 +483,10 @@ class LocalSessions:
                 # process, another owner): what is held belongs to the old one.
                 self._drop(sid)
                 session = None
-            if isinstance(op, Read):
+            if isinstance(op, ops.Read):
                 self._absorb_read(sid, session, op, result, now)
                 return
-            if isinstance(op, Pop):
+            if isinstance(op, ops.Pop):
                 if session is not None and result.record is not None:
                     message = _decoded(result.record)
                     index = -1 if message is None else _find(session.messages, message.id)
@@ -515,16 +497,16 @@ class LocalSessions:
                 return
             if result.duplicate:
                 return
-            if isinstance(op, Append):
+            if isinstance(op, ops.Append):
                 if session is None:
                     session = self._new(sid, result.owner, now)
                     session.length = result.length - len(op.records)
                 self._add(session, list(op.records))
-            elif isinstance(op, Replace):
+            elif isinstance(op, ops.Replace):
                 if session is None:
                     session = self._new(sid, result.owner, now)
                 self._set(session, list(op.records))
-            elif isinstance(op, Insert):
+            elif isinstance(op, ops.Insert):
                 if session is None or not session.complete:
                     self._drop(sid)
                     return
@@ -538,7 +520,7 @@ class LocalSessions:
             self._bound(sid, session)
 
     def _absorb_read(
-        self, sid: str, session: _Session | None, op: Read, result: ReadResult, now: int
+        self, sid: str, session: _Session | None, op: ops.Read, result: ops.ReadResult, now: int
     ) -> None:
         if not result.exists:
             self._drop(sid)
@@ -563,7 +545,7 @@ class LocalSessions:
         session: _Session,
         owner: str | None,
         expires_at_ms: int | None,
-        result: WriteResult | ReadResult | PopResult,
+        result: ops.WriteResult | ops.ReadResult | ops.PopResult,
     ) -> None:
         if owner is not None:
             session.owner = owner

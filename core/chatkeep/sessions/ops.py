@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -57,8 +57,7 @@ class Append:
     ttl_ms: TtlMs = None
     publish: bool = False  # the script publishes each record (store.subscribe)
     ambiguous: bool = False  # sent to Redis without a reply: its replay looks for its records
-    kind: Literal["append"] = "append"
-    is_write: bool = True
+    kind: ClassVar[str] = "append"
 
 
 @dataclass(slots=True)
@@ -70,8 +69,7 @@ class Replace:
     idem: bytes
     ttl_ms: TtlMs = None
     expect: str | None = None
-    kind: Literal["replace"] = "replace"
-    is_write: bool = True
+    kind: ClassVar[str] = "replace"
 
 
 @dataclass(slots=True)
@@ -83,8 +81,7 @@ class Insert:
     owner: str | None
     idem: bytes
     expect: str | None = None
-    kind: Literal["insert"] = "insert"
-    is_write: bool = True
+    kind: ClassVar[str] = "insert"
 
 
 @dataclass(slots=True)
@@ -95,8 +92,7 @@ class Pop:
     idem: bytes
     message_id: str | None = None  # remove this message wherever it is (journal replay)
     expect: str | None = None
-    kind: Literal["pop"] = "pop"
-    is_write: bool = True
+    kind: ClassVar[str] = "pop"
 
 
 @dataclass(slots=True)
@@ -104,8 +100,7 @@ class Clear:
     session_id: str
     owner: str | None
     expect: str | None = None
-    kind: Literal["clear"] = "clear"
-    is_write: bool = True
+    kind: ClassVar[str] = "clear"
 
 
 @dataclass(slots=True)
@@ -114,39 +109,34 @@ class Read:
     last: int | None
     owner: str | None
     into: Conversion[Any] | None = None  # what the store decodes the records into
-    kind: Literal["read"] = "read"
-    is_write: bool = False
+    kind: ClassVar[str] = "read"
 
 
 @dataclass(slots=True)
 class Ttl:
     session_id: str
-    kind: Literal["ttl"] = "ttl"
-    is_write: bool = False
+    kind: ClassVar[str] = "ttl"
 
 
 @dataclass(slots=True)
 class Info:
     session_id: str
     owner: str | None
-    kind: Literal["info"] = "info"
-    is_write: bool = False
+    kind: ClassVar[str] = "info"
 
 
 @dataclass(slots=True)
 class Sessions:
     owner: str | None
     limit: int | None
-    kind: Literal["sessions"] = "sessions"
-    is_write: bool = False
+    kind: ClassVar[str] = "sessions"
 
 
 @dataclass(slots=True)
 class Recent:
     owner: str | None
     limit: int | None
-    kind: Literal["recent"] = "recent"
-    is_write: bool = False
+    kind: ClassVar[str] = "recent"
 
 
 Op = Append | Replace | Insert | Pop | Clear | Read | Ttl | Info | Sessions | Recent
