@@ -256,16 +256,14 @@ def sessions(
     if not found:
         console.print("no sessions" + (f" of owner {owner!r}" if owner else ""))
         return
-    table = Table(box=None, header_style="bold")
-    for column, justify in (
+    table = _table(
         ("session", "left"),
         ("owner", "left"),
         ("messages", "right"),
         ("created", "left"),
         ("last active", "left"),
         ("expires in", "right"),
-    ):
-        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    )
     for info in found:
         table.add_row(
             Text(info.id),
@@ -509,6 +507,14 @@ def import_command(ctx: click.Context, file: str, ttl: Any, max_errors: int) -> 
 # -- delete / purge ----------------------------------------------------------------------
 
 
+def _table(*columns: tuple[str, str]) -> Table:
+    """A borderless table with these (title, justify) columns; long cells fold."""
+    table = Table(box=None, header_style="bold")
+    for column, justify in columns:
+        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    return table
+
+
 def _interactive() -> bool:
     return sys.stdin.isatty()
 
@@ -735,8 +741,7 @@ def journal_show(ctx: click.Context, path: str | None, as_json: bool) -> None:
     )
     if not entries:
         return
-    table = Table(box=None, header_style="bold")
-    for column, justify in (
+    table = _table(
         ("redis", "left"),
         ("family", "left"),
         ("prefix", "left"),
@@ -744,8 +749,7 @@ def journal_show(ctx: click.Context, path: str | None, as_json: bool) -> None:
         ("writes", "right"),
         ("bytes", "right"),
         ("oldest", "left"),
-    ):
-        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    )
     for entry in entries:
         table.add_row(
             Text(entry.target),

@@ -542,14 +542,20 @@ class Circuit:
             if self.state == "closed":
                 self.state = "open"  # a durable journal another process left
         if self.route(force_probe=True) is Route.PROBE:
-            try:
-                yield from self.probe()
-            except Unreachable as exc:
-                self.failed(exc)
-            except ChatkeepError as exc:
-                if not is_temporary(exc):
-                    raise  # e.g. credentials rotated during the outage
+            yield from self.attempt()
         return self.journal.pending
+
+    def attempt(self) -> Flow[None]:
+        """The probe of a caller :meth:`route` chose: Redis unreachable keeps the
+        circuit open, a temporary refusal keeps the journal for later; a refusal that is
+        not temporary (credentials rotated during the outage) is raised to the caller."""
+        try:
+            yield from self.probe()
+        except Unreachable as exc:
+            self.failed(exc)
+        except ChatkeepError as exc:
+            if not is_temporary(exc):
+                raise
 
     def _emit(self, event: str) -> None:
         with self._lock:
@@ -657,13 +663,7 @@ def guarded(
                 continue
             route = Route.LOCAL
         elif route is Route.PROBE:
-            try:
-                yield from circuit.probe()
-            except Unreachable as exc:
-                circuit.failed(exc)
-            except ChatkeepError as exc:
-                if not is_temporary(exc):
-                    raise  # e.g. credentials rotated during the outage: the caller hears it
+            yield from circuit.attempt()
             # Only a closed circuit sends this call to Redis: otherwise it queues
             # behind the journal (the replay was refused for now, or is another's).
             route = Route.PRIMARY if circuit.state == "closed" else Route.LOCAL
