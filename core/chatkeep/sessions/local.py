@@ -530,9 +530,10 @@ class LocalSessions:
         if not _is_tail(session.messages, result.records):
             # Keep a longer history the tail agrees with; else take what Redis has.
             self._set(session, list(result.records))
-        if result.length is not None:
-            session.length = result.length
-        elif op.last is None or len(result.records) < op.last:
+        if op.last is None or len(result.records) < op.last:  # all of it
+            session.length = len(result.records)
+        elif result.length is not None:  # as of just before the records were read
+            session.length = max(result.length, len(result.records))
             session.length = len(result.records)
         else:
             session.length = max(session.length, len(session.messages))

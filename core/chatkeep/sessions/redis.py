@@ -337,10 +337,12 @@ class RedisSessions(BaseFamily):
         messages, meta = self.keys.session(op.session_id)
         keys = [messages, meta]
         mode = plan.mode
-        if self.connection.cluster:
-            mode = "0"  # the index keys live in other slots: a ZADD follows
-        elif mode != "0":
+        if mode == "1" and not self.connection.cluster:
             keys += plan.keys
+        else:
+            # Cluster: the index keys live in other slots. '2' (only for a session the
+            # write creates): rare, so the hot path sends no index keys. A ZADD follows.
+            mode = "0"
         if publish:
             keys.append(self.keys.channel(op.session_id))
         ttl = getattr(op, "ttl_ms", None)
@@ -415,9 +417,10 @@ class RedisSessions(BaseFamily):
         new = isinstance(result, WriteResult) and result.new
         fixes, lost = self.index.after(sid, plan, expires, result.owner, now, new=new)
         commands: list[Command] = []
-        wrote = plan.mode == "1" or (plan.mode == "2" and new)
-        if self.connection.cluster and wrote and (expires is None or expires >= 0):
-            # the script could not reach the index keys (other slots): write them now
+        follow = (plan.mode == "1" and self.connection.cluster) or (plan.mode == "2" and new)
+        if follow and (expires is None or expires >= 0):
+            # what the script did not write: the index keys of a Cluster, or of a
+            # session this write created although this process had indexed it
             at = "inf" if expires is None else expires
             xx = ("XX",) if plan.read else ()
             commands += [("ZADD", key, *xx, at, sid) for key in plan.keys]
@@ -488,13 +491,9 @@ class RedisSessions(BaseFamily):
             # No owner to check and no TTL to refresh: the records, with the owner and
             # version Redis holds (read first: a write in between makes the version
             # older than the records, never newer).
-            replies = yield [
-                ("HMGET", meta, "o", "c", "w"),
-                ("LLEN", messages),
-                ("LRANGE", messages, *span),
-            ]
+            replies = yield [("HMGET", meta, "o", "c", "w", "n"), ("LRANGE", messages, *span)]
             check(replies, sid)
-            (owner_raw, created, version), length, records = replies
+            (owner_raw, created, version, length), records = replies
             return ReadResult(
                 list(records),
                 -3,
@@ -502,7 +501,7 @@ class RedisSessions(BaseFamily):
                 created is not None,
                 reply_int(created),
                 reply_int(version) or 0,
-                int(length),
+                reply_int(length),
             )
         plan = self.index.before_read(sid, now)
         keys = [messages, meta]

@@ -36,9 +36,9 @@ end
 version = version + 1
 local ttl = ARGV[2]
 if created and idem == '' and ttl == '' then
-  redis.call('HSET', KEYS[2], 'u', now, 'w', version)
+  redis.call('HSET', KEYS[2], 'u', now, 'w', version, 'n', n)
 else
-  local fields = {'u', now, 'w', version}
+  local fields = {'u', now, 'w', version, 'n', n}
   if idem ~= '' then
     fields[#fields + 1] = 'k'; fields[#fields + 1] = string.sub(idem .. ring, 1, RING_BYTES)
   end

@@ -3,7 +3,8 @@
 -- then, when ARGV[9] is not '0', the index ZSETs to refresh; last, when ARGV[11]
 -- names a command, the session's channel.
 -- Hash fields: c created ms, u updated ms, o owner, t session TTL ms ('0' = never),
---              k idempotency ring, v schema version, w writes so far (the version).
+--              k idempotency ring, v schema version, w writes so far (the version),
+--              n length after the last write (a plain read learns it with HMGET).
 -- Write ARGV: 1 now, 2 ttl given ('' | ms | '0'), 3 default ttl, 4 fixed ('1'|'0'),
 --   5 max messages ('0' = none), 6 owner ('' = unchecked), 7 idempotency key,
 --   8 expected version ('' = unchecked | '<c>:<w>' | '-' = no session),
@@ -101,10 +102,10 @@ local function index(at, new, xx)
   end
 end
 
--- The metadata of a write: updated time and version, the idempotency key, and for
--- a new session its creation time, schema version and owner; the TTL when given.
-local function stamp(meta, now, bump)
-  local fields = {'u', now, 'w', (tonumber(meta[5]) or 0) + bump}
+-- The metadata of a write: updated time, version and length, the idempotency key,
+-- and for a new session its creation time, schema version and owner; the TTL when given.
+local function stamp(meta, now, bump, n)
+  local fields = {'u', now, 'w', (tonumber(meta[5]) or 0) + bump, 'n', n}
   if ARGV[7] ~= '' then
     fields[#fields + 1] = 'k'
     fields[#fields + 1] = string.sub(ARGV[7] .. (meta[3] or ''), 1, RING_BYTES)
@@ -137,7 +138,7 @@ end
 
 -- The end of every write: version, TTL, index; the reply.
 local function finish(meta, now, n, bump)
-  local version = stamp(meta, now, bump)
+  local version = stamp(meta, now, bump, n)
   local new = not meta[4]
   local at = expire(now, ttl_of(ARGV[2], meta[2], ARGV[3]), ARGV[4] == '1', meta[4] or now)
   index(at, new, false)

@@ -39,6 +39,6 @@ else
   redis.call('LREM', KEYS[1], 1, MARKER)
 end
 local now = tonumber(ARGV[1])
-version = stamp(meta, now, 1)
+version = stamp(meta, now, 1, len - 1)
 local at = expire(now, ttl_of('', meta[2], ARGV[3]), ARGV[4] == '1', meta[4])
 return {value, at, meta[1], len - 1, meta[4], version}
