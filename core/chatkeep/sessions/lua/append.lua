@@ -1,6 +1,8 @@
--- Append records (ARGV[12...]). Write ARGV and reply as in common.lua; ARGV[8] is not
--- checked (an append is never refused for a version). With ARGV[11] = 'PUBLISH' or
--- 'SPUBLISH', every record is published to the channel (the last key).
+-- Append records. The hot path of every turn has an ARGV of its own (fewer arguments):
+-- 1 now, 2 ttl given ('' | ms | '0'), 3 default ttl, 4 fixed ('1'|'0'), 5 max messages,
+-- 6 owner ('' = unchecked), 7 idempotency key, 8 extras: 'I' = write the index keys
+-- (KEYS[3...]) with ARGV[9] as their member, 'P'/'S' = PUBLISH/SPUBLISH every record to
+-- the channel (the last key); then the records. Reply as in common.lua.
 -- The hot path of every turn: written out inline (no helper calls, no tables for
 -- the usual call: an existing session, no idempotency key, no TTL given); the rules
 -- are those of common.lua's owner_ok, seen, stamp, expire and index.
@@ -23,9 +25,12 @@ if idem ~= '' then
     from = at + 1
   end
 end
+local extras = ARGV[8]
+local indexed = string.find(extras, 'I', 1, true)
+local first = indexed and 10 or 9
 local last = #ARGV
 local n
-for i = 12, last, 1000 do
+for i = first, last, 1000 do
   n = redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, last)))
 end
 local max = tonumber(ARGV[5])
@@ -64,16 +69,18 @@ else
   redis.call('PEXPIREAT', KEYS[1], at)
   redis.call('PEXPIREAT', KEYS[2], at)
 end
-local keys = #KEYS
-local pub = ARGV[11]
-if pub ~= '' then
-  for i = 12, last do redis.call(pub, KEYS[keys], ARGV[i]) end
-  keys = keys - 1
-end
-local mode = ARGV[9]
-if mode == '1' or (mode == '2' and not created) then
-  local score = at
-  if at == -1 then score = 'inf' end
-  for i = 3, keys do redis.call('ZADD', KEYS[i], score, ARGV[10]) end
+if extras ~= '' then
+  local keys = #KEYS
+  local pub = string.find(extras, 'P', 1, true) and 'PUBLISH'
+    or string.find(extras, 'S', 1, true) and 'SPUBLISH'
+  if pub then
+    for i = first, last do redis.call(pub, KEYS[keys], ARGV[i]) end
+    keys = keys - 1
+  end
+  if indexed then
+    local score = at
+    if at == -1 then score = 'inf' end
+    for i = 3, keys do redis.call('ZADD', KEYS[i], score, ARGV[9]) end
+  end
 end
 return {n, at, owner, 0, created or now, version, created and 0 or 1}
