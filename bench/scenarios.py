@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 import time
 import warnings
 from collections.abc import Callable
@@ -72,6 +73,7 @@ def run_all(url: str, *, quick: bool, counter: Any, measure: Callable[..., Any])
         for subject in subjects:
             subject.close()
     rows += _outage(quick)
+    rows += _recovery()
     return rows
 
 
@@ -229,8 +231,8 @@ def _outage(quick: bool) -> list[Any]:
     rows = []
     calls = 300 if quick else 3000
     with RedisServer() as server:
-        proxy = TcpProxy(server.port)
         for how in ("refused", "black-holed"):
+            proxy = TcpProxy(server.port)  # a Redis of its own: its own circuit
             store = ConversationStore.from_url(proxy.url, prefix="outage", probe_interval=3600)
             store.append("s", POOL[:20])
             store.messages("s")
@@ -268,5 +270,81 @@ def _outage(quick: bool) -> list[Any]:
             )
             store._closed = True  # nothing to replay into a dead server
             proxy.restore()
-        proxy.close()
+            proxy.close()
     return rows
+
+
+def _recovery() -> list[Any]:
+    """50 writer threads appending at full speed over 100 sessions while Redis (AOF,
+    fsync always) is SIGKILLed for 1 s: how long after Redis answers again the store is
+    back on it, and whether every acknowledged append is in Redis exactly once."""
+    import threading
+    from collections import Counter
+
+    from tests.support.servers import RedisServer
+
+    from bench.run import Row
+    from chatkeep import ConversationStore, JournalFullError, Message
+
+    writers, sessions = 50, 100
+    acked: list[tuple[str, str]] = []
+    refused = 0
+    stop = threading.Event()
+    with RedisServer("--appendonly", "yes", "--appendfsync", "always") as server:
+        store = ConversationStore.from_url(server.url, prefix="recovery")
+
+        def write(w: int) -> None:
+            nonlocal refused
+            rng = random.Random(w)
+            i = 0
+            while not stop.is_set():
+                sid, text = f"s{rng.randrange(sessions)}", f"{w}:{i}"
+                try:
+                    store.append(sid, [Message(role="user", content=text)])
+                except JournalFullError:
+                    refused += 1
+                    continue
+                acked.append((sid, text))
+                i += 1
+
+        threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)
+        server.kill()
+        time.sleep(1.0)
+        server.start()
+        server.wait_ready()
+        returned = time.monotonic()
+        while store.status().degraded and time.monotonic() - returned < 60:
+            time.sleep(0.005)
+        back = time.monotonic() - returned
+        time.sleep(0.5)
+        stop.set()
+        for thread in threads:
+            thread.join()
+        store.flush()
+        client = server.client()
+        found: Counter[tuple[str, str]] = Counter()
+        for n in range(sessions):
+            sid = f"s{n}"
+            for message in store.messages(sid):
+                found[(sid, message.text)] += 1
+        client.close()
+        store.close()
+    wanted = Counter(acked)
+    lost = sum(1 for key in wanted if found[key] == 0)
+    duplicated = sum(count - 1 for count in found.values() if count > 1)
+    return [
+        Row(
+            "recovery: 50 writers, Redis SIGKILLed for 1 s",
+            "chatkeep store",
+            extra={
+                "back_after_s": round(back, 2),
+                "acked": len(acked),
+                "lost": lost,
+                "duplicated": duplicated,
+                "refused": refused,
+            },
+        )
+    ]

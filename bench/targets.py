@@ -155,6 +155,19 @@ def evaluate(rows: Iterable[Any], json_library: str) -> list[Target]:
 
     targets.append(_checked("outage: median call ≤ 50 µs, first call ≤ 1 s", outage))
 
+    def recovery() -> tuple[str, bool]:
+        scenario = r.scenarios("recovery:")[0]
+        back = r.get(scenario, CORE, "back_after_s")
+        lost = r.get(scenario, CORE, "lost")
+        duplicated = r.get(scenario, CORE, "duplicated")
+        acked = r.get(scenario, CORE, "acked")
+        text = f"back {back} s after Redis returned; {acked} acked, {lost} lost, {duplicated} twice"
+        return text, back <= 2.0 and lost == 0 and duplicated == 0
+
+    targets.append(
+        _checked("recovery: 50 writers, 1 s outage: back ≤ 2 s, nothing lost or twice", recovery)
+    )
+
     def size() -> tuple[str, bool]:
         scenario = r.scenarios("bytes per message")[0]
         ratio = r.get(scenario, CORE, "ratio")

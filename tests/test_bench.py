@@ -54,6 +54,8 @@ def test_quick_benchmark_runs_everything(tmp_path: Path) -> None:
     assert any(s.startswith("async ") for s in by_scenario)
     assert any(s.startswith("bytes per message") for s in by_scenario)
     assert any(s.startswith("during an outage") for s in by_scenario)
+    recovery = next(r for r in rows if r["scenario"].startswith("recovery:"))
+    assert recovery["extra"]["acked"] > 0 and recovery["extra"]["lost"] == 0
     timed = [r for r in rows if r["median_us"] is not None and r["round_trips"] is not None]
     assert timed and all(r["median_us"] > 0 for r in timed)
     core_append = next(
@@ -66,7 +68,7 @@ def test_quick_benchmark_runs_everything(tmp_path: Path) -> None:
     # Every target of the issue is stated, with this run's figure where it has one
     # (--quick reads no 5,000-message session, so that target says so).
     checked = {t["name"]: t for t in result["targets"]}
-    assert len(checked) == 11
+    assert len(checked) == 12
     measured = [t for t in checked.values() if t["met"] is not None]
-    assert len(measured) >= 10 and all(t["measured"] for t in measured)
+    assert len(measured) >= 11 and all(t["measured"] for t in measured)
     assert "Targets of the performance issue" in (tmp_path / "results.md").read_text()

@@ -228,7 +228,7 @@ class Circuit:
         self.probe_max = config.probe_max
         self.replay_wait = config.replay_wait
         self.restore_lost_sessions = config.restore_lost_sessions
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
         self.state: CircuitState = "closed"
         self._backoff = self.probe_interval
         self._next_probe = 0.0
@@ -384,24 +384,21 @@ class Circuit:
             if self.state == "closed":
                 return _RETRY
             self.served += 1
-            if key is not None:
-                self._room(family, op)
+            if key is None:
+                return mirror.serve(op)[0]
+            size = family.size(op)
+            try:  # before the mirror changes: a write that cannot be kept is not made
+                self.journal.room(size)
+            except JournalFullError:
+                self.refused += 1
+                raise
             result, journaled = mirror.serve(op)
             if journaled is not None:
-                assert key is not None
                 if attempted:
                     journaled = family.attempted(journaled)
-                self.journal.add(family, journaled, key, family.size(journaled))
+                self.journal.add(family, journaled, key, size)
                 _unreplayed.add(self)  # kept alive (and flushed at exit) until replayed
             return result
-
-    def _room(self, family: Family, op: Any) -> None:
-        """Raise JournalFullError now, before the mirror changes, if ``op`` will not fit."""
-        try:
-            self.journal.room(family.size(op))
-        except JournalFullError:
-            self.refused += 1
-            raise
 
     # -- probing and replay -----------------------------------------------------------
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import codec
@@ -435,14 +435,16 @@ class LocalSessions:
             if isinstance(op, ops.Append) and not result.duplicate:
                 # The journal keeps the records only: the decoded messages would double
                 # what an outage costs in memory, and replay needs nothing else.
-                return result, replace(op, messages=[])
+                op.messages = []  # the store made this operation for this call alone
+                return result, op
             return result, None
         with self._lock:
             session = self._get(op.session_id, now_ms())
             expect = session.expect() if session is not None else "-"
         if isinstance(op, ops.Clear):
             existed = self._clear(op)
-            return existed, (replace(op, expect=expect) if existed else None)
+            op.expect = expect
+            return existed, (op if existed else None)
         if isinstance(op, ops.Pop):
             popped = self._pop(op)
             if popped.record is None:
@@ -453,11 +455,13 @@ class LocalSessions:
                     f"Redis is unreachable and the record to remove from session "
                     f"{op.session_id!r} cannot be decoded to name it"
                 )
-            return popped, replace(op, message_id=message.id, expect=expect)
+            op.message_id, op.expect = message.id, expect
+            return popped, op
         result = self.do(op)
         if result.duplicate:
             return result, None
-        return result, replace(op, messages=[], expect=expect)  # ops.Replace, ops.Insert
+        op.messages, op.expect = [], expect  # replace, insert: journaled as they are
+        return result, op
 
     # -- mirror: learn from what Redis did -----------------------------------------------
 
