@@ -36,36 +36,11 @@ from chatkeep import (
     ResultCache,
 )
 from tests.support.acl import AclUser
-from tests.support.cluster import (
-    RedisClusterDeployment,
-    SentinelDeployment,
-    close_sentinel_client,
-    sentinel_master,
-    shared,
-)
-from tests.support.tls import TlsRedis
+from tests.support.cluster import close_sentinel_client, sentinel_master
 
 BACKENDS = ["memory", "fakeredis", "redis", "cluster", "sentinel", "redis-acl", "redis-tls"]
 TWINS = ["sync", "async"]
 REAL = {"redis", "cluster", "sentinel", "redis-acl", "redis-tls"}
-
-
-@pytest.fixture(scope="session")
-def redis_cluster(pytestconfig: pytest.Config) -> RedisClusterDeployment:
-    """3 masters + 3 replicas for the whole test session (shared with tests/scale)."""
-    return shared(pytestconfig, "cluster", lambda: RedisClusterDeployment().start())
-
-
-@pytest.fixture(scope="session")
-def redis_sentinel(pytestconfig: pytest.Config) -> SentinelDeployment:
-    """1 master, 1 replica, 3 sentinels for the whole test session (shared)."""
-    return shared(pytestconfig, "sentinel", lambda: SentinelDeployment().start())
-
-
-@pytest.fixture(scope="session")
-def tls_redis(pytestconfig: pytest.Config) -> TlsRedis:
-    """A TLS-only redis-server with a throwaway CA for the whole test session (shared)."""
-    return shared(pytestconfig, "tls", lambda: TlsRedis().start())
 
 
 class AsyncFacade:
