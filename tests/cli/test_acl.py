@@ -12,7 +12,7 @@ import pytest
 
 from chatkeep import ConversationStore
 from tests.cli.conftest import Result, invoke_cli, seed
-from tests.support.acl import AclUser
+from tests.support.acl import least_privilege_url
 from tests.support.servers import RedisServer
 
 pytestmark = pytest.mark.redis_server
@@ -21,11 +21,8 @@ pytestmark = pytest.mark.redis_server
 @pytest.fixture
 def least_privilege(redis_server: RedisServer, prefix: str) -> Iterator[str]:
     """The URL of a user with only ``acl_rules(prefix)``."""
-    user = AclUser([redis_server.port], prefix)
-    try:
-        yield f"redis://{user.userinfo}127.0.0.1:{redis_server.port}/0"
-    finally:
-        user.drop()
+    with least_privilege_url(redis_server.port, prefix) as url:
+        yield url
 
 
 def test_a_user_made_from_acl_rules_runs_every_command(

@@ -18,7 +18,7 @@ from chatkeep import (
     SerializationError,
     ValueTooLargeError,
 )
-from tests.support.acl import AclUser
+from tests.support.acl import least_privilege_url
 from tests.support.servers import RedisServer
 
 USER = ("user", "u42")
@@ -207,17 +207,15 @@ def test_a_least_privilege_user_can_use_the_memory_store(
     redis_server: RedisServer, prefix: str
 ) -> None:
     """Issue 13: a user made from ``chatkeep.redis.acl_rules()`` got NOPERM on put."""
-    user = AclUser([redis_server.port], prefix)
-    url = f"redis://{user.userinfo}127.0.0.1:{redis_server.port}/0"
-    try:
-        with MemoryStore.from_url(url, prefix=prefix, fallback="raise") as memory:
-            memory.put(USER, "profile", {"name": "Ada"})
-            memory.mput(USER, {"a": 1, "b": b"\x00"})
-            assert memory.get(USER, "profile") == {"name": "Ada"}
-            assert memory.mget(USER, ["a", "b"]) == [1, b"\x00"]
-            assert memory.list(USER) == ["a", "b", "profile"]
-            assert memory.ttl(USER, "a") is not None
-            assert memory.delete(USER, "profile") is True
-            assert memory.list(USER) == ["a", "b"]
-    finally:
-        user.drop()
+    with (
+        least_privilege_url(redis_server.port, prefix) as url,
+        MemoryStore.from_url(url, prefix=prefix, fallback="raise") as memory,
+    ):
+        memory.put(USER, "profile", {"name": "Ada"})
+        memory.mput(USER, {"a": 1, "b": b"\x00"})
+        assert memory.get(USER, "profile") == {"name": "Ada"}
+        assert memory.mget(USER, ["a", "b"]) == [1, b"\x00"]
+        assert memory.list(USER) == ["a", "b", "profile"]
+        assert memory.ttl(USER, "a") is not None
+        assert memory.delete(USER, "profile") is True
+        assert memory.list(USER) == ["a", "b"]
