@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.cluster import RedisClusterDeployment, SentinelDeployment, shared
-from tests.support.servers import RedisServer, started
+from tests.support.servers import RedisServer, TcpProxy, started
 from tests.support.tls import TlsRedis
 
 
@@ -30,6 +30,16 @@ def durable_redis_server() -> Iterator[RedisServer]:
     """A real redis-server of this test alone that keeps its data across stop/start
     (append-only file, fsync on every write), like a production Redis restarting."""
     yield from started(RedisServer("--appendonly", "yes", "--appendfsync", "always"))
+
+
+@pytest.fixture
+def proxy(fresh_redis_server: RedisServer) -> Iterator[TcpProxy]:
+    """A TCP proxy in front of the test's own redis-server (to cut, black-hole, ...)."""
+    made = TcpProxy(fresh_redis_server.port)
+    try:
+        yield made
+    finally:
+        made.close()
 
 
 @pytest.fixture(scope="session")

@@ -143,13 +143,6 @@ def test_every_acknowledged_append_survives_a_sigkill_mid_stream(
     assert held[acked + 1 :] in ([], [f"m{acked + 1}"]), held[acked + 1 :]
 
 
-@pytest.fixture
-def proxy(fresh_redis_server: RedisServer) -> Iterator[TcpProxy]:
-    made = TcpProxy(fresh_redis_server.port)
-    yield made
-    made.close()
-
-
 @pytest.mark.parametrize("close", [False, True])
 def test_in_memory_journal_is_flushed_at_exit_when_redis_is_back(
     fresh_redis_server: RedisServer, proxy: TcpProxy, prefix: str, close: bool

@@ -5,9 +5,6 @@ Redis) and replayed once; cache writes stay in this process."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,13 +21,12 @@ from chatkeep import (
     ResultCache,
 )
 from tests.contract.conftest import AsyncFacade
+from tests.support.faults import FAST, python, until_recovered
 from tests.support.servers import RedisServer
 
 pytestmark = pytest.mark.redis_server
 
-FAST = {"probe_interval": 0.05, "probe_max": 0.2}
 USER = ("user", "u42")
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(params=["sync", "async"])
@@ -47,14 +43,6 @@ def twin(request: pytest.FixtureRequest) -> Iterator[Callable[[type, type], Call
     if loop is not None:
         loop.run_until_complete(asyncio.sleep(0))
         loop.close()
-
-
-def until_recovered(call: Callable[[], Any], store: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while store.status().degraded:
-        assert time.monotonic() < deadline, "the store did not come back from the fallback"
-        call()
-        time.sleep(0.02)
 
 
 def memory_values(url: str, prefix: str) -> dict[str, bytes]:
@@ -143,14 +131,7 @@ def test_memory_writes_journaled_durably_are_replayed_by_another_process(
         "memory.delete(('user', 'u42'), 'c')\n"
         "assert memory.status().pending_replay == 3\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = python(code, options=["-W", "ignore"])
     assert done.returncode == 0, done.stderr
     server.start()
     memory = MemoryStore.from_url(server.url, prefix=prefix, journal_path=journal, **FAST)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 import pytest
 import redis
@@ -13,6 +12,7 @@ from langchain_core.messages import HumanMessage
 
 from chatkeep import BackendUnavailableError
 from chatkeep_langchain import RedisChatMessageHistory, history_factory
+from tests.support.faults import FAST
 from tests.support.servers import RedisServer, TcpProxy, free_port
 
 from .helpers import RWMH_DEPRECATION, config, make_chain, reply
@@ -20,7 +20,6 @@ from .helpers import RWMH_DEPRECATION, config, make_chain, reply
 pytestmark = [pytest.mark.redis_server, RWMH_DEPRECATION]
 
 # Probe a returning Redis quickly (the core logs each transition once at WARNING).
-FAST: dict[str, Any] = {"probe_interval": 0.05, "probe_max": 0.2}
 
 
 def stored_texts(url: str, key: str) -> list[str]:
