@@ -18,6 +18,7 @@ from chatkeep import (
 )
 from chatkeep.keys import KeySchema
 from chatkeep.redis import acl_rules
+from tests.support import scenarios
 from tests.support.messages import msg
 
 from .conftest import Harness
@@ -32,15 +33,7 @@ def _redis_only(harness: Harness, why: str) -> None:
 
 
 def test_lock_excludes_and_times_out(store: Any) -> None:
-    with store.lock("s1", timeout=5) as held:
-        assert held.local is False
-        with pytest.raises(LockTimeoutError):
-            with store.lock("s1", blocking_timeout=0.05):
-                pass
-        with store.lock("s2", blocking_timeout=0.05):  # other sessions are free
-            pass
-    with store.lock("s1", blocking_timeout=0.05):  # released
-        pass
+    scenarios.lock_excludes_and_times_out(store)
 
 
 def test_lock_acquire_and_release_by_hand(store: Any) -> None:
@@ -127,16 +120,7 @@ def test_a_lock_that_expired_warns_when_released(
 
 
 def test_subscribe_sees_appends(store: Any) -> None:
-    with store.subscribe("s1") as updates:
-        assert updates.reconnects == 0
-        assert updates.get(timeout=0.05) is None
-        store.append("s1", [msg("one"), msg("two")])
-        store.append("other", msg("elsewhere"))
-        store.append("s1", msg("three"), idempotency_key="k")
-        store.append("s1", msg("three again"), idempotency_key="k")  # duplicate: not stored
-        got = [updates.get(timeout=5) for _ in range(3)]
-        assert [m.text for m in got if m] == ["one", "two", "three"]
-        assert updates.get(timeout=0.1) is None
+    scenarios.subscription_sees_appends(store)
 
 
 def test_subscription_iterates(store: Any) -> None:

@@ -20,6 +20,7 @@ from chatkeep import (
     LockTimeoutError,
 )
 from tests.features.conftest import finish, spawn
+from tests.support import scenarios
 from tests.support.messages import msg
 from tests.support.servers import RedisServer
 
@@ -28,14 +29,7 @@ from tests.support.servers import RedisServer
 
 def test_lock_excludes_and_times_out(url: str, prefix: str) -> None:
     with ConversationStore.from_url(url, prefix=prefix) as store:
-        with store.lock("s1", timeout=5):
-            with pytest.raises(LockTimeoutError):
-                with store.lock("s1", blocking_timeout=0.05):
-                    pass
-            with store.lock("s2", blocking_timeout=0.05):  # other sessions are free
-                pass
-        with store.lock("s1", blocking_timeout=0.05):  # released
-            pass
+        scenarios.lock_excludes_and_times_out(store)
 
 
 async def test_async_lock_serializes_turns(url: str, prefix: str) -> None:
@@ -196,15 +190,7 @@ def test_async_lock_fallback_is_logged_once_per_outage(
 
 def test_subscribe_sees_appends(url: str, prefix: str) -> None:
     with ConversationStore.from_url(url, prefix=prefix) as store:
-        with store.subscribe("s1") as updates:
-            assert updates.get(timeout=0.05) is None
-            store.append("s1", [msg("one"), msg("two")])
-            store.append("other", msg("elsewhere"))
-            store.append("s1", msg("three"), idempotency_key="k")
-            store.append("s1", msg("three again"), idempotency_key="k")  # duplicate: not stored
-            got = [updates.get(timeout=2) for _ in range(3)]
-            assert [m.text for m in got if m] == ["one", "two", "three"]
-            assert updates.get(timeout=0.1) is None
+        scenarios.subscription_sees_appends(store)
 
 
 async def test_async_subscribe_sees_appends(url: str, prefix: str) -> None:

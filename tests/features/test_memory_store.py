@@ -10,7 +10,6 @@ import pytest
 import redis
 
 from chatkeep import (
-    DEFAULT_MEMORY_TTLS,
     AsyncMemoryStore,
     BackendUnavailableError,
     InvalidArgumentError,
@@ -18,6 +17,7 @@ from chatkeep import (
     SerializationError,
     ValueTooLargeError,
 )
+from tests.support import scenarios
 from tests.support.acl import least_privilege_url
 from tests.support.servers import RedisServer
 
@@ -62,28 +62,8 @@ async def test_async_twin(url: str, prefix: str) -> None:
 
 
 def test_ttl_table_defaults_and_overrides(url: str, prefix: str) -> None:
-    assert DEFAULT_MEMORY_TTLS == {
-        "user": 3 * 86400.0,
-        "agent": 3 * 86400.0,
-        "knowledge": 7 * 86400.0,
-        "summary": 30 * 86400.0,
-    }
-    with MemoryStore.from_url(url, prefix=prefix, ttls={"agent": 60, "scratch": None}) as memory:
-        for namespace, expected in [
-            (("user", "u1"), 3 * 86400),
-            (("agent", "a1"), 60),
-            ("knowledge", 7 * 86400),
-            (("summary", "u1"), 30 * 86400),
-            ("other", 7 * 86400),  # the store's ttl (StoreConfig default)
-        ]:
-            memory.put(namespace, "k", 1)
-            left = memory.ttl(namespace, "k")
-            assert left is not None and expected - 5 < left <= expected, namespace
-        memory.put("scratch", "k", 1)
-        assert memory.ttl("scratch", "k") is None
-        memory.put(("user", "u1"), "short", 1, ttl=10)
-        left = memory.ttl(("user", "u1"), "short")
-        assert left is not None and 5 < left <= 10
+    with MemoryStore.from_url(url, prefix=prefix, ttls=scenarios.TTL_OVERRIDES) as memory:
+        scenarios.ttl_table_defaults_and_overrides(memory)
 
 
 def test_values_are_validated_and_size_limited(url: str, prefix: str) -> None:
