@@ -153,16 +153,36 @@ class Raw(Subject):
             self.aclient = None
 
 
-class ChatkeepCore(Subject):
-    name = "chatkeep store"
+class ChatkeepSubject(Subject):
+    """A subject on chatkeep's conversation store: the store for the sync calls, and
+    its asyncio twin made on the first async call (in the benchmark's event loop)."""
 
     def __init__(self, url: str, prefix: str) -> None:
         super().__init__(url, prefix)
         self.store = ConversationStore.from_url(url, prefix=prefix, fallback="raise")
         self.astore: AsyncConversationStore | None = None
 
+    def async_store(self) -> AsyncConversationStore:
+        if self.astore is None:
+            self.astore = AsyncConversationStore.from_url(
+                self.url, prefix=self.prefix, fallback="raise"
+            )
+        return self.astore
+
     def keys(self, sid: str) -> list[str]:
         return list(KeySchema(self.store.config.prefix).session(sid))
+
+    def close(self) -> None:
+        self.store.close()
+
+    async def aclose(self) -> None:
+        if self.astore is not None:
+            await self.astore.aclose()
+            self.astore = None
+
+
+class ChatkeepCore(ChatkeepSubject):
+    name = "chatkeep store"
 
     def add_one(self, sid: str, message: Message) -> None:
         self.store.append(sid, [message])
@@ -177,19 +197,7 @@ class ChatkeepCore(Subject):
         return self.store.messages(sid, last=k)
 
     async def aadd_one(self, sid: str, message: Message) -> None:
-        if self.astore is None:
-            self.astore = AsyncConversationStore.from_url(
-                self.url, prefix=self.prefix, fallback="raise"
-            )
-        await self.astore.append(sid, [message])
-
-    def close(self) -> None:
-        self.store.close()
-
-    async def aclose(self) -> None:
-        if self.astore is not None:
-            await self.astore.aclose()
-            self.astore = None
+        await self.async_store().append(sid, [message])
 
 
 # -- LangChain -----------------------------------------------------------------------------
@@ -226,22 +234,15 @@ class LangChainSubject(Subject):
         await self.history(sid).aadd_messages([_lc_message(message)])
 
 
-class ChatkeepLangChain(LangChainSubject):
+class ChatkeepLangChain(LangChainSubject, ChatkeepSubject):
     name = "chatkeep_langchain"
 
     def __init__(self, url: str, prefix: str) -> None:
-        super().__init__(url, prefix)
         from chatkeep_langchain import history_factory
 
-        self.store = ConversationStore.from_url(url, prefix=prefix, fallback="raise")
-        self.astore = None
+        super().__init__(url, prefix)
         self.factory = history_factory(self.store)
         self._async_factory: Callable[[str], Any] | None = None
-        self.core = ChatkeepCore.__new__(ChatkeepCore)
-        self.core.store = self.store
-
-    def keys(self, sid: str) -> list[str]:
-        return list(KeySchema(self.store.config.prefix).session(sid))
 
     def history(self, sid: str) -> Any:
         return self.factory(sid)
@@ -252,23 +253,11 @@ class ChatkeepLangChain(LangChainSubject):
         return list(RedisChatMessageHistory(sid, store=self.store, window=k).messages)
 
     async def aadd_one(self, sid: str, message: Message) -> None:
-        if self._async_factory is None:
+        if self.astore is None or self._async_factory is None:  # first call, or after aclose()
             from chatkeep_langchain import history_factory
 
-            self.astore = AsyncConversationStore.from_url(
-                self.url, prefix=self.prefix, fallback="raise"
-            )
-            self._async_factory = history_factory(self.store, async_store=self.astore)
+            self._async_factory = history_factory(self.store, async_store=self.async_store())
         await self._async_factory(sid).aadd_messages([_lc_message(message)])
-
-    def close(self) -> None:
-        self.store.close()
-
-    async def aclose(self) -> None:
-        if self.astore is not None:
-            await self.astore.aclose()
-            self.astore = None
-            self._async_factory = None
 
 
 class CommunityLangChain(LangChainSubject):
