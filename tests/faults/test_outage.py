@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -395,34 +396,35 @@ def test_a_refused_probe_raises_and_probes_again_later(prefix: str) -> None:
         store.close()
 
 
-def test_a_pop_during_an_outage_replays_by_message_not_by_index(
-    durable_redis_server: RedisServer, prefix: str
-) -> None:
-    server = durable_redis_server
+def replayed_after_pops(
+    server: RedisServer, prefix: str, pops: Callable[[ConversationStore], None]
+) -> list[str]:
+    """a, b, c appended and read; Redis stopped: d appended, then ``pops(store)`` on the
+    fallback; Redis started again: what it holds once the store replayed it all."""
     store = ConversationStore.from_url(server.url, prefix=prefix, **FAST)
     store.append("s", [msg("a"), msg("b"), msg("c")])
     store.messages("s")
     server.stop()
     store.append("s", [msg("d")])
-    assert store.pop("s", 0).text == "a"
-    assert store.pop("s", 99) is None  # nothing removed here: nothing to replay
+    pops(store)
     server.start()
     until_recovered(store.flush, store)
-    assert stored(server.port, prefix, "s") == ["b", "c", "d"]
     store.close()
+    return stored(server.port, prefix, "s")
+
+
+def test_a_pop_during_an_outage_replays_by_message_not_by_index(
+    durable_redis_server: RedisServer, prefix: str
+) -> None:
+    def pops(store: ConversationStore) -> None:
+        assert store.pop("s", 0).text == "a"
+        assert store.pop("s", 99) is None  # nothing removed here: nothing to replay
+
+    assert replayed_after_pops(durable_redis_server, prefix, pops) == ["b", "c", "d"]
 
 
 def test_a_replayed_pop_of_a_message_already_gone_removes_nothing(
     fresh_redis_server: RedisServer, prefix: str
 ) -> None:
-    server = fresh_redis_server
-    store = ConversationStore.from_url(server.url, prefix=prefix, **FAST)
-    store.append("s", [msg("a"), msg("b"), msg("c")])
-    store.messages("s")
-    server.stop()
-    store.append("s", [msg("d")])
-    store.pop("s", 0)
-    server.start()  # came back empty: a, b, c are gone
-    until_recovered(store.flush, store)
-    assert stored(server.port, prefix, "s") == ["d"]
-    store.close()
+    # the server keeps nothing on disk: it comes back empty, a, b, c are gone
+    assert replayed_after_pops(fresh_redis_server, prefix, lambda s: s.pop("s", 0)) == ["d"]
