@@ -1,7 +1,5 @@
 """The result cache contract: every public behaviour of ResultCache and
-AsyncResultCache on every backend (memory, fakeredis, Redis, Cluster, Sentinel, a
-least-privilege ACL user, TLS), through the sync cache and the async twin (see
-conftest.py)."""
+AsyncResultCache, on every backend of the matrix and through both twins (conftest.py)."""
 
 from __future__ import annotations
 

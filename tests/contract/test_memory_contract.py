@@ -1,7 +1,5 @@
 """The long-term memory contract: every public behaviour of MemoryStore and
-AsyncMemoryStore on every backend (memory, fakeredis, Redis, Cluster, Sentinel, a
-least-privilege ACL user, TLS), through the sync store and the async twin (see
-conftest.py)."""
+AsyncMemoryStore, on every backend of the matrix and through both twins (conftest.py)."""
 
 from __future__ import annotations
 
