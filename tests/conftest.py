@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.acl import AclUser
 from tests.support.cluster import RedisClusterDeployment, SentinelDeployment, shared
 from tests.support.servers import RedisServer, TcpProxy, started
 from tests.support.tls import TlsRedis
@@ -58,6 +59,17 @@ def redis_sentinel(pytestconfig: pytest.Config) -> SentinelDeployment:
 def tls_redis(pytestconfig: pytest.Config) -> TlsRedis:
     """A TLS-only redis-server with a throwaway CA for the whole test session (shared)."""
     return shared(pytestconfig, "tls", lambda: TlsRedis().start())
+
+
+@pytest.fixture
+def least_privilege(redis_server: RedisServer, prefix: str) -> Iterator[str]:
+    """The URL of a user of the session's redis-server with only ``acl_rules(prefix)``
+    (chatkeep's minimal ACL for the test's prefix); the user is dropped afterwards."""
+    user = AclUser([redis_server.port], prefix)
+    try:
+        yield f"redis://{user.userinfo}127.0.0.1:{redis_server.port}/0"
+    finally:
+        user.drop()
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from chatkeep import (
     ValueTooLargeError,
 )
 from tests.features.conftest import finish, spawn
-from tests.support.acl import least_privilege_url
 from tests.support.servers import RedisServer
 from tests.support.threads import in_threads
 
@@ -253,14 +252,9 @@ def test_async_result_cache_from_a_url_works_across_two_event_loops(
 
 
 @pytest.mark.redis_server
-def test_a_least_privilege_user_can_use_the_result_cache(
-    redis_server: RedisServer, prefix: str
-) -> None:
+def test_a_least_privilege_user_can_use_the_result_cache(least_privilege: str, prefix: str) -> None:
     """Issue 13: a user made from ``chatkeep.redis.acl_rules()`` got NOPERM on set."""
-    with (
-        least_privilege_url(redis_server.port, prefix) as url,
-        ResultCache.from_url(url, prefix=prefix, fallback="raise") as cache,
-    ):
+    with ResultCache.from_url(least_privilege, prefix=prefix, fallback="raise") as cache:
         cache.set("k", {"v": 1})
         assert cache.get("k") == {"v": 1}
         assert cache.get_or_compute("c", lambda: "computed") == "computed"

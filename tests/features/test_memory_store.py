@@ -18,7 +18,6 @@ from chatkeep import (
     ValueTooLargeError,
 )
 from tests.support import scenarios
-from tests.support.acl import least_privilege_url
 from tests.support.servers import RedisServer
 
 USER = ("user", "u42")
@@ -183,14 +182,9 @@ def test_async_memory_store_from_a_url_works_across_two_event_loops(
 
 
 @pytest.mark.redis_server
-def test_a_least_privilege_user_can_use_the_memory_store(
-    redis_server: RedisServer, prefix: str
-) -> None:
+def test_a_least_privilege_user_can_use_the_memory_store(least_privilege: str, prefix: str) -> None:
     """Issue 13: a user made from ``chatkeep.redis.acl_rules()`` got NOPERM on put."""
-    with (
-        least_privilege_url(redis_server.port, prefix) as url,
-        MemoryStore.from_url(url, prefix=prefix, fallback="raise") as memory,
-    ):
+    with MemoryStore.from_url(least_privilege, prefix=prefix, fallback="raise") as memory:
         memory.put(USER, "profile", {"name": "Ada"})
         memory.mput(USER, {"a": 1, "b": b"\x00"})
         assert memory.get(USER, "profile") == {"name": "Ada"}

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 import redis
@@ -52,14 +51,3 @@ class AclUser:
                 client.acl_deluser(self.name)
             finally:
                 client.close()
-
-
-@contextlib.contextmanager
-def least_privilege_url(port: int, prefix: str) -> Iterator[str]:
-    """The URL of a user with only ``acl_rules(prefix)`` on the server at ``port``;
-    the user is dropped afterwards."""
-    user = AclUser([port], prefix)
-    try:
-        yield f"redis://{user.userinfo}127.0.0.1:{port}/0"
-    finally:
-        user.drop()
