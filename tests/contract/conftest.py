@@ -244,27 +244,31 @@ def async_harness(request: pytest.FixtureRequest, prefix: str) -> Iterator[Harne
 
 @pytest.fixture
 def make_store(harness: Harness) -> Callable[..., Any]:
+    """``make_store(**options)``: a conversation store on the test's backend and twin."""
     return harness.make
 
 
 @pytest.fixture
-def store(make_store: Callable[..., Any]) -> Any:
-    return make_store()
+def make_memory_store(harness: Harness) -> Callable[..., Any]:
+    """The same for a long-term memory store."""
+    return functools.partial(harness.make_of, MemoryStore, AsyncMemoryStore)
 
 
 @pytest.fixture
-def make_memory_store(harness: Harness) -> Callable[..., Any]:
-    return functools.partial(harness.make_of, MemoryStore, AsyncMemoryStore)
+def make_cache(harness: Harness) -> Callable[..., Any]:
+    """The same for a result cache."""
+    return functools.partial(harness.make_of, ResultCache, AsyncResultCache)
+
+
+@pytest.fixture
+def store(make_store: Callable[..., Any]) -> Any:
+    """One made with the default options (so are ``memory`` and ``cache``)."""
+    return make_store()
 
 
 @pytest.fixture
 def memory(make_memory_store: Callable[..., Any]) -> Any:
     return make_memory_store()
-
-
-@pytest.fixture
-def make_cache(harness: Harness) -> Callable[..., Any]:
-    return functools.partial(harness.make_of, ResultCache, AsyncResultCache)
 
 
 @pytest.fixture
