@@ -33,11 +33,13 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.graph import END, START, MessagesState, StateGraph
 
 from chatkeep_langgraph import RedisSaver
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from examples.langgraph_agent import build as build_agent
 
 
 def _model(messages: list[BaseMessage]) -> AIMessage:
@@ -51,23 +53,9 @@ def _model(messages: list[BaseMessage]) -> AIMessage:
 
 
 def build(checkpointer: Any) -> Any:
-    def agent(state: MessagesState) -> dict[str, Any]:
-        return {"messages": [_model(state["messages"])]}
-
-    def tools(state: MessagesState) -> dict[str, Any]:
-        calls = state["messages"][-1].tool_calls  # type: ignore[attr-defined]
-        return {"messages": [ToolMessage("18°C, sunny", tool_call_id=c["id"]) for c in calls]}
-
-    def route(state: MessagesState) -> str:
-        return "tools" if getattr(state["messages"][-1], "tool_calls", None) else END
-
-    builder = StateGraph(MessagesState)
-    builder.add_node("agent", agent)
-    builder.add_node("tools", tools)
-    builder.add_edge(START, "agent")
-    builder.add_conditional_edges("agent", route, ["tools", END])
-    builder.add_edge("tools", "agent")
-    return builder.compile(checkpointer=checkpointer)
+    """The agent of examples/langgraph_agent.py, with a model that writes answers of a
+    typical length."""
+    return build_agent(checkpointer, chat_model=_model)
 
 
 def conversation(graph: Any, thread_id: str, steps: int) -> list[float]:

@@ -73,6 +73,9 @@ class Subject:
 
     name = "?"
     framework = "core"
+    # What the subject made for its async calls, on the first one (in the benchmark's
+    # event loop): a client or a store, closed by aclose().
+    made_async: Any = None
 
     def __init__(self, url: str, prefix: str) -> None:
         self.url = url
@@ -103,7 +106,9 @@ class Subject:
         return None
 
     async def aclose(self) -> None:
-        return None
+        if self.made_async is not None:
+            await self.made_async.aclose()
+            self.made_async = None
 
 
 class Raw(Subject):
@@ -112,7 +117,6 @@ class Raw(Subject):
     def __init__(self, url: str, prefix: str) -> None:
         super().__init__(url, prefix)
         self.client = redis.Redis.from_url(url)
-        self.aclient: Any = None
 
     def keys(self, sid: str) -> list[str]:
         return [f"{self.prefix}:{sid}"]
@@ -134,12 +138,12 @@ class Raw(Subject):
         return [json.loads(r) for r in self.client.lrange(f"{self.prefix}:{sid}", -k, -1)]
 
     async def aadd_one(self, sid: str, message: Message) -> None:
-        if self.aclient is None:  # a blocking pool, as chatkeep uses: bursts wait, never fail
-            self.aclient = redis.asyncio.Redis.from_pool(
+        if self.made_async is None:  # a blocking pool, as chatkeep uses: bursts wait, never fail
+            self.made_async = redis.asyncio.Redis.from_pool(
                 redis.asyncio.BlockingConnectionPool.from_url(self.url, max_connections=100)
             )
         key = f"{self.prefix}:{sid}"
-        pipe = self.aclient.pipeline(transaction=False)
+        pipe = self.made_async.pipeline(transaction=False)
         pipe.rpush(key, raw_record(message))
         pipe.pexpire(key, TTL_SECONDS * 1000)
         await pipe.execute()
@@ -147,22 +151,32 @@ class Raw(Subject):
     def close(self) -> None:
         self.client.close()
 
-    async def aclose(self) -> None:
-        if self.aclient is not None:
-            await self.aclient.aclose()
-            self.aclient = None
 
-
-class ChatkeepCore(Subject):
-    name = "chatkeep store"
+class ChatkeepSubject(Subject):
+    """A subject on chatkeep's conversation store: the store for the sync calls, and
+    its asyncio twin made on the first async call (in the benchmark's event loop)."""
 
     def __init__(self, url: str, prefix: str) -> None:
         super().__init__(url, prefix)
         self.store = ConversationStore.from_url(url, prefix=prefix, fallback="raise")
-        self.astore: AsyncConversationStore | None = None
+
+    def async_store(self) -> AsyncConversationStore:
+        if self.made_async is None:
+            self.made_async = AsyncConversationStore.from_url(
+                self.url, prefix=self.prefix, fallback="raise"
+            )
+        store: AsyncConversationStore = self.made_async
+        return store
 
     def keys(self, sid: str) -> list[str]:
         return list(KeySchema(self.store.config.prefix).session(sid))
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class ChatkeepCore(ChatkeepSubject):
+    name = "chatkeep store"
 
     def add_one(self, sid: str, message: Message) -> None:
         self.store.append(sid, [message])
@@ -177,19 +191,7 @@ class ChatkeepCore(Subject):
         return self.store.messages(sid, last=k)
 
     async def aadd_one(self, sid: str, message: Message) -> None:
-        if self.astore is None:
-            self.astore = AsyncConversationStore.from_url(
-                self.url, prefix=self.prefix, fallback="raise"
-            )
-        await self.astore.append(sid, [message])
-
-    def close(self) -> None:
-        self.store.close()
-
-    async def aclose(self) -> None:
-        if self.astore is not None:
-            await self.astore.aclose()
-            self.astore = None
+        await self.async_store().append(sid, [message])
 
 
 # -- LangChain -----------------------------------------------------------------------------
@@ -226,22 +228,15 @@ class LangChainSubject(Subject):
         await self.history(sid).aadd_messages([_lc_message(message)])
 
 
-class ChatkeepLangChain(LangChainSubject):
+class ChatkeepLangChain(LangChainSubject, ChatkeepSubject):
     name = "chatkeep_langchain"
 
     def __init__(self, url: str, prefix: str) -> None:
-        super().__init__(url, prefix)
         from chatkeep_langchain import history_factory
 
-        self.store = ConversationStore.from_url(url, prefix=prefix, fallback="raise")
-        self.astore = None
+        super().__init__(url, prefix)
         self.factory = history_factory(self.store)
         self._async_factory: Callable[[str], Any] | None = None
-        self.core = ChatkeepCore.__new__(ChatkeepCore)
-        self.core.store = self.store
-
-    def keys(self, sid: str) -> list[str]:
-        return list(KeySchema(self.store.config.prefix).session(sid))
 
     def history(self, sid: str) -> Any:
         return self.factory(sid)
@@ -252,23 +247,11 @@ class ChatkeepLangChain(LangChainSubject):
         return list(RedisChatMessageHistory(sid, store=self.store, window=k).messages)
 
     async def aadd_one(self, sid: str, message: Message) -> None:
-        if self._async_factory is None:
+        if self.made_async is None or self._async_factory is None:  # first, or after aclose()
             from chatkeep_langchain import history_factory
 
-            self.astore = AsyncConversationStore.from_url(
-                self.url, prefix=self.prefix, fallback="raise"
-            )
-            self._async_factory = history_factory(self.store, async_store=self.astore)
+            self._async_factory = history_factory(self.store, async_store=self.async_store())
         await self._async_factory(sid).aadd_messages([_lc_message(message)])
-
-    def close(self) -> None:
-        self.store.close()
-
-    async def aclose(self) -> None:
-        if self.astore is not None:
-            await self.astore.aclose()
-            self.astore = None
-            self._async_factory = None
 
 
 class CommunityLangChain(LangChainSubject):

@@ -20,10 +20,12 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import redis
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, MessagesState, StateGraph
 
 from chatkeep import StoreConfig
@@ -50,9 +52,15 @@ def model(messages: list[BaseMessage]) -> AIMessage:
     )
 
 
-def build(saver: RedisSaver) -> Any:
+def build(
+    saver: BaseCheckpointSaver[Any],
+    chat_model: Callable[[list[BaseMessage]], AIMessage] = model,
+) -> Any:
+    """The agent: ``chat_model`` (the offline model above unless told otherwise) and the
+    weather tool, its checkpoints kept by ``saver``."""
+
     def agent(state: MessagesState) -> dict[str, Any]:
-        return {"messages": [model(state["messages"])]}
+        return {"messages": [chat_model(state["messages"])]}
 
     def tools(state: MessagesState) -> dict[str, Any]:
         calls = state["messages"][-1].tool_calls  # type: ignore[attr-defined]

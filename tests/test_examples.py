@@ -2,28 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
+from tests.support.examples import run_example
 from tests.support.servers import RedisServer, free_port
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_example(name: str, redis_url: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "REDIS_URL": redis_url}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "examples" / name)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 @pytest.mark.redis_server

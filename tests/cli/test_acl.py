@@ -5,27 +5,14 @@ out the commands only the CLI sends)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from chatkeep import ConversationStore
 from tests.cli.conftest import Result, invoke_cli, seed
-from tests.support.acl import AclUser
-from tests.support.servers import RedisServer
 
 pytestmark = pytest.mark.redis_server
-
-
-@pytest.fixture
-def least_privilege(redis_server: RedisServer, prefix: str) -> Iterator[str]:
-    """The URL of a user with only ``acl_rules(prefix)``."""
-    user = AclUser([redis_server.port], prefix)
-    try:
-        yield f"redis://{user.userinfo}127.0.0.1:{redis_server.port}/0"
-    finally:
-        user.drop()
 
 
 def test_a_user_made_from_acl_rules_runs_every_command(

@@ -36,36 +36,11 @@ from chatkeep import (
     ResultCache,
 )
 from tests.support.acl import AclUser
-from tests.support.cluster import (
-    RedisClusterDeployment,
-    SentinelDeployment,
-    close_sentinel_client,
-    sentinel_master,
-    shared,
-)
-from tests.support.tls import TlsRedis
+from tests.support.cluster import close_sentinel_client, sentinel_master
 
 BACKENDS = ["memory", "fakeredis", "redis", "cluster", "sentinel", "redis-acl", "redis-tls"]
 TWINS = ["sync", "async"]
 REAL = {"redis", "cluster", "sentinel", "redis-acl", "redis-tls"}
-
-
-@pytest.fixture(scope="session")
-def redis_cluster(pytestconfig: pytest.Config) -> RedisClusterDeployment:
-    """3 masters + 3 replicas for the whole test session (shared with tests/scale)."""
-    return shared(pytestconfig, "cluster", lambda: RedisClusterDeployment().start())
-
-
-@pytest.fixture(scope="session")
-def redis_sentinel(pytestconfig: pytest.Config) -> SentinelDeployment:
-    """1 master, 1 replica, 3 sentinels for the whole test session (shared)."""
-    return shared(pytestconfig, "sentinel", lambda: SentinelDeployment().start())
-
-
-@pytest.fixture(scope="session")
-def tls_redis(pytestconfig: pytest.Config) -> TlsRedis:
-    """A TLS-only redis-server with a throwaway CA for the whole test session (shared)."""
-    return shared(pytestconfig, "tls", lambda: TlsRedis().start())
 
 
 class AsyncFacade:
@@ -269,27 +244,31 @@ def async_harness(request: pytest.FixtureRequest, prefix: str) -> Iterator[Harne
 
 @pytest.fixture
 def make_store(harness: Harness) -> Callable[..., Any]:
+    """``make_store(**options)``: a conversation store on the test's backend and twin."""
     return harness.make
 
 
 @pytest.fixture
-def store(make_store: Callable[..., Any]) -> Any:
-    return make_store()
+def make_memory_store(harness: Harness) -> Callable[..., Any]:
+    """The same for a long-term memory store."""
+    return functools.partial(harness.make_of, MemoryStore, AsyncMemoryStore)
 
 
 @pytest.fixture
-def make_memory_store(harness: Harness) -> Callable[..., Any]:
-    return functools.partial(harness.make_of, MemoryStore, AsyncMemoryStore)
+def make_cache(harness: Harness) -> Callable[..., Any]:
+    """The same for a result cache."""
+    return functools.partial(harness.make_of, ResultCache, AsyncResultCache)
+
+
+@pytest.fixture
+def store(make_store: Callable[..., Any]) -> Any:
+    """One made with the default options (so are ``memory`` and ``cache``)."""
+    return make_store()
 
 
 @pytest.fixture
 def memory(make_memory_store: Callable[..., Any]) -> Any:
     return make_memory_store()
-
-
-@pytest.fixture
-def make_cache(harness: Harness) -> Callable[..., Any]:
-    return functools.partial(harness.make_of, ResultCache, AsyncResultCache)
 
 
 @pytest.fixture

@@ -1,13 +1,10 @@
 """The result cache contract: every public behaviour of ResultCache and
-AsyncResultCache on every backend (memory, fakeredis, Redis, Cluster, Sentinel, a
-least-privilege ACL user, TLS), through the sync cache and the async twin (see
-conftest.py)."""
+AsyncResultCache, on every backend of the matrix and through both twins (conftest.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import threading
 import time
 from typing import Any
 
@@ -21,6 +18,7 @@ from chatkeep import (
     ValueTooLargeError,
 )
 from tests.contract.conftest import Harness
+from tests.support.threads import in_threads
 
 
 def drive(cache: Any, flow: Any) -> Any:
@@ -196,15 +194,7 @@ def test_one_computation_per_key_for_concurrent_callers(harness: Harness, cache:
         return 5
 
     if harness.twin == "sync":
-        results: list[int] = []
-        threads = [
-            threading.Thread(target=lambda: results.append(cache.get_or_compute("k", slow)))
-            for _ in range(5)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        results = in_threads(5, lambda _: cache.get_or_compute("k", slow))
     else:
         acache = cache.store
 

@@ -15,16 +15,13 @@ from chatkeep import (
     ConversationStore,
     InvalidArgumentError,
     LockTimeoutError,
-    Message,
 )
 from chatkeep.keys import KeySchema
 from chatkeep.redis import acl_rules
+from tests.support import scenarios
+from tests.support.messages import msg
 
 from .conftest import Harness
-
-
-def _user(text: str) -> Message:
-    return Message(role="user", content=text)
 
 
 def _redis_only(harness: Harness, why: str) -> None:
@@ -36,15 +33,7 @@ def _redis_only(harness: Harness, why: str) -> None:
 
 
 def test_lock_excludes_and_times_out(store: Any) -> None:
-    with store.lock("s1", timeout=5) as held:
-        assert held.local is False
-        with pytest.raises(LockTimeoutError):
-            with store.lock("s1", blocking_timeout=0.05):
-                pass
-        with store.lock("s2", blocking_timeout=0.05):  # other sessions are free
-            pass
-    with store.lock("s1", blocking_timeout=0.05):  # released
-        pass
+    scenarios.lock_excludes_and_times_out(store)
 
 
 def test_lock_acquire_and_release_by_hand(store: Any) -> None:
@@ -131,21 +120,12 @@ def test_a_lock_that_expired_warns_when_released(
 
 
 def test_subscribe_sees_appends(store: Any) -> None:
-    with store.subscribe("s1") as updates:
-        assert updates.reconnects == 0
-        assert updates.get(timeout=0.05) is None
-        store.append("s1", [_user("one"), _user("two")])
-        store.append("other", _user("elsewhere"))
-        store.append("s1", _user("three"), idempotency_key="k")
-        store.append("s1", _user("three again"), idempotency_key="k")  # duplicate: not stored
-        got = [updates.get(timeout=5) for _ in range(3)]
-        assert [m.text for m in got if m] == ["one", "two", "three"]
-        assert updates.get(timeout=0.1) is None
+    scenarios.subscription_sees_appends(store)
 
 
 def test_subscription_iterates(store: Any) -> None:
     with store.subscribe("s") as updates:
-        store.append("s", [_user("a"), _user("b")])
+        store.append("s", [msg("a"), msg("b")])
         seen = []
         for message in updates:
             seen.append(message.text)
@@ -160,8 +140,8 @@ def test_other_stores_appends_reach_a_subscriber(make_store: Any, harness: Harne
     loud = make_store(publish=True)
     reader = make_store()
     with reader.subscribe("s") as updates:
-        quiet.append("s", _user("quiet"))  # publish=False: not published
-        loud.append("s", _user("loud"))
+        quiet.append("s", msg("quiet"))  # publish=False: not published
+        loud.append("s", msg("loud"))
         message = updates.get(timeout=5)
         assert message is not None and message.text == "loud"
 
@@ -169,7 +149,7 @@ def test_other_stores_appends_reach_a_subscriber(make_store: Any, harness: Harne
 def test_a_closed_subscription_returns_nothing(store: Any) -> None:
     updates = store.subscribe("s")
     updates.close()
-    store.append("s", _user("after"))
+    store.append("s", msg("after"))
     assert updates.get(timeout=0.05) is None
     updates.close()  # twice is fine
 
@@ -191,7 +171,7 @@ def test_async_lock_and_subscription_across_two_event_loops(async_harness: Harne
             with pytest.raises(LockTimeoutError):
                 async with store.lock("s", blocking_timeout=0.05):
                     pass
-            await store.append("s", _user(text))
+            await store.append("s", msg(text))
         got = await updates.get(timeout=5)
         return None if got is None else got.text
 

@@ -1,7 +1,5 @@
 """The long-term memory contract: every public behaviour of MemoryStore and
-AsyncMemoryStore on every backend (memory, fakeredis, Redis, Cluster, Sentinel, a
-least-privilege ACL user, TLS), through the sync store and the async twin (see
-conftest.py)."""
+AsyncMemoryStore, on every backend of the matrix and through both twins (conftest.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +11,6 @@ from typing import Any
 import pytest
 
 from chatkeep import (
-    DEFAULT_MEMORY_TTLS,
     InvalidArgumentError,
     InvalidSessionId,
     SerializationError,
@@ -21,6 +18,7 @@ from chatkeep import (
     ValueTooLargeError,
 )
 from tests.contract.conftest import Harness
+from tests.support import scenarios
 
 USER = ("user", "u42")
 
@@ -125,32 +123,7 @@ def test_bad_values_and_arguments_write_nothing(make_memory_store: Any) -> None:
 
 
 def test_ttl_table_defaults_and_overrides(make_memory_store: Any) -> None:
-    assert DEFAULT_MEMORY_TTLS == {
-        "user": 3 * 86400.0,
-        "agent": 3 * 86400.0,
-        "knowledge": 7 * 86400.0,
-        "summary": 30 * 86400.0,
-    }
-    memory = make_memory_store(ttls={"agent": 60, "scratch": None})
-    assert memory.ttls == {**DEFAULT_MEMORY_TTLS, "agent": 60.0, "scratch": None}
-    for namespace, expected in [
-        (("user", "u1"), 3 * 86400),
-        (("agent", "a1"), 60),
-        ("knowledge", 7 * 86400),
-        (("summary", "u1"), 30 * 86400),
-        ("other", 7 * 86400),  # the store's ttl (StoreConfig default)
-    ]:
-        memory.put(namespace, "k", 1)
-        left = memory.ttl(namespace, "k")
-        assert left is not None and expected - 5 < left <= expected, namespace
-    memory.put("scratch", "k", 1)
-    assert memory.ttl("scratch", "k") is None
-    memory.put(("user", "u1"), "short", 1, ttl=10)
-    left = memory.ttl(("user", "u1"), "short")
-    assert left is not None and 5 < left <= 10
-    memory.put(("user", "u1"), "never", 1, ttl=None)
-    assert memory.ttl(("user", "u1"), "never") is None
-    assert memory.ttl(("user", "u1"), "missing") == 0.0
+    scenarios.ttl_table_defaults_and_overrides(make_memory_store(ttls=scenarios.TTL_OVERRIDES))
 
 
 def test_values_expire_sliding_by_default_and_fixed_on_request(make_memory_store: Any) -> None:

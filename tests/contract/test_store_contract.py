@@ -17,15 +17,7 @@ from chatkeep import (
     SessionOwnershipError,
     ToolCall,
 )
-
-
-def msg(text: str, role: str = "user", **fields: Any) -> Message:
-    return Message(role=role, content=text, **fields)
-
-
-def texts(messages: list[Message]) -> list[str]:
-    return [m.text for m in messages]
-
+from tests.support.messages import msg, texts
 
 # -- append and read --------------------------------------------------------------------
 

@@ -5,9 +5,6 @@ Redis) and replayed once; cache writes stay in this process."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,37 +21,32 @@ from chatkeep import (
     ResultCache,
 )
 from tests.contract.conftest import AsyncFacade
+from tests.support.faults import FAST, python, until_recovered
 from tests.support.servers import RedisServer
 
 pytestmark = pytest.mark.redis_server
 
-FAST = {"probe_interval": 0.05, "probe_max": 0.2}
 USER = ("user", "u42")
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(params=["sync", "async"])
-def twin(request: pytest.FixtureRequest) -> Iterator[Callable[[type, type], Callable[..., Any]]]:
-    """``twin(Sync, Async)(...)`` makes the sync store, or the async one behind a facade."""
+def twin(
+    request: pytest.FixtureRequest, durable_redis_server: RedisServer, prefix: str
+) -> Iterator[Callable[[type, type], Any]]:
+    """``twin(Sync, Async)``: a store on the test's durable redis-server (probing
+    fast), of the sync class, or of the async one behind a facade."""
     loop = asyncio.new_event_loop() if request.param == "async" else None
 
-    def pick(sync: type, asynchronous: type) -> Callable[..., Any]:
+    def make(sync: type, asynchronous: type) -> Any:
+        options = {"url": durable_redis_server.url, "prefix": prefix, **FAST}
         if loop is None:
-            return sync  # type: ignore[no-any-return]
-        return lambda *args, **kwargs: AsyncFacade(asynchronous(*args, **kwargs), loop)
+            return sync(**options)
+        return AsyncFacade(asynchronous(**options), loop)
 
-    yield pick
+    yield make
     if loop is not None:
         loop.run_until_complete(asyncio.sleep(0))
         loop.close()
-
-
-def until_recovered(call: Callable[[], Any], store: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while store.status().degraded:
-        assert time.monotonic() < deadline, "the store did not come back from the fallback"
-        call()
-        time.sleep(0.02)
 
 
 def memory_values(url: str, prefix: str) -> dict[str, bytes]:
@@ -75,7 +67,7 @@ def test_memory_store_server_stopped_mid_use(
     durable_redis_server: RedisServer, prefix: str, twin: Any
 ) -> None:
     server = durable_redis_server
-    memory = twin(MemoryStore, AsyncMemoryStore)(url=server.url, prefix=prefix, **FAST)
+    memory = twin(MemoryStore, AsyncMemoryStore)
     memory.put(USER, "before", "seen")
     memory.put(USER, "kept", [1])
 
@@ -109,23 +101,23 @@ def test_memory_and_conversations_share_one_circuit_and_journal(
     fresh_redis_server: RedisServer, prefix: str
 ) -> None:
     server = fresh_redis_server
-    memory = MemoryStore.from_url(server.url, prefix=prefix, **FAST)
-    store = ConversationStore.from_url(server.url, prefix=prefix, **FAST)
-    assert memory.connection is not None and store.connection is memory.connection
-    memory.put(USER, "k", 0)
-    server.stop()
-    store.append("chat", Message(role="user", content="hi"))  # opens the one circuit
-    assert memory.status().degraded  # without a call of its own
-    memory.put(USER, "k", 1)
-    assert memory.status().pending_replay == store.status().pending_replay == 2
-    server.start()
-    until_recovered(memory.flush, memory)
-    assert not store.status().degraded
-    assert memory_values(server.url, prefix) == {"k": b"1"}
-    assert [m.text for m in store.messages("chat")] == ["hi"]
-    assert store.status().outages == 1
-    store.close()
-    memory.close()
+    with (
+        MemoryStore.from_url(server.url, prefix=prefix, **FAST) as memory,
+        ConversationStore.from_url(server.url, prefix=prefix, **FAST) as store,
+    ):
+        assert memory.connection is not None and store.connection is memory.connection
+        memory.put(USER, "k", 0)
+        server.stop()
+        store.append("chat", Message(role="user", content="hi"))  # opens the one circuit
+        assert memory.status().degraded  # without a call of its own
+        memory.put(USER, "k", 1)
+        assert memory.status().pending_replay == store.status().pending_replay == 2
+        server.start()
+        until_recovered(memory.flush, memory)
+        assert not store.status().degraded
+        assert memory_values(server.url, prefix) == {"k": b"1"}
+        assert [m.text for m in store.messages("chat")] == ["hi"]
+        assert store.status().outages == 1
 
 
 def test_memory_writes_journaled_durably_are_replayed_by_another_process(
@@ -143,14 +135,7 @@ def test_memory_writes_journaled_durably_are_replayed_by_another_process(
         "memory.delete(('user', 'u42'), 'c')\n"
         "assert memory.status().pending_replay == 3\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = python(code, options=["-W", "ignore"])
     assert done.returncode == 0, done.stderr
     server.start()
     memory = MemoryStore.from_url(server.url, prefix=prefix, journal_path=journal, **FAST)
@@ -161,11 +146,9 @@ def test_memory_writes_journaled_durably_are_replayed_by_another_process(
     memory.close()
 
 
-def test_result_cache_server_stopped_mid_use(
-    durable_redis_server: RedisServer, prefix: str, twin: Any
-) -> None:
+def test_result_cache_server_stopped_mid_use(durable_redis_server: RedisServer, twin: Any) -> None:
     server = durable_redis_server
-    cache = twin(ResultCache, AsyncResultCache)(url=server.url, prefix=prefix, **FAST)
+    cache = twin(ResultCache, AsyncResultCache)
     assert cache.get_or_compute("seen", lambda: "before") == "before"
 
     server.stop()

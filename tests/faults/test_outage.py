@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,40 +23,11 @@ from chatkeep import (
     Message,
     SessionOwnershipError,
 )
+from tests.support.faults import FAST, stored, until_recovered
+from tests.support.messages import msg
 from tests.support.servers import RedisServer, TcpProxy
 
 pytestmark = pytest.mark.redis_server
-
-FAST = {"probe_interval": 0.05, "probe_max": 0.2}
-
-
-def msg(text: str, role: str = "user") -> Message:
-    return Message(role=role, content=text)
-
-
-def stored(server_url: str, prefix: str, sid: str) -> list[str]:
-    client = redis.Redis.from_url(server_url)
-    try:
-        from chatkeep.codec import decode
-
-        return [decode(raw).text for raw in client.lrange(f"{prefix}:{{{sid}}}:m", 0, -1)]
-    finally:
-        client.close()
-
-
-def until_recovered(call: Any, status: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while status().degraded:
-        assert time.monotonic() < deadline, "the store did not come back from the fallback"
-        call()
-        time.sleep(0.02)
-
-
-@pytest.fixture
-def proxy(fresh_redis_server: RedisServer) -> Iterator[TcpProxy]:
-    made = TcpProxy(fresh_redis_server.port)
-    yield made
-    made.close()
 
 
 def test_server_stopped_mid_conversation(durable_redis_server: RedisServer, prefix: str) -> None:
@@ -76,9 +47,9 @@ def test_server_stopped_mid_conversation(durable_redis_server: RedisServer, pref
     assert [m.text for m in store.messages("chat", last=2)] == ["q5", "a5"]
 
     server.start()
-    until_recovered(lambda: store.messages("chat"), store.status)
+    until_recovered(lambda: store.messages("chat"), store)
     expected = [t for i in range(6) for t in (f"q{i}", f"a{i}")]
-    assert stored(server.url, prefix, "chat") == expected  # every message once, in order
+    assert stored(server.port, prefix, "chat") == expected  # every message once, in order
     assert [m.text for m in store.messages("chat")] == expected
     status = store.status()
     assert (status.degraded, status.pending_replay, status.replayed, status.outages) == (
@@ -109,7 +80,7 @@ def test_async_server_stopped_mid_conversation(
             assert time.monotonic() < deadline
             await store.messages("chat")
             await asyncio.sleep(0.02)
-        assert stored(server.url, prefix, "chat") == ["q0", "a0", "q1", "a1"]
+        assert stored(server.port, prefix, "chat") == ["q0", "a0", "q1", "a1"]
         await store.aclose()
 
     asyncio.run(scenario())
@@ -130,7 +101,7 @@ def test_connection_cut_by_the_network(
             assert time.monotonic() < deadline
             call(store.messages("s"))
             time.sleep(0.02)
-        assert stored(fresh_redis_server.url, prefix, "s") == ["before", "during"]
+        assert stored(fresh_redis_server.port, prefix, "s") == ["before", "during"]
 
     if twin == "sync":
         with ConversationStore.from_url(proxy.url, prefix=prefix, **FAST) as store:
@@ -159,9 +130,9 @@ def test_twins_share_one_mirror_journal_and_circuit(
     assert [m.text for m in store.messages("s")] == ["sync 1", "sync 2", "async 3"]
     assert twin.status().degraded and store.status().pending_replay == 2
     proxy.restore()
-    until_recovered(lambda: loop.run_until_complete(twin.messages("s")), twin.status)
+    until_recovered(lambda: loop.run_until_complete(twin.messages("s")), twin)
     assert not store.status().degraded  # one circuit
-    assert stored(fresh_redis_server.url, prefix, "s") == ["sync 1", "sync 2", "async 3"]
+    assert stored(fresh_redis_server.port, prefix, "s") == ["sync 1", "sync 2", "async 3"]
     loop.run_until_complete(twin.aclose())
     store.close()
     loop.close()
@@ -211,11 +182,11 @@ def test_lost_reply_is_replayed_exactly_once(
     proxy.drop_replies()  # Redis applies the next append; the client times out
     store.append("s", [msg("two")])
     assert store.status().degraded
-    assert stored(fresh_redis_server.url, prefix, "s") == ["one", "two"]  # applied already
+    assert stored(fresh_redis_server.port, prefix, "s") == ["one", "two"]  # applied already
     proxy.cut()  # drop the stalled connections, then let traffic through again
     proxy.restore()
-    until_recovered(store.flush, store.status)
-    assert stored(fresh_redis_server.url, prefix, "s") == ["one", "two"]  # not twice
+    until_recovered(store.flush, store)
+    assert stored(fresh_redis_server.port, prefix, "s") == ["one", "two"]  # not twice
     assert store.status().replayed == 1
     store.close()
 
@@ -237,7 +208,7 @@ def test_transitions_are_logged_once_and_reported(
             store.append("s", [msg("secret text")])
             store.messages("s")
         fresh_redis_server.start()
-        until_recovered(lambda: store.messages("s"), store.status)
+        until_recovered(lambda: store.messages("s"), store)
         for _ in range(5):
             store.messages("s")
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
@@ -420,39 +391,40 @@ def test_a_refused_probe_raises_and_probes_again_later(prefix: str) -> None:
         server.stop()
         server.extra_args = server.extra_args[:-2]
         server.start()
-        until_recovered(store.flush, store.status)
-        assert stored(server.url, prefix, "s") == ["before", "during"]
+        until_recovered(store.flush, store)
+        assert stored(server.port, prefix, "s") == ["before", "during"]
         store.close()
+
+
+def replayed_after_pops(
+    server: RedisServer, prefix: str, pops: Callable[[ConversationStore], None]
+) -> list[str]:
+    """a, b, c appended and read; Redis stopped: d appended, then ``pops(store)`` on the
+    fallback; Redis started again: what it holds once the store replayed it all."""
+    store = ConversationStore.from_url(server.url, prefix=prefix, **FAST)
+    store.append("s", [msg("a"), msg("b"), msg("c")])
+    store.messages("s")
+    server.stop()
+    store.append("s", [msg("d")])
+    pops(store)
+    server.start()
+    until_recovered(store.flush, store)
+    store.close()
+    return stored(server.port, prefix, "s")
 
 
 def test_a_pop_during_an_outage_replays_by_message_not_by_index(
     durable_redis_server: RedisServer, prefix: str
 ) -> None:
-    server = durable_redis_server
-    store = ConversationStore.from_url(server.url, prefix=prefix, **FAST)
-    store.append("s", [msg("a"), msg("b"), msg("c")])
-    store.messages("s")
-    server.stop()
-    store.append("s", [msg("d")])
-    assert store.pop("s", 0).text == "a"
-    assert store.pop("s", 99) is None  # nothing removed here: nothing to replay
-    server.start()
-    until_recovered(store.flush, store.status)
-    assert stored(server.url, prefix, "s") == ["b", "c", "d"]
-    store.close()
+    def pops(store: ConversationStore) -> None:
+        assert store.pop("s", 0).text == "a"
+        assert store.pop("s", 99) is None  # nothing removed here: nothing to replay
+
+    assert replayed_after_pops(durable_redis_server, prefix, pops) == ["b", "c", "d"]
 
 
 def test_a_replayed_pop_of_a_message_already_gone_removes_nothing(
     fresh_redis_server: RedisServer, prefix: str
 ) -> None:
-    server = fresh_redis_server
-    store = ConversationStore.from_url(server.url, prefix=prefix, **FAST)
-    store.append("s", [msg("a"), msg("b"), msg("c")])
-    store.messages("s")
-    server.stop()
-    store.append("s", [msg("d")])
-    store.pop("s", 0)
-    server.start()  # came back empty: a, b, c are gone
-    until_recovered(store.flush, store.status)
-    assert stored(server.url, prefix, "s") == ["d"]
-    store.close()
+    # the server keeps nothing on disk: it comes back empty, a, b, c are gone
+    assert replayed_after_pops(fresh_redis_server, prefix, lambda s: s.pop("s", 0)) == ["d"]

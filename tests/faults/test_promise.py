@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -28,30 +28,13 @@ from chatkeep import (
     ConversationStore,
     IncompleteMirrorError,
     JournalFullError,
-    Message,
     SessionOwnershipError,
 )
-from tests.support.faults import asettle, python, settle, stored
+from tests.support.faults import FAST, asettle, python, settle, stored
+from tests.support.messages import msg, texts
 from tests.support.servers import RedisServer, TcpProxy
 
 pytestmark = pytest.mark.redis_server
-
-FAST = {"probe_interval": 0.05, "probe_max": 0.2}
-
-
-def msg(text: str, role: str = "user") -> Message:
-    return Message(role=role, content=text)
-
-
-def texts(messages: list[Message]) -> list[str]:
-    return [m.text for m in messages]
-
-
-@pytest.fixture
-def proxy(fresh_redis_server: RedisServer) -> Iterator[TcpProxy]:
-    made = TcpProxy(fresh_redis_server.port)
-    yield made
-    made.close()
 
 
 def forget(store: Any) -> None:

@@ -34,6 +34,7 @@ from chatkeep import (
     codec,
 )
 from tests.support.faults import raw_records
+from tests.support.messages import msg
 from tests.support.servers import RedisServer
 
 pytestmark = pytest.mark.redis_server
@@ -53,10 +54,6 @@ def admin(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client = redis_server.client()
     yield client
     client.close()
-
-
-def msg(text: str, **fields: Any) -> Message:
-    return Message(role="user", content=text, **fields)
 
 
 def keys_of(admin: redis.Redis, prefix: str) -> list[bytes]:

@@ -9,26 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cluster import RedisClusterDeployment, shared
-from tests.support.servers import RedisServer
+from tests.support.backends import CLUSTER, MEMORY, REDIS, backend_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(
-    params=[
-        "memory",
-        pytest.param("redis", marks=pytest.mark.redis_server),
-        pytest.param("cluster", marks=pytest.mark.redis_server),
-    ]
-)
-def url(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> str:
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "cluster":  # the session's shared 3-master Redis Cluster
-        return shared(pytestconfig, "cluster", lambda: RedisClusterDeployment().start()).url
-    server: RedisServer = request.getfixturevalue("redis_server")
-    return server.url
+@pytest.fixture(params=[MEMORY, REDIS, CLUSTER])
+def url(request: pytest.FixtureRequest) -> str:
+    return backend_url(request.param, request)
 
 
 def spawn(*args: str) -> subprocess.Popen[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 
 import pytest
@@ -19,8 +18,8 @@ from chatkeep import (
     ValueTooLargeError,
 )
 from tests.features.conftest import finish, spawn
-from tests.support.acl import AclUser
 from tests.support.servers import RedisServer
+from tests.support.threads import in_threads
 
 
 def test_decorator_caches_by_arguments(url: str, prefix: str) -> None:
@@ -155,15 +154,7 @@ def test_stampede_protection_across_threads(redis_server: RedisServer, prefix: s
             time.sleep(0.2)
             return 5
 
-        results: list[int] = []
-        threads = [
-            threading.Thread(target=lambda: results.append(cache.get_or_compute("k", slow)))
-            for _ in range(6)
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        results = in_threads(6, lambda _: cache.get_or_compute("k", slow))
         assert results == [5] * 6
         assert len(computations) == 1
 
@@ -181,13 +172,7 @@ def test_fallback_during_an_outage(fresh_redis_server: RedisServer, prefix: str)
             time.sleep(0.1)
             return "during"
 
-        threads = [
-            threading.Thread(target=cache.get_or_compute, args=("k", slow)) for _ in range(4)
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        in_threads(4, lambda _: cache.get_or_compute("k", slow))
         assert len(computations) == 1  # per-process locking while Redis is away
         assert cache.status().degraded
         server.start()
@@ -267,23 +252,16 @@ def test_async_result_cache_from_a_url_works_across_two_event_loops(
 
 
 @pytest.mark.redis_server
-def test_a_least_privilege_user_can_use_the_result_cache(
-    redis_server: RedisServer, prefix: str
-) -> None:
+def test_a_least_privilege_user_can_use_the_result_cache(least_privilege: str, prefix: str) -> None:
     """Issue 13: a user made from ``chatkeep.redis.acl_rules()`` got NOPERM on set."""
-    user = AclUser([redis_server.port], prefix)
-    url = f"redis://{user.userinfo}127.0.0.1:{redis_server.port}/0"
-    try:
-        with ResultCache.from_url(url, prefix=prefix, fallback="raise") as cache:
-            cache.set("k", {"v": 1})
-            assert cache.get("k") == {"v": 1}
-            assert cache.get_or_compute("c", lambda: "computed") == "computed"
-            assert cache.get_or_compute("c", lambda: "again") == "computed"
-            assert cache.delete("k") is True
-            assert cache.clear() == 1
-            assert cache.get("c") is None
-    finally:
-        user.drop()
+    with ResultCache.from_url(least_privilege, prefix=prefix, fallback="raise") as cache:
+        cache.set("k", {"v": 1})
+        assert cache.get("k") == {"v": 1}
+        assert cache.get_or_compute("c", lambda: "computed") == "computed"
+        assert cache.get_or_compute("c", lambda: "again") == "computed"
+        assert cache.delete("k") is True
+        assert cache.clear() == 1
+        assert cache.get("c") is None
 
 
 @pytest.mark.redis_server

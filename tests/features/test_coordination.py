@@ -18,29 +18,18 @@ from chatkeep import (
     BackendUnavailableError,
     ConversationStore,
     LockTimeoutError,
-    Message,
 )
 from tests.features.conftest import finish, spawn
+from tests.support import scenarios
+from tests.support.messages import msg
 from tests.support.servers import RedisServer
-
-
-def _user(text: str) -> Message:
-    return Message(role="user", content=text)
-
 
 # -- locks ----------------------------------------------------------------------------------
 
 
 def test_lock_excludes_and_times_out(url: str, prefix: str) -> None:
     with ConversationStore.from_url(url, prefix=prefix) as store:
-        with store.lock("s1", timeout=5):
-            with pytest.raises(LockTimeoutError):
-                with store.lock("s1", blocking_timeout=0.05):
-                    pass
-            with store.lock("s2", blocking_timeout=0.05):  # other sessions are free
-                pass
-        with store.lock("s1", blocking_timeout=0.05):  # released
-            pass
+        scenarios.lock_excludes_and_times_out(store)
 
 
 async def test_async_lock_serializes_turns(url: str, prefix: str) -> None:
@@ -48,9 +37,9 @@ async def test_async_lock_serializes_turns(url: str, prefix: str) -> None:
 
         async def turn(name: str) -> None:
             async with store.lock("s", timeout=5):
-                await store.append("s", _user(f"{name}:start"))
+                await store.append("s", msg(f"{name}:start"))
                 await asyncio.sleep(0.01)
-                await store.append("s", _user(f"{name}:end"))
+                await store.append("s", msg(f"{name}:end"))
 
         await asyncio.gather(*(turn(f"t{i}") for i in range(5)))
         texts = [m.text for m in await store.messages("s")]
@@ -201,21 +190,13 @@ def test_async_lock_fallback_is_logged_once_per_outage(
 
 def test_subscribe_sees_appends(url: str, prefix: str) -> None:
     with ConversationStore.from_url(url, prefix=prefix) as store:
-        with store.subscribe("s1") as updates:
-            assert updates.get(timeout=0.05) is None
-            store.append("s1", [_user("one"), _user("two")])
-            store.append("other", _user("elsewhere"))
-            store.append("s1", _user("three"), idempotency_key="k")
-            store.append("s1", _user("three again"), idempotency_key="k")  # duplicate: not stored
-            got = [updates.get(timeout=2) for _ in range(3)]
-            assert [m.text for m in got if m] == ["one", "two", "three"]
-            assert updates.get(timeout=0.1) is None
+        scenarios.subscription_sees_appends(store)
 
 
 async def test_async_subscribe_sees_appends(url: str, prefix: str) -> None:
     async with AsyncConversationStore.from_url(url, prefix=prefix) as store:
         async with store.subscribe("s1") as updates:
-            await store.append("s1", [_user("one"), _user("two")])
+            await store.append("s1", [msg("one"), msg("two")])
             seen = []
             async for message in updates:
                 seen.append(message.text)
@@ -230,8 +211,8 @@ def test_only_publishing_stores_publish(redis_server: RedisServer, prefix: str) 
     loud = ConversationStore.from_url(redis_server.url, prefix=prefix, publish=True)
     with ConversationStore.from_url(redis_server.url, prefix=prefix) as reader:
         with reader.subscribe("s") as updates:
-            quiet.append("s", _user("quiet"))
-            loud.append("s", _user("loud"))
+            quiet.append("s", msg("quiet"))
+            loud.append("s", msg("loud"))
             message = updates.get(timeout=2)
             assert message is not None and message.text == "loud"
     quiet.close()
@@ -276,7 +257,7 @@ def test_subscription_reconnects_after_a_restart(
     )
     with ConversationStore.from_url(server.url, prefix=prefix) as reader:
         updates = reader.subscribe("s")
-        writer.append("s", _user("before"))
+        writer.append("s", msg("before"))
         assert (m := updates.get(timeout=2)) is not None and m.text == "before"
         server.stop()
         assert updates.get(timeout=0.3) is None
@@ -286,7 +267,7 @@ def test_subscription_reconnects_after_a_restart(
         received = None
         while received is None and time.monotonic() < deadline:
             writer.flush()
-            writer.append("s", _user("after"))
+            writer.append("s", msg("after"))
             received = updates.get(timeout=0.3)
         assert received is not None and received.text == "after"
         updates.close()
@@ -309,7 +290,7 @@ async def test_async_subscription_reconnects_after_a_restart(
             deadline = time.monotonic() + 10
             while received is None and time.monotonic() < deadline:
                 writer.flush()
-                writer.append("s", _user("after"))
+                writer.append("s", msg("after"))
                 received = await updates.get(timeout=0.3)
             assert received is not None and received.text == "after"
             assert updates.reconnects >= 1
@@ -319,6 +300,6 @@ async def test_async_subscription_reconnects_after_a_restart(
 def test_memory_subscription_from_another_thread(prefix: str) -> None:
     with ConversationStore.from_url("memory://", prefix=prefix) as store:
         with store.subscribe("s") as updates:
-            threading.Timer(0.05, store.append, args=("s", _user("later"))).start()
+            threading.Timer(0.05, store.append, args=("s", msg("later"))).start()
             message = next(iter(updates))
             assert message.text == "later"

@@ -10,7 +10,6 @@ import pytest
 import redis
 
 from chatkeep import (
-    DEFAULT_MEMORY_TTLS,
     AsyncMemoryStore,
     BackendUnavailableError,
     InvalidArgumentError,
@@ -18,7 +17,7 @@ from chatkeep import (
     SerializationError,
     ValueTooLargeError,
 )
-from tests.support.acl import AclUser
+from tests.support import scenarios
 from tests.support.servers import RedisServer
 
 USER = ("user", "u42")
@@ -62,28 +61,8 @@ async def test_async_twin(url: str, prefix: str) -> None:
 
 
 def test_ttl_table_defaults_and_overrides(url: str, prefix: str) -> None:
-    assert DEFAULT_MEMORY_TTLS == {
-        "user": 3 * 86400.0,
-        "agent": 3 * 86400.0,
-        "knowledge": 7 * 86400.0,
-        "summary": 30 * 86400.0,
-    }
-    with MemoryStore.from_url(url, prefix=prefix, ttls={"agent": 60, "scratch": None}) as memory:
-        for namespace, expected in [
-            (("user", "u1"), 3 * 86400),
-            (("agent", "a1"), 60),
-            ("knowledge", 7 * 86400),
-            (("summary", "u1"), 30 * 86400),
-            ("other", 7 * 86400),  # the store's ttl (StoreConfig default)
-        ]:
-            memory.put(namespace, "k", 1)
-            left = memory.ttl(namespace, "k")
-            assert left is not None and expected - 5 < left <= expected, namespace
-        memory.put("scratch", "k", 1)
-        assert memory.ttl("scratch", "k") is None
-        memory.put(("user", "u1"), "short", 1, ttl=10)
-        left = memory.ttl(("user", "u1"), "short")
-        assert left is not None and 5 < left <= 10
+    with MemoryStore.from_url(url, prefix=prefix, ttls=scenarios.TTL_OVERRIDES) as memory:
+        scenarios.ttl_table_defaults_and_overrides(memory)
 
 
 def test_values_are_validated_and_size_limited(url: str, prefix: str) -> None:
@@ -203,21 +182,14 @@ def test_async_memory_store_from_a_url_works_across_two_event_loops(
 
 
 @pytest.mark.redis_server
-def test_a_least_privilege_user_can_use_the_memory_store(
-    redis_server: RedisServer, prefix: str
-) -> None:
+def test_a_least_privilege_user_can_use_the_memory_store(least_privilege: str, prefix: str) -> None:
     """Issue 13: a user made from ``chatkeep.redis.acl_rules()`` got NOPERM on put."""
-    user = AclUser([redis_server.port], prefix)
-    url = f"redis://{user.userinfo}127.0.0.1:{redis_server.port}/0"
-    try:
-        with MemoryStore.from_url(url, prefix=prefix, fallback="raise") as memory:
-            memory.put(USER, "profile", {"name": "Ada"})
-            memory.mput(USER, {"a": 1, "b": b"\x00"})
-            assert memory.get(USER, "profile") == {"name": "Ada"}
-            assert memory.mget(USER, ["a", "b"]) == [1, b"\x00"]
-            assert memory.list(USER) == ["a", "b", "profile"]
-            assert memory.ttl(USER, "a") is not None
-            assert memory.delete(USER, "profile") is True
-            assert memory.list(USER) == ["a", "b"]
-    finally:
-        user.drop()
+    with MemoryStore.from_url(least_privilege, prefix=prefix, fallback="raise") as memory:
+        memory.put(USER, "profile", {"name": "Ada"})
+        memory.mput(USER, {"a": 1, "b": b"\x00"})
+        assert memory.get(USER, "profile") == {"name": "Ada"}
+        assert memory.mget(USER, ["a", "b"]) == [1, b"\x00"]
+        assert memory.list(USER) == ["a", "b", "profile"]
+        assert memory.ttl(USER, "a") is not None
+        assert memory.delete(USER, "profile") is True
+        assert memory.list(USER) == ["a", "b"]

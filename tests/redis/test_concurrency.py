@@ -11,6 +11,7 @@ import redis
 
 from chatkeep import ConversationStore, Message
 from chatkeep.codec import decode
+from tests.support.threads import in_threads
 
 pytestmark = pytest.mark.redis_server
 
@@ -50,13 +51,9 @@ def test_threads_and_processes_append_to_one_session(redis_server: object, prefi
         for i in range(PER_THREAD):
             store.append("shared", [Message(role="user", content=f"t{writer}-{i}")])
 
-    threads = [threading.Thread(target=thread_writer, args=(n,)) for n in range(THREADS)]
     for process in processes:
         process.start()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(THREADS, thread_writer)
     for process in processes:
         process.join(timeout=120)
         assert process.exitcode == 0
@@ -78,11 +75,7 @@ def test_threads_on_the_memory_backend() -> None:
         for i in range(PER_THREAD):
             store.append("shared", [Message(role="user", content=f"t{n}-{i}")])
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(THREADS, writer)
     _check(
         [m.text for m in store.messages("shared")], {f"t{n}": PER_THREAD for n in range(THREADS)}
     )

@@ -19,14 +19,11 @@ from chatkeep import (
     SerializationError,
 )
 from chatkeep.redis import FEATURES
+from tests.support.messages import msg
 
 SCRIPTS = FEATURES["sessions"].scripts
 
 pytestmark = pytest.mark.redis_server
-
-
-def msg(text: str, role: str = "user") -> Message:
-    return Message(role=role, content=text)
 
 
 def make(redis_server: Any, prefix: str, **options: Any) -> ConversationStore:

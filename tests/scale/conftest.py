@@ -1,5 +1,6 @@
-"""Fixtures for the scaling tests: shared and per-test Cluster/Sentinel/TLS deployments,
-and a record of the measured failover gaps (printed at the end of the run)."""
+"""Fixtures for the scaling tests: per-test Cluster/Sentinel deployments (the shared
+ones are in tests/conftest.py), and a record of the measured failover gaps (printed
+at the end of the run)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.cluster import RedisClusterDeployment, SentinelDeployment, shared
-from tests.support.tls import TlsRedis
+from tests.support.cluster import RedisClusterDeployment, SentinelDeployment
+from tests.support.servers import started
 
 GAPS: list[tuple[str, dict[str, float]]] = []
 
@@ -20,39 +21,16 @@ def _show(measured: dict[str, float]) -> str:
     )
 
 
-@pytest.fixture(scope="session")
-def redis_cluster(pytestconfig: pytest.Config) -> RedisClusterDeployment:
-    return shared(pytestconfig, "cluster", lambda: RedisClusterDeployment().start())
-
-
-@pytest.fixture(scope="session")
-def redis_sentinel(pytestconfig: pytest.Config) -> SentinelDeployment:
-    return shared(pytestconfig, "sentinel", lambda: SentinelDeployment().start())
-
-
-@pytest.fixture(scope="session")
-def tls_redis(pytestconfig: pytest.Config) -> TlsRedis:
-    return shared(pytestconfig, "tls", lambda: TlsRedis().start())
-
-
 @pytest.fixture
 def fresh_cluster() -> Iterator[RedisClusterDeployment]:
     """A cluster of this test alone (it kills nodes)."""
-    made = RedisClusterDeployment().start()
-    try:
-        yield made
-    finally:
-        made.cleanup()
+    yield from started(RedisClusterDeployment())
 
 
 @pytest.fixture
 def fresh_sentinel() -> Iterator[SentinelDeployment]:
     """A Sentinel deployment of this test alone (it kills the master)."""
-    made = SentinelDeployment().start()
-    try:
-        yield made
-    finally:
-        made.cleanup()
+    yield from started(SentinelDeployment())
 
 
 @pytest.fixture

@@ -109,3 +109,31 @@ def check(out: Outcome, status: Any, stored: list[str], read: list[str]) -> None
     assert status.replay_rejected == 0
     assert status.replayed >= out.during_gap
     assert status.outages == 1
+
+
+def failover_mid_conversation(
+    twin: str, url: str, prefix: str, kill: Callable[[], None], stored: Callable[[], list[str]]
+) -> Outcome:
+    """One conversation on a store of ``twin`` ("sync" or "async") at ``url``, its master
+    killed by ``kill`` between two turns, then :func:`check`-ed against what ``stored()``
+    reads from Redis afterwards. Returns the outcome (it recovered)."""
+    sid = "chat"
+    out = Outcome()
+    options: dict[str, Any] = {"prefix": prefix, "on_state_change": out.on_state_change, **PROBE}
+    if twin == "sync":
+        store = ConversationStore.from_url(url, **options)
+        converse(store, sid, kill, out)
+        check(out, store.status(), stored(), [m.text for m in store.messages(sid)])
+        store.close()
+    else:
+
+        async def run() -> None:
+            astore = AsyncConversationStore.from_url(url, **options)
+            await aconverse(astore, sid, kill, out)
+            read = [m.text for m in await astore.messages(sid)]
+            check(out, astore.status(), stored(), read)
+            await astore.aclose()
+
+        asyncio.run(run())
+    assert out.recovered_at is not None
+    return out

@@ -10,9 +10,9 @@ import pytest
 import redis
 import redis.asyncio
 
-from chatkeep import AsyncConversationStore, ConfigurationError, ConversationStore, Message
+from chatkeep import AsyncConversationStore, ConversationStore, Message
 from chatkeep.codec import decode
-from tests.scale.failover import PROBE, Outcome, aconverse, check, converse
+from tests.scale.failover import PROBE, failover_mid_conversation
 from tests.support.cluster import RedisClusterDeployment
 from tests.support.servers import free_port
 
@@ -29,22 +29,6 @@ def stored(cluster: RedisClusterDeployment, key: str) -> list[str]:
         return [decode(raw).text for raw in client.lrange(key, 0, -1)]
     finally:
         client.close()
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "redis+cluster://127.0.0.1:7000,127.0.0.1:7001/1",
-        "redis+cluster://127.0.0.1:7000?db=2",
-        "redis+cluster://127.0.0.1:notaport",
-        "redis+cluster://127.0.0.1:7000,,127.0.0.1:7001",
-        "redis+cluster://127.0.0.1:7000/?socket_timeout=soon",
-    ],
-)
-def test_bad_cluster_urls_are_configuration_errors(url: str) -> None:
-    for make in (ConversationStore.from_url, AsyncConversationStore.from_url):
-        with pytest.raises(ConfigurationError):
-            make(url)
 
 
 def test_url_with_any_reachable_startup_node(
@@ -139,51 +123,18 @@ def test_listing_and_clear_span_every_master(
 
 
 @pytest.mark.slow
-def test_master_failover_mid_conversation_sync(
-    fresh_cluster: RedisClusterDeployment, prefix: str, record_gap: Any
+@pytest.mark.parametrize("twin", ["sync", "async"])
+def test_master_failover_mid_conversation(
+    twin: str, fresh_cluster: RedisClusterDeployment, prefix: str, record_gap: Any
 ) -> None:
-    sid = "chat"
-    key = f"{prefix}:{{{sid}}}:m"
-    out = Outcome()
+    key = f"{prefix}:{{chat}}:m"
 
     def kill() -> None:
         master = fresh_cluster.owner_of(key)
         fresh_cluster.wait_replicated(master)
         master.stop()
 
-    store = ConversationStore.from_url(
-        fresh_cluster.url, prefix=prefix, on_state_change=out.on_state_change, **PROBE
+    out = failover_mid_conversation(
+        twin, fresh_cluster.url, prefix, kill, lambda: stored(fresh_cluster, key)
     )
-    converse(store, sid, kill, out)
-    check(out, store.status(), stored(fresh_cluster, key), [m.text for m in store.messages(sid)])
-    store.close()
-    assert out.recovered_at is not None
-    record_gap(kill_to_recovered=out.recovered_at, fallback_turns=out.during_gap)
-
-
-@pytest.mark.slow
-def test_master_failover_mid_conversation_async(
-    fresh_cluster: RedisClusterDeployment, prefix: str, record_gap: Any
-) -> None:
-    sid = "chat"
-    key = f"{prefix}:{{{sid}}}:m"
-    out = Outcome()
-
-    def kill() -> None:
-        master = fresh_cluster.owner_of(key)
-        fresh_cluster.wait_replicated(master)
-        master.stop()
-
-    async def run() -> list[str]:
-        store = AsyncConversationStore.from_url(
-            fresh_cluster.url, prefix=prefix, on_state_change=out.on_state_change, **PROBE
-        )
-        await aconverse(store, sid, kill, out)
-        read = [m.text for m in await store.messages(sid)]
-        check(out, store.status(), stored(fresh_cluster, key), read)
-        await store.aclose()
-        return read
-
-    asyncio.run(run())
-    assert out.recovered_at is not None
     record_gap(kill_to_recovered=out.recovered_at, fallback_turns=out.during_gap)

@@ -10,9 +10,9 @@ import pytest
 import redis.asyncio.sentinel
 import redis.sentinel
 
-from chatkeep import AsyncConversationStore, ConfigurationError, ConversationStore, Message
+from chatkeep import AsyncConversationStore, ConversationStore, Message
 from chatkeep.codec import decode
-from tests.scale.failover import PROBE, Outcome, aconverse, check, converse
+from tests.scale.failover import PROBE, failover_mid_conversation
 from tests.support.cluster import (
     SentinelDeployment,
     close_sentinel_client,
@@ -30,21 +30,6 @@ def stored(deployment: SentinelDeployment, key: str) -> list[str]:
         return [decode(raw).text for raw in client.lrange(key, 0, -1)]
     finally:
         close_sentinel_client(client)
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "redis+sentinel://127.0.0.1:26379",
-        "redis+sentinel://127.0.0.1:26379/",
-        "redis+sentinel://127.0.0.1:x/svc",
-        "redis+sentinel://127.0.0.1:26379/svc?db=zero",
-    ],
-)
-def test_bad_sentinel_urls_are_configuration_errors(url: str) -> None:
-    for make in (ConversationStore.from_url, AsyncConversationStore.from_url):
-        with pytest.raises(ConfigurationError):
-            make(url)
 
 
 def test_url_finds_the_master_through_any_live_sentinel(
@@ -103,42 +88,17 @@ def _killer(deployment: SentinelDeployment, killed: list[int]) -> Any:
 
 
 @pytest.mark.slow
-def test_master_dies_mid_conversation_sync(
-    fresh_sentinel: SentinelDeployment, prefix: str, record_gap: Any
+@pytest.mark.parametrize("twin", ["sync", "async"])
+def test_master_dies_mid_conversation(
+    twin: str, fresh_sentinel: SentinelDeployment, prefix: str, record_gap: Any
 ) -> None:
-    sid = "chat"
-    out = Outcome()
     killed: list[int] = []
-    store = ConversationStore.from_url(
-        fresh_sentinel.url, prefix=prefix, on_state_change=out.on_state_change, **PROBE
+    out = failover_mid_conversation(
+        twin,
+        fresh_sentinel.url,
+        prefix,
+        _killer(fresh_sentinel, killed),
+        lambda: stored(fresh_sentinel, f"{prefix}:{{chat}}:m"),
     )
-    converse(store, sid, _killer(fresh_sentinel, killed), out)
     assert fresh_sentinel.master_port() != killed[0]  # a replica was promoted
-    read = [m.text for m in store.messages(sid)]
-    check(out, store.status(), stored(fresh_sentinel, f"{prefix}:{{{sid}}}:m"), read)
-    store.close()
-    assert out.recovered_at is not None
-    record_gap(kill_to_recovered=out.recovered_at, fallback_turns=out.during_gap)
-
-
-@pytest.mark.slow
-def test_master_dies_mid_conversation_async(
-    fresh_sentinel: SentinelDeployment, prefix: str, record_gap: Any
-) -> None:
-    sid = "chat"
-    out = Outcome()
-    killed: list[int] = []
-
-    async def run() -> None:
-        store = AsyncConversationStore.from_url(
-            fresh_sentinel.url, prefix=prefix, on_state_change=out.on_state_change, **PROBE
-        )
-        await aconverse(store, sid, _killer(fresh_sentinel, killed), out)
-        read = [m.text for m in await store.messages(sid)]
-        check(out, store.status(), stored(fresh_sentinel, f"{prefix}:{{{sid}}}:m"), read)
-        await store.aclose()
-
-    asyncio.run(run())
-    assert fresh_sentinel.master_port() != killed[0]
-    assert out.recovered_at is not None
     record_gap(kill_to_recovered=out.recovered_at, fallback_turns=out.during_gap)

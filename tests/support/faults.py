@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,9 @@ import redis
 from chatkeep import codec
 
 ROOT = Path(__file__).resolve().parents[2]
+
+# Probe settings of stores under test: a store notices Redis is back within 0.2 s.
+FAST: dict[str, Any] = {"probe_interval": 0.05, "probe_max": 0.2}
 
 
 def raw_records(port: int, prefix: str, sid: str) -> list[bytes]:
@@ -40,6 +44,15 @@ def settle(store: Any, timeout: float = 20.0) -> None:
         if not left and not status.degraded:
             return
         assert time.monotonic() < deadline, f"still degraded after {timeout}s: {status}"
+        time.sleep(0.02)
+
+
+def until_recovered(call: Callable[[], Any], store: Any, timeout: float = 10.0) -> None:
+    """Call ``call`` until ``store`` is back on Redis (its status no longer degraded)."""
+    deadline = time.monotonic() + timeout
+    while store.status().degraded:
+        assert time.monotonic() < deadline, "the store did not come back from the fallback"
+        call()
         time.sleep(0.02)
 
 
@@ -70,11 +83,12 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 def python(
-    code: str, *args: str, timeout: float = 60.0, **popen: Any
+    code: str, *args: str, timeout: float = 60.0, options: Sequence[str] = (), **popen: Any
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` in a child Python (``args`` as sys.argv[1:])."""
+    """Run ``code`` in a child Python (``args`` as sys.argv[1:], ``options`` before
+    ``-c``, e.g. ``["-W", "ignore"]``)."""
     return subprocess.run(
-        [sys.executable, "-c", code, *args],
+        [sys.executable, *options, "-c", code, *args],
         check=False,
         capture_output=True,
         text=True,

@@ -14,13 +14,32 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import pytest
 import redis
 
 REDIS_SERVER = shutil.which("redis-server")
+
+
+class Deployment(Protocol):
+    def start(self) -> Any: ...
+    def cleanup(self) -> None: ...
+
+
+D = TypeVar("D", bound=Deployment)
+
+
+def started(deployment: D) -> Iterator[D]:
+    """For a fixture: ``deployment`` started, and cleaned up (stopped, its files
+    removed) when the test is done (``yield from started(RedisServer())``)."""
+    deployment.start()
+    try:
+        yield deployment
+    finally:
+        deployment.cleanup()
 
 
 def require_binary(path: str | None, name: str) -> str:

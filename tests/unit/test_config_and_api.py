@@ -6,6 +6,7 @@ import pytest
 
 import chatkeep
 from chatkeep import (
+    AsyncConversationStore,
     BackendError,
     BackendUnavailableError,
     ChatkeepError,
@@ -181,6 +182,26 @@ def test_unknown_scheme_is_a_configuration_error() -> None:
         ConversationStore.from_url("mongodb://localhost")
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis+cluster://127.0.0.1:7000,127.0.0.1:7001/1",
+        "redis+cluster://127.0.0.1:7000?db=2",
+        "redis+cluster://127.0.0.1:notaport",
+        "redis+cluster://127.0.0.1:7000,,127.0.0.1:7001",
+        "redis+cluster://127.0.0.1:7000/?socket_timeout=soon",
+        "redis+sentinel://127.0.0.1:26379",
+        "redis+sentinel://127.0.0.1:26379/",
+        "redis+sentinel://127.0.0.1:x/svc",
+        "redis+sentinel://127.0.0.1:26379/svc?db=zero",
+    ],
+)
+def test_bad_cluster_and_sentinel_urls_are_configuration_errors(url: str) -> None:
+    for make in (ConversationStore.from_url, AsyncConversationStore.from_url):
+        with pytest.raises(ConfigurationError):
+            make(url)
+
+
 def test_credentials_never_show(caplog: pytest.LogCaptureFixture) -> None:
     config = StoreConfig.create(url="redis://admin:hunter2@db.internal:6379/0")
     assert "hunter2" not in repr(config)
@@ -192,8 +213,6 @@ def test_credentials_never_show(caplog: pytest.LogCaptureFixture) -> None:
 
 def test_wrong_client_kind_is_a_configuration_error() -> None:
     import redis.asyncio
-
-    from chatkeep import AsyncConversationStore
 
     with pytest.raises(ConfigurationError):
         ConversationStore(client=redis.asyncio.Redis())

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
 
 import pytest
 import redis
 
 from chatkeep_langchain import HistoryFactory, aclose_shared_stores, history_factory
+from tests.support.factories import remembering
 from tests.support.servers import RedisServer
 
 
@@ -20,40 +20,11 @@ async def _close_shared_stores() -> AsyncIterator[None]:
     await aclose_shared_stores()
 
 
-def _backend_params() -> list[Any]:
-    return [
-        pytest.param("redis", id="redis", marks=pytest.mark.redis_server),
-        pytest.param("memory", id="memory"),
-    ]
-
-
-@pytest.fixture(params=_backend_params())
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def url(backend: str, request: pytest.FixtureRequest) -> str:
-    """Where the stores of a test live: the session's redis-server, or memory://."""
-    if backend == "memory":
-        return "memory://"
-    server: RedisServer = request.getfixturevalue("redis_server")
-    return server.url
-
-
 @pytest.fixture
 async def make_factory(url: str, prefix: str) -> AsyncIterator[Callable[..., HistoryFactory]]:
     """History factories on the test's backend, built from its URL; closed afterwards."""
     made: list[HistoryFactory] = []
-
-    def make(**options: Any) -> HistoryFactory:
-        options.setdefault("url", url)
-        options.setdefault("prefix", prefix)
-        factory = history_factory(**options)
-        made.append(factory)
-        return factory
-
-    yield make
+    yield remembering(history_factory, made, url=url, prefix=prefix)
     for factory in made:
         await factory.aclose()
 

@@ -17,11 +17,25 @@ pytestmark = RWMH_DEPRECATION
 
 
 class Conversation:
-    """What each session must hold, and the checks after a turn."""
+    """A chain with the histories of ``factory``, what each session must hold, and the
+    checks after a turn."""
 
     def __init__(self, factory: HistoryFactory) -> None:
         self.factory = factory
+        self.chain = make_chain(factory)
         self.expected: dict[str, list[tuple[str, Any]]] = {}
+
+    def invoke(self, sid: str, text: str) -> Any:
+        """One turn by ``chain.invoke``, its answer checked and recorded."""
+        answer = self.chain.invoke({"input": text}, config(sid))
+        self.took_turn(sid, text, str(answer.content))
+        return answer
+
+    async def ainvoke(self, sid: str, text: str) -> Any:
+        """One turn by ``chain.ainvoke``, its answer checked and recorded."""
+        answer = await self.chain.ainvoke({"input": text}, config(sid))
+        self.took_turn(sid, text, str(answer.content))
+        return answer
 
     def next_reply(self, sid: str, text: str) -> str:
         return reply(text, len(self.expected.get(sid, [])))
@@ -44,17 +58,13 @@ class Conversation:
 
 
 def test_sync_turns_interleaved(make_factory: Callable[..., HistoryFactory]) -> None:
-    factory = make_factory()
-    chain = make_chain(factory)
-    talk = Conversation(factory)
+    talk = Conversation(make_factory())
+    chain, factory = talk.chain, talk.factory
     a, b = "alice", "bob"
 
     for round_ in range(2):
         for sid in (a, b):
-            text = f"{sid}-invoke-{round_}"
-            answer = chain.invoke({"input": text}, config(sid))
-            assert isinstance(answer, AIMessage)
-            talk.took_turn(sid, text, str(answer.content))
+            assert isinstance(talk.invoke(sid, f"{sid}-invoke-{round_}"), AIMessage)
             talk.check(*talk.expected)
 
         for sid in (a, b):
@@ -76,16 +86,13 @@ def test_sync_turns_interleaved(make_factory: Callable[..., HistoryFactory]) -> 
 
 
 async def test_async_turns_interleaved(make_factory: Callable[..., HistoryFactory]) -> None:
-    factory = make_factory()
-    chain = make_chain(factory)
-    talk = Conversation(factory)
+    talk = Conversation(make_factory())
+    chain = talk.chain
     a, b = "carol", "dave"
 
     for round_ in range(2):
         for sid in (a, b):
-            text = f"{sid}-ainvoke-{round_}"
-            answer = await chain.ainvoke({"input": text}, config(sid))
-            talk.took_turn(sid, text, str(answer.content))
+            await talk.ainvoke(sid, f"{sid}-ainvoke-{round_}")
             await talk.acheck(sid)
 
         for sid in (a, b):
@@ -108,15 +115,11 @@ async def test_async_turns_interleaved(make_factory: Callable[..., HistoryFactor
 async def test_sync_and_async_turns_share_one_session(
     make_factory: Callable[..., HistoryFactory],
 ) -> None:
-    factory = make_factory()
-    chain = make_chain(factory)
-    talk = Conversation(factory)
+    talk = Conversation(make_factory())
     sid = "mixed"
     for i in range(3):
-        answer = chain.invoke({"input": f"s{i}"}, config(sid))
-        talk.took_turn(sid, f"s{i}", str(answer.content))
-        answer = await chain.ainvoke({"input": f"a{i}"}, config(sid))
-        talk.took_turn(sid, f"a{i}", str(answer.content))
+        talk.invoke(sid, f"s{i}")
+        await talk.ainvoke(sid, f"a{i}")
         talk.check(sid)
         await talk.acheck(sid)
 

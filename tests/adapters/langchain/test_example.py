@@ -3,32 +3,18 @@ runs on the in-memory fallback."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
+from tests.support.examples import run_example
 from tests.support.servers import RedisServer, free_port
-
-EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "langchain_chat.py"
 
 
 def run(url: str, session: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHATKEEP_")}
-    env["REDIS_URL"] = url
     started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLE), session],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_example("langchain_chat.py", url, session)
     assert done.returncode == 0, done.stderr
     assert time.monotonic() - started < 10
     return done.stdout

@@ -5,22 +5,29 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from collections.abc import AsyncIterator
 
 import pytest
 import redis
 from langchain_core.messages import HumanMessage
 
 from chatkeep import BackendUnavailableError
-from chatkeep_langchain import RedisChatMessageHistory, history_factory
+from chatkeep_langchain import HistoryFactory, RedisChatMessageHistory, history_factory
+from tests.support.faults import FAST
 from tests.support.servers import RedisServer, TcpProxy, free_port
 
 from .helpers import RWMH_DEPRECATION, config, make_chain, reply
 
 pytestmark = [pytest.mark.redis_server, RWMH_DEPRECATION]
 
-# Probe a returning Redis quickly (the core logs each transition once at WARNING).
-FAST: dict[str, Any] = {"probe_interval": 0.05, "probe_max": 0.2}
+
+@pytest.fixture
+async def factory(fresh_redis_server: RedisServer, prefix: str) -> AsyncIterator[HistoryFactory]:
+    """Histories on the test's own redis-server (which it stops), probing a returning
+    Redis quickly; closed afterwards."""
+    made = history_factory(url=fresh_redis_server.url, prefix=prefix, **FAST)
+    yield made
+    await made.aclose()
 
 
 def stored_texts(url: str, key: str) -> list[str]:
@@ -29,11 +36,9 @@ def stored_texts(url: str, key: str) -> list[str]:
 
 
 def test_chain_keeps_answering_while_redis_is_stopped(
-    fresh_redis_server: RedisServer, prefix: str
+    fresh_redis_server: RedisServer, factory: HistoryFactory
 ) -> None:
-    factory = history_factory(url=fresh_redis_server.url, prefix=prefix, **FAST)
     chain = make_chain(factory)
-    key = factory("s").key
 
     for i in range(2):
         assert chain.invoke({"input": f"up{i}"}, config("s")).content == reply(f"up{i}", 2 * i)
@@ -53,7 +58,7 @@ def test_chain_keeps_answering_while_redis_is_stopped(
     fresh_redis_server.start()
     assert factory.store.flush() == 0
     assert not factory.store.status().degraded
-    assert stored_texts(fresh_redis_server.url, key) == [
+    assert stored_texts(fresh_redis_server.url, factory("s").key) == [
         "down2",
         reply("down2", 4),
         "down3",
@@ -61,15 +66,12 @@ def test_chain_keeps_answering_while_redis_is_stopped(
     ]
     answer = chain.invoke({"input": "back"}, config("s"))
     assert answer.content == reply("back", 4)  # Redis is the truth again
-    factory.close()
 
 
 async def test_async_chain_keeps_answering_while_redis_is_stopped(
-    fresh_redis_server: RedisServer, prefix: str
+    fresh_redis_server: RedisServer, factory: HistoryFactory
 ) -> None:
-    factory = history_factory(url=fresh_redis_server.url, prefix=prefix, **FAST)
     chain = make_chain(factory)
-    key = factory("s").key
     for i in range(2):
         answer = await chain.ainvoke({"input": f"up{i}"}, config("s"))
         assert answer.content == reply(f"up{i}", 2 * i)
@@ -85,14 +87,13 @@ async def test_async_chain_keeps_answering_while_redis_is_stopped(
     time.sleep(0.1)  # past the probe interval: the next call replays the journal
     answer = await chain.ainvoke({"input": "back"}, config("s"))
     assert not astore.status().degraded
-    assert stored_texts(fresh_redis_server.url, key)[:4] == [
+    assert stored_texts(fresh_redis_server.url, factory("s").key)[:4] == [
         "down2",
         reply("down2", 4),
         "down3",
         reply("down3", 6),
     ]
     assert answer.content == reply("back", 4)
-    await factory.aclose()
 
 
 def test_connection_cut_keeps_the_whole_conversation(

@@ -7,7 +7,7 @@ counters confirm no connection is opened after the first turn (one pool).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -23,10 +23,23 @@ from .helpers import RWMH_DEPRECATION, RoundTrips, config, make_chain, reply
 pytestmark = [pytest.mark.redis_server, RWMH_DEPRECATION]
 
 TURNS = 6
+Counted = tuple[RoundTrips, ConversationStore]
 
 
 def connections_received(raw: redis.Redis) -> int:
     return int(raw.info("stats")["total_connections_received"])
+
+
+@pytest.fixture
+def counted(redis_server: RedisServer, prefix: str) -> Iterator[Counted]:
+    """A conversation store on the session's redis-server, every round trip of its
+    client logged; both closed afterwards."""
+    trips = RoundTrips()
+    client = trips.sync_client(redis_server.url)
+    store = ConversationStore(client=client, prefix=prefix)
+    yield trips, store
+    store.close()
+    client.close()
 
 
 def per_turn(trips: RoundTrips, turn: Callable[[int], Any]) -> list[list[list[str]]]:
@@ -51,12 +64,8 @@ def assert_two_per_turn(seen: list[list[list[str]]]) -> None:
         assert append[0] == "EVALSHA" and set(append[1:]) <= {"ZADD"}, trips
 
 
-def test_sync_turn_costs_one_read_and_one_append(
-    redis_server: RedisServer, raw: redis.Redis, prefix: str
-) -> None:
-    trips = RoundTrips()
-    client = trips.sync_client(redis_server.url)
-    store = ConversationStore(client=client, prefix=prefix)
+def test_sync_turn_costs_one_read_and_one_append(counted: Counted, raw: redis.Redis) -> None:
+    trips, store = counted
     chain = make_chain(history_factory(store))
     before = 0
 
@@ -71,8 +80,6 @@ def test_sync_turn_costs_one_read_and_one_append(
     assert_two_per_turn(seen)
     assert connections_received(raw) == before  # no reconnect: one pooled connection
     print(f"round trips per turn (sync): {[len(t) for t in seen]}; first turn: {seen[0]}")
-    store.close()
-    client.close()
 
 
 async def test_async_turn_costs_one_read_and_one_append(
@@ -98,27 +105,19 @@ async def test_async_turn_costs_one_read_and_one_append(
     await client.aclose()
 
 
-def test_streamed_turn_costs_one_read_and_one_append(
-    redis_server: RedisServer, prefix: str
-) -> None:
-    trips = RoundTrips()
-    client = trips.sync_client(redis_server.url)
-    store = ConversationStore(client=client, prefix=prefix)
+def test_streamed_turn_costs_one_read_and_one_append(counted: Counted) -> None:
+    trips, store = counted
     chain = make_chain(history_factory(store))
     seen = per_turn(trips, lambda i: list(chain.stream({"input": f"s{i}"}, config("srt"))))
     assert_two_per_turn(seen)
-    store.close()
-    client.close()
 
 
 @pytest.mark.parametrize("snapshot", [True, False], ids=["snapshot", "no-snapshot"])
-def test_turn_without_history_key(redis_server: RedisServer, prefix: str, snapshot: bool) -> None:
+def test_turn_without_history_key(counted: Counted, snapshot: bool) -> None:
     """Without ``history_messages_key``, RunnableWithMessageHistory reads the history
     again at the end of the turn to count what it prepended. The factory's histories
     answer that from their snapshot of the first read: still two round trips."""
-    trips = RoundTrips()
-    client = trips.sync_client(redis_server.url)
-    store = ConversationStore(client=client, prefix=prefix)
+    trips, store = counted
     chain = make_chain(history_factory(store, snapshot=snapshot), history_key=False)
     seen = per_turn(trips, lambda i: chain.invoke([HumanMessage(f"q{i}")], config("nk")))
     if snapshot:
@@ -128,14 +127,10 @@ def test_turn_without_history_key(redis_server: RedisServer, prefix: str, snapsh
     assert [m.content for m in history_factory(store)("nk").messages][::2] == [
         f"q{i}" for i in range(TURNS)
     ]
-    store.close()
-    client.close()
 
 
-def test_add_messages_is_one_round_trip_per_batch(redis_server: RedisServer, prefix: str) -> None:
-    trips = RoundTrips()
-    client = trips.sync_client(redis_server.url)
-    store = ConversationStore(client=client, prefix=prefix)
+def test_add_messages_is_one_round_trip_per_batch(counted: Counted) -> None:
+    trips, store = counted
     history = history_factory(store)("batch")
     history.add_messages([HumanMessage("warm up")])
     mark = trips.mark()
@@ -149,8 +144,6 @@ def test_add_messages_is_one_round_trip_per_batch(redis_server: RedisServer, pre
     assert len(history.messages) == 23
     assert len(history_factory(store, window=5)("batch").messages) == 5
     assert len(trips.since(mark)) == 2
-    store.close()
-    client.close()
 
 
 def test_url_built_factory_reuses_its_pool(

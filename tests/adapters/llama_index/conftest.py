@@ -6,65 +6,36 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import redis
 
 from chatkeep_llama_index import RedisChatStore, RedisDBChatStore
-from tests.support.servers import RedisServer
+from tests.support.factories import remembering
 
 pytest.importorskip("llama_index.core")
 
-BACKENDS = [
-    pytest.param("memory", id="memory"),
-    pytest.param("redis", id="redis", marks=pytest.mark.redis_server),
-]
+S = TypeVar("S", RedisChatStore, RedisDBChatStore)
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def url(backend: str, request: pytest.FixtureRequest) -> str:
-    if backend == "memory":
-        return "memory://"
-    server: RedisServer = request.getfixturevalue("redis_server")
-    return server.url
+def closing_stores(cls: type[S], url: str, prefix: str) -> Iterator[Callable[..., S]]:
+    """For a fixture: a factory of ``cls`` stores on the test's backend (``redis_url``
+    and ``key_prefix`` by default), each closed when the test is done."""
+    made: list[S] = []
+    yield remembering(cls, made, redis_url=url, key_prefix=prefix)
+    for store in made:
+        store.close()
 
 
 @pytest.fixture
 def make_chat_store(url: str, prefix: str) -> Iterator[Callable[..., RedisChatStore]]:
-    made: list[RedisChatStore] = []
-
-    def make(**options: Any) -> RedisChatStore:
-        options.setdefault("redis_url", url)
-        options.setdefault("key_prefix", prefix)
-        store = RedisChatStore(**options)
-        made.append(store)
-        return store
-
-    yield make
-    for store in made:
-        store.close()
+    yield from closing_stores(RedisChatStore, url, prefix)
 
 
 @pytest.fixture
 def make_db_store(url: str, prefix: str) -> Iterator[Callable[..., RedisDBChatStore]]:
-    made: list[RedisDBChatStore] = []
-
-    def make(**options: Any) -> RedisDBChatStore:
-        options.setdefault("redis_url", url)
-        options.setdefault("key_prefix", prefix)
-        store = RedisDBChatStore(**options)
-        made.append(store)
-        return store
-
-    yield make
-    for store in made:
-        store.close()
+    yield from closing_stores(RedisDBChatStore, url, prefix)
 
 
 @pytest.fixture

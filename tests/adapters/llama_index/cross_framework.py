@@ -31,7 +31,8 @@ from chatkeep import ConversationStore, Message, ToolCall
 WEATHER_ARGS = {"city": "Paris", "unit": "C"}
 
 
-def llama_conversation() -> list[ChatMessage]:
+def llama_opening() -> list[ChatMessage]:
+    """How both conversations begin: a system prompt, a question, a weather tool call."""
     return [
         ChatMessage(role=MessageRole.SYSTEM, content="You are terse."),
         ChatMessage(role=MessageRole.USER, content="Weather in Paris?"),
@@ -42,6 +43,12 @@ def llama_conversation() -> list[ChatMessage]:
                 ToolCallBlock(tool_call_id="call_1", tool_name="weather", tool_kwargs=WEATHER_ARGS),
             ],
         ),
+    ]
+
+
+def llama_conversation() -> list[ChatMessage]:
+    return [
+        *llama_opening(),
         ChatMessage(
             role=MessageRole.TOOL,
             content="18 C, sunny",
@@ -113,15 +120,7 @@ def neutral_conversation() -> list[Message]:
 
 
 NEUTRAL_AS_LLAMA: list[ChatMessage] = [
-    ChatMessage(role=MessageRole.SYSTEM, content="You are terse."),
-    ChatMessage(role=MessageRole.USER, content="Weather in Paris?"),
-    ChatMessage(
-        role=MessageRole.ASSISTANT,
-        blocks=[
-            TextBlock(text="Checking."),
-            ToolCallBlock(tool_call_id="call_1", tool_name="weather", tool_kwargs=WEATHER_ARGS),
-        ],
-    ),
+    *llama_opening(),
     ChatMessage(
         role=MessageRole.TOOL, content="18 C, sunny", additional_kwargs={"tool_call_id": "call_1"}
     ),

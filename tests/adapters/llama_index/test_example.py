@@ -3,27 +3,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
+from tests.support.examples import run_example
 from tests.support.servers import RedisServer, free_port
-
-EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "llama_index_chat.py"
 
 
 def run(redis_url: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-W", "error", str(EXAMPLE)],
-        env={**os.environ, "REDIS_URL": redis_url},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_example("llama_index_chat.py", redis_url, python_options=["-W", "error"])
     assert done.returncode == 0, done.stderr
     return done.stdout
 

@@ -4,8 +4,6 @@ flushed, the turns are in Redis."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from llama_index.core.memory import ChatMemoryBuffer, Memory
 from llama_index.core.storage.chat_store.base_db import MessageStatus
@@ -23,15 +21,6 @@ def stored(url: str, prefix: str, session_id: str) -> list[str]:
     """What Redis itself holds for a session, read by a store that never degraded."""
     with ConversationStore.from_url(url, prefix=prefix, fallback="raise") as store:
         return [m.text for m in store.messages(session_id)]
-
-
-@pytest.fixture
-def proxy(fresh_redis_server: RedisServer) -> Iterator[TcpProxy]:
-    tcp = TcpProxy(fresh_redis_server.port)
-    try:
-        yield tcp
-    finally:
-        tcp.close()
 
 
 @pytest.mark.parametrize("call", ["chat", "achat", "stream_chat", "astream_chat"])

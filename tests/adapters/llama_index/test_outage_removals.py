@@ -11,6 +11,9 @@ what the fallback holds", never "clear it".
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Any
+
 import pytest
 
 from chatkeep import ConversationStore, IncompleteMirrorError, Message
@@ -37,6 +40,20 @@ def written_elsewhere(url: str, prefix: str, session_id: str, count: int) -> lis
     return said
 
 
+@pytest.fixture
+async def store(durable_redis_server: RedisServer, prefix: str) -> AsyncIterator[RedisDBChatStore]:
+    """A ``RedisDBChatStore`` on the test's durable redis-server, closed afterwards."""
+    store = RedisDBChatStore(redis_url=durable_redis_server.url, key_prefix=prefix)
+    yield store
+    await store.aclose()
+
+
+async def replay_all(server: RedisServer, store: Any, mode: str = "async") -> None:
+    """Redis is started again and ``store`` flushed: every journaled removal replays."""
+    server.start()
+    assert (await store.aflush() if mode == "async" else store.flush()) == 0
+
+
 @pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_one_removal_in_an_outage_keeps_the_rest_of_a_long_conversation(
     durable_redis_server: RedisServer, prefix: str, mode: str
@@ -51,8 +68,7 @@ async def test_one_removal_in_an_outage_keeps_the_rest_of_a_long_conversation(
     assert (await api.delete_last("k")).content == "m599"
     with pytest.raises(IncompleteMirrorError):
         await api.delete("k", 0)  # the oldest message is not held: no guessing
-    server.start()
-    assert (await chat_store.aflush() if mode == "async" else chat_store.flush()) == 0
+    await replay_all(server, chat_store, mode)
     assert stored(server.url, prefix, "k") == said[:599]
     assert chat_store.status().replay_rejected == 0
     await chat_store.aclose()
@@ -70,19 +86,17 @@ async def test_a_worker_removing_its_answer_in_an_outage_leaves_the_conversation
     server.stop()
     assert texts(await api.get("k")) == ["answer"]  # what the fallback holds of it
     assert (await api.delete_last("k")).content == "answer"
-    server.start()
-    assert (await worker.aflush() if mode == "async" else worker.flush()) == 0
+    await replay_all(server, worker, mode)
     assert stored(server.url, prefix, "k") == said
     assert worker.status().replay_rejected == 0
     await worker.aclose()
 
 
 async def test_db_store_removals_in_an_outage_are_removals(
-    durable_redis_server: RedisServer, prefix: str
+    durable_redis_server: RedisServer, prefix: str, store: RedisDBChatStore
 ) -> None:
     server = durable_redis_server
     said = written_elsewhere(server.url, prefix, "k", 600)
-    store = RedisDBChatStore(redis_url=server.url, key_prefix=prefix)
     assert len(await store.get_messages("k")) == 600  # the fallback now holds the newest 500
     server.stop()
     assert len(await store.get_messages("k")) == 500
@@ -92,37 +106,31 @@ async def test_db_store_removals_in_an_outage_are_removals(
         await store.delete_oldest_messages("k", 1)
     with pytest.raises(IncompleteMirrorError):
         await store.delete_message("k", 0)
-    server.start()
-    assert await store.aflush() == 0
+    await replay_all(server, store)
     assert stored(server.url, prefix, "k") == said[:599]
     assert store.status().replay_rejected == 0
-    await store.aclose()
 
 
 async def test_db_store_worker_removing_its_answer_in_an_outage(
-    durable_redis_server: RedisServer, prefix: str
+    durable_redis_server: RedisServer, prefix: str, store: RedisDBChatStore
 ) -> None:
     server = durable_redis_server
     said = written_elsewhere(server.url, prefix, "k", 20)
-    store = RedisDBChatStore(redis_url=server.url, key_prefix=prefix)
     await store.add_message("k", assistant("answer"))
     server.stop()
     assert texts(await store.get_messages("k")) == ["answer"]
     removed = await store.delete_message("k", -1)
     assert removed is not None and removed.content == "answer"
-    server.start()
-    assert await store.aflush() == 0
+    await replay_all(server, store)
     assert stored(server.url, prefix, "k") == said
-    await store.aclose()
 
 
 async def test_db_store_moves_in_an_outage_replay_as_moves(
-    durable_redis_server: RedisServer, prefix: str
+    durable_redis_server: RedisServer, prefix: str, store: RedisDBChatStore
 ) -> None:
     """A conversation the fallback holds whole: archiving, deleting the oldest and
     deleting by position while Redis is down replay to what the application saw."""
     server = durable_redis_server
-    store = RedisDBChatStore(redis_url=server.url, key_prefix=prefix)
     await store.add_messages("k", [user(f"m{i}") for i in range(10)])
     assert texts(await store.archive_oldest_messages("k", 2)) == ["m0", "m1"]
     server.stop()
@@ -134,10 +142,8 @@ async def test_db_store_moves_in_an_outage_replay_as_moves(
     await store.add_message("k", user("m10"))
     seen = texts(await store.get_messages("k", status=None))
     assert seen == ["m0", "m2", "m5", "m6", "m7", "m8", "m9", "m10"]
-    server.start()
-    assert await store.aflush() == 0
+    await replay_all(server, store)
     assert stored(server.url, prefix, "k\x00archived") == ["m0", "m2"]
     assert stored(server.url, prefix, "k") == ["m5", "m6", "m7", "m8", "m9", "m10"]
     assert store.status().replay_rejected == 0
     assert texts(await store.get_messages("k", status=None)) == seen
-    await store.aclose()
