@@ -31,20 +31,16 @@ import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator
-from typing import Any, Protocol, TypeVar, overload
+from typing import Any, TypeVar, cast
 
 import redis
 import redis.asyncio as redis_async
 
 from chatkeep import (
-    UNSET,
     AsyncConversationStore,
     ConfigurationError,
     ConversationStore,
-    Conversion,
     InvalidArgumentError,
-    Message,
-    SessionInfo,
     StoreConfig,
     StoreStatus,
 )
@@ -57,46 +53,9 @@ __all__ = ["AsyncOps", "Stores", "describe_client", "made_from_url"]
 T = TypeVar("T")
 
 
-class AsyncOps(Protocol):
-    """The slice of :class:`~chatkeep.AsyncConversationStore` the adapters use."""
-
-    async def append(
-        self,
-        session_id: str,
-        messages: Any,
-        *,
-        owner: str | None = None,
-        idempotency_key: str | bytes | None = None,
-        ttl: float | None = UNSET,
-    ) -> int: ...
-    @overload
-    async def messages(
-        self, session_id: str, *, last: int | None = None, owner: str | None = None
-    ) -> list[Message]: ...
-    @overload
-    async def messages(
-        self,
-        session_id: str,
-        *,
-        last: int | None = None,
-        owner: str | None = None,
-        into: Conversion[T],
-    ) -> list[T]: ...
-    async def replace(
-        self, session_id: str, messages: Any, *, owner: str | None = None, ttl: float | None = UNSET
-    ) -> int: ...
-    async def insert(
-        self, session_id: str, index: int, messages: Any, *, owner: str | None = None
-    ) -> int: ...
-    async def pop(
-        self, session_id: str, index: int = -1, *, owner: str | None = None
-    ) -> Message | None: ...
-    async def clear(self, session_id: str, *, owner: str | None = None) -> bool: ...
-    async def info(self, session_id: str, *, owner: str | None = None) -> SessionInfo | None: ...
-    async def sessions(
-        self, *, owner: str | None = None, limit: int | None = None
-    ) -> list[SessionInfo]: ...
-    async def flush(self) -> int: ...
+AsyncOps = AsyncConversationStore
+"""What the adapters await: an :class:`~chatkeep.AsyncConversationStore`, or a
+stand-in with the same methods (:class:`_Direct`, :class:`_Threaded`)."""
 
 
 class _Direct:
@@ -317,7 +276,7 @@ class Stores:
     async def _make_entry(self, loop: asyncio.AbstractEventLoop) -> _LoopEntry:
         connection = self.sync.connection
         if connection is None:  # memory://: no I/O to wait for
-            return _LoopEntry(_Direct(self.sync))
+            return _LoopEntry(cast(AsyncOps, _Direct(self.sync)))
         if self._claim_user_twin(loop):
             if self._async_store is not None:
                 return _LoopEntry(self._async_store)
@@ -332,7 +291,7 @@ class Stores:
                     "to another, or are synchronous); async methods run the sync store in "
                     "worker threads (pass aredis_client=, or a URL)"
                 )
-            return _LoopEntry(_Threaded(self.sync))
+            return _LoopEntry(cast(AsyncOps, _Threaded(self.sync)))
         closer = _closer(twin)
         await closer.__anext__()
         return _LoopEntry(twin, closer)

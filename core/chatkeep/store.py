@@ -374,7 +374,7 @@ class _StoreBase(FamilyStore):
         sid = self._sid(session_id)
         position = self._index(index)
         parsed, records = self._messages(messages)
-        op = ops.Insert(sid, position, parsed, records, self._owner(owner), _IDEMPOTENCY.make(None))
+        op = ops.Insert(sid, parsed, records, self._owner(owner), _IDEMPOTENCY.make(None), position)
         result = yield from self._call(op)
         return int(result.length)
 

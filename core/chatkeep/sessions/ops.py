@@ -48,12 +48,18 @@ TtlMs = int | None
 
 
 @dataclass(slots=True)
-class Append:
+class _Write:
+    """What every write of messages carries."""
+
     session_id: str
-    messages: list[Message]
+    messages: list[Message]  # decoded; not journaled (the records are)
     records: list[bytes]
     owner: str | None
     idem: bytes
+
+
+@dataclass(slots=True)
+class Append(_Write):
     ttl_ms: TtlMs = None
     publish: bool = False  # the script publishes each record (store.subscribe)
     ambiguous: bool = False  # sent to Redis without a reply: its replay looks for its records
@@ -61,25 +67,15 @@ class Append:
 
 
 @dataclass(slots=True)
-class Replace:
-    session_id: str
-    messages: list[Message]
-    records: list[bytes]
-    owner: str | None
-    idem: bytes
+class Replace(_Write):
     ttl_ms: TtlMs = None
     expect: str | None = None
     kind: ClassVar[str] = "replace"
 
 
 @dataclass(slots=True)
-class Insert:
-    session_id: str
-    index: int
-    messages: list[Message]
-    records: list[bytes]
-    owner: str | None
-    idem: bytes
+class Insert(_Write):
+    index: int = 0
     expect: str | None = None
     kind: ClassVar[str] = "insert"
 

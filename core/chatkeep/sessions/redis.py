@@ -261,7 +261,7 @@ class RedisSessions(BaseFamily):
         if kind == "replace":
             return Replace(sid, [], records, owner, idem, fields.get("ttl_ms"), expect)
         if kind == "insert":
-            return Insert(sid, fields["index"], [], records, owner, idem, expect)
+            return Insert(sid, [], records, owner, idem, fields["index"], expect)
         if kind == "pop":
             return Pop(sid, fields["index"], owner, idem, fields.get("message_id"), expect)
         return Clear(sid, owner, expect)
