@@ -8,7 +8,6 @@ are kept in this process only.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 __all__ = ["Claim", "Claimed", "Clear", "Delete", "Op", "Release", "Set"]
 
@@ -21,7 +20,6 @@ class Claim:
     token: str  # "" = read only
     lock_ms: int
     ttl_ms: int  # how long the mirror keeps a value it learns from this read (0 = never)
-    kind: Literal["claim"] = "claim"
 
 
 @dataclass(slots=True)
@@ -32,7 +30,6 @@ class Set:
     data: bytes
     ttl_ms: int  # 0 = never expires
     token: str
-    kind: Literal["set"] = "set"
 
 
 @dataclass(slots=True)
@@ -41,18 +38,16 @@ class Release:
 
     digest: str
     token: str
-    kind: Literal["release"] = "release"
 
 
 @dataclass(slots=True)
 class Delete:
     digest: str
-    kind: Literal["delete"] = "delete"
 
 
 @dataclass(slots=True)
 class Clear:
-    kind: Literal["clear"] = "clear"
+    """Forget every entry of the namespace."""
 
 
 Op = Claim | Set | Release | Delete | Clear

@@ -9,7 +9,6 @@ operation, and the journal keeps the writes (:class:`Put`, :class:`Delete`) for 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 __all__ = ["Delete", "Found", "Get", "Item", "List", "Op", "Put", "Ttl"]
 
@@ -24,35 +23,30 @@ Found = tuple[bytes, bool, int] | None
 class Put:
     ns: str
     items: list[Item]
-    kind: Literal["put"] = "put"
 
 
 @dataclass(slots=True)
 class Get:
     ns: str
     keys: list[str]
-    kind: Literal["get"] = "get"
 
 
 @dataclass(slots=True)
 class Delete:
     ns: str
     keys: list[str]
-    kind: Literal["delete"] = "delete"
 
 
 @dataclass(slots=True)
 class List:
     ns: str
     prefix: str
-    kind: Literal["list"] = "list"
 
 
 @dataclass(slots=True)
 class Ttl:
     ns: str
     key: str
-    kind: Literal["ttl"] = "ttl"
 
 
 Op = Put | Get | Delete | List | Ttl
