@@ -228,7 +228,7 @@ class Circuit:
         self.probe_max = config.probe_max
         self.replay_wait = config.replay_wait
         self.restore_lost_sessions = config.restore_lost_sessions
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # replay resolves families under it; they ask for mirrors
         self.state: CircuitState = "closed"
         self._backoff = self.probe_interval
         self._next_probe = 0.0
