@@ -42,6 +42,7 @@ from .message import ContentPart, Message, Role, ToolCall
 from .sessions.ops import RecentConversation, SessionInfo
 from .status import StoreStatus
 from .store import UNSET, AsyncConversationStore, ConversationStore
+from .tokens import TokenCounter, estimate_tokens
 from .updates import AsyncSubscription, Subscription
 
 __version__ = "0.1.0"
@@ -89,10 +90,12 @@ __all__ = [
     "StoreConfig",
     "StoreStatus",
     "Subscription",
+    "TokenCounter",
     "ToolCall",
     "ValueTooLargeError",
     "__version__",
     "decode_record",
     "encode_record",
+    "estimate_tokens",
     "model_builder",
 ]

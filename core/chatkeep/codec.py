@@ -2,7 +2,7 @@
 
 A record is one compact JSON object per message::
 
-    {"v":1,"id":"…","role":"user","content":"…","ts":<µs since epoch>,
+    {"v":1,"id":"…","tk":<tokens>,"role":"user","content":"…","ts":<µs since epoch>,
      "name":…,"tool_calls":[…],"tool_call_id":…,"meta":{…},"native":{…},"b":2}
 
 Optional keys are left out when empty. Non-JSON values follow one policy, the same
@@ -226,15 +226,15 @@ def stable_hash(inputs: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def to_record(message: Message) -> dict[str, Any]:
-    """The record (a JSON-ready dict) of one message."""
-    record: dict[str, Any] = {
-        "v": RECORD_VERSION,
-        "id": message.id,
-        "role": message.role,
-        "content": message.content,
-        "ts": (message.created_at - _EPOCH) // _US,
-    }
+def to_record(message: Message, tokens: int | None = None) -> dict[str, Any]:
+    """The record (a JSON-ready dict) of one message, with its token count if given
+    (``"tk"``, right after the id: the server-side scripts read it there)."""
+    record: dict[str, Any] = {"v": RECORD_VERSION, "id": message.id}
+    if tokens is not None:
+        record["tk"] = tokens
+    record["role"] = message.role
+    record["content"] = message.content
+    record["ts"] = (message.created_at - _EPOCH) // _US
     if message.name is not None:
         record["name"] = message.name
     if message.tool_calls:
@@ -251,9 +251,9 @@ def to_record(message: Message) -> dict[str, Any]:
     return record
 
 
-def encode(message: Message) -> bytes:
+def encode(message: Message, tokens: int | None = None) -> bytes:
     """Encode one message to record bytes. Raises :class:`SerializationError`."""
-    record = to_record(message)
+    record = to_record(message, tokens)
     hook = _Encoding()
     data = _checked_dumps(record, hook)
     if JSON_LIBRARY == "orjson" and (b"null" in data):
@@ -503,7 +503,7 @@ def _trusted_message(record: dict[str, Any]) -> Message | None:
     name = call_id = native = None
     metadata: Any = {}
     tool_calls: list[ToolCall] | None = []
-    if len(record) > 5:  # beyond v, id, role, content, ts: check the optional fields
+    if len(record) > 5 + ("tk" in record):  # beyond v, id, tk, role, content, ts
         get = record.get
         name = get("name")
         call_id = get("tool_call_id")

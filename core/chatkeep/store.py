@@ -41,6 +41,7 @@ from .sessions import ops
 from .sessions.local import LocalSessions
 from .sessions.redis import RedisSessions
 from .status import StoreStatus
+from .tokens import TokenCounter, estimate_tokens
 
 if TYPE_CHECKING:
     from .locks import AsyncSessionLock, SessionLock
@@ -113,9 +114,15 @@ class _StoreBase(FamilyStore):
         on_state_change: Callable[[str, StoreStatus], None] | None = None,
         on_conflict: Callable[[ConflictError], None] | None = None,
         twin: ConversationStore | AsyncConversationStore | None = None,
+        token_counter: TokenCounter | None = None,
         **options: Any,
     ) -> None:
         asyncio = self._asyncio
+        if token_counter is not None and not callable(token_counter):
+            raise ConfigurationError("token_counter must be a callable Message -> int")
+        if token_counter is None and isinstance(twin, _StoreBase):
+            token_counter = twin._count
+        self._count: TokenCounter = token_counter or estimate_tokens
         self._on_state_change = on_state_change
         self._on_conflict = on_conflict
         self._decoder = codec.RecordDecoder(strict=False, logger=logger)
@@ -173,7 +180,7 @@ class _StoreBase(FamilyStore):
         """A store configured from ``CHATKEEP_*`` variables (keyword arguments win)."""
         hooks = {
             k: options.pop(k)
-            for k in ("client", "on_state_change", "on_conflict", "twin")
+            for k in ("client", "on_state_change", "on_conflict", "twin", "token_counter")
             if k in options
         }
         return cls(StoreConfig.from_env(**options), **hooks)
@@ -249,11 +256,34 @@ class _StoreBase(FamilyStore):
         limit = self.config.max_message_bytes
         records = []
         for i, message in enumerate(parsed):
-            record = codec.encode(message)
+            record = codec.encode(message, self._tokens(message, i))
             if len(record) > limit:
                 raise MessageTooLargeError(len(record), limit, i)
             records.append(record)
         return parsed, records
+
+    def _tokens(self, message: Message, i: int) -> int:
+        try:
+            count = self._count(message)
+        except Exception as exc:
+            raise InvalidMessageError(
+                f"token_counter failed on message {i}: {type(exc).__name__}"
+            ) from exc
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ConfigurationError(
+                f"token_counter returned {_a(type(count).__name__)}, not an int >= 0"
+            )
+        return count
+
+    @staticmethod
+    def _budget(max_tokens: object, last: int | None) -> int | None:
+        if max_tokens is None:
+            return None
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0:
+            raise InvalidArgumentError("max_tokens must be None or an int >= 0")
+        if last is not None:
+            raise InvalidArgumentError("give last or max_tokens, not both")
+        return max_tokens
 
     @staticmethod
     def _last(last: object) -> int | None:
@@ -336,19 +366,29 @@ class _StoreBase(FamilyStore):
         return int(result.length)
 
     def _read(
-        self, session_id: str, last: int | None, owner: str | None, into: Any
+        self,
+        session_id: str,
+        last: int | None,
+        owner: str | None,
+        into: Any,
+        *,
+        max_tokens: int | None = None,
+        keep_system: bool = True,
     ) -> Flow[list[Any]]:
         sid = self._sid(session_id)
         count = self._last(last)
+        budget = self._budget(max_tokens, count)
         conversion = self._into(into)
         checked_owner = self._owner(owner)
         if count == 0:
             return []
-        result: ops.ReadResult = yield from self._call(
-            ops.Read(sid, count, checked_owner, conversion)
-        )
+        op = ops.Read(sid, count, checked_owner, conversion)
+        if budget is not None:
+            op.budget = ops.Budget(budget, bool(keep_system), self._count)
+        result: ops.ReadResult = yield from self._call(op)
         # After the mirror took the records as they are: decode (or convert) them once.
-        return self._decoder.convert_all(result.records, sid, conversion)
+        records = result.records if not result.head else [*result.head, *result.records]
+        return self._decoder.convert_all(records, sid, conversion)
 
     def _replace(
         self,
@@ -480,7 +520,13 @@ class ConversationStore(_StoreBase, Blocking):
 
     @overload
     def messages(
-        self, session_id: str, *, last: int | None = None, owner: str | None = None
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        owner: str | None = None,
+        max_tokens: int | None = None,
+        keep_system: bool = True,
     ) -> list[Message]: ...
 
     @overload
@@ -491,6 +537,8 @@ class ConversationStore(_StoreBase, Blocking):
         last: int | None = None,
         owner: str | None = None,
         into: codec.Conversion[T],
+        max_tokens: int | None = None,
+        keep_system: bool = True,
     ) -> list[T]: ...
 
     def messages(
@@ -500,10 +548,19 @@ class ConversationStore(_StoreBase, Blocking):
         last: int | None = None,
         owner: str | None = None,
         into: codec.Conversion[Any] | None = None,
+        max_tokens: int | None = None,
+        keep_system: bool = True,
     ) -> list[Any]:
         """The session's messages, oldest first; ``last=k`` reads only the newest k.
+        ``max_tokens=N`` reads the newest messages whose token counts (stored at write
+        time, see ``token_counter``) add up to at most N, never part of a message; with
+        ``keep_system`` a leading system message is counted first and kept when it fits.
         ``into`` builds another message type straight from the stored records."""
-        return self._drive(self._read(session_id, last, owner, into))
+        return self._drive(
+            self._read(
+                session_id, last, owner, into, max_tokens=max_tokens, keep_system=keep_system
+            )
+        )
 
     def lock(
         self,
@@ -544,7 +601,13 @@ class AsyncConversationStore(_StoreBase, Awaiting):
 
     @overload
     async def messages(
-        self, session_id: str, *, last: int | None = None, owner: str | None = None
+        self,
+        session_id: str,
+        *,
+        last: int | None = None,
+        owner: str | None = None,
+        max_tokens: int | None = None,
+        keep_system: bool = True,
     ) -> list[Message]: ...
 
     @overload
@@ -555,6 +618,8 @@ class AsyncConversationStore(_StoreBase, Awaiting):
         last: int | None = None,
         owner: str | None = None,
         into: codec.Conversion[T],
+        max_tokens: int | None = None,
+        keep_system: bool = True,
     ) -> list[T]: ...
 
     async def messages(
@@ -564,10 +629,19 @@ class AsyncConversationStore(_StoreBase, Awaiting):
         last: int | None = None,
         owner: str | None = None,
         into: codec.Conversion[Any] | None = None,
+        max_tokens: int | None = None,
+        keep_system: bool = True,
     ) -> list[Any]:
         """The session's messages, oldest first; ``last=k`` reads only the newest k.
+        ``max_tokens=N`` reads the newest messages whose token counts (stored at write
+        time, see ``token_counter``) add up to at most N, never part of a message; with
+        ``keep_system`` a leading system message is counted first and kept when it fits.
         ``into`` builds another message type straight from the stored records."""
-        return await self._adrive(self._read(session_id, last, owner, into))
+        return await self._adrive(
+            self._read(
+                session_id, last, owner, into, max_tokens=max_tokens, keep_system=keep_system
+            )
+        )
 
     def lock(
         self,

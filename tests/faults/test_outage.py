@@ -19,6 +19,7 @@ from chatkeep import (
     ConfigurationError,
     ConversationStore,
     Conversion,
+    IncompleteMirrorError,
     JournalFullError,
     Message,
     SessionOwnershipError,
@@ -428,3 +429,66 @@ def test_a_replayed_pop_of_a_message_already_gone_removes_nothing(
 ) -> None:
     # the server keeps nothing on disk: it comes back empty, a, b, c are gone
     assert replayed_after_pops(fresh_redis_server, prefix, lambda s: s.pop("s", 0)) == ["d"]
+
+
+# -- token budgets in an outage ----------------------------------------------------------
+
+
+def _words(message: Message) -> int:
+    return len(message.text.split())
+
+
+def _said(n: int, role: str = "user") -> Message:
+    return msg(" ".join(["w"] * n), role)
+
+
+def _lengths(messages: list[Message]) -> list[int]:
+    return [len(m.text.split()) for m in messages]
+
+
+def test_budget_reads_are_served_from_the_mirror(proxy: TcpProxy, prefix: str) -> None:
+    store = ConversationStore.from_url(proxy.url, prefix=prefix, token_counter=_words, **FAST)
+    store.append("s", [_said(3, "system"), _said(4), _said(2), _said(2)])
+    proxy.cut()
+    assert _lengths(store.messages("s", max_tokens=7)) == [3, 2, 2]
+    assert store.append("s", _said(1)) == 5
+    assert _lengths(store.messages("s", max_tokens=6)) == [3, 2, 1]
+    assert store.status().degraded
+    proxy.restore()
+    until_recovered(lambda: store.messages("s", last=1), store)
+    assert _lengths(store.messages("s", max_tokens=6)) == [3, 2, 1]
+    store.close()
+
+
+def test_a_partial_mirror_serves_the_tail_it_holds_without_guessing_the_system_message(
+    fresh_redis_server: RedisServer, proxy: TcpProxy, prefix: str
+) -> None:
+    """The mirror holds the newest 3 of 10 messages: a budget read in an outage returns
+    what fits of those; the leading system message is not held, so it is not returned
+    (and nothing older than what is held is made up)."""
+    store = ConversationStore.from_url(
+        proxy.url, prefix=prefix, token_counter=_words, mirror_messages=3, **FAST
+    )
+    store.append("s", [_said(5, "system"), *(_said(1) for _ in range(9))])
+    proxy.cut()
+    assert _lengths(store.messages("s", max_tokens=100)) == [1, 1, 1]
+    assert _lengths(store.messages("s", max_tokens=2)) == [1, 1]
+    store.close()
+
+
+def test_a_budget_read_teaches_the_mirror_a_tail_not_a_whole_session(
+    fresh_redis_server: RedisServer, proxy: TcpProxy, prefix: str
+) -> None:
+    other = ConversationStore.from_url(
+        fresh_redis_server.url, prefix=prefix, fallback="raise", token_counter=_words
+    )
+    other.append("s", [_said(1) for _ in range(10)])
+    store = ConversationStore.from_url(proxy.url, prefix=prefix, token_counter=_words, **FAST)
+    assert len(store.messages("s", max_tokens=3)) == 3
+    proxy.cut()
+    with pytest.raises(IncompleteMirrorError):
+        store.pop("s", 0)
+    info = store.info("s")
+    assert info is not None and info.message_count == 10
+    store.close()
+    other.close()

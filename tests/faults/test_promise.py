@@ -595,6 +595,30 @@ def test_positions_in_a_partial_mirror_are_refused_not_guessed(
     store.close()
 
 
+def test_a_mirror_that_learned_only_a_tail_read_still_refuses_positions(
+    fresh_redis_server: RedisServer, proxy: TcpProxy, prefix: str
+) -> None:
+    """Item 7, learned by reading: another process wrote 10 messages; this one read only
+    the last 3. In the outage the mirror knows it holds part of the session: pop(0)
+    raises, and lengths are the session's (a tail read once set the mirror's length to
+    what it read, so pop(0) removed m7)."""
+    other = ConversationStore.from_url(fresh_redis_server.url, prefix=prefix, fallback="raise")
+    other.append("s", [msg(f"m{i}") for i in range(10)])
+    store = ConversationStore.from_url(proxy.url, prefix=prefix, **FAST)
+    assert texts(store.messages("s", last=3)) == ["m7", "m8", "m9"]
+    proxy.cut()
+    with pytest.raises(IncompleteMirrorError):
+        store.pop("s", 0)
+    info = store.info("s")
+    assert info is not None and info.message_count == 10
+    assert store.append("s", [msg("n")]) == 11
+    proxy.restore()
+    settle(store)
+    assert stored(fresh_redis_server.port, prefix, "s") == [*(f"m{i}" for i in range(10)), "n"]
+    store.close()
+    other.close()
+
+
 # -- 8. the race: a write served from memory while the circuit closes -----------------------
 
 

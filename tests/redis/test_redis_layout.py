@@ -44,7 +44,10 @@ def test_keys_follow_the_documented_layout(
     ]
     record = json.loads(raw.lrange(f"{prefix}:{{user%3A42%2Fchat}}:m", 0, -1)[0])
     assert record["v"] == 1 and record["role"] == "user" and record["content"] == "hi"
-    assert set(record) == {"v", "id", "role", "content", "ts"}
+    assert set(record) == {"v", "id", "tk", "role", "content", "ts"}
+    assert record["tk"] == 5  # estimate_tokens: 4 per message + 1 for "hi"
+    raw_record = raw.lrange(f"{prefix}:{{user%3A42%2Fchat}}:m", 0, -1)[0]
+    assert raw_record.startswith(b'{"v":1,"id":"' + record["id"].encode() + b'","tk":5,"role":')
     meta = raw.hgetall(f"{prefix}:{{user%3A42%2Fchat}}:h")
     assert meta[b"o"] == b"u 1" and meta[b"v"] == b"1"
 

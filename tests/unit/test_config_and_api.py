@@ -64,11 +64,13 @@ def test_public_api_is_pinned() -> None:
             "StoreConfig",
             "StoreStatus",
             "Subscription",
+            "TokenCounter",
             "ToolCall",
             "ValueTooLargeError",
             "__version__",
             "decode_record",
             "encode_record",
+            "estimate_tokens",
             "model_builder",
         ]
     )

@@ -32,6 +32,7 @@ from ..clock import now_ms
 from ..errors import IncompleteMirrorError, SerializationError, SessionOwnershipError
 from ..message import Message
 from ..redis.flows import Flow, done
+from ..tokens import is_system_record, record_tokens
 from . import ops
 
 __all__ = ["LocalSessions"]
@@ -78,6 +79,38 @@ def _decoded(entry: Entry | str) -> Message | None:
         return codec.decode(entry)
     except SerializationError:
         return None
+
+
+def _fit(
+    entries: list[Entry], budget: ops.Budget, complete: bool
+) -> tuple[int, list[Entry] | None]:
+    """Where the tail that fits in ``budget`` starts, and the leading system entry kept
+    apart (the rules of sessions/lua/budget.lua). Held only in part (a mirror), the
+    first entry held is not the session's first: no system message is looked for."""
+
+    def tokens(entry: Entry) -> int:
+        if isinstance(entry, Message):
+            return budget.count(entry)
+        return record_tokens(entry)
+
+    room, first, head = budget.max_tokens, 0, None
+    if budget.keep_system and complete and entries:
+        entry = entries[0]
+        system = entry.role == "system" if isinstance(entry, Message) else is_system_record(entry)
+        if system:
+            first = 1
+            count = tokens(entry)
+            if count > room:
+                return len(entries), None  # nothing after a system message that does not fit
+            head, room = [entry], room - count
+    start, total = len(entries), 0
+    while start > first:
+        count = tokens(entries[start - 1])
+        if total + count > room:
+            break
+        total += count
+        start -= 1
+    return start, head
 
 
 class LocalSessions:
@@ -352,7 +385,11 @@ class LocalSessions:
             if not self._fixed:
                 self._expire(session, now, None)
             entries = session.messages
-            start = max(len(entries) - op.last, 0) if op.last else 0
+            head = None
+            if op.budget is not None:
+                start, head = _fit(entries, op.budget, session.complete)
+            else:
+                start = max(len(entries) - op.last, 0) if op.last else 0
             for i in range(start, len(entries)):
                 if not isinstance(entries[i], Message):
                     decoded = _decoded(entries[i])
@@ -365,6 +402,7 @@ class LocalSessions:
                 created_ms=session.redis_created,
                 version=session.writes,
                 length=session.length,
+                head=head,
             )
 
     def _ttl(self, op: ops.Ttl) -> float | None:
@@ -531,14 +569,22 @@ class LocalSessions:
             return
         if session is None:
             session = self._new(sid, result.owner, now)
-        if not _is_tail(session.messages, result.records):
+        records, whole = result.records, op.last is None or len(result.records) < op.last
+        if op.budget is not None:  # a tail of the session (and its system message apart)
+            held = len(records) + (1 if result.head else 0)
+            whole = result.length is not None and held >= result.length
+            if whole and result.head:
+                records = [*result.head, *records]
+            elif not records:  # nothing to learn about the messages
+                self._learn(session, result.owner, result.expires_at_ms, result)
+                return
+        if not _is_tail(session.messages, records):
             # Keep a longer history the tail agrees with; else take what Redis has.
-            self._set(session, list(result.records))
-        if op.last is None or len(result.records) < op.last:  # all of it
-            session.length = len(result.records)
+            self._set(session, list(records))
+        if whole:
+            session.length = len(records)
         elif result.length is not None:  # as of just before the records were read
-            session.length = max(result.length, len(result.records))
-            session.length = len(result.records)
+            session.length = max(result.length, len(records))
         else:
             session.length = max(session.length, len(session.messages))
         session.owner = result.owner  # Redis said so in this call (None: no owner)

@@ -12,6 +12,7 @@ are applied only if the session is still at that version.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Append",
+    "Budget",
     "Clear",
     "Info",
     "Insert",
@@ -99,12 +101,22 @@ class Clear:
     kind: ClassVar[str] = "clear"
 
 
+@dataclass(slots=True, frozen=True)
+class Budget:
+    """A read of the newest messages whose token counts fit in ``max_tokens``."""
+
+    max_tokens: int
+    keep_system: bool  # count a leading system message first, and keep it if it fits
+    count: Callable[[Message], int]  # for entries held decoded (the local backend)
+
+
 @dataclass(slots=True)
 class Read:
     session_id: str
     last: int | None
     owner: str | None
     into: Conversion[Any] | None = None  # what the store decodes the records into
+    budget: Budget | None = None
     kind: ClassVar[str] = "read"
 
 
@@ -160,6 +172,8 @@ class ReadResult:
     created_ms: int | None = None
     version: int = 0
     length: int | None = None  # the session's whole length (None: not known)
+    head: list[Entry] | None = None  # a budget read's leading system message, kept apart
+    # from ``records`` (which are always a tail of the session)
 
 
 @dataclass(slots=True)

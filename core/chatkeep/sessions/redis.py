@@ -34,6 +34,7 @@ from .local import LocalSessions
 from .ops import (
     TITLE_SCAN,
     Append,
+    Budget,
     Clear,
     Info,
     Insert,
@@ -58,7 +59,10 @@ logger = logging.getLogger("chatkeep")
 SESSIONS = Feature(
     "sessions",
     package="chatkeep.sessions",
-    scripts=("append", "append_parts", "replace", "insert", "pop", "clear", "read", "touch"),
+    scripts=(
+        "append", "append_parts", "replace", "insert", "pop", "clear", "read", "touch",
+        "budget",
+    ),
     prelude="common.lua",
     commands=(
         "PING", "INFO", "HMGET", "LLEN", "LRANGE", "PTTL", "EXISTS",
@@ -513,6 +517,8 @@ class RedisSessions(BaseFamily):
     # -- reads --------------------------------------------------------------------------
 
     def _read(self, op: Read) -> Flow[ReadResult]:
+        if op.budget is not None:
+            return (yield from self._read_budget(op, op.budget))
         now = now_ms()
         sid = op.session_id
         messages, meta = self.keys.session(sid)
@@ -563,6 +569,41 @@ class RedisSessions(BaseFamily):
             created_ms=reply_int(reply[2]),
             version=reply_int(reply[3]) or 0,
             length=int(reply[4]),
+        )
+        yield from self._indexed(sid, plan, result.expires_at_ms, result, now)
+        return result
+
+    def _read_budget(self, op: Read, budget: Budget) -> Flow[ReadResult]:
+        """The newest records that fit in a token budget: one script call whose work
+        grows with what it returns, not with the session's length."""
+        now = now_ms()
+        sid = op.session_id
+        plan = self.index.before_read(sid, now)
+        keys = list(self.keys.session(sid))
+        cluster = self.connection.cluster
+        mode = "0" if cluster else plan.mode
+        if mode != "0":
+            keys += plan.keys
+        args = [now, "", self.ttl_ms, 1 if self.fixed else 0, "", op.owner or "", "", "",
+                mode, sid, "", budget.max_tokens, 1 if budget.keep_system else 0]  # fmt: skip
+        replies = yield from run_script(
+            SESSIONS["budget"], keys, args, session_id=sid, cluster=cluster
+        )
+        reply = replies[0]
+        at = int(reply[0])
+        records = list(reply[5])
+        head = None if reply[6] is None or reply[6] is False else [reply[6]]
+        if at == -2:
+            return ReadResult(records, -2, None, exists=False, head=head)
+        result = ReadResult(
+            records,
+            _expiry(at),
+            reply_text(reply[1]),
+            exists=True,
+            created_ms=reply_int(reply[2]),
+            version=reply_int(reply[3]) or 0,
+            length=int(reply[4]),
+            head=head,
         )
         yield from self._indexed(sid, plan, result.expires_at_ms, result, now)
         return result
