@@ -65,6 +65,13 @@ def run_all(url: str, *, quick: bool, counter: Any, measure: Callable[..., Any])
                     ops[subject.name] = lambda s=subject, L=length: s.read_last(f"r{L}", 20)
             rows += measure(f"read last 20 at {length}", ops, rounds, counter)
 
+        for length in (10, tail_length):
+            ops = {}
+            for subject in subjects:
+                if subject.read_budget(f"r{length}", 2000) is not None:
+                    ops[subject.name] = lambda s=subject, L=length: s.read_budget(f"r{L}", 2000)
+            rows += measure(f"read max_tokens=2000 at {length}", ops, rounds, counter)
+
         rows += _langchain_turn(url, subjects, rounds, counter, measure)
         rows += _llama_turn(url, subjects, rounds, counter, measure)
         rows += _memory(url, subjects)

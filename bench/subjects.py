@@ -99,6 +99,9 @@ class Subject:
     def read_last(self, sid: str, k: int) -> list[Any] | None:
         return None  # not offered
 
+    def read_budget(self, sid: str, max_tokens: int) -> list[Any] | None:
+        return None  # not offered
+
     async def aadd_one(self, sid: str, message: Message) -> None:
         raise NotImplementedError
 
@@ -136,6 +139,18 @@ class Raw(Subject):
 
     def read_last(self, sid: str, k: int) -> list[Any]:
         return [json.loads(r) for r in self.client.lrange(f"{self.prefix}:{sid}", -k, -1)]
+
+    def read_budget(self, sid: str, max_tokens: int) -> list[Any]:
+        """Without counts stored: read everything, count from the newest back (the same
+        estimate as chatkeep's default), keep what fits."""
+        records = self.read_all(sid)
+        total, start = 0, len(records)
+        while start > 0:
+            count = 4 + (len(records[start - 1]["content"]) + 3) // 4
+            if total + count > max_tokens:
+                break
+            total, start = total + count, start - 1
+        return records[start:]
 
     async def aadd_one(self, sid: str, message: Message) -> None:
         if self.made_async is None:  # a blocking pool, as chatkeep uses: bursts wait, never fail
@@ -189,6 +204,9 @@ class ChatkeepCore(ChatkeepSubject):
 
     def read_last(self, sid: str, k: int) -> list[Any]:
         return self.store.messages(sid, last=k)
+
+    def read_budget(self, sid: str, max_tokens: int) -> list[Any]:
+        return self.store.messages(sid, max_tokens=max_tokens)
 
     async def aadd_one(self, sid: str, message: Message) -> None:
         await self.async_store().append(sid, [message])

@@ -120,6 +120,20 @@ def evaluate(rows: Iterable[Any], json_library: str) -> list[Target]:
 
     targets.append(_checked("last 20 at 5,000 within 1.5× of last 20 at 10", tail))
 
+    def budget() -> tuple[str, bool]:
+        long = max(r.scenarios("read max_tokens=2000 at "), key=_size)
+        if _size(long) < 5000:
+            raise KeyError(long)
+        short = "read max_tokens=2000 at 10"
+        ratio = r.get(long, CORE, "median_us") / r.get(short, CORE, "median_us")
+        raw = r.get(long, RAW, "median_us") / r.get(short, RAW, "median_us")
+        # raw redis-py has no counts stored: it reads all 5,000 to count from the end.
+        return f"{ratio:.2f}× (raw redis-py, reading all and counting: {raw:.2f}×)", ratio <= 1.5
+
+    targets.append(
+        _checked("max_tokens=2,000 at 5,000 within 1.5× of max_tokens=2,000 at 10", budget)
+    )
+
     def turn() -> tuple[str, bool]:
         scenario = "LangChain RunnableWithMessageHistory turn"
         ours = r.get(scenario, "chatkeep_langchain", "round_trips")

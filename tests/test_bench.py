@@ -66,9 +66,12 @@ def test_quick_benchmark_runs_everything(tmp_path: Path) -> None:
     assert core_append["round_trips"] == 1  # counted on the wire, not assumed
     assert (tmp_path / "results.md").read_text().count("|") > 50
     # Every target of the issue is stated, with this run's figure where it has one
-    # (--quick reads no 5,000-message session, so that target says so).
+    # (--quick reads no 5,000-message session, so those two targets say so).
     checked = {t["name"]: t for t in result["targets"]}
-    assert len(checked) == 12
+    assert len(checked) == 13
     measured = [t for t in checked.values() if t["met"] is not None]
     assert len(measured) >= 11 and all(t["measured"] for t in measured)
+    budget = [r for r in rows if r["scenario"].startswith("read max_tokens=2000 at ")]
+    assert {r["subject"] for r in budget} == {"raw redis-py", "chatkeep store"}
+    assert all(r["round_trips"] == 1 for r in budget)
     assert "Targets of the performance issue" in (tmp_path / "results.md").read_text()
