@@ -202,16 +202,26 @@ class Stores:
         if async_store is not None and not isinstance(async_store, AsyncConversationStore):
             raise ConfigurationError("async_store= must be a chatkeep.AsyncConversationStore")
         self._own_sync_client: redis.Redis | None = None
+        options = dict(options)
+        counter = options.pop("token_counter", None)  # not a StoreConfig field
+        if counter is not None and (store is not None or async_store is not None):
+            raise ConfigurationError(
+                "token_counter= goes to the given chatkeep store; configure it there"
+            )
         if store is not None:
             _no_options(options, "store=")
             self.sync = store
             self._owns_sync = False
         elif redis_client is not None:
-            self.sync = ConversationStore(StoreConfig.from_env(**options), client=redis_client)
+            self.sync = ConversationStore(
+                StoreConfig.from_env(**options), client=redis_client, token_counter=counter
+            )
             self._owns_sync = True
         elif aredis_client is not None:
             config = StoreConfig.from_env(**options)
-            self.sync = ConversationStore(config, client=self._derived(aredis_client, config))
+            self.sync = ConversationStore(
+                config, client=self._derived(aredis_client, config), token_counter=counter
+            )
             self._owns_sync = True
         elif async_store is not None:
             _no_options(options, "async_store=")
@@ -227,7 +237,7 @@ class Stores:
             if url is not None:
                 options = {**options, "url": url}
             # Options not given come from CHATKEEP_* (the URL also from REDIS_URL).
-            self.sync = ConversationStore(StoreConfig.from_env(**options))
+            self.sync = ConversationStore(StoreConfig.from_env(**options), token_counter=counter)
             self._owns_sync = True
         self.config: StoreConfig = self.sync.config
         self._aredis_client = aredis_client

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.llms import ChatMessage
 from llama_index.core.storage.chat_store.base import BaseChatStore
 
-from chatkeep import Message
+from chatkeep import InvalidArgumentError, Message
 
 from ._common import ARCHIVE_MARK, StoreHandle, check_key
 from ._stores import AsyncOps, Stores
@@ -27,7 +28,9 @@ class RedisChatStore(StoreHandle, BaseChatStore):
 
     plus ``store=``/``async_store=`` (existing chatkeep stores), ``key_prefix=``
     (chatkeep's namespace, default ``"chatkeep"``), ``owner=`` (sessions bound to one
-    user) and any :class:`chatkeep.StoreConfig` option (``fallback=``,
+    user), ``read_max_tokens=`` (``get_messages`` reads only the newest messages that
+    fit, so a ``ChatMemoryBuffer``'s token limit is served from the tail),
+    ``token_counter=`` and any :class:`chatkeep.StoreConfig` option (``fallback=``,
     ``max_messages=``, ``socket_timeout=``...).
 
     * Every key is one chatkeep session: appends are one atomic round trip, the TTL
@@ -48,8 +51,23 @@ class RedisChatStore(StoreHandle, BaseChatStore):
     )
     key_prefix: str = Field(default="chatkeep", description="chatkeep key prefix (namespace).")
     owner: str | None = Field(default=None, description="Owner every session is bound to.")
+    read_max_tokens: int | None = Field(
+        default=None,
+        description="get_messages returns only the newest messages whose stored token "
+        "counts fit in this many tokens (None: the whole history).",
+    )
 
     _stores: Stores = PrivateAttr()
+
+    def __init__(self, *args: Any, read_max_tokens: int | None = None, **kwargs: Any) -> None:
+        if read_max_tokens is not None and (
+            isinstance(read_max_tokens, bool)
+            or not isinstance(read_max_tokens, int)
+            or read_max_tokens < 0
+        ):
+            raise InvalidArgumentError("read_max_tokens must be None or an int >= 0")
+        super().__init__(*args, **kwargs)
+        self.read_max_tokens = read_max_tokens
 
     @classmethod
     def class_name(cls) -> str:
@@ -78,9 +96,12 @@ class RedisChatStore(StoreHandle, BaseChatStore):
             self._stores.sync.clear(key, owner=self.owner)
 
     def get_messages(self, key: str) -> list[ChatMessage]:
-        """The history of ``key``, oldest first ([] when there is none)."""
+        """The history of ``key``, oldest first ([] when there is none); with
+        ``read_max_tokens``, only its newest messages that fit (read from the tail)."""
         check_key(key)
-        return self._stores.sync.messages(key, owner=self.owner, into=CONVERSION)
+        return self._stores.sync.messages(
+            key, owner=self.owner, into=CONVERSION, max_tokens=self.read_max_tokens
+        )
 
     def add_message(self, key: str, message: ChatMessage, idx: int | None = None) -> None:
         """Append ``message`` (one atomic round trip), or insert it before ``idx``
@@ -151,7 +172,9 @@ class RedisChatStore(StoreHandle, BaseChatStore):
     async def aget_messages(self, key: str) -> list[ChatMessage]:
         """Async :meth:`get_messages`."""
         check_key(key)
-        return await (await self._aio()).messages(key, owner=self.owner, into=CONVERSION)
+        return await (await self._aio()).messages(
+            key, owner=self.owner, into=CONVERSION, max_tokens=self.read_max_tokens
+        )
 
     async def async_add_message(
         self, key: str, message: ChatMessage, idx: int | None = None

@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import redis
@@ -18,6 +19,7 @@ from chatkeep import (
     BackendUnavailableError,
     ConfigurationError,
     ConversationStore,
+    InvalidArgumentError,
     InvalidSessionId,
     SessionOwnershipError,
 )
@@ -370,6 +372,7 @@ def test_to_dict_has_no_client_and_no_password(redis_server: RedisServer, prefix
         "ttl": 120.0,
         "key_prefix": prefix,
         "owner": "u1",
+        "read_max_tokens": None,
         "class_name": "RedisChatStore",
     }
     assert RedisChatStore.class_name() == "RedisChatStore"
@@ -529,3 +532,39 @@ def test_credentials_never_shown(url: str, shown: str) -> None:
     chat_store = RedisChatStore(redis_url=url)  # constructing connects to nothing
     assert chat_store.redis_url == shown
     assert "hunter2" not in json.dumps(chat_store.to_dict()) + repr(chat_store)
+
+
+# -- token budgets: ChatMemoryBuffer's token limit served from the tail ---------------------
+
+
+def _words(message: Any) -> int:
+    return len(message.text.split())
+
+
+def test_read_max_tokens_serves_a_memory_buffer_from_the_tail(
+    make_chat_store: Callable[..., RedisChatStore],
+) -> None:
+    """With read_max_tokens, get_messages reads only the newest messages that fit (the
+    counts the store's token_counter took at write time), and a ChatMemoryBuffer over
+    it keeps what its own token limit allows of those."""
+    tail = make_chat_store(read_max_tokens=6, token_counter=_words)
+    words = ["one two three", "four five", "six seven", "eight nine"]
+    for i, text in enumerate(words):
+        tail.add_message("k", (user if i % 2 == 0 else assistant)(text))
+    assert texts(tail.get_messages("k")) == ["four five", "six seven", "eight nine"]
+    assert [m.text for m in tail.store.messages("k")] == words
+    assert texts(asyncio.run(tail.aget_messages("k"))) == texts(tail.get_messages("k"))
+    memory = ChatMemoryBuffer.from_defaults(chat_store=tail, chat_store_key="k", token_limit=10_000)
+    assert texts(memory.get()) == ["four five", "six seven", "eight nine"]
+    assert tail.to_dict()["read_max_tokens"] == 6
+    again = RedisChatStore.from_dict(tail.to_dict(), token_counter=_words)
+    assert again.read_max_tokens == 6
+    again.close()
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "6", True])
+def test_read_max_tokens_must_be_a_count(
+    make_chat_store: Callable[..., RedisChatStore], bad: Any
+) -> None:
+    with pytest.raises(InvalidArgumentError):
+        make_chat_store(read_max_tokens=bad)
