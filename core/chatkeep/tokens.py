@@ -37,16 +37,17 @@ def estimate_tokens(message: Message) -> int:
     return MESSAGE_OVERHEAD + (chars + 3) // 4
 
 
-# What the server-side scripts read too (sessions/lua/budget.lua): records start
-# {"v":1,"id":"<id>","tk":<count>,"role":"<role>", when the id needs no escaping.
-_HEAD = re.compile(rb'\{"v":1,"id":"[^"\\]*","tk":(\d+),"role":"([^"\\]*)",')
-_HEAD_BYTES = 400  # looked for in the first 400 bytes only (the scripts do the same)
+# What the server-side scripts read too (sessions/lua/budget.lua), anchored at the
+# start: records begin {"v":1,"id":"<id>","tk":<count>,"role":"<role>", (when the id
+# needs no escaping).
+_COUNT = re.compile(rb'\{"v":1,"id":"[^"\\]*","tk":(\d+),')
+_HEAD = re.compile(rb'\{"v":1,"id":"[^"\\]*","tk":\d+,"role":"([^"\\]*)",')
 
 
 def record_tokens(record: bytes) -> int:
     """The token count stored in ``record``; for a record without one (written before
     counts were kept, or with an id that needed escaping), a quarter of its length."""
-    found = _HEAD.match(record, 0, _HEAD_BYTES)
+    found = _COUNT.match(record)
     if found is not None:
         return int(found.group(1))
     return (len(record) + 3) // 4
@@ -54,5 +55,5 @@ def record_tokens(record: bytes) -> int:
 
 def is_system_record(record: bytes) -> bool:
     """Whether ``record`` is a system message, read as the scripts read it."""
-    found = _HEAD.match(record, 0, _HEAD_BYTES)
-    return found is not None and found.group(2) == b"system"
+    found = _HEAD.match(record)
+    return found is not None and found.group(1) == b"system"

@@ -1,16 +1,20 @@
 -- Read the newest records whose token counts fit in a budget, refreshing a sliding TTL
 -- as read.lua does. ARGV as read.lua's, with 12 the budget (tokens) and 13 '1' to
 -- count a leading system message first (kept if it fits). Work is bounded by what is
--- returned (plus one chunk): the tail is read backwards CHUNK records at a time.
+-- returned: the tail is read backwards in chunks of 16, 32, 64... records (at most
+-- 256), so a script reads at most about twice what it returns (every record read is
+-- copied into Lua, which costs more than the matching).
 -- A record's count is its "tk" field, which the writer puts right after the id; a
 -- record without one counts a quarter of its length (chatkeep.tokens does the same).
 -- Reply: {expires_at (-2 = no session), owner|false, created|false, version, length,
 --   tail records (oldest first), the system record or false}.
-local CHUNK = 64
+local CHUNK, MAX_CHUNK = 16, 256
+-- Anchored: only the id, the count and the role are looked at, whatever the length.
+local COUNT = '^{"v":1,"id":"[^"\\]*","tk":(%d+),'
 local HEAD = '^{"v":1,"id":"[^"\\]*","tk":(%d+),"role":"([^"\\]*)",'
 
 local function tokens(record)
-  local count = string.match(string.sub(record, 1, 400), HEAD)
+  local count = string.match(record, COUNT)
   if count then return tonumber(count) end
   return math.floor((#record + 3) / 4)
 end
@@ -24,7 +28,7 @@ local first = 0
 local head = false
 if ARGV[13] == '1' and len > 0 then
   local record = redis.call('LINDEX', KEYS[1], 0)
-  local count, role = string.match(string.sub(record, 1, 400), HEAD)
+  local count, role = string.match(record, HEAD)
   if role == 'system' then
     first = 1
     count = tonumber(count)
@@ -41,6 +45,7 @@ local total = 0
 local stop = len
 while stop > first and budget >= 0 do
   local from = math.max(first, stop - CHUNK)
+  CHUNK = math.min(CHUNK * 2, MAX_CHUNK)
   local chunk = redis.call('LRANGE', KEYS[1], from, stop - 1)
   local full = false
   for i = #chunk, 1, -1 do
