@@ -30,6 +30,7 @@ from .errors import (
     InvalidArgumentError,
     InvalidMessageError,
     MessageTooLargeError,
+    ValueTooLargeError,
 )
 from .keys import validate_id
 from .message import Message
@@ -38,7 +39,7 @@ from .redis.connection import Connection
 from .redis.flows import Flow, async_method, sync_method
 from .redis.stores import Awaiting, Blocking, FamilyStore, resolve_config
 from .sessions import ops
-from .sessions.local import LocalSessions
+from .sessions.local import LocalSessions, encode_context
 from .sessions.redis import RedisSessions
 from .status import StoreStatus
 from .tokens import TokenCounter, estimate_tokens
@@ -65,6 +66,10 @@ UNSET: Final[Any] = _Unset()
 
 S = TypeVar("S", bound="_StoreBase")
 T = TypeVar("T")
+
+MAX_TITLE = 1024  # characters of a session title
+MAX_STATUS = 64  # characters of a session status
+MAX_CONTEXT_KEY = 256  # characters of a context key
 
 CallHook = Callable[[str], AbstractContextManager[Any]]
 """Called with the operation kind around every store call (OpenTelemetry spans)."""
@@ -276,6 +281,40 @@ class _StoreBase(FamilyStore):
         return count
 
     @staticmethod
+    def _title(title: object) -> str | None:
+        if title is not None and (not isinstance(title, str) or len(title) > MAX_TITLE):
+            raise InvalidArgumentError(
+                f"title must be None or a str of at most {MAX_TITLE} characters"
+            )
+        return title
+
+    @staticmethod
+    def _status_text(status: object) -> str:
+        if not isinstance(status, str) or not 1 <= len(status) <= MAX_STATUS:
+            raise InvalidArgumentError(f"status must be a str of 1..{MAX_STATUS} characters")
+        return status
+
+    def _context(self, context: object) -> list[tuple[str, bytes | None]]:
+        if context is None:
+            return []
+        if not isinstance(context, Mapping):
+            raise InvalidArgumentError("context must be a mapping of str keys to JSON values")
+        entries: list[tuple[str, bytes | None]] = []
+        total = 0
+        for key, value in context.items():
+            if not isinstance(key, str) or not 1 <= len(key) <= MAX_CONTEXT_KEY:
+                raise InvalidArgumentError(
+                    f"context keys must be str of 1..{MAX_CONTEXT_KEY} characters"
+                )
+            encoded = None if value is None else encode_context(value)
+            total += len(key) + len(encoded or b"")
+            entries.append((key, encoded))
+        limit = self.config.max_message_bytes
+        if total > limit:
+            raise ValueTooLargeError(total, limit, "context")
+        return entries
+
+    @staticmethod
     def _budget(max_tokens: object, last: int | None) -> int | None:
         if max_tokens is None:
             return None
@@ -458,13 +497,43 @@ class _StoreBase(FamilyStore):
         ]
 
     def _sessions(
-        self, *, owner: str | None = None, limit: int | None = None
+        self, *, owner: str | None = None, status: str | None = None, limit: int | None = None
     ) -> Flow[list[ops.SessionInfo]]:
-        """Live sessions (of one owner), most recently active first. Uses the session
-        index, never KEYS or a keyspace SCAN."""
+        """Live sessions (of one owner, with one status), most recently active first.
+        Uses the session index, never KEYS or a keyspace SCAN."""
+        checked = None if status is None else self._status_text(status)
         result: list[ops.SessionInfo] = yield from self._call(
-            ops.Sessions(self._owner(owner), self._limit(limit))
+            ops.Sessions(self._owner(owner), self._limit(limit), checked)
         )
+        return result
+
+    def _update_session(
+        self,
+        session_id: str,
+        *,
+        title: str | None = UNSET,
+        status: str | None = UNSET,
+        context: Mapping[str, Any] | None = None,
+        owner: str | None = None,
+        ttl: float | None = UNSET,
+    ) -> Flow[ops.SessionInfo]:
+        """Set the session's title and status (None removes one) and merge ``context``
+        into its context (a key given None is removed), in one atomic round trip;
+        creates the session if needed, touches no message. Returns the session's info
+        as it is after the change."""
+        sid = self._sid(session_id)
+        op = ops.Update(
+            sid,
+            self._owner(owner),
+            ops.KEEP if title is UNSET else self._title(title),
+            ops.KEEP
+            if status is UNSET
+            else (None if status is None else self._status_text(status)),
+            self._context(context),
+            _IDEMPOTENCY.make(None),
+            _ttl(ttl),
+        )
+        result: ops.SessionInfo = yield from self._call(op)
         return result
 
     # -- status -------------------------------------------------------------------------
@@ -516,6 +585,7 @@ class ConversationStore(_StoreBase, Blocking):
     info = sync_method(_StoreBase._info)
     recent = sync_method(_StoreBase._recent)
     sessions = sync_method(_StoreBase._sessions)
+    update_session = sync_method(_StoreBase._update_session)
     flush = sync_method(_StoreBase._flush)
 
     @overload
@@ -597,6 +667,7 @@ class AsyncConversationStore(_StoreBase, Awaiting):
     info = async_method(_StoreBase._info)
     recent = async_method(_StoreBase._recent)
     sessions = async_method(_StoreBase._sessions)
+    update_session = async_method(_StoreBase._update_session)
     flush = async_method(_StoreBase._flush)
 
     @overload

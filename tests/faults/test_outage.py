@@ -492,3 +492,39 @@ def test_a_budget_read_teaches_the_mirror_a_tail_not_a_whole_session(
     assert info is not None and info.message_count == 10
     store.close()
     other.close()
+
+
+# -- session metadata in an outage ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("journal", ["memory", "sqlite"])
+def test_metadata_updates_in_an_outage_are_served_and_replayed(
+    fresh_redis_server: RedisServer,
+    proxy: TcpProxy,
+    prefix: str,
+    tmp_path: Any,
+    journal: str,
+) -> None:
+    options: dict[str, Any] = dict(FAST)
+    if journal == "sqlite":
+        options["journal_path"] = str(tmp_path / "journal.db")
+    store = ConversationStore.from_url(proxy.url, prefix=prefix, **options)
+    store.append("s", [msg("hello")])
+    store.update_session("s", title="before", context={"topic": "x", "flow": "a"})
+    proxy.cut()
+    info = store.update_session("s", title="during", status="paused", context={"flow": None})
+    assert (info.title, info.status, info.context) == ("during", "paused", {"topic": "x"})
+    assert store.status().pending_replay == 1
+    proxy.restore()
+    until_recovered(lambda: store.messages("s", last=1), store)
+    reader = ConversationStore.from_url(fresh_redis_server.url, prefix=prefix, fallback="raise")
+    stored_info = reader.info("s")
+    assert stored_info is not None
+    assert (stored_info.title, stored_info.status, stored_info.context) == (
+        "during",
+        "paused",
+        {"topic": "x"},
+    )
+    assert stored_info.message_count == 1
+    reader.close()
+    store.close()

@@ -22,6 +22,7 @@ round trip returns.
 
 from __future__ import annotations
 
+import builtins
 import threading
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
@@ -55,6 +56,9 @@ class _Session:
     redis_created: int | None = None  # Redis's creation time, when known
     writes: int = 0  # the version: writes Redis counted (+ local ones since)
     bytes: int = 0
+    title: str | None = None
+    status: str | None = None
+    context: dict[str, builtins.bytes] = field(default_factory=dict)  # encoded, as in Redis
 
     @property
     def complete(self) -> bool:
@@ -275,6 +279,8 @@ class LocalSessions:
             return self._pop(op)
         if isinstance(op, ops.Clear):
             return self._clear(op)
+        if isinstance(op, ops.Update):
+            return self._update(op)
         if isinstance(op, ops.Ttl):
             return self._ttl(op)
         if isinstance(op, ops.Info):
@@ -294,6 +300,14 @@ class LocalSessions:
             self._bound(op.session_id, session)
             self._expire(session, now, op.ttl_ms)
             return self._result(session)
+
+    def _update(self, op: ops.Update) -> ops.SessionInfo:
+        now = now_ms()
+        with self._lock:
+            session, _ = self._write_session(op.session_id, op.owner, op.idem, now)
+            _apply(session, op)
+            self._expire(session, now, op.ttl_ms)
+            return self._info(op.session_id, session)
 
     def _replace(self, op: ops.Replace) -> ops.WriteResult:
         now = now_ms()
@@ -416,6 +430,12 @@ class LocalSessions:
             return max(session.expires_ms - now, 0) / 1000
 
     def _info(self, sid: str, session: _Session) -> ops.SessionInfo:
+        context = {}
+        for key, raw in session.context.items():
+            try:
+                context[key] = context_value(raw)
+            except SerializationError:
+                continue
         return ops.SessionInfo(
             id=sid,
             owner=session.owner,
@@ -423,6 +443,9 @@ class LocalSessions:
             created_at=ops.ms_to_datetime(session.redis_created or session.created_ms),
             updated_at=ops.ms_to_datetime(session.updated_ms),
             expires_at=ops.ms_to_datetime(session.expires_ms),
+            title=session.title,
+            status=session.status,
+            context=context,
         )
 
     def _info_of(self, op: ops.Info) -> ops.SessionInfo | None:
@@ -440,7 +463,9 @@ class LocalSessions:
                 if session.expires_ms is not None and session.expires_ms <= now:
                     self._drop(sid)
                     continue
-                if op.owner is None or session.owner == op.owner:
+                if (op.owner is None or session.owner == op.owner) and (
+                    op.status is None or session.status == op.status
+                ):
                     live.append((sid, session))
             # Most recently active first, as the Redis family orders by expiry.
             live.sort(key=lambda item: item[1].updated_ms, reverse=True)
@@ -468,6 +493,8 @@ class LocalSessions:
 
     def serve(self, op: ops.Op) -> tuple[Any, ops.Op | None]:
         """Carry out ``op`` here; return its result and the write to journal."""
+        if isinstance(op, ops.Update):
+            return self.do(op), op  # metadata: merged here, and replayed as it is
         if isinstance(op, (ops.Append, ops.Read, ops.Ttl, ops.Info, ops.Sessions, ops.Recent)):
             result = self.do(op)
             if isinstance(op, ops.Append) and not result.duplicate:
@@ -527,6 +554,12 @@ class LocalSessions:
                 session = None
             if isinstance(op, ops.Read):
                 self._absorb_read(sid, session, op, result, now)
+                return
+            if isinstance(op, ops.Update):
+                # Redis answered with the whole metadata: hold it as it is there.
+                if session is not None:
+                    session.title, session.status = result.title, result.status
+                    session.context = {k: encode_context(v) for k, v in result.context.items()}
                 return
             if isinstance(op, ops.Pop):
                 if session is not None and result.record is not None:
@@ -605,6 +638,32 @@ class LocalSessions:
         if result.created_ms is not None:
             session.redis_created = result.created_ms
             session.writes = result.version
+
+
+def _apply(session: _Session, op: ops.Update) -> None:
+    """The metadata changes of ``op`` (see update.lua)."""
+    if not isinstance(op.title, ops.Keep):
+        session.title = op.title
+    if not isinstance(op.status, ops.Keep):
+        session.status = op.status
+    for key, value in op.context:
+        if value is None:
+            session.context.pop(key, None)
+        else:
+            session.context[key] = value
+
+
+def encode_context(value: Any) -> bytes:
+    """A context value as Redis keeps it: ``j`` or ``b`` (bytes tagged), then its JSON."""
+    data, tagged = codec.encode_value(value, 1 << 62, "context value")
+    return (b"b" if tagged else b"j") + data
+
+
+def context_value(raw: bytes) -> Any:
+    """The inverse of :func:`encode_context`. Raises :class:`SerializationError`."""
+    if raw[:1] not in (b"j", b"b"):
+        raise SerializationError("stored context entry has an unknown form")
+    return codec.decode_value(raw[1:], raw[:1] == b"b")
 
 
 def _same(a: Entry | str, b: Entry | str) -> bool:

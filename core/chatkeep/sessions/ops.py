@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,6 +30,9 @@ __all__ = [
     "Clear",
     "Info",
     "Insert",
+    "KEEP",
+    "Keep",
+    "Update",
     "Op",
     "Pop",
     "Read",
@@ -43,6 +46,15 @@ __all__ = [
     "Recent",
     "RecentConversation",
 ]
+
+
+class Keep:
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP: Final[Keep] = Keep()
+"""A metadata field an :class:`Update` leaves as it is."""
 
 # TTL of an operation, in milliseconds: None = not given (session's or store default),
 # 0 = never expires, > 0 = that many milliseconds.
@@ -111,6 +123,21 @@ class Budget:
 
 
 @dataclass(slots=True)
+class Update:
+    """Session metadata: title and status set (a str), removed (None) or kept (KEEP);
+    context entries merged (a key with None is removed). Creates the session."""
+
+    session_id: str
+    owner: str | None
+    title: str | Keep | None
+    status: str | Keep | None
+    context: list[tuple[str, bytes | None]]  # (key, encoded value or None to remove)
+    idem: bytes = b""
+    ttl_ms: TtlMs = None
+    kind: ClassVar[str] = "update"
+
+
+@dataclass(slots=True)
 class Read:
     session_id: str
     last: int | None
@@ -137,6 +164,7 @@ class Info:
 class Sessions:
     owner: str | None
     limit: int | None
+    status: str | None = None
     kind: ClassVar[str] = "sessions"
 
 
@@ -147,7 +175,7 @@ class Recent:
     kind: ClassVar[str] = "recent"
 
 
-Op = Append | Replace | Insert | Pop | Clear | Read | Ttl | Info | Sessions | Recent
+Op = Append | Replace | Insert | Pop | Clear | Update | Read | Ttl | Info | Sessions | Recent
 
 
 @dataclass(slots=True)
@@ -209,14 +237,18 @@ class SessionInfo(BaseModel):
     updated_at: datetime | None
     expires_at: datetime | None
     """None when the session never expires."""
+    title: str | None = Field(default=None, repr=False)
+    """The title given with ``update_session`` (left out of ``repr()``: content)."""
+    status: str | None = None
+    """The status given with ``update_session`` (e.g. "active", "archived")."""
+    context: dict[str, Any] = Field(default_factory=dict, repr=False)
+    """Free-form context merged by ``update_session`` (left out of ``repr()``)."""
 
 
 class RecentConversation(SessionInfo):
-    """A session as a "recent conversations" list shows it."""
-
-    title: str | None = Field(repr=False)
-    """The start of the first user message (among the first 16), or None. Left out
-    of ``repr()``: it is message content."""
+    """A session as a "recent conversations" list shows it: ``title`` is the one given
+    with ``update_session``, else the start of the first user message (among the first
+    16), else None."""
 
 
 TITLE_SCAN = 16  # messages looked at for a title
@@ -235,4 +267,7 @@ def title_of(messages: list[Message]) -> str | None:
 
 
 def recent_of(info: SessionInfo, head: list[Message]) -> RecentConversation:
-    return RecentConversation(**dict(info), title=title_of(head))
+    fields = dict(info)
+    if fields["title"] is None:
+        fields["title"] = title_of(head)
+    return RecentConversation(**fields)

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..clock import now_ms
 from ..codec import encode
-from ..errors import BackendError, SessionOwnershipError
+from ..errors import BackendError, SerializationError, SessionOwnershipError
 from ..keys import KeySchema
 from ..redis.circuit import REPLAY_STEP, BaseFamily, register_family
 from ..redis.connection import Connection
@@ -30,14 +30,16 @@ from ..redis.flows import Command, Flow
 from ..redis.replies import reply_int, reply_text
 from ..redis.scripts import Feature, run_script
 from .index import INDEX_SLACK_MS, NOTHING, IndexPlan, RedisIndex
-from .local import LocalSessions
+from .local import LocalSessions, context_value
 from .ops import (
+    KEEP,
     TITLE_SCAN,
     Append,
     Budget,
     Clear,
     Info,
     Insert,
+    Keep,
     Op,
     Pop,
     PopResult,
@@ -48,6 +50,7 @@ from .ops import (
     SessionInfo,
     Sessions,
     Ttl,
+    Update,
     WriteResult,
     ms_to_datetime,
 )
@@ -61,12 +64,12 @@ SESSIONS = Feature(
     package="chatkeep.sessions",
     scripts=(
         "append", "append_parts", "replace", "insert", "pop", "clear", "read", "touch",
-        "budget",
+        "budget", "update",
     ),
     prelude="common.lua",
     commands=(
         "PING", "INFO", "HMGET", "LLEN", "LRANGE", "PTTL", "EXISTS",
-        "ZADD", "ZREM", "ZREMRANGEBYSCORE", "ZREVRANGEBYSCORE",
+        "ZADD", "ZREM", "ZREMRANGEBYSCORE", "ZREVRANGEBYSCORE", "HGETALL",
     ),
 )  # fmt: skip
 
@@ -105,23 +108,48 @@ def write_result(reply: Sequence[Any]) -> WriteResult:
     )
 
 
-def info_result(sid: str, meta: Sequence[Any], length: int, pttl: int) -> SessionInfo | None:
-    """The session's info from ``HMGET c u o``, LLEN and PTTL; None if it is gone.
-    A field that is not a number (written by hand?) reads as unknown."""
-    created, updated, owner = meta
+def hash_fields(reply: Any) -> dict[str, Any]:
+    """``HGETALL``'s reply (a dict, or a flat list of names and values) by field name."""
+    if isinstance(reply, dict):
+        items = list(reply.items())
+    else:
+        items = list(zip(reply[::2], reply[1::2], strict=True))
+    return {reply_text(name) or "": value for name, value in items}
+
+
+def info_result(
+    sid: str, fields: dict[str, Any], length: int, pttl: int
+) -> tuple[SessionInfo | None, int]:
+    """The session's info from ``HGETALL`` of its hash, LLEN and PTTL (None if it is
+    gone), and how many of its fields could not be read (a field that is not a number,
+    a context entry that does not decode: written by hand?)."""
+    created = fields.get("c")
     if created is None:
-        return None
+        return None, 0
     expires = None if pttl < 0 else now_ms() + pttl
     at = reply_int(created)
-    changed = reply_int(updated)
-    return SessionInfo(
+    changed = reply_int(fields.get("u"))
+    bad = 1 if at is None else 0
+    context: dict[str, Any] = {}
+    for name, raw in fields.items():
+        if name.startswith("x:"):
+            try:
+                data = raw if isinstance(raw, bytes) else str(raw).encode()
+                context[name[2:]] = context_value(data)
+            except SerializationError:
+                bad += 1
+    info = SessionInfo(
         id=sid,
-        owner=reply_text(owner),
+        owner=reply_text(fields.get("o")),
         message_count=int(length),
         created_at=None if at is None else ms_to_datetime(at),
         updated_at=None if changed is None else ms_to_datetime(changed),
         expires_at=ms_to_datetime(expires),
+        title=reply_text(fields.get("h")),
+        status=reply_text(fields.get("s")),
+        context=context,
     )
+    return info, bad
 
 
 class RedisSessions(BaseFamily):
@@ -181,6 +209,8 @@ class RedisSessions(BaseFamily):
             return self._pop(op)
         if isinstance(op, Clear):
             return self._clear(op)
+        if isinstance(op, Update):
+            return self._update(op)
         if isinstance(op, Ttl):
             return self._ttl(op)
         if isinstance(op, Info):
@@ -191,17 +221,23 @@ class RedisSessions(BaseFamily):
 
     @staticmethod
     def key(op: Op) -> str | None:
-        if isinstance(op, (Append, Replace, Insert, Pop, Clear)):
+        if isinstance(op, (Append, Replace, Insert, Pop, Clear, Update)):
             return op.session_id
         return None
 
     @staticmethod
     def size(op: Op) -> int:
         records = getattr(op, "records", ())
+        extra = 0
+        if isinstance(op, Update):
+            extra = sum(len(k) + len(v or b"") for k, v in op.context) + sum(
+                len(v) for v in (op.title, op.status) if isinstance(v, str)
+            )
         return (
             96
             + len(op.session_id if hasattr(op, "session_id") else "")
             + sum(len(r) for r in records)
+            + extra
         )
 
     def replay(self, ops: list[Any]) -> Flow[list[BaseException | None]]:
@@ -247,6 +283,11 @@ class RedisSessions(BaseFamily):
         records = getattr(op, "records", None)
         if records is not None:
             fields["records"] = [base64.b64encode(r).decode() for r in records]
+        if isinstance(op, Update):
+            fields["title"], fields["status"] = _action(op.title), _action(op.status)
+            fields["context"] = [
+                [k, None if v is None else base64.b64encode(v).decode()] for k, v in op.context
+            ]
         return json.dumps(fields, separators=(",", ":")).encode()
 
     @staticmethod
@@ -268,6 +309,14 @@ class RedisSessions(BaseFamily):
             return Insert(sid, [], records, owner, idem, fields["index"], expect)
         if kind == "pop":
             return Pop(sid, fields["index"], owner, idem, fields.get("message_id"), expect)
+        if kind == "update":
+            context = [
+                (k, None if v is None else base64.b64decode(v)) for k, v in fields["context"]
+            ]
+            return Update(
+                sid, owner, _unaction(fields["title"]), _unaction(fields["status"]), context,
+                idem, fields.get("ttl_ms"),
+            )  # fmt: skip
         return Clear(sid, owner, expect)
 
     def restarted(self) -> Flow[None]:
@@ -342,7 +391,7 @@ class RedisSessions(BaseFamily):
     # -- writes -------------------------------------------------------------------------
 
     def _args(
-        self, op: Append | Replace | Insert | Pop, now: int, plan: IndexPlan, publish: str
+        self, op: Append | Replace | Insert | Pop | Update, now: int, plan: IndexPlan, publish: str
     ) -> tuple[list[str], list[Any]]:
         messages, meta = self.keys.session(op.session_id)
         keys = [messages, meta]
@@ -388,6 +437,32 @@ class RedisSessions(BaseFamily):
         if not result.duplicate:
             yield from self._indexed(op.session_id, plan, result.expires_at_ms, result, now)
         return result
+
+    def _update(self, op: Update) -> Flow[SessionInfo]:
+        """Metadata in one round trip: the script, then the session's hash as it left it."""
+        now = now_ms()
+        sid = op.session_id
+        plan = self.index.before(sid, op.owner, op.ttl_ms, now)
+        keys, args = self._args(op, now, plan, "")
+        tail: list[Any] = [_action(op.title), _action(op.status)]
+        for key, value in op.context:
+            tail += [key, b"" if value is None else value]
+        meta = self.keys.session(sid)[1]
+        replies = yield from run_script(
+            SESSIONS["update"],
+            keys,
+            [*args, *tail],
+            ("HGETALL", meta),
+            ("PTTL", meta),
+            session_id=sid,
+            cluster=self.connection.cluster,
+        )
+        result = write_result(replies[0])
+        yield from self._indexed(sid, plan, result.expires_at_ms, result, now)
+        info, bad = info_result(sid, hash_fields(replies[1]), result.length, int(replies[2]))
+        self.bad_hashes += bad
+        assert info is not None  # the script made the session
+        return info
 
     def _append(self, op: Append) -> Flow[WriteResult]:
         """The hot path: ``append.lua``'s own, shorter argument list."""
@@ -618,7 +693,7 @@ class RedisSessions(BaseFamily):
 
     def _info_commands(self, sid: str) -> list[Command]:
         messages, meta = self.keys.session(sid)
-        return [("HMGET", meta, "c", "u", "o"), ("LLEN", messages), ("PTTL", meta)]
+        return [("HGETALL", meta), ("LLEN", messages), ("PTTL", meta)]
 
     def _info(self, op: Info) -> Flow[SessionInfo | None]:
         replies = yield self._info_commands(op.session_id)
@@ -630,9 +705,8 @@ class RedisSessions(BaseFamily):
 
     def _info_of(self, sid: str, replies: Sequence[Any]) -> SessionInfo | None:
         meta, length, pttl = replies
-        info = info_result(sid, meta, length, pttl)
-        if info is not None and reply_int(meta[0]) is None:
-            self.bad_hashes += 1
+        info, bad = info_result(sid, hash_fields(meta), length, pttl)
+        self.bad_hashes += bad
         return info
 
     def _index_error(self, key: str, replies: list[Any]) -> None:
@@ -672,6 +746,8 @@ class RedisSessions(BaseFamily):
                 info = self._info_of(sid, parts)
                 if info is None or (op.owner is not None and info.owner != op.owner):
                     stale.append(sid)
+                elif op.status is not None and info.status != op.status:
+                    continue
                 elif op.limit is None or len(found) < op.limit:
                     found.append(info)
             if stale:
@@ -691,6 +767,17 @@ class RedisSessions(BaseFamily):
             (info, [] if isinstance(head, Exception) else list(head))
             for info, head in zip(infos, heads, strict=True)
         ]
+
+
+def _action(value: str | Keep | None) -> str:
+    """A title or status as update.lua takes it: '-' keep, '!' remove, '=<text>' set."""
+    if isinstance(value, Keep):
+        return "-"
+    return "!" if value is None else "=" + value
+
+
+def _unaction(action: str) -> str | Keep | None:
+    return KEEP if action == "-" else None if action == "!" else action[1:]
 
 
 register_family(RedisSessions.name, RedisSessions.from_params)
