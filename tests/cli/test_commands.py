@@ -178,6 +178,25 @@ def test_sessions_active_since(
     assert "u2-only" in {r["id"] for r in day}
 
 
+def test_sessions_and_show_carry_the_session_metadata(
+    chatkeep: Invoke, store: ConversationStore
+) -> None:
+    seed(store)
+    store.update_session("chat-42", title="Paris weather", status="archived", owner="u1",
+                         context={"topic": "weather"})  # fmt: skip
+    table = chatkeep("sessions")
+    assert "status" in table.out and "title" in table.out
+    assert "archived" in table.out and "Paris weather" in table.out
+    archived = json.loads(chatkeep("sessions", "--status", "archived", "--json").out)
+    assert [r["id"] for r in archived] == ["chat-42"]
+    assert (archived[0]["title"], archived[0]["context"]) == ("Paris weather", {"topic": "weather"})
+    assert "no sessions" in chatkeep("sessions", "--status", "active").out
+    shown = chatkeep("show", "chat-42")
+    assert "Paris weather" in shown.out and "[archived]" in shown.out
+    data = json.loads(chatkeep("show", "chat-42", "--json").out)
+    assert data["session"]["status"] == "archived"
+
+
 # -- show -----------------------------------------------------------------------------------
 
 

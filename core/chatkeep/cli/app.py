@@ -217,6 +217,7 @@ def _state(ctx: click.Context) -> State:
 
 @cli.command()
 @click.option("--owner", metavar="USER", help="Only the sessions of this owner.")
+@click.option("--status", metavar="STATUS", help="Only the sessions with this status.")
 @click.option(
     "--active-since",
     callback=_duration(),
@@ -232,16 +233,19 @@ def _state(ctx: click.Context) -> State:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_context
-def sessions(
+def sessions(  # noqa: PLR0917 (click passes the options by name)
     ctx: click.Context,
     owner: str | None,
+    status: str | None,
     active_since: float | None,
     limit: int,
     as_json: bool,
 ) -> None:
     """List live sessions, most recently active first."""
     admin = _state(ctx).admin
-    found = admin.store.sessions(owner=owner, limit=None if active_since else limit + 1)
+    found = admin.store.sessions(
+        owner=owner, status=status, limit=None if active_since else limit + 1
+    )
     now = datetime.now(timezone.utc)
     if active_since is not None:
         since = now - timedelta(seconds=active_since)
@@ -259,6 +263,8 @@ def sessions(
     table = _table(
         ("session", "left"),
         ("owner", "left"),
+        ("status", "left"),
+        ("title", "left"),
         ("messages", "right"),
         ("created", "left"),
         ("last active", "left"),
@@ -268,6 +274,8 @@ def sessions(
         table.add_row(
             Text(info.id),
             Text(info.owner or "-"),
+            Text(info.status or "-"),
+            Text(_clip(info.title, 40) if info.title else "-"),
             str(info.message_count),
             _when(info.created_at),
             _when(info.updated_at),
@@ -346,6 +354,10 @@ def show(ctx: click.Context, session: str, last: int | None, as_json: bool) -> N
     console = _console()
     head = Text()
     head.append(f"session {info.id}", style="bold")
+    if info.title:
+        head.append(f"  {info.title}")
+    if info.status:
+        head.append(f"  [{info.status}]", style="cyan")
     head.append(
         f"  owner {info.owner or '-'} · {info.message_count} messages · created "
         f"{_when(info.created_at)} · expires in {_expires_in(info, now)}",
