@@ -703,11 +703,7 @@ class AsyncConversationStore(_StoreBase, Awaiting):
         max_tokens: int | None = None,
         keep_system: bool = True,
     ) -> list[Any]:
-        """The session's messages, oldest first; ``last=k`` reads only the newest k.
-        ``max_tokens=N`` reads the newest messages whose token counts (stored at write
-        time, see ``token_counter``) add up to at most N, never part of a message; with
-        ``keep_system`` a leading system message is counted first and kept when it fits.
-        ``into`` builds another message type straight from the stored records."""
+        """:meth:`ConversationStore.messages`, awaited."""
         return await self._adrive(
             self._read(
                 session_id, last, owner, into, max_tokens=max_tokens, keep_system=keep_system

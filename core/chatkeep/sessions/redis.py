@@ -35,7 +35,6 @@ from .ops import (
     KEEP,
     TITLE_SCAN,
     Append,
-    Budget,
     Clear,
     Info,
     Insert,
@@ -592,13 +591,12 @@ class RedisSessions(BaseFamily):
     # -- reads --------------------------------------------------------------------------
 
     def _read(self, op: Read) -> Flow[ReadResult]:
-        if op.budget is not None:
-            return (yield from self._read_budget(op, op.budget))
         now = now_ms()
         sid = op.session_id
         messages, meta = self.keys.session(sid)
         span = (-(op.last or 0), -1)
-        if op.owner is None and self.index.fresh(sid, now) is not None:
+        budget = op.budget
+        if budget is None and op.owner is None and self.index.fresh(sid, now) is not None:
             # No owner to check and no TTL to refresh: the records, with the owner and
             # version Redis holds (read first: a write in between makes the version
             # older than the records, never newer).
@@ -622,7 +620,15 @@ class RedisSessions(BaseFamily):
         args = [now, "", self.ttl_ms, 1 if self.fixed else 0, "", op.owner or "", "", "",
                 mode, sid, "", op.last or 0]  # fmt: skip
         cluster = self.connection.cluster
-        if not cluster and (op.last is None or op.last > SMALL_READ):
+        if budget is not None:
+            # the newest records that fit: work grows with what is returned, not with
+            # the session's length (budget.lua)
+            args[11:] = [budget.max_tokens, 1 if budget.keep_system else 0]
+            replies = yield from run_script(
+                SESSIONS["budget"], keys, args, session_id=sid, cluster=cluster
+            )
+            reply = replies[0]
+        elif not cluster and (op.last is None or op.last > SMALL_READ):
             replies = yield from run_script(
                 SESSIONS["touch"], keys, args, ("LRANGE", messages, *span), session_id=sid
             )
@@ -634,40 +640,8 @@ class RedisSessions(BaseFamily):
             reply = replies[0]
         at = int(reply[0])
         records = list(reply[5])
-        if at == -2:
-            return ReadResult(records, -2, None, exists=False)
-        result = ReadResult(
-            records,
-            _expiry(at),
-            reply_text(reply[1]),
-            exists=True,
-            created_ms=reply_int(reply[2]),
-            version=reply_int(reply[3]) or 0,
-            length=int(reply[4]),
-        )
-        yield from self._indexed(sid, plan, result.expires_at_ms, result, now)
-        return result
-
-    def _read_budget(self, op: Read, budget: Budget) -> Flow[ReadResult]:
-        """The newest records that fit in a token budget: one script call whose work
-        grows with what it returns, not with the session's length."""
-        now = now_ms()
-        sid = op.session_id
-        plan = self.index.before_read(sid, now)
-        keys = list(self.keys.session(sid))
-        cluster = self.connection.cluster
-        mode = "0" if cluster else plan.mode
-        if mode != "0":
-            keys += plan.keys
-        args = [now, "", self.ttl_ms, 1 if self.fixed else 0, "", op.owner or "", "", "",
-                mode, sid, "", budget.max_tokens, 1 if budget.keep_system else 0]  # fmt: skip
-        replies = yield from run_script(
-            SESSIONS["budget"], keys, args, session_id=sid, cluster=cluster
-        )
-        reply = replies[0]
-        at = int(reply[0])
-        records = list(reply[5])
-        head = None if reply[6] is None or reply[6] is False else [reply[6]]
+        # a budget read's leading system record, kept apart from the tail
+        head = [reply[6]] if len(reply) > 6 and reply[6] not in (None, False) else None
         if at == -2:
             return ReadResult(records, -2, None, exists=False, head=head)
         result = ReadResult(
