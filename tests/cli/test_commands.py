@@ -284,6 +284,38 @@ def test_export_purge_import_round_trip(
     assert snapshot(store) == original
 
 
+def test_export_and_import_carry_the_session_metadata(
+    chatkeep: Invoke, store: ConversationStore, tmp_path: Path
+) -> None:
+    """The first line of a session carries its title, status and context ("meta", a key
+    older readers ignore); import restores them."""
+    seed(store)
+    store.update_session("chat-42", title="Paris weather", status="archived", owner="u1",
+                         context={"topic": "weather", "n": [1, 2]})  # fmt: skip
+    store.update_session("anonymous", context={"blob": b"\x00"})  # JSON cannot hold it
+    path = tmp_path / "all.jsonl"
+    exported = chatkeep("export", "-o", str(path))
+    assert exported.code == 0
+    assert "the context of 1 session(s) holds values JSON cannot (bytes)" in exported.err
+    lines = [json.loads(line) for line in path.read_bytes().splitlines()[1:-1]]
+    metas = [(line["session"], line.get("meta")) for line in lines if "meta" in line]
+    assert metas == [
+        ("chat-42", {"title": "Paris weather", "status": "archived",
+                     "context": {"topic": "weather", "n": [1, 2]}}),
+    ]  # fmt: skip
+    for sid in ("chat-42", "anonymous"):
+        store.clear(sid)
+    imported = chatkeep("import", str(path))
+    assert imported.code == 0, imported.err
+    info = store.info("chat-42")
+    assert info is not None and info.owner == "u1" and info.message_count == 5
+    assert (info.title, info.status, info.context) == (
+        "Paris weather",
+        "archived",
+        {"topic": "weather", "n": [1, 2]},
+    )
+
+
 def test_import_adds_only_what_is_missing(
     chatkeep: Invoke, store: ConversationStore, tmp_path: Path
 ) -> None:

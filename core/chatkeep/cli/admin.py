@@ -133,6 +133,8 @@ class ExportResult:
     """Stored records that could not be decoded (left out of the file)."""
     missing: list[str] = field(default_factory=list)
     """Sessions asked for with ``--session`` that do not exist."""
+    skipped_contexts: int = 0
+    """Session contexts left out because JSON cannot hold them (bytes values)."""
 
 
 @dataclass
@@ -326,9 +328,8 @@ class Admin(Closing):
                 found.add(info.id)
             if owner is not None and info.owner != owner:
                 continue  # a stale owner-index entry (the id was reused)
-            head = (
-                b'{"session":' + _json(info.id) + b',"owner":' + _json(info.owner) + b',"record":'
-            )
+            head = b'{"session":' + _json(info.id) + b',"owner":' + _json(info.owner)
+            meta = self._meta(info.id, result)  # on the session's first line only
             written = 0
             for raw in self.records(info.id):
                 try:
@@ -337,7 +338,7 @@ class Admin(Closing):
                     result.skipped_records += 1
                     continue
                 record = raw if raw[:1] == b"{" else encode_record(message)
-                out.write(head + record + b"}\n")
+                out.write(head + (meta if not written else b"") + b',"record":' + record + b"}\n")
                 written += 1
                 if progress is not None and written % PAGE == 0:
                     progress(PAGE)
@@ -352,6 +353,23 @@ class Admin(Closing):
         }
         out.write(_json(trailer) + b"\n")
         return result
+
+    def _meta(self, session_id: str, result: ExportResult) -> bytes:
+        """``,"meta":{...}`` with the session's title, status and context (nothing when
+        it has none); a context JSON cannot hold is left out and counted."""
+        info = self.store.info(session_id)
+        if info is None:
+            return b""
+        meta: dict[str, Any] = {
+            k: v for k, v in (("title", info.title), ("status", info.status)) if v is not None
+        }
+        if info.context:
+            try:
+                _json(info.context)
+                meta["context"] = info.context
+            except (TypeError, ValueError):
+                result.skipped_contexts += 1
+        return b',"meta":' + _json(meta) if meta else b""
 
     # -- import ---------------------------------------------------------------------------
 
@@ -441,11 +459,13 @@ class Admin(Closing):
             if parsed is None:
                 result.complete = True
                 continue
-            sid, owner, message = parsed
+            sid, owner, message, meta = parsed
             if current != (sid, owner):
                 flush()
                 current = (sid, owner)
                 present = self.existing_ids(sid)
+            if meta is not None:
+                self._restore_meta(number, (sid, owner), meta, ttl, bad)
             if message.id in present:
                 result.already_present += 1
                 continue
@@ -458,6 +478,29 @@ class Admin(Closing):
         flush()
         result.sessions = len(touched)
         return result
+
+    def _restore_meta(
+        self,
+        number: int,
+        session: tuple[str, str | None],
+        meta: dict[str, Any],
+        ttl: Any,
+        bad: Callable[[int, str], None],
+    ) -> None:
+        sid, owner = session
+        try:
+            self.store.update_session(
+                sid,
+                title=meta.get("title"),
+                status=meta.get("status"),
+                context=meta.get("context") or None,
+                owner=owner,
+                ttl=ttl,
+            )
+        except SessionOwnershipError:
+            bad(number, f"session {sid!r} belongs to a different owner")
+        except ChatkeepError as exc:
+            bad(number, f"meta: {exc}")
 
     # -- delete and purge -----------------------------------------------------------------
 
@@ -559,9 +602,12 @@ def _check_header(line: bytes) -> None:
         )
 
 
-def parse_line(line: bytes | str) -> tuple[str, str | None, Message] | None:
-    """(session id, owner, message) of one export line; None for the end trailer.
-    Raises :class:`LineError` saying what is wrong (never quoting content)."""
+def parse_line(
+    line: bytes | str,
+) -> tuple[str, str | None, Message, dict[str, Any] | None] | None:
+    """(session id, owner, message, the session's metadata if the line carries it) of
+    one export line; None for the end trailer. Raises :class:`LineError` saying what
+    is wrong (never quoting content)."""
     try:
         obj = _loads(line)
     except ValueError:
@@ -584,7 +630,10 @@ def parse_line(line: bytes | str) -> tuple[str, str | None, Message] | None:
         message = decode_record(json.dumps(record, allow_nan=False))
     except ValueError as exc:  # SerializationError, or a number JSON does not allow
         raise LineError(f"record: {exc}") from None
-    return sid, owner, message
+    meta = obj.get("meta")
+    if meta is not None and not isinstance(meta, dict):
+        raise LineError("meta: not a JSON object")
+    return sid, owner, message, meta
 
 
 # -- the durable journal ----------------------------------------------------------------------

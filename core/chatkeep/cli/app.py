@@ -438,6 +438,11 @@ def export_command(
     _note(f"exported {result.sessions} sessions, {result.messages} messages to {where}")
     if result.skipped_records:
         _note(f"warning: {result.skipped_records} undecodable stored record(s) left out")
+    if result.skipped_contexts:
+        _note(
+            f"warning: the context of {result.skipped_contexts} session(s) holds values JSON "
+            "cannot (bytes) and was left out"
+        )
     for missing in result.missing:
         _note(f"session {missing!r} not found")
     if result.missing:
