@@ -40,6 +40,7 @@ from .redis.stores import Awaiting, Blocking, FamilyStore, resolve_config
 from .sessions import ops
 from .sessions.local import LocalSessions
 from .sessions.redis import RedisSessions
+from .sessions.search import search_query
 from .status import StoreStatus
 
 if TYPE_CHECKING:
@@ -427,6 +428,21 @@ class _StoreBase(FamilyStore):
         )
         return result
 
+    def _search(
+        self, session_id: str, query: str, *, limit: int = 10, owner: str | None = None
+    ) -> Flow[list[Message]]:
+        """Messages of the session whose text or tool-call arguments contain ``query``
+        (case-insensitive), newest first, at most ``limit``. Looks at the newest
+        ``SEARCH_BOUND`` (5,000) messages at most; on Redis one script call, no
+        RediSearch needed; refreshes no TTL. During an outage: what the fallback's
+        mirror holds of the session. See :mod:`chatkeep.sessions.search`."""
+        sid = self._sid(session_id)
+        folded, count = search_query(query, limit)
+        result: ops.SearchResult = yield from self._call(
+            ops.Search(sid, folded, count, self._owner(owner))
+        )
+        return self._decoder.decode_all(result.records, sid)
+
     # -- status -------------------------------------------------------------------------
 
     def status(self) -> StoreStatus:
@@ -477,6 +493,7 @@ class ConversationStore(_StoreBase, Blocking):
     recent = sync_method(_StoreBase._recent)
     sessions = sync_method(_StoreBase._sessions)
     flush = sync_method(_StoreBase._flush)
+    search = sync_method(_StoreBase._search)
 
     @overload
     def messages(
@@ -541,6 +558,7 @@ class AsyncConversationStore(_StoreBase, Awaiting):
     recent = async_method(_StoreBase._recent)
     sessions = async_method(_StoreBase._sessions)
     flush = async_method(_StoreBase._flush)
+    search = async_method(_StoreBase._search)
 
     @overload
     async def messages(

@@ -32,12 +32,14 @@ __all__ = [
     "Pop",
     "Read",
     "Replace",
+    "Search",
     "SessionInfo",
     "Sessions",
     "Ttl",
     "WriteResult",
     "ReadResult",
     "PopResult",
+    "SearchResult",
     "Recent",
     "RecentConversation",
 ]
@@ -135,7 +137,19 @@ class Recent:
     kind: ClassVar[str] = "recent"
 
 
-Op = Append | Replace | Insert | Pop | Clear | Read | Ttl | Info | Sessions | Recent
+@dataclass(slots=True)
+class Search:
+    """Messages of one session whose text or tool-call arguments contain ``query``
+    (already folded, see :mod:`chatkeep.sessions.search`), newest first."""
+
+    session_id: str
+    query: str
+    limit: int
+    owner: str | None
+    kind: ClassVar[str] = "search"
+
+
+Op = Append | Replace | Insert | Pop | Clear | Read | Ttl | Info | Sessions | Recent | Search
 
 
 @dataclass(slots=True)
@@ -160,6 +174,13 @@ class ReadResult:
     created_ms: int | None = None
     version: int = 0
     length: int | None = None  # the session's whole length (None: not known)
+
+
+@dataclass(slots=True)
+class SearchResult:
+    records: list[Entry]  # matching records as stored, newest first
+    owner: str | None
+    scanned: int  # records looked at (at most search.SEARCH_BOUND)
 
 
 @dataclass(slots=True)
