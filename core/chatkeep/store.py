@@ -433,7 +433,7 @@ class _StoreBase(FamilyStore):
     ) -> Flow[list[Message]]:
         """Messages of the session whose text or tool-call arguments contain ``query``
         (case-insensitive), newest first, at most ``limit``. Looks at the newest
-        ``SEARCH_BOUND`` (5,000) messages at most; on Redis one script call, no
+        ``SEARCH_BOUND`` (2,000) messages at most; on Redis one script call, no
         RediSearch needed; refreshes no TTL. During an outage: what the fallback's
         mirror holds of the session. See :mod:`chatkeep.sessions.search`."""
         sid = self._sid(session_id)
