@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -64,6 +65,53 @@ def _check_window(window: object) -> int | None:
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise InvalidArgumentError("window must be None or an int >= 1")
     return window
+
+
+LANGCHAIN_REDIS_ARGUMENTS = ("redis_url", "redis_client", "index_name", "overwrite_index")
+"""Keywords only ``langchain_redis.RedisChatMessageHistory`` takes: any of them makes a
+history take langchain-redis's meaning of the shared ones (see :func:`langchain_redis`)."""
+_IGNORED_NAMES = ("index_name", "overwrite_index")
+_LANGCHAIN_REDIS_PREFIX = "chat"
+
+
+class LangchainRedisArguments:
+    """What langchain-redis's constructor arguments mean for a chatkeep history."""
+
+    def __init__(
+        self, url: str | None, key_prefix: str | None, ttl: Any, options: dict[str, Any]
+    ) -> None:
+        redis_url = options.pop("redis_url", None)
+        self.client: Any = options.pop("redis_client", None)
+        ignored = [name for name in _IGNORED_NAMES if options.pop(name, None) is not None]
+        ignored += sorted(name for name in options if name not in StoreConfig.model_fields)
+        for name in ignored:
+            options.pop(name, None)
+        if ignored:
+            warnings.warn(
+                "chatkeep_langchain.RedisChatMessageHistory ignores langchain-redis's "
+                f"{', '.join(ignored)}: chatkeep needs no search index (RediSearch) and "
+                "builds its own Redis connection",
+                UserWarning,
+                stacklevel=3,
+            )
+        if redis_url is not None and url is not None:
+            raise ConfigurationError("give url or redis_url, not both")
+        self.url = url if redis_url is None else redis_url
+        # langchain-redis's default prefix, "chat:" (chatkeep keys: chat:{<session>}:m)
+        self.key_prefix = _LANGCHAIN_REDIS_PREFIX if key_prefix is None else key_prefix
+        # langchain-redis expires a message `ttl` seconds after it is written when ttl
+        # is truthy: None and 0 never expire; a negative ttl deletes each message as it
+        # is written, which chatkeep refuses when a history writes.
+        self.refused_ttl: Any = None
+        if ttl is UNSET or ttl is None or ttl == 0:
+            self.ttl: Any = None
+        elif not isinstance(ttl, bool) and isinstance(ttl, (int, float)) and ttl < 0:
+            self.ttl, self.refused_ttl = None, ttl
+        else:
+            self.ttl = ttl
+        # langchain-redis raises when Redis is unreachable: so does the drop-in, unless
+        # fallback="memory" asks for chatkeep's fallback
+        options.setdefault("fallback", "raise")
 
 
 class RedisChatMessageHistory(BaseChatMessageHistory):
@@ -133,6 +181,14 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
         **store_options: Any,
     ) -> None:
         backing: Backing | None = store_options.pop("_backing", None)
+        self._refused_ttl: Any = None
+        if any(name in store_options for name in LANGCHAIN_REDIS_ARGUMENTS):
+            given = LangchainRedisArguments(url, key_prefix, ttl, store_options)
+            if client is not None and given.client is not None:
+                raise ConfigurationError("give client or redis_client, not both")
+            url, key_prefix, ttl = given.url, given.key_prefix, given.ttl
+            client = client if given.client is None else given.client
+            self._refused_ttl = given.refused_ttl
         self.session_id: str = validate_id(session_id)
         self.window: int | None = _check_window(window)
         self.snapshot: bool = bool(snapshot)
@@ -238,6 +294,11 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
         return store
 
     def _records(self, messages: Sequence[BaseMessage]) -> list[Message]:
+        if self._refused_ttl is not None:
+            raise ConfigurationError(
+                f"ttl={self._refused_ttl!r}: a negative ttl would delete each message as it "
+                "is written (langchain-redis's EXPIRE); chatkeep refuses to write it"
+            )
         if isinstance(messages, BaseMessage):
             messages = [messages]
         records = []
@@ -345,6 +406,98 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
             self._clear_sync()
         else:
             await run_in_executor(None, self._clear_sync)
+
+    # -- langchain-redis's methods -------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        """The session id (langchain-redis's ``id``)."""
+        return self.session_id
+
+    @property
+    def redis_client(self) -> Any:
+        """The ``redis.Redis`` client of the sync store (None for ``memory://`` or an
+        async-only history), as langchain-redis exposes it."""
+        store = self._backing.sync_store()
+        connection = None if store is None else store.connection
+        return None if connection is None else connection.client
+
+    def __len__(self) -> int:
+        """The number of messages in the session (one round trip, no TTL refresh)."""
+        info = self._sync_store().info(self._sid, owner=self._owner)
+        return 0 if info is None else info.message_count
+
+    def __bool__(self) -> bool:
+        # A history is an object, not a container to test: ``if history`` stays True
+        # (and costs no round trip) although it has a length.
+        return True
+
+    def delete(self) -> None:
+        """Delete the session: its messages and metadata (as :meth:`clear`).
+
+        langchain-redis's ``delete()`` also drops its RediSearch index together with
+        every session under its ``key_prefix``; chatkeep has no index, and deletes
+        only this history's session (``chatkeep purge`` removes many)."""
+        self.clear()
+
+    async def adelete(self) -> None:
+        """Async :meth:`delete`."""
+        await self.aclear()
+
+    def search_messages(self, query: str, limit: int = 10) -> list[dict[str, Any]]:
+        """Messages of this session whose text (or tool-call arguments) contains
+        ``query``, case-insensitively, newest first, at most ``limit``, as
+        langchain-redis returns them: dicts with ``type``, ``content`` and
+        ``additional_kwargs`` (and ``tool_call_id``/``status`` for tool messages).
+
+        A substring match on plain Redis (``store.search``: one server-side script
+        over the newest 2,000 messages at most), where langchain-redis runs a
+        RediSearch full-text query (words, stemming, ordered by relevance). An empty
+        or non-str query, or a limit below 1, finds nothing, as there."""
+        if not isinstance(query, str) or not query or _no_limit(limit):
+            return []
+        found = self._sync_store().search(self._sid, query, limit=limit, owner=self._owner)
+        return self._search_results(found)
+
+    async def asearch_messages(self, query: str, limit: int = 10) -> list[dict[str, Any]]:
+        """Async :meth:`search_messages`, awaited on the async store."""
+        if not isinstance(query, str) or not query or _no_limit(limit):
+            return []
+        astore = self._backing.async_store()
+        if astore is not None:
+            found = await astore.search(self._sid, query, limit=limit, owner=self._owner)
+        elif self._backing.async_mode == "inline":
+            found = self._sync_store().search(self._sid, query, limit=limit, owner=self._owner)
+        else:
+            return await run_in_executor(None, self.search_messages, query, limit)
+        return self._search_results(found)
+
+    def _search_results(self, found: list[Message]) -> list[dict[str, Any]]:
+        results = []
+        for record in found:
+            message = self.from_record(record)
+            if message is not None:
+                results.append(search_result(message))
+        return results
+
+
+def _no_limit(limit: object) -> bool:
+    return isinstance(limit, int) and not isinstance(limit, bool) and limit < 1
+
+
+def search_result(message: BaseMessage) -> dict[str, Any]:
+    """A message as langchain-redis's ``search_messages`` returns it (its stored
+    ``data``): ``content``, ``additional_kwargs``, ``type``; for a tool message also
+    ``tool_call_id`` and ``status``."""
+    result: dict[str, Any] = {
+        "content": message.content,
+        "additional_kwargs": message.additional_kwargs,
+        "type": message.type,
+    }
+    if isinstance(message, ToolMessage):
+        result["tool_call_id"] = message.tool_call_id
+        result["status"] = message.status
+    return result
 
 
 class HistoryFactory(Closing, AsyncClosing):

@@ -41,7 +41,7 @@ __all__ = ["MAX_ID_LENGTH", "KeySchema", "Keys", "escape_id", "unescape_id", "va
 
 MAX_ID_LENGTH = 512
 _SAFE_ID = re.compile(r"[A-Za-z0-9_.~-]+")
-_PREFIX = re.compile(r"[A-Za-z0-9_.:/@#$&+=!-]{1,128}")
+_PREFIX = re.compile(r"[A-Za-z0-9_.:/@#$&+=!-]{1,256}")
 
 
 def validate_id(value: object, what: str = "session id") -> str:
@@ -79,7 +79,7 @@ class KeySchema:
     def __init__(self, prefix: str) -> None:
         if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
             raise ConfigurationError(
-                "prefix must be 1..128 characters from letters, digits and _ . : / @ # $ & + = ! - "
+                "prefix must be 1..256 characters from letters, digits and _ . : / @ # $ & + = ! - "
                 "(no braces, no whitespace, no glob characters)"
             )
         self.prefix = prefix

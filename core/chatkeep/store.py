@@ -41,6 +41,7 @@ from .redis.stores import Awaiting, Blocking, FamilyStore, resolve_config
 from .sessions import ops
 from .sessions.local import LocalSessions, encode_context
 from .sessions.redis import RedisSessions
+from .sessions.search import search_query
 from .status import StoreStatus
 from .tokens import TokenCounter, estimate_tokens
 
@@ -536,6 +537,21 @@ class _StoreBase(FamilyStore):
         result: ops.SessionInfo = yield from self._call(op)
         return result
 
+    def _search(
+        self, session_id: str, query: str, *, limit: int = 10, owner: str | None = None
+    ) -> Flow[list[Message]]:
+        """Messages of the session whose text or tool-call arguments contain ``query``
+        (case-insensitive), newest first, at most ``limit``. Looks at the newest
+        ``SEARCH_BOUND`` (2,000) messages at most; on Redis one script call, no
+        RediSearch needed; refreshes no TTL. During an outage: what the fallback's
+        mirror holds of the session. See :mod:`chatkeep.sessions.search`."""
+        sid = self._sid(session_id)
+        folded, count = search_query(query, limit)
+        result: ops.SearchResult = yield from self._call(
+            ops.Search(sid, folded, count, self._owner(owner))
+        )
+        return self._decoder.decode_all(result.records, sid)
+
     # -- status -------------------------------------------------------------------------
 
     def status(self) -> StoreStatus:
@@ -587,6 +603,7 @@ class ConversationStore(_StoreBase, Blocking):
     sessions = sync_method(_StoreBase._sessions)
     update_session = sync_method(_StoreBase._update_session)
     flush = sync_method(_StoreBase._flush)
+    search = sync_method(_StoreBase._search)
 
     @overload
     def messages(
@@ -669,6 +686,7 @@ class AsyncConversationStore(_StoreBase, Awaiting):
     sessions = async_method(_StoreBase._sessions)
     update_session = async_method(_StoreBase._update_session)
     flush = async_method(_StoreBase._flush)
+    search = async_method(_StoreBase._search)
 
     @overload
     async def messages(

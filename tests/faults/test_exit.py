@@ -138,8 +138,12 @@ def test_every_acknowledged_append_survives_a_sigkill_mid_stream(
     while acked < 150:
         acked = int(json.loads(child.stdout.readline())["acked"])  # type: ignore[call-overload]
     child.send_signal(signal.SIGKILL)
-    unread, _ = child.communicate(timeout=10)
-    # the acks the child printed before it died that were still in the pipe
+    child.wait(timeout=10)
+    # the acks the child printed before it died: still in the pipe, or already read
+    # into this reader's buffer by readline() (communicate() would read the pipes
+    # past that buffer and lose them)
+    unread = child.stdout.read()
+    child.communicate(timeout=10)  # closes the pipes
     acked = max([acked, *(int(ack["acked"]) for ack in lines(unread))])  # type: ignore[call-overload]
     result = replay_in_second_process(down, prefix, journal, "flush")
     assert result["left"] == 0, result

@@ -35,6 +35,7 @@ from ..message import Message
 from ..redis.flows import Flow, done
 from ..tokens import is_system_record, record_tokens
 from . import ops
+from .search import search_entries
 
 __all__ = ["LocalSessions"]
 
@@ -287,6 +288,8 @@ class LocalSessions:
             return self._info_of(op)
         if isinstance(op, ops.Sessions):
             return self._sessions_of(op)
+        if isinstance(op, ops.Search):
+            return self._search(op)
         return self._recent(op)
 
     def _append(self, op: ops.Append) -> ops.WriteResult:
@@ -484,6 +487,18 @@ class LocalSessions:
                 found.append((info, list(head)))
         return found
 
+    def _search(self, op: ops.Search) -> ops.SearchResult:
+        """What ``search.lua`` does, on what is held here (a mirror: the newest
+        ``mirror_messages`` of the session, while it is held). Refreshes no TTL."""
+        with self._lock:
+            session = self._get(op.session_id, now_ms())
+            self._check_owner(op.session_id, session, op.owner)
+            if session is None:
+                return ops.SearchResult([], None, 0)
+            entries, owner = list(session.messages), session.owner
+        found, scanned = search_entries(entries, op.query, op.limit)  # not under the lock
+        return ops.SearchResult(found, owner, scanned)
+
     def held(self) -> list[tuple[str, str | None, list[Entry]]]:
         """(session id, owner, entries) of every session held (for a restore)."""
         with self._lock:
@@ -495,6 +510,8 @@ class LocalSessions:
         """Carry out ``op`` here; return its result and the write to journal."""
         if isinstance(op, ops.Update):
             return self.do(op), op  # metadata: merged here, and replayed as it is
+        if isinstance(op, ops.Search):
+            return self.do(op), None
         if isinstance(op, (ops.Append, ops.Read, ops.Ttl, ops.Info, ops.Sessions, ops.Recent)):
             result = self.do(op)
             if isinstance(op, ops.Append) and not result.duplicate:
@@ -532,6 +549,8 @@ class LocalSessions:
 
     def absorb(self, op: ops.Op, result: Any) -> None:
         """Mirror the effect of ``op`` that Redis carried out with ``result``."""
+        if isinstance(op, ops.Search):
+            return  # a search changes nothing, and its records are not a tail
         if isinstance(op, (ops.Ttl, ops.Info, ops.Sessions, ops.Recent)):
             return
         sid = op.session_id

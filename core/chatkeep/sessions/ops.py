@@ -37,12 +37,14 @@ __all__ = [
     "Pop",
     "Read",
     "Replace",
+    "Search",
     "SessionInfo",
     "Sessions",
     "Ttl",
     "WriteResult",
     "ReadResult",
     "PopResult",
+    "SearchResult",
     "Recent",
     "RecentConversation",
 ]
@@ -175,7 +177,32 @@ class Recent:
     kind: ClassVar[str] = "recent"
 
 
-Op = Append | Replace | Insert | Pop | Clear | Update | Read | Ttl | Info | Sessions | Recent
+@dataclass(slots=True)
+class Search:
+    """Messages of one session whose text or tool-call arguments contain ``query``
+    (already folded, see :mod:`chatkeep.sessions.search`), newest first."""
+
+    session_id: str
+    query: str
+    limit: int
+    owner: str | None
+    kind: ClassVar[str] = "search"
+
+
+Op = (
+    Append
+    | Replace
+    | Insert
+    | Pop
+    | Clear
+    | Update
+    | Read
+    | Ttl
+    | Info
+    | Sessions
+    | Recent
+    | Search
+)
 
 
 @dataclass(slots=True)
@@ -202,6 +229,13 @@ class ReadResult:
     length: int | None = None  # the session's whole length (None: not known)
     head: list[Entry] | None = None  # a budget read's leading system message, kept apart
     # from ``records`` (which are always a tail of the session)
+
+
+@dataclass(slots=True)
+class SearchResult:
+    records: list[Entry]  # matching records as stored, newest first
+    owner: str | None
+    scanned: int  # records looked at (at most search.SEARCH_BOUND)
 
 
 @dataclass(slots=True)

@@ -46,6 +46,7 @@ from .ops import (
     ReadResult,
     Recent,
     Replace,
+    Search,
     SessionInfo,
     Sessions,
     Ttl,
@@ -53,6 +54,7 @@ from .ops import (
     WriteResult,
     ms_to_datetime,
 )
+from .search import search_redis
 
 __all__ = ["SESSIONS", "SMALL_READ", "RedisSessions"]
 
@@ -216,6 +218,8 @@ class RedisSessions(BaseFamily):
             return self._info(op)
         if isinstance(op, Sessions):
             return self._sessions(op)
+        if isinstance(op, Search):
+            return search_redis(self.keys, op, cluster=self.connection.cluster)
         return self._recent(op)
 
     @staticmethod

@@ -170,7 +170,7 @@ def test_key_prefix_mapping() -> None:
     assert store_prefix("") is None
     assert store_prefix(":") is None
     assert store_prefix(None) is None
-    for bad in ("has space", "{tag}", "glob*", "x" * 200):
+    for bad in ("has space", "{tag}", "glob*", "x" * 257):
         with pytest.raises(ConfigurationError):
             store_prefix(bad)
 
