@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.chat_history import BaseChatMessageHistory
-from langchain_core.messages import BaseMessage, FunctionMessage, ToolMessage
+from langchain_core.messages import BaseMessage, FunctionMessage, SystemMessage, ToolMessage
 from langchain_core.runnables.config import run_in_executor
 
 from chatkeep import (
@@ -65,6 +65,16 @@ def _check_window(window: object) -> int | None:
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise InvalidArgumentError("window must be None or an int >= 1")
     return window
+
+
+def _check_max_tokens(max_tokens: object, window: int | None) -> int | None:
+    if max_tokens is None:
+        return None
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0:
+        raise InvalidArgumentError("max_tokens must be None or an int >= 0")
+    if window is not None:
+        raise ConfigurationError("give window or max_tokens, not both")
+    return max_tokens
 
 
 LANGCHAIN_REDIS_ARGUMENTS = ("redis_url", "redis_client", "index_name", "overwrite_index")
@@ -149,7 +159,10 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
 
     ``window=k`` reads only the newest ``k`` messages (from the tail of the Redis
     list), then drops tool/function results at its start whose call fell outside
-    the window, so a model never receives an orphan tool message.
+    the window, so a model never receives an orphan tool message. ``max_tokens=N``
+    reads the newest messages whose token counts (taken by the store's
+    ``token_counter`` when they were written) fit in N, with a leading system message
+    kept when it fits, and drops orphan tool results the same way.
 
     Designed to be subclassed; override these hooks rather than the methods:
 
@@ -177,6 +190,7 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
         async_client: Any = None,
         owner: str | None = None,
         window: int | None = None,
+        max_tokens: int | None = None,
         snapshot: bool = False,
         **store_options: Any,
     ) -> None:
@@ -191,6 +205,7 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
             self._refused_ttl = given.refused_ttl
         self.session_id: str = validate_id(session_id)
         self.window: int | None = _check_window(window)
+        self.max_tokens: int | None = _check_max_tokens(max_tokens, self.window)
         self.snapshot: bool = bool(snapshot)
         self._append_ttl: Any = UNSET
         prefix = store_prefix(key_prefix)
@@ -317,13 +332,15 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
 
     def _finish(self, converted: Sequence[BaseMessage | None]) -> list[BaseMessage]:
         messages = [message for message in converted if message is not None]
-        if self.window is not None:
-            start = 0
+        if self.window is not None or self.max_tokens is not None:
+            # a tail: no tool result whose call was left out (a kept system message stays)
+            kept = 1 if messages and isinstance(messages[0], SystemMessage) else 0
+            start = kept
             while start < len(messages) and isinstance(
                 messages[start], (ToolMessage, FunctionMessage)
             ):
                 start += 1
-            messages = messages[start:]
+            messages = messages[:kept] + messages[start:]
         messages = self.filter_messages(messages)
         if self.snapshot:
             self._snapshot = list(messages)
@@ -331,7 +348,11 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
 
     def _read_sync(self) -> list[BaseMessage | None]:
         return self._sync_store().messages(
-            self._sid, last=self.window, owner=self._owner, into=self._conversion()
+            self._sid,
+            last=self.window,
+            max_tokens=self.max_tokens,
+            owner=self._owner,
+            into=self._conversion(),
         )
 
     def _append_sync(self, records: list[Message]) -> None:
@@ -374,7 +395,11 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
         astore = self._backing.async_store()
         if astore is not None:
             converted = await astore.messages(
-                self._sid, last=self.window, owner=self._owner, into=self._conversion()
+                self._sid,
+                last=self.window,
+                max_tokens=self.max_tokens,
+                owner=self._owner,
+                into=self._conversion(),
             )
         elif self._backing.async_mode == "inline":
             converted = self._read_sync()
@@ -526,6 +551,7 @@ class HistoryFactory(Closing, AsyncClosing):
         ttl: float | None = UNSET,
         owner: str | None = None,
         window: int | None = None,
+        max_tokens: int | None = None,
         snapshot: bool = True,
         history_class: type[RedisChatMessageHistory] = RedisChatMessageHistory,
         **store_options: Any,
@@ -557,6 +583,7 @@ class HistoryFactory(Closing, AsyncClosing):
             "ttl": history_ttl,
             "owner": owner,
             "window": _check_window(window),
+            "max_tokens": _check_max_tokens(max_tokens, window),
             "snapshot": snapshot,
         }
 
@@ -599,6 +626,7 @@ def history_factory(
 
     ``options``: ``async_store``, or ``url``/``client``/``async_client`` and store
     options when the factory should build its stores; ``key_prefix``, ``ttl``,
-    ``owner``, ``window``, ``snapshot`` and ``history_class`` for the histories.
+    ``owner``, ``window``, ``max_tokens``, ``snapshot`` and ``history_class`` for the
+    histories.
     """
     return HistoryFactory(store, **options)

@@ -227,6 +227,37 @@ def test_url_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert history.store is not None and history.store.status().backend == "memory"
 
 
+async def test_max_tokens_reads_the_tail_that_fits_and_keeps_the_system_message() -> None:
+    """max_tokens=N: the newest messages whose counts (the store's token_counter, at
+    write time) fit; a leading system message kept; orphan tool results dropped."""
+    store = ConversationStore.from_url(
+        "memory://", token_counter=lambda m: len(m.text.split()) or 1
+    )
+    full = RedisChatMessageHistory("t", store=store)
+    full.add_messages(
+        [
+            SystemMessage("be brief"),
+            HumanMessage("what is the weather"),
+            AIMessage("", tool_calls=[{"name": "f", "args": {}, "id": "c1"}]),
+            ToolMessage("sunny and warm", tool_call_id="c1"),
+            AIMessage("it is sunny"),
+        ]
+    )
+    budget = RedisChatMessageHistory("t", store=store, max_tokens=8)
+    # 2 (system) + 3 + 3 fit; the call (1) does not: its result is an orphan, dropped
+    assert [m.content for m in budget.messages] == ["be brief", "it is sunny"]
+    assert [m.content for m in await budget.aget_messages()] == ["be brief", "it is sunny"]
+    roomy = RedisChatMessageHistory("t", store=store, max_tokens=100)
+    assert len(roomy.messages) == 5
+    factory = history_factory(store, max_tokens=8)
+    assert [m.content for m in factory("t").messages] == ["be brief", "it is sunny"]
+    with pytest.raises(ConfigurationError):
+        RedisChatMessageHistory("t", store=store, max_tokens=8, window=2)
+    with pytest.raises(InvalidArgumentError):
+        RedisChatMessageHistory("t", store=store, max_tokens=-1)
+    store.close()
+
+
 async def test_window_reads_the_tail_and_drops_orphan_tool_results() -> None:
     store = ConversationStore.from_url("memory://")
     full = RedisChatMessageHistory("w", store=store)
