@@ -98,6 +98,7 @@ class Put:
     ns_prefix: bytes
     blobs: tuple[tuple[bytes, bytes], ...]
     keep: int = 0
+    run: str = ""  # the run id of the checkpoint's metadata ("" = none): delete_for_runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,32 @@ class Dump:
 
 
 @dataclass(frozen=True, slots=True)
+class Runs:
+    """Read: the checkpoints of some run ids, ``[[b"<thread>\\n<member>", ...], ...]``."""
+
+    runs: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Forget:
+    """Delete some checkpoints of a thread with their writes and the blobs no other
+    checkpoint of their namespace refers to."""
+
+    thread: str
+    members: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DropRuns:
+    """Delete the run index entries of some run ids."""
+
+    runs: tuple[str, ...]
+
+
+RUNS_KEY = "\x00runs"  # the journal orders DropRuns by this key (threads never hold NUL)
+
+
+@dataclass(frozen=True, slots=True)
 class ThreadData:
     """Everything of one thread, as ``dump`` returns it and ``load`` merges it."""
 
@@ -141,9 +168,9 @@ class Load:
     data: ThreadData
 
 
-Op = Page | Put | Writes | Delete | Prune | Dump | Load
-Write = Put | Writes | Delete | Prune | Load
-READS = (Page, Dump)
+Op = Page | Put | Writes | Delete | Prune | Dump | Load | Runs | Forget | DropRuns
+Write = Put | Writes | Delete | Prune | Load | Forget | DropRuns
+READS = (Page, Dump, Runs)
 
 
 # -- policy -------------------------------------------------------------------------------
@@ -234,6 +261,8 @@ class Policy:
             for channel, version in checkpoint["channel_versions"].items()
         )
         meta = get_serializable_checkpoint_metadata(config, metadata)
+        run = meta.get("run_id")
+        run = str(run) if run is not None and 0 < len(str(run)) <= 512 else ""
         header = json_dumps({"v": RECORD_VERSION, "p": parent, "t": kind.decode(), "m": meta})
         record = b"\n".join((refs, header, payload))
         op = Put(
@@ -243,6 +272,7 @@ class Policy:
             self._ns(ns) + b":",
             blobs,
             self.keep_last,
+            run,
         )
         return op, {
             "configurable": {
@@ -420,8 +450,11 @@ class MemoryCheckpoints:
         fixed: bool,
         max_threads: int | None = None,
         max_bytes: int | None = None,
+        refresh_on_read: bool = True,
     ) -> None:
         self._threads: OrderedDict[str, _Thread] = OrderedDict()
+        self._runs: dict[str, set[bytes]] = {}  # run id -> b"<thread>\n<member>"
+        self._refresh_on_read = refresh_on_read
         self._ttl = ttl_ms / 1000
         self._fixed = fixed
         self._max = max_threads
@@ -444,7 +477,7 @@ class MemoryCheckpoints:
             if self._ttl:
                 found.expires = now + self._ttl
         self._threads.move_to_end(thread)
-        if self._ttl and not self._fixed and (write or found.index):
+        if self._ttl and not self._fixed and (write or (found.index and self._refresh_on_read)):
             found.expires = now + self._ttl
         return found
 
@@ -493,11 +526,18 @@ class MemoryCheckpoints:
                 return self._dump(op)
             if isinstance(op, Delete):
                 return 1 if self._forget(op.thread) else 0
+            if isinstance(op, Runs):
+                return [sorted(self._runs.get(run, ())) for run in op.runs]
+            if isinstance(op, DropRuns):
+                return sum(self._runs.pop(run, None) is not None for run in op.runs)
             result = self._write(op)
             self._bound(op.thread)
             return result
 
-    def _write(self, op: Write) -> int:
+    def _write(self, op: Put | Writes | Prune | Load | Forget) -> int:
+        if isinstance(op, Forget):
+            t = self._get(op.thread, create=False, write=False)
+            return 0 if t is None else self._remove(t, set(op.members))
         if isinstance(op, Prune):
             t = self._get(op.thread, create=False, write=False)
             if t is None:
@@ -511,6 +551,10 @@ class MemoryCheckpoints:
             self._set(t, t.records, op.member, op.record)
             for name, value in op.blobs:
                 self._set(t, t.blobs, name, value)
+            if op.run:
+                self._runs.setdefault(op.run, set()).add(
+                    _b(escape_id(op.thread)) + b"\n" + op.member
+                )
             return self._trim(t, op.ns_prefix, op.keep) if op.keep else 0
         if isinstance(op, Writes):
             added = 0
@@ -554,6 +598,29 @@ class MemoryCheckpoints:
             self._set(t, t.blobs, name, value)
         for member in data.writes:
             self._set(t, t.writes, _write_prefix(member), member)
+
+    def _remove(self, t: _Thread, members: set[bytes]) -> int:
+        """Drop ``members`` (checkpoints), their writes and the blobs no surviving
+        checkpoint of their namespace refers to."""
+        refs: dict[bytes, set[bytes]] = {}
+        dropped = 0
+        for member in members & t.index:
+            t.index.discard(member)
+            dropped += 1
+            record = self._drop(t, t.records, member)
+            start = member + b":"
+            for p in [p for p in t.writes if p.startswith(start)]:
+                self._drop(t, t.writes, p)
+            prefix = member[: member.index(b":") + 1]
+            refs.setdefault(prefix, set()).update(_refs(record or b""))
+        for prefix, gone in refs.items():
+            hi = upper(prefix)
+            for member in t.index:
+                if prefix <= member < hi and member in t.records:
+                    gone.difference_update(_refs(t.records[member]))
+            for ref in gone:
+                self._drop(t, t.blobs, ref)
+        return dropped
 
     def _trim(self, t: _Thread, prefix: bytes, keep: int) -> int:
         hi = upper(prefix)
@@ -601,5 +668,5 @@ class MemoryCheckpoints:
             elif isinstance(op, Dump):
                 if result:
                     self.do(Load(op.thread, result))
-            else:
+            elif not isinstance(op, Runs):
                 self.do(op)

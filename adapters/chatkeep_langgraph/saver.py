@@ -41,9 +41,23 @@ from chatkeep.redis import (
     is_async_client,
     run,
     sync_method,
+    unescape_id,
+    validate_id,
 )
 
-from ._layout import Delete, Dump, Entry, Load, MemoryCheckpoints, Page, Policy, Prune
+from ._layout import (
+    Delete,
+    DropRuns,
+    Dump,
+    Entry,
+    Forget,
+    Load,
+    MemoryCheckpoints,
+    Page,
+    Policy,
+    Prune,
+    Runs,
+)
 from ._redis import RedisCheckpoints
 
 __all__ = ["RedisSaver"]
@@ -76,6 +90,28 @@ def _check_client(client: Any) -> None:
             "RedisSaver needs a Redis client made with decode_responses=False "
             "(checkpoints are stored as bytes)"
         )
+
+
+def _ttl_config(options: dict[str, Any]) -> bool:
+    """Read LangGraph's checkpointer TTL config (``ttl={"default_ttl": minutes,
+    "refresh_on_read": bool}``, as langgraph-checkpoint-redis and -postgres take it)
+    into chatkeep's ``ttl`` (seconds); return ``refresh_on_read`` (default True)."""
+    ttl = options.get("ttl")
+    if not isinstance(ttl, dict):
+        return True
+    unknown = set(ttl) - {"default_ttl", "refresh_on_read"}
+    if unknown:
+        raise ConfigurationError(f"unknown checkpoint TTL settings: {sorted(unknown)}")
+    minutes = ttl.get("default_ttl")
+    if minutes is not None and (
+        isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or minutes <= 0
+    ):
+        raise ConfigurationError("ttl['default_ttl'] must be a positive number of minutes")
+    refresh = ttl.get("refresh_on_read", True)
+    if not isinstance(refresh, bool):
+        raise ConfigurationError("ttl['refresh_on_read'] must be a bool")
+    options["ttl"] = None if minutes is None else float(minutes) * 60
+    return refresh
 
 
 def _twins(
@@ -202,11 +238,13 @@ class RedisSaver(BaseCheckpointSaver[str], FamilyStore, Closing, AsyncClosing):
             if url is not None or options or client is not None or async_client is not None:
                 raise ConfigurationError("pass either store=, or a URL/client and options")
             config = store.config
+            refresh_on_read = True
         else:
             if url is not None:
                 options["url"] = url
             if options.get("ttl") is UNSET:
                 del options["ttl"]
+            refresh_on_read = _ttl_config(options)
             config = StoreConfig.from_env(**options)
             for given in (client, async_client):
                 if given is not None:
@@ -227,11 +265,18 @@ class RedisSaver(BaseCheckpointSaver[str], FamilyStore, Closing, AsyncClosing):
         ttl_ms = 0 if config.ttl is None else round(config.ttl * 1000)
         fixed = config.ttl_mode == "fixed"
         self._on_state_change = on_state_change
+        self.refresh_on_read = refresh_on_read
         if connection is None:
-            self._local = MemoryCheckpoints(ttl_ms=ttl_ms, fixed=fixed)
+            self._local = MemoryCheckpoints(
+                ttl_ms=ttl_ms, fixed=fixed, refresh_on_read=refresh_on_read
+            )
         else:
             self._family = RedisCheckpoints.attached(
-                connection, prefix=config.prefix, ttl_ms=ttl_ms, fixed=fixed
+                connection,
+                prefix=config.prefix,
+                ttl_ms=ttl_ms,
+                fixed=fixed,
+                refresh_on_read=refresh_on_read,
             )
             if connection.circuit is not None:
                 connection.circuit.listen(self._notify)
@@ -319,12 +364,33 @@ class RedisSaver(BaseCheckpointSaver[str], FamilyStore, Closing, AsyncClosing):
         for thread in [self.policy.thread_id(t) for t in thread_ids]:
             yield from self._call(Prune(thread, 1) if strategy == "keep_latest" else Delete(thread))
 
+    def _delete_for_runs(self, run_ids: Sequence[str]) -> Flow[None]:
+        """Delete every checkpoint whose metadata names one of ``run_ids`` (any thread,
+        any namespace), with its pending writes and the channel values no other
+        checkpoint refers to. Reads the run index written with the checkpoints (no
+        scan): one round trip for the index, one per thread, one to drop the entries."""
+        if isinstance(run_ids, (str, bytes)):
+            raise InvalidArgumentError("run_ids must be a sequence of run ids")
+        runs = tuple(dict.fromkeys(validate_id(str(run), "run id") for run in run_ids))
+        if not runs:
+            return
+        listed: list[list[bytes]] = yield from self._call(Runs(runs))
+        by_thread: dict[str, list[bytes]] = {}
+        for entries in listed:
+            for entry in entries:
+                escaped, _, member = entry.partition(b"\n")
+                by_thread.setdefault(unescape_id(escaped.decode()), []).append(member)
+        for thread_id, members in by_thread.items():
+            yield from self._call(Forget(thread_id, tuple(members)))
+        yield from self._call(DropRuns(runs))
+
     get_tuple, aget_tuple = _twins(_get_tuple)
     put, aput = _twins(_put)
     put_writes, aput_writes = _twins(_put_writes)
     delete_thread, adelete_thread = _twins(_delete_thread)
     copy_thread, acopy_thread = _twins(_copy_thread)
     prune, aprune = _twins(_prune)
+    delete_for_runs, adelete_for_runs = _twins(_delete_for_runs)
     flush, aflush = _twins(RedisBacked._flush)
 
     def list(

@@ -23,6 +23,8 @@ on one Redis Cluster slot; ``<prefix>`` is written as is (no braces)::
     <prefix>:lg:{<thread>}:c         HASH    checkpoint records
     <prefix>:lg:{<thread>}:b         HASH    channel values
     <prefix>:lg:{<thread>}:w         ZSET    pending writes
+    <prefix>:lg:run:{<run>}          SET     "<thread>\n<ns>:<checkpoint id>" of one run
+                                             (delete_for_runs), expires with the thread TTL
 
 Ids are percent-encoded with nothing kept but ``A-Z a-z 0-9 _ . - ~``. That is
 injective (``%`` itself is encoded) and leaves no ``{}``, ``*``, ``?``, ``[``, ``:``
@@ -123,6 +125,10 @@ class KeySchema:
         """(index, records, blobs, writes) keys of one checkpoint thread."""
         tag = f"{self.prefix}:lg:{{{escape_id(thread)}}}"
         return f"{tag}:i", f"{tag}:c", f"{tag}:b", f"{tag}:w"
+
+    def checkpoint_run(self, run: str) -> str:
+        """The checkpoints of one run id, by thread (``delete_for_runs``)."""
+        return f"{self.prefix}:lg:run:{{{escape_id(run)}}}"
 
 
 Keys = KeySchema

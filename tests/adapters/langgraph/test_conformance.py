@@ -11,7 +11,16 @@ from langgraph.checkpoint.conformance.report import CapabilityReport
 
 from chatkeep_langgraph import RedisSaver
 
-IMPLEMENTED = {"put", "put_writes", "get_tuple", "list", "delete_thread", "copy_thread", "prune"}
+IMPLEMENTED = {
+    "put",
+    "put_writes",
+    "get_tuple",
+    "list",
+    "delete_thread",
+    "delete_for_runs",
+    "copy_thread",
+    "prune",
+}
 
 
 async def _run(url: str, prefix: str, **options: object) -> CapabilityReport:

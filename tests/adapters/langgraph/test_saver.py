@@ -120,6 +120,114 @@ def test_fixed_ttl_is_not_refreshed(redis_server: RedisServer, prefix: str) -> N
         raw.close()
 
 
+@pytest.mark.redis_server
+def test_ttl_config_refresh_on_read_false(redis_server: RedisServer, prefix: str) -> None:
+    """LangGraph's checkpointer TTL config: default_ttl in minutes; with
+    refresh_on_read=False a read leaves the thread's TTL alone, a write restarts it."""
+    saver = RedisSaver(
+        redis_server.url, prefix=prefix, ttl={"default_ttl": 2, "refresh_on_read": False}
+    )
+    raw = redis.Redis.from_url(redis_server.url)
+    try:
+        stored = _put(saver, "t", _cp({"a": 1}, {"a": "1"}), {"a": "1"})
+        keys = raw.keys(f"{prefix}:*")
+        assert keys and all(119_000 < raw.pttl(key) <= 120_000 for key in keys)
+        for key in keys:
+            raw.pexpire(key, 5_000)
+        assert saver.get_tuple(thread("t")) is not None
+        assert list(saver.list(thread("t")))
+        assert all(0 < raw.pttl(key) <= 5_000 for key in keys)  # reads did not slide it
+        saver.put_writes(stored, [("a", 2)], "task-1")
+        assert all(raw.pttl(key) > 119_000 for key in raw.keys(f"{prefix}:*"))
+    finally:
+        saver.close()
+        raw.close()
+
+
+def test_ttl_config_is_checked() -> None:
+    for bad in (
+        {"default_ttl": 0},
+        {"default_ttl": "1"},
+        {"refresh_on_read": "no"},
+        {"sweep_interval_minutes": 1},
+    ):
+        with pytest.raises(ConfigurationError):
+            RedisSaver("memory://", ttl=bad)
+    saver = RedisSaver("memory://", ttl={"default_ttl": 1.5})
+    assert saver.config.ttl == 90 and saver.refresh_on_read
+    assert RedisSaver("memory://", ttl={"default_ttl": None}).config.ttl is None
+
+
+def _run(
+    saver: RedisSaver, tid: str, run: str, step: int, values: dict[str, Any], parent: Any
+) -> Any:
+    versions = {k: f"{step}" for k in values}
+    config: dict[str, Any] = {"configurable": {"thread_id": tid, "checkpoint_ns": ""}}
+    if parent:
+        config["configurable"]["checkpoint_id"] = parent["configurable"]["checkpoint_id"]
+    cp = _cp(values, versions)
+    cp["id"] = f"{step:04d}-{run}"
+    return saver.put(config, cp, {"source": "loop", "step": step, "run_id": run}, versions)  # type: ignore[arg-type]
+
+
+def test_delete_for_runs_across_threads_keeps_what_other_runs_use(
+    make_saver: Callable[..., RedisSaver],
+) -> None:
+    """delete_for_runs removes the run's checkpoints in every thread, with their
+    writes, and keeps the channel values a surviving checkpoint still refers to."""
+    saver = make_saver()
+    a1 = _run(saver, "a", "r1", 1, {"kept": "K", "gone": "G"}, None)
+    saver.put_writes(a1, [("gone", "W")], "task-1")
+    # r2 changes only "other": its checkpoint refers to r1's blob of "kept"
+    cp = _cp({"kept": "K", "other": "O"}, {"kept": "1", "other": "2"})
+    cp["id"] = "0002-r2"
+    config = {"configurable": {"thread_id": "a", "checkpoint_ns": "", "checkpoint_id": "0001-r1"}}
+    a2 = saver.put(config, cp, {"source": "loop", "step": 2, "run_id": "r2"}, {"other": "2"})  # type: ignore[arg-type]
+    _run(saver, "b", "r1", 1, {"x": 1}, None)
+    _run(saver, "c", "r3", 1, {"x": 1}, None)
+
+    saver.delete_for_runs(["r1", "r1", "nope"])
+
+    left = list(saver.list(thread("a")))
+    assert [t.metadata["run_id"] for t in left] == ["r2"]
+    assert saver.get_tuple(a1) is None
+    survivor = saver.get_tuple(a2)
+    assert survivor is not None
+    assert survivor.checkpoint["channel_values"] == {"kept": "K", "other": "O"}
+    assert saver.get_tuple(thread("b")) is None
+    assert saver.get_tuple(thread("c")) is not None
+    saver.delete_for_runs([])
+    with pytest.raises(InvalidArgumentError):
+        saver.delete_for_runs("r2")
+
+
+@pytest.mark.redis_server
+def test_delete_for_runs_leaves_no_orphans_in_redis(redis_server: RedisServer, prefix: str) -> None:
+    saver = RedisSaver(redis_server.url, prefix=prefix, ttl=100)
+    raw = redis.Redis.from_url(redis_server.url)
+    try:
+        a1 = _run(saver, "a", "r1", 1, {"only": "x" * 100, "shared": "s"}, None)
+        saver.put_writes(a1, [("only", "W")], "task-1")
+        cp = _cp({"shared": "s", "new": "n"}, {"shared": "1", "new": "2"})
+        cp["id"] = "0002-r2"
+        config = {
+            "configurable": {"thread_id": "a", "checkpoint_ns": "", "checkpoint_id": "0001-r1"}
+        }
+        saver.put(config, cp, {"source": "loop", "step": 2, "run_id": "r2"}, {"new": "2"})  # type: ignore[arg-type]
+        run_key = f"{prefix}:lg:run:{{r1}}"
+        assert raw.smembers(run_key) and 99_000 < raw.pttl(run_key) <= 100_000
+        index, records, blobs, writes = saver.policy.keys("a")
+        assert raw.hlen(blobs) == 3 and raw.zcard(writes) == 1
+        saver.delete_for_runs(["r1"])
+        assert not raw.exists(run_key)
+        assert raw.zcard(index) == 1 and raw.hlen(records) == 1
+        assert sorted(raw.hkeys(blobs)) == [b":new:2", b":shared:1"]  # "only" went with r1
+        assert raw.zcard(writes) == 0
+    finally:
+        saver.close()
+        raw.close()
+
+
 def test_keep_last_bounds_a_thread(make_saver: Callable[..., RedisSaver]) -> None:
     saver = make_saver(keep_last=3)
     parent = None
