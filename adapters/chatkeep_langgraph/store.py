@@ -9,7 +9,7 @@ their own mirror); with ``memory=`` or ``client=`` it shares whatever that store
 client shares. Each value is kept with its timestamps and, when the store has an
 ``index``, its embeddings (float32, little-endian, one per embedded text)::
 
-    {"value": {...}, "c": <created µs>, "u": <updated µs>, "e": [[<path>, <bytes>], ...]}
+    {"value": {...}, "c": <created µs>, "u": <updated µs>, "e": [[<path>, <base64>], ...]}
 
 Namespaces that hold items are registered in one more chatkeep namespace,
 ``("langgraph-namespaces",)``, keyed by the dotted namespace (LangGraph forbids
@@ -38,6 +38,7 @@ for the measured cost and why the server's vector search is not used.
 from __future__ import annotations
 
 import asyncio
+import binascii
 import math
 import operator
 import sys
@@ -180,7 +181,7 @@ def _check_namespace(namespace: Namespace) -> Namespace:
 # -- vectors ------------------------------------------------------------------------------
 
 
-def _pack(vector: Sequence[float], dims: int) -> bytes:
+def _pack(vector: Sequence[float], dims: int) -> str:
     if len(vector) != dims:
         raise ConfigurationError(
             f"the embedding has {len(vector)} dimensions, index dims is {dims}"
@@ -188,7 +189,8 @@ def _pack(vector: Sequence[float], dims: int) -> bytes:
     packed = array("f", vector)
     if sys.byteorder == "big":  # pragma: no cover - stored little-endian everywhere
         packed.byteswap()
-    return packed.tobytes()
+    # base64 text, not JSON bytes: decoded here only for scoring, all at once
+    return binascii.b2a_base64(packed.tobytes(), newline=False).decode("ascii")
 
 
 def _unpack(data: bytes) -> array[float]:
@@ -199,26 +201,31 @@ def _unpack(data: bytes) -> array[float]:
     return vector
 
 
-def _scores(query: Sequence[float], items: list[list[bytes]], dims: int) -> list[float | None]:
+def _scores(query: Sequence[float], items: list[list[str]], dims: int) -> list[float | None]:
     """Best cosine similarity of each item's vectors to ``query`` (None: no vectors)."""
-    blobs = [blob for vectors in items for blob in vectors if len(blob) == 4 * dims]
-    if np is not None and blobs:
-        matrix = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), dims)
+    size = ((4 * dims + 2) // 3) * 4  # base64 length of one float32 vector
+    texts = [text for vectors in items for text in vectors if len(text) == size]
+    if (4 * dims) % 3 == 0:  # no padding (1,536 dims): one decode for every vector
+        raw = binascii.a2b_base64("".join(texts))
+    else:
+        raw = b"".join(binascii.a2b_base64(text) for text in texts)
+    flat: list[float] = []
+    if np is not None and texts:
+        matrix = np.frombuffer(raw, dtype="<f4").reshape(len(texts), dims)
         q = np.asarray(query, dtype=np.float32)
         norms = np.linalg.norm(matrix, axis=1) * float(np.linalg.norm(q))
         dots = matrix @ q
         flat = np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0).tolist()
-    else:
+    elif texts:
         qn = math.sqrt(sum(x * x for x in query))
-        flat = []
-        for blob in blobs:
-            v = _unpack(blob)
+        for i in range(len(texts)):
+            v = _unpack(raw[i * 4 * dims : (i + 1) * 4 * dims])
             vn = math.sqrt(sum(x * x for x in v)) * qn
             flat.append(sum(map(operator.mul, query, v)) / vn if vn else 0.0)
     result: list[float | None] = []
     at = 0
     for vectors in items:
-        n = sum(1 for blob in vectors if len(blob) == 4 * dims)
+        n = sum(1 for text in vectors if len(text) == size)
         result.append(max(flat[at : at + n]) if n else None)
         at += n
     return result
