@@ -99,6 +99,7 @@ class Put:
     blobs: tuple[tuple[bytes, bytes], ...]
     keep: int = 0
     run: str = ""  # the run id of the checkpoint's metadata ("" = none): delete_for_runs
+    owner: str = ""  # the thread's owner (metadata user_id, else the saver's owner)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +147,24 @@ class DropRuns:
     runs: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Threads:
+    """Read: thread ids, most recently written first (``owner``'s only, if given)."""
+
+    owner: str
+    offset: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Unindex:
+    """Drop threads found gone (expired) from the thread index (and ``owner``'s)."""
+
+    threads: tuple[str, ...]
+    owner: str = ""
+
+
+THREADS_KEY = "\x00threads"  # the journal orders Unindex by this key
 RUNS_KEY = "\x00runs"  # the journal orders DropRuns by this key (threads never hold NUL)
 
 
@@ -168,9 +187,22 @@ class Load:
     data: ThreadData
 
 
-Op = Page | Put | Writes | Delete | Prune | Dump | Load | Runs | Forget | DropRuns
-Write = Put | Writes | Delete | Prune | Load | Forget | DropRuns
-READS = (Page, Dump, Runs)
+Op = (
+    Page
+    | Put
+    | Writes
+    | Delete
+    | Prune
+    | Dump
+    | Load
+    | Runs
+    | Forget
+    | DropRuns
+    | Threads
+    | Unindex
+)
+Write = Put | Writes | Delete | Prune | Load | Forget | DropRuns | Unindex
+READS = (Page, Dump, Runs, Threads)
 
 
 # -- policy -------------------------------------------------------------------------------
@@ -185,9 +217,11 @@ class Policy:
         prefix: str,
         serde: SerializerProtocol,
         keep_last: int,
+        owner: str = "",
     ) -> None:
         self.schema = KeySchema(prefix)  # validates the prefix (ConfigurationError)
         self.prefix = prefix
+        self.owner = owner
         self.serde = serde
         self.keep_last = keep_last
 
@@ -260,9 +294,13 @@ class Policy:
             self.blob_field(ns, channel, version)
             for channel, version in checkpoint["channel_versions"].items()
         )
-        meta = get_serializable_checkpoint_metadata(config, metadata)
+        meta: dict[str, Any] = dict(get_serializable_checkpoint_metadata(config, metadata))
         run = meta.get("run_id")
         run = str(run) if run is not None and 0 < len(str(run)) <= 512 else ""
+        owner = meta.get("user_id")
+        if owner is None and self.owner:  # the saver's owner, in the metadata too
+            meta["user_id"] = owner = self.owner
+        owner = str(owner) if owner is not None and 0 < len(str(owner)) <= 512 else ""
         header = json_dumps({"v": RECORD_VERSION, "p": parent, "t": kind.decode(), "m": meta})
         record = b"\n".join((refs, header, payload))
         op = Put(
@@ -273,6 +311,7 @@ class Policy:
             blobs,
             self.keep_last,
             run,
+            owner,
         )
         return op, {
             "configurable": {
@@ -454,6 +493,7 @@ class MemoryCheckpoints:
     ) -> None:
         self._threads: OrderedDict[str, _Thread] = OrderedDict()
         self._runs: dict[str, set[bytes]] = {}  # run id -> b"<thread>\n<member>"
+        self._index: dict[str, dict[str, int]] = {}  # owner ("" = all) -> thread -> ms
         self._refresh_on_read = refresh_on_read
         self._ttl = ttl_ms / 1000
         self._fixed = fixed
@@ -525,7 +565,17 @@ class MemoryCheckpoints:
             if isinstance(op, Dump):
                 return self._dump(op)
             if isinstance(op, Delete):
+                self._index.get("", {}).pop(op.thread, None)
                 return 1 if self._forget(op.thread) else 0
+            if isinstance(op, Threads):
+                found = self._index.get(op.owner, {})
+                ordered = sorted(found, key=lambda t: (found[t], t), reverse=True)
+                return ordered[op.offset : op.offset + op.count]
+            if isinstance(op, Unindex):
+                for owner in {"", op.owner}:
+                    for thread in op.threads:
+                        self._index.get(owner, {}).pop(thread, None)
+                return len(op.threads)
             if isinstance(op, Runs):
                 return [sorted(self._runs.get(run, ())) for run in op.runs]
             if isinstance(op, DropRuns):
@@ -551,6 +601,9 @@ class MemoryCheckpoints:
             self._set(t, t.records, op.member, op.record)
             for name, value in op.blobs:
                 self._set(t, t.blobs, name, value)
+            now = int(time.time() * 1000)
+            for owner in {"", op.owner}:
+                self._index.setdefault(owner, {})[op.thread] = now
             if op.run:
                 self._runs.setdefault(op.run, set()).add(
                     _b(escape_id(op.thread)) + b"\n" + op.member
@@ -668,5 +721,5 @@ class MemoryCheckpoints:
             elif isinstance(op, Dump):
                 if result:
                     self.do(Load(op.thread, result))
-            elif not isinstance(op, Runs):
+            elif not isinstance(op, (Runs, Threads)):
                 self.do(op)

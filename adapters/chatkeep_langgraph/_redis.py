@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,11 +33,13 @@ from chatkeep.redis import (
     escape_id,
     register_family,
     run_script,
+    unescape_id,
 )
 
 from ._layout import (
     READS,
     RUNS_KEY,
+    THREADS_KEY,
     Delete,
     DropRuns,
     Dump,
@@ -50,6 +53,8 @@ from ._layout import (
     Put,
     Runs,
     ThreadData,
+    Threads,
+    Unindex,
     Write,
     Writes,
 )
@@ -61,7 +66,7 @@ LANGGRAPH = Feature(
     package="chatkeep_langgraph",
     scripts=("page", "put", "writes", "prune", "dump", "load", "forget"),
     prelude="common.lua",
-    commands=("DEL", "SADD", "SMEMBERS", "PEXPIRE"),
+    commands=("DEL", "SADD", "SMEMBERS", "PEXPIRE", "ZADD", "ZREM", "ZREVRANGE"),
 )
 
 
@@ -160,6 +165,10 @@ class RedisCheckpoints(BaseFamily):
             return self._runs(op)
         if isinstance(op, DropRuns):
             return self._drop_runs(op)
+        if isinstance(op, Threads):
+            return self._threads(op)
+        if isinstance(op, Unindex):
+            return self._unindex(op)
         if isinstance(op, Forget):
             return self._count("forget", op.thread, list(op.members))
         if isinstance(op, Put):
@@ -192,10 +201,14 @@ class RedisCheckpoints(BaseFamily):
     def _put(self, op: Put, args: list[Any]) -> Flow[int]:
         """The put script and, for a checkpoint of a run, its run index entry (same round
         trip; the entry expires with the thread's TTL)."""
-        extra: list[Any] = []
+        escaped = escape_id(op.thread).encode()
+        now = int(time.time() * 1000)
+        extra: list[Any] = [("ZADD", self.keys.checkpoint_threads(), now, escaped)]
+        if op.owner:
+            extra.append(("ZADD", self.keys.checkpoint_threads(op.owner), now, escaped))
         if op.run:
             key = self.keys.checkpoint_run(op.run)
-            extra.append(("SADD", key, escape_id(op.thread).encode() + b"\n" + op.member))
+            extra.append(("SADD", key, escaped + b"\n" + op.member))
             if self.ttl[0] > 0:
                 extra.append(("PEXPIRE", key, self.ttl[0]))
         replies = yield from run_script(
@@ -213,6 +226,19 @@ class RedisCheckpoints(BaseFamily):
         check(replies)
         return [sorted(bytes(m) for m in reply) for reply in replies]
 
+    def _threads(self, op: Threads) -> Flow[list[str]]:
+        key = self.keys.checkpoint_threads(op.owner)
+        replies = yield [("ZREVRANGE", key, op.offset, op.offset + op.count - 1)]
+        check(replies)
+        return [unescape_id(bytes(m).decode()) for m in replies[0]]
+
+    def _unindex(self, op: Unindex) -> Flow[int]:
+        escaped = [escape_id(t).encode() for t in op.threads]
+        owners = ["", op.owner] if op.owner else [""]
+        replies = yield [("ZREM", self.keys.checkpoint_threads(o), *escaped) for o in owners]
+        check(replies)
+        return int(replies[0])
+
     def _drop_runs(self, op: DropRuns) -> Flow[int]:
         replies = yield [("DEL", self.keys.checkpoint_run(run)) for run in op.runs]
         check(replies)
@@ -229,7 +255,11 @@ class RedisCheckpoints(BaseFamily):
         return _dump_result((yield from self._script("dump", op.thread, [])))
 
     def _delete(self, op: Delete) -> Flow[int]:
-        replies = yield [("DEL", *self.keys.checkpoints(op.thread))]
+        escaped = escape_id(op.thread).encode()
+        replies = yield [
+            ("DEL", *self.keys.checkpoints(op.thread)),
+            ("ZREM", self.keys.checkpoint_threads(), escaped),
+        ]
         check(replies, op.thread)
         return int(replies[0])
 
@@ -240,13 +270,19 @@ class RedisCheckpoints(BaseFamily):
         """The thread a write is ordered by at replay; None for a read."""
         if isinstance(op, READS):
             return None
-        return RUNS_KEY if isinstance(op, DropRuns) else op.thread
+        if isinstance(op, DropRuns):
+            return RUNS_KEY
+        return THREADS_KEY if isinstance(op, Unindex) else op.thread
 
     @staticmethod
     def size(op: Op) -> int:
         """Bytes a journaled ``op`` takes, roughly (without encoding it)."""
         if isinstance(op, (Runs, DropRuns)):
             return 64 + sum(len(run) for run in op.runs)
+        if isinstance(op, Threads):
+            return 64 + len(op.owner)
+        if isinstance(op, Unindex):
+            return 64 + len(op.owner) + sum(len(t) for t in op.threads)
         size = 64 + len(op.thread)
         if isinstance(op, Forget):
             size += sum(map(len, op.members))
@@ -272,13 +308,14 @@ class RedisCheckpoints(BaseFamily):
     @staticmethod
     def decode(data: bytes) -> Write:
         op = _decode(json.loads(data))
-        if not isinstance(op, (Put, Writes, Delete, Prune, Load, Forget, DropRuns)):
+        if not isinstance(op, (Put, Writes, Delete, Prune, Load, Forget, DropRuns, Unindex)):
             raise ValueError("not a journaled checkpoint write")
         return op
 
 
 _JOURNALED = {
-    cls.__name__: cls for cls in (Put, Writes, Delete, Prune, Load, ThreadData, Forget, DropRuns)
+    cls.__name__: cls
+    for cls in (Put, Writes, Delete, Prune, Load, ThreadData, Forget, DropRuns, Unindex)
 }
 
 

@@ -57,6 +57,8 @@ from ._layout import (
     Policy,
     Prune,
     Runs,
+    Threads,
+    Unindex,
 )
 from ._redis import RedisCheckpoints
 
@@ -134,11 +136,7 @@ class _Listing:
         before: RunnableConfig | None,
         limit: int | None,
     ) -> None:
-        if config is None:
-            raise InvalidArgumentError(
-                "RedisSaver.list needs a config with a thread_id (plain Redis keeps no "
-                "index of every thread to scan)"
-            )
+        assert config is not None
         self.policy = policy
         self.config = config
         self.filter = filter
@@ -170,6 +168,52 @@ class _Listing:
         last = len(entries) < page.count
         self.page = None if last else dataclasses.replace(page, hi=entries[-1][0])
         return found
+
+
+class _AllThreads:
+    """``list(None, ...)``: the threads of the thread index, most recently written
+    first (only the owner's when the filter names a ``user_id``), each listed as
+    ``list(thread)`` lists it. Threads found gone (expired) leave the index."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        filter: dict[str, Any] | None,
+        before: RunnableConfig | None,
+        limit: int | None,
+    ) -> None:
+        self.policy = policy
+        self.filter = filter
+        self.before = before
+        self.left = None if limit is None else max(limit, 0)
+        owner = (filter or {}).get("user_id")
+        self.owner = owner if isinstance(owner, str) and 0 < len(owner) <= 512 else ""
+        self.offset = 0
+        self.seen: set[str] = set()
+        self.done = self.left == 0
+
+    def threads(self) -> Threads:
+        return Threads(self.owner, self.offset, _LIST_PAGE)
+
+    def listing(self, thread_id: str) -> _Listing | None:
+        if thread_id in self.seen:  # moved up the index while we listed
+            return None
+        self.seen.add(thread_id)
+        config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+        return _Listing(self.policy, config, self.filter, self.before, self.left)
+
+    def took(self, found: list[CheckpointTuple]) -> list[CheckpointTuple]:
+        if self.left is not None:
+            self.left -= len(found)
+            self.done = self.left <= 0
+        return found
+
+    def next_page(self, threads: list[str], gone: list[str]) -> Unindex | None:
+        """Move past ``threads``; the write that drops ``gone`` from the index."""
+        self.offset += len(threads) - len(gone)
+        if len(threads) < _LIST_PAGE:
+            self.done = True
+        return Unindex(tuple(gone), self.owner) if gone else None
 
 
 class RedisSaver(BaseCheckpointSaver[str], FamilyStore, Closing, AsyncClosing):
@@ -217,6 +261,7 @@ class RedisSaver(BaseCheckpointSaver[str], FamilyStore, Closing, AsyncClosing):
         client: Any = None,
         async_client: Any = None,
         keep_last: int | None = None,
+        owner: str | None = None,
         serde: SerializerProtocol | None = None,
         on_state_change: Callable[[str, StoreStatus], None] | None = None,
         **options: Any,
@@ -250,7 +295,11 @@ class RedisSaver(BaseCheckpointSaver[str], FamilyStore, Closing, AsyncClosing):
                 if given is not None:
                     _check_client(given)
         self.config = config
-        self.policy = Policy(prefix=config.prefix, serde=self.serde, keep_last=keep_last or 0)
+        if owner is not None:
+            validate_id(owner, "owner")
+        self.policy = Policy(
+            prefix=config.prefix, serde=self.serde, keep_last=keep_last or 0, owner=owner or ""
+        )
         # Everything is checked: take this saver's share of the process's connection.
         connection: Connection | None = None
         if store is not None:
@@ -401,9 +450,31 @@ class RedisSaver(BaseCheckpointSaver[str], FamilyStore, Closing, AsyncClosing):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
+        if config is None:
+            yield from self._list_all(_AllThreads(self.policy, filter, before, limit))
+            return
         listing = _Listing(self.policy, config, filter, before, limit)
         while listing.page is not None:
             yield from listing.take(self._drive(self._call(listing.page)))
+
+    def _list_all(self, walk: _AllThreads) -> Iterator[CheckpointTuple]:
+        while not walk.done:
+            threads: list[str] = self._drive(self._call(walk.threads()))
+            gone: list[str] = []
+            for thread_id in threads:
+                listing = walk.listing(thread_id)
+                seen = False
+                while listing is not None and listing.page is not None and not walk.done:
+                    entries = self._drive(self._call(listing.page))
+                    seen = seen or bool(entries)
+                    yield from walk.took(listing.take(entries))
+                if listing is not None and not seen and not walk.done:
+                    gone.append(thread_id)
+                if walk.done:
+                    break
+            unindex = walk.next_page(threads, gone)
+            if unindex is not None:
+                self._drive(self._call(unindex))
 
     async def alist(
         self,
@@ -413,10 +484,34 @@ class RedisSaver(BaseCheckpointSaver[str], FamilyStore, Closing, AsyncClosing):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
+        if config is None:
+            async for found in self._alist_all(_AllThreads(self.policy, filter, before, limit)):
+                yield found
+            return
         listing = _Listing(self.policy, config, filter, before, limit)
         while listing.page is not None:
             for found in listing.take(await self._adrive(self._call(listing.page))):
                 yield found
+
+    async def _alist_all(self, walk: _AllThreads) -> AsyncIterator[CheckpointTuple]:
+        while not walk.done:
+            threads: list[str] = await self._adrive(self._call(walk.threads()))
+            gone: list[str] = []
+            for thread_id in threads:
+                listing = walk.listing(thread_id)
+                seen = False
+                while listing is not None and listing.page is not None and not walk.done:
+                    entries = await self._adrive(self._call(listing.page))
+                    seen = seen or bool(entries)
+                    for found in walk.took(listing.take(entries)):
+                        yield found
+                if listing is not None and not seen and not walk.done:
+                    gone.append(thread_id)
+                if walk.done:
+                    break
+            unindex = walk.next_page(threads, gone)
+            if unindex is not None:
+                await self._adrive(self._call(unindex))
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         """``<counter>.<random>`` strings, like LangGraph's own savers."""

@@ -28,6 +28,8 @@ from chatkeep_langgraph._layout import (
     Put,
     Runs,
     ThreadData,
+    Threads,
+    Unindex,
     Writes,
 )
 from chatkeep_langgraph._redis import RedisCheckpoints
@@ -265,7 +267,7 @@ def test_journal_encoding_round_trips_every_write() -> None:
     data = ThreadData([b":a"], {b":a": b"rec"}, {b":c:1": b"\x00\xff"}, [b":a:t:0\nh\nv"])
     writes: list[Any] = [
         Put("t", b":a", b"r\n\x00", b":", ((b":c:1", b"\xff"),), 3),
-        Put("t", b":a", b"r", b":", (), 0, "run-1"),
+        Put("t", b":a", b"r", b":", (), 0, "run-1", "user-1"),
         Forget("t", (b":a", b":b")),
         Writes("t\u00e9", ((b"p\n", b"p\nm", True), (b"q\n", b"q\nm", False))),
         Delete("t"),
@@ -277,8 +279,10 @@ def test_journal_encoding_round_trips_every_write() -> None:
         assert family.key(op) == op.thread and family.size(op) > 0
     assert family.key(Page("t", b"", b"\xff", 1)) is None
     assert family.key(Runs(("r",))) is None
-    drop = DropRuns(("r1", "r\u00e92"))
-    assert family.decode(family.encode(drop)) == drop and family.key(drop) and family.size(drop)
+    assert family.key(Threads("", 0, 10)) is None
+    for other in (DropRuns(("r1", "r\u00e92")), Unindex(("t1", "t2"), "u1")):
+        assert family.decode(family.encode(other)) == other
+        assert family.key(other) and family.size(other) > 0
 
 
 def test_delete_for_runs_during_an_outage_is_replayed(
