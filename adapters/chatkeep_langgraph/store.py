@@ -175,6 +175,8 @@ def _check_namespace(namespace: Namespace) -> Namespace:
     namespace = tuple(namespace)
     if not namespace or any(not isinstance(p, str) or not p or "." in p for p in namespace):
         raise InvalidArgumentError("namespace labels must be non-empty str and hold no '.'")
+    if len(".".join(namespace)) > 512:  # its registry key
+        raise InvalidArgumentError("a namespace has at most 512 characters (dots included)")
     return namespace
 
 
@@ -433,6 +435,10 @@ class RedisStore(BaseStore, Closing):
         for (namespace, _), op in puts.items():
             by_namespace[namespace].append(op)
         for namespace, ops in by_namespace.items():
+            if any(op.value is not None for op in ops):
+                # Registered first: an entry never expires (an item's TTL slides, an
+                # entry's would not); an emptied namespace costs one check when listing.
+                self._memory.put(_REGISTRY, ".".join(namespace), {"ns": list(namespace)}, ttl=None)
             deleted = [op.key for op in ops if op.value is None]
             if deleted:
                 self._memory.mdelete(namespace, deleted)
@@ -452,9 +458,6 @@ class RedisStore(BaseStore, Closing):
                 by_ttl[op.ttl][op.key] = record
             for ttl, items in by_ttl.items():
                 self._memory.mput(namespace, items, ttl=None if ttl is None else float(ttl) * 60)
-            # The registry entry never expires: an item's TTL slides on read, the entry's
-            # would not; an entry whose namespace emptied costs one check when listing.
-            self._memory.put(_REGISTRY, ".".join(namespace), {"ns": list(namespace)}, ttl=None)
 
     def _namespaces(self) -> list[Namespace]:
         return [tuple(name.split(".")) for name in self._memory.list(_REGISTRY)]

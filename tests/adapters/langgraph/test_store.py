@@ -191,3 +191,16 @@ async def test_batch_and_abatch(store: RedisStore) -> None:
     assert len(await store.asearch(("b",))) == 3
     await store.adelete(("b",), "k3")
     assert await store.aget(("b",), "k3") is None
+
+
+def test_bad_namespaces_write_nothing(store: RedisStore) -> None:
+    for bad in [(), ("a.b",), ("",)]:  # refused by LangGraph's BaseStore.put already
+        with pytest.raises(ValueError):
+            store.put(bad, "k", {"v": 1})
+        with pytest.raises(InvalidArgumentError):  # and by RedisStore in a batch
+            store.batch([PutOp(bad, "k", {"v": 1})])
+    with pytest.raises(InvalidArgumentError):  # longer than its registry key may be
+        store.put(("x" * 300, "y" * 300), "k", {"v": 1})
+    with pytest.raises(InvalidArgumentError):
+        store.batch([PutOp(("ok",), "k", {"v": 1}), PutOp(("x" * 300, "y" * 300), "k", {})])
+    assert store.list_namespaces() == []
