@@ -66,7 +66,7 @@ LANGGRAPH = Feature(
     package="chatkeep_langgraph",
     scripts=("page", "put", "writes", "prune", "dump", "load", "forget"),
     prelude="common.lua",
-    commands=("DEL", "SADD", "SMEMBERS", "PEXPIRE", "ZADD", "ZREM", "ZREVRANGE"),
+    commands=("DEL", "PEXPIRE", "ZADD", "ZRANGE", "ZREM", "ZREVRANGE"),
 )
 
 
@@ -208,7 +208,7 @@ class RedisCheckpoints(BaseFamily):
             extra.append(("ZADD", self.keys.checkpoint_threads(op.owner), now, escaped))
         if op.run:
             key = self.keys.checkpoint_run(op.run)
-            extra.append(("SADD", key, escaped + b"\n" + op.member))
+            extra.append(("ZADD", key, 0, escaped + b"\n" + op.member))
             if self.ttl[0] > 0:
                 extra.append(("PEXPIRE", key, self.ttl[0]))
         replies = yield from run_script(
@@ -222,7 +222,7 @@ class RedisCheckpoints(BaseFamily):
         return int(replies[0])
 
     def _runs(self, op: Runs) -> Flow[list[list[bytes]]]:
-        replies = yield [("SMEMBERS", self.keys.checkpoint_run(run)) for run in op.runs]
+        replies = yield [("ZRANGE", self.keys.checkpoint_run(run), 0, -1) for run in op.runs]
         check(replies)
         return [sorted(bytes(m) for m in reply) for reply in replies]
 

@@ -23,7 +23,7 @@ on one Redis Cluster slot; ``<prefix>`` is written as is (no braces)::
     <prefix>:lg:{<thread>}:c         HASH    checkpoint records
     <prefix>:lg:{<thread>}:b         HASH    channel values
     <prefix>:lg:{<thread>}:w         ZSET    pending writes
-    <prefix>:lg:run:{<run>}          SET     "<thread>\n<ns>:<checkpoint id>" of one run
+    <prefix>:lg:run:{<run>}          ZSET    "<thread>\n<ns>:<checkpoint id>" of one run
                                              (delete_for_runs), expires with the thread TTL
     <prefix>:lg:threads              ZSET    thread -> last write (ms), list(None, ...)
     <prefix>:lg:own:{<owner>}        ZSET    thread -> last write (ms), threads of one owner

@@ -217,7 +217,7 @@ def test_delete_for_runs_leaves_no_orphans_in_redis(redis_server: RedisServer, p
         }
         saver.put(config, cp, {"source": "loop", "step": 2, "run_id": "r2"}, {"new": "2"})  # type: ignore[arg-type]
         run_key = f"{prefix}:lg:run:{{r1}}"
-        assert raw.smembers(run_key) and 99_000 < raw.pttl(run_key) <= 100_000
+        assert raw.zrange(run_key, 0, -1) and 99_000 < raw.pttl(run_key) <= 100_000
         index, records, blobs, writes = saver.policy.keys("a")
         assert raw.hlen(blobs) == 3 and raw.zcard(writes) == 1
         saver.delete_for_runs(["r1"])
