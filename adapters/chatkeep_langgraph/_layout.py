@@ -98,6 +98,8 @@ class Put:
     ns_prefix: bytes
     blobs: tuple[tuple[bytes, bytes], ...]
     keep: int = 0
+    run: str = ""  # the run id of the checkpoint's metadata ("" = none): delete_for_runs
+    owner: str = ""  # the thread's owner (metadata user_id, else the saver's owner)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +125,50 @@ class Dump:
 
 
 @dataclass(frozen=True, slots=True)
+class Runs:
+    """Read: the checkpoints of some run ids, ``[[b"<thread>\\n<member>", ...], ...]``."""
+
+    runs: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Forget:
+    """Delete some checkpoints of a thread with their writes and the blobs no other
+    checkpoint of their namespace refers to."""
+
+    thread: str
+    members: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DropRuns:
+    """Delete the run index entries of some run ids."""
+
+    runs: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Threads:
+    """Read: thread ids, most recently written first (``owner``'s only, if given)."""
+
+    owner: str
+    offset: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Unindex:
+    """Drop threads found gone (expired) from the thread index (and ``owner``'s)."""
+
+    threads: tuple[str, ...]
+    owner: str = ""
+
+
+THREADS_KEY = "\x00threads"  # the journal orders Unindex by this key
+RUNS_KEY = "\x00runs"  # the journal orders DropRuns by this key (threads never hold NUL)
+
+
+@dataclass(frozen=True, slots=True)
 class ThreadData:
     """Everything of one thread, as ``dump`` returns it and ``load`` merges it."""
 
@@ -141,9 +187,22 @@ class Load:
     data: ThreadData
 
 
-Op = Page | Put | Writes | Delete | Prune | Dump | Load
-Write = Put | Writes | Delete | Prune | Load
-READS = (Page, Dump)
+Op = (
+    Page
+    | Put
+    | Writes
+    | Delete
+    | Prune
+    | Dump
+    | Load
+    | Runs
+    | Forget
+    | DropRuns
+    | Threads
+    | Unindex
+)
+Write = Put | Writes | Delete | Prune | Load | Forget | DropRuns | Unindex
+READS = (Page, Dump, Runs, Threads)
 
 
 # -- policy -------------------------------------------------------------------------------
@@ -158,9 +217,11 @@ class Policy:
         prefix: str,
         serde: SerializerProtocol,
         keep_last: int,
+        owner: str = "",
     ) -> None:
         self.schema = KeySchema(prefix)  # validates the prefix (ConfigurationError)
         self.prefix = prefix
+        self.owner = owner
         self.serde = serde
         self.keep_last = keep_last
 
@@ -233,7 +294,13 @@ class Policy:
             self.blob_field(ns, channel, version)
             for channel, version in checkpoint["channel_versions"].items()
         )
-        meta = get_serializable_checkpoint_metadata(config, metadata)
+        meta: dict[str, Any] = dict(get_serializable_checkpoint_metadata(config, metadata))
+        run = meta.get("run_id")
+        run = str(run) if run is not None and 0 < len(str(run)) <= 512 else ""
+        owner = meta.get("user_id")
+        if owner is None and self.owner:  # the saver's owner, in the metadata too
+            meta["user_id"] = owner = self.owner
+        owner = str(owner) if owner is not None and 0 < len(str(owner)) <= 512 else ""
         header = json_dumps({"v": RECORD_VERSION, "p": parent, "t": kind.decode(), "m": meta})
         record = b"\n".join((refs, header, payload))
         op = Put(
@@ -243,6 +310,8 @@ class Policy:
             self._ns(ns) + b":",
             blobs,
             self.keep_last,
+            run,
+            owner,
         )
         return op, {
             "configurable": {
@@ -420,8 +489,12 @@ class MemoryCheckpoints:
         fixed: bool,
         max_threads: int | None = None,
         max_bytes: int | None = None,
+        refresh_on_read: bool = True,
     ) -> None:
         self._threads: OrderedDict[str, _Thread] = OrderedDict()
+        self._runs: dict[str, set[bytes]] = {}  # run id -> b"<thread>\n<member>"
+        self._index: dict[str, dict[str, int]] = {}  # owner ("" = all) -> thread -> ms
+        self._refresh_on_read = refresh_on_read
         self._ttl = ttl_ms / 1000
         self._fixed = fixed
         self._max = max_threads
@@ -444,7 +517,7 @@ class MemoryCheckpoints:
             if self._ttl:
                 found.expires = now + self._ttl
         self._threads.move_to_end(thread)
-        if self._ttl and not self._fixed and (write or found.index):
+        if self._ttl and not self._fixed and (write or (found.index and self._refresh_on_read)):
             found.expires = now + self._ttl
         return found
 
@@ -492,12 +565,29 @@ class MemoryCheckpoints:
             if isinstance(op, Dump):
                 return self._dump(op)
             if isinstance(op, Delete):
+                self._index.get("", {}).pop(op.thread, None)
                 return 1 if self._forget(op.thread) else 0
+            if isinstance(op, Threads):
+                found = self._index.get(op.owner, {})
+                ordered = sorted(found, key=lambda t: (found[t], t), reverse=True)
+                return ordered[op.offset : op.offset + op.count]
+            if isinstance(op, Unindex):
+                for owner in {"", op.owner}:
+                    for thread in op.threads:
+                        self._index.get(owner, {}).pop(thread, None)
+                return len(op.threads)
+            if isinstance(op, Runs):
+                return [sorted(self._runs.get(run, ())) for run in op.runs]
+            if isinstance(op, DropRuns):
+                return sum(self._runs.pop(run, None) is not None for run in op.runs)
             result = self._write(op)
             self._bound(op.thread)
             return result
 
-    def _write(self, op: Write) -> int:
+    def _write(self, op: Put | Writes | Prune | Load | Forget) -> int:
+        if isinstance(op, Forget):
+            t = self._get(op.thread, create=False, write=False)
+            return 0 if t is None else self._remove(t, set(op.members))
         if isinstance(op, Prune):
             t = self._get(op.thread, create=False, write=False)
             if t is None:
@@ -511,6 +601,13 @@ class MemoryCheckpoints:
             self._set(t, t.records, op.member, op.record)
             for name, value in op.blobs:
                 self._set(t, t.blobs, name, value)
+            now = int(time.time() * 1000)
+            for owner in {"", op.owner}:
+                self._index.setdefault(owner, {})[op.thread] = now
+            if op.run:
+                self._runs.setdefault(op.run, set()).add(
+                    _b(escape_id(op.thread)) + b"\n" + op.member
+                )
             return self._trim(t, op.ns_prefix, op.keep) if op.keep else 0
         if isinstance(op, Writes):
             added = 0
@@ -554,6 +651,29 @@ class MemoryCheckpoints:
             self._set(t, t.blobs, name, value)
         for member in data.writes:
             self._set(t, t.writes, _write_prefix(member), member)
+
+    def _remove(self, t: _Thread, members: set[bytes]) -> int:
+        """Drop ``members`` (checkpoints), their writes and the blobs no surviving
+        checkpoint of their namespace refers to."""
+        refs: dict[bytes, set[bytes]] = {}
+        dropped = 0
+        for member in members & t.index:
+            t.index.discard(member)
+            dropped += 1
+            record = self._drop(t, t.records, member)
+            start = member + b":"
+            for p in [p for p in t.writes if p.startswith(start)]:
+                self._drop(t, t.writes, p)
+            prefix = member[: member.index(b":") + 1]
+            refs.setdefault(prefix, set()).update(_refs(record or b""))
+        for prefix, gone in refs.items():
+            hi = upper(prefix)
+            for member in t.index:
+                if prefix <= member < hi and member in t.records:
+                    gone.difference_update(_refs(t.records[member]))
+            for ref in gone:
+                self._drop(t, t.blobs, ref)
+        return dropped
 
     def _trim(self, t: _Thread, prefix: bytes, keep: int) -> int:
         hi = upper(prefix)
@@ -601,5 +721,5 @@ class MemoryCheckpoints:
             elif isinstance(op, Dump):
                 if result:
                     self.do(Load(op.thread, result))
-            else:
+            elif not isinstance(op, (Runs, Threads)):
                 self.do(op)

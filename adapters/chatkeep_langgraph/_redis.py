@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,22 +30,31 @@ from chatkeep.redis import (
     Flow,
     KeySchema,
     check,
+    escape_id,
     register_family,
     run_script,
+    unescape_id,
 )
 
 from ._layout import (
     READS,
+    RUNS_KEY,
+    THREADS_KEY,
     Delete,
+    DropRuns,
     Dump,
     Entry,
+    Forget,
     Load,
     MemoryCheckpoints,
     Op,
     Page,
     Prune,
     Put,
+    Runs,
     ThreadData,
+    Threads,
+    Unindex,
     Write,
     Writes,
 )
@@ -54,9 +64,9 @@ __all__ = ["LANGGRAPH", "RedisCheckpoints"]
 LANGGRAPH = Feature(
     "langgraph",
     package="chatkeep_langgraph",
-    scripts=("page", "put", "writes", "prune", "dump", "load"),
+    scripts=("page", "put", "writes", "prune", "dump", "load", "forget"),
     prelude="common.lua",
-    commands=("DEL",),
+    commands=("DEL", "PEXPIRE", "ZADD", "ZRANGE", "ZREM", "ZREVRANGE"),
 )
 
 
@@ -86,30 +96,51 @@ class RedisCheckpoints(BaseFamily):
 
     name = "langgraph"
 
-    def __init__(self, connection: Connection, *, prefix: str, ttl_ms: int, fixed: bool) -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        *,
+        prefix: str,
+        ttl_ms: int,
+        fixed: bool,
+        refresh_on_read: bool = True,
+    ) -> None:
         self.connection = connection
         self.keys = KeySchema(prefix)
         self.ttl: list[Any] = [ttl_ms, 1 if fixed else 0]
+        # Reads slide the thread's TTL unless refresh_on_read=False (writes always do).
+        self.read_ttl: list[Any] = self.ttl if refresh_on_read else [0, 1 if fixed else 0]
         self.params: dict[str, Any] = {"prefix": prefix, "ttl_ms": ttl_ms, "fixed": fixed}
+        if not refresh_on_read:
+            self.params["refresh_on_read"] = False
         circuit = connection.circuit
         if circuit is not None:  # one mirror for the checkpoints of this prefix and TTL
             config = connection.config
             self.mirror = circuit.mirror(
-                ("langgraph", prefix, ttl_ms, fixed),
+                ("langgraph", prefix, ttl_ms, fixed, refresh_on_read),
                 lambda: MemoryCheckpoints(
                     ttl_ms=ttl_ms,
                     fixed=fixed,
                     max_threads=config.mirror_sessions,
                     max_bytes=config.mirror_max_bytes,
+                    refresh_on_read=refresh_on_read,
                 ),
             )
 
     @classmethod
     def attached(
-        cls, connection: Connection, *, prefix: str, ttl_ms: int, fixed: bool
+        cls,
+        connection: Connection,
+        *,
+        prefix: str,
+        ttl_ms: int,
+        fixed: bool,
+        refresh_on_read: bool = True,
     ) -> RedisCheckpoints:
         """The family of these parameters on ``connection``'s circuit (made once)."""
-        family = cls(connection, prefix=prefix, ttl_ms=ttl_ms, fixed=fixed)
+        family = cls(
+            connection, prefix=prefix, ttl_ms=ttl_ms, fixed=fixed, refresh_on_read=refresh_on_read
+        )
         if connection.circuit is None:
             return family
         found = connection.circuit.attach(family)
@@ -130,9 +161,19 @@ class RedisCheckpoints(BaseFamily):
             return self._delete(op)
         if isinstance(op, Dump):
             return self._dump(op)
+        if isinstance(op, Runs):
+            return self._runs(op)
+        if isinstance(op, DropRuns):
+            return self._drop_runs(op)
+        if isinstance(op, Threads):
+            return self._threads(op)
+        if isinstance(op, Unindex):
+            return self._unindex(op)
+        if isinstance(op, Forget):
+            return self._count("forget", op.thread, list(op.members))
         if isinstance(op, Put):
             args = [*self.ttl, op.member, op.record, op.ns_prefix, op.keep, len(op.blobs)]
-            return self._count("put", op.thread, [*args, *_flat(op.blobs)])
+            return self._put(op, [*args, *_flat(op.blobs)])
         if isinstance(op, Writes):
             args = [*self.ttl, len(op.items)]
             for prefix, member, replace in op.items:
@@ -157,18 +198,68 @@ class RedisCheckpoints(BaseFamily):
         )
         return replies[0]
 
+    def _put(self, op: Put, args: list[Any]) -> Flow[int]:
+        """The put script and, for a checkpoint of a run, its run index entry (same round
+        trip; the entry expires with the thread's TTL)."""
+        escaped = escape_id(op.thread).encode()
+        now = int(time.time() * 1000)
+        extra: list[Any] = [("ZADD", self.keys.checkpoint_threads(), now, escaped)]
+        if op.owner:
+            extra.append(("ZADD", self.keys.checkpoint_threads(op.owner), now, escaped))
+        if op.run:
+            key = self.keys.checkpoint_run(op.run)
+            extra.append(("ZADD", key, 0, escaped + b"\n" + op.member))
+            if self.ttl[0] > 0:
+                extra.append(("PEXPIRE", key, self.ttl[0]))
+        replies = yield from run_script(
+            LANGGRAPH["put"],
+            self.keys.checkpoints(op.thread),
+            args,
+            *extra,
+            session_id=op.thread,
+            cluster=self.connection.cluster,
+        )
+        return int(replies[0])
+
+    def _runs(self, op: Runs) -> Flow[list[list[bytes]]]:
+        replies = yield [("ZRANGE", self.keys.checkpoint_run(run), 0, -1) for run in op.runs]
+        check(replies)
+        return [sorted(bytes(m) for m in reply) for reply in replies]
+
+    def _threads(self, op: Threads) -> Flow[list[str]]:
+        key = self.keys.checkpoint_threads(op.owner)
+        replies = yield [("ZREVRANGE", key, op.offset, op.offset + op.count - 1)]
+        check(replies)
+        return [unescape_id(bytes(m).decode()) for m in replies[0]]
+
+    def _unindex(self, op: Unindex) -> Flow[int]:
+        escaped = [escape_id(t).encode() for t in op.threads]
+        owners = ["", op.owner] if op.owner else [""]
+        replies = yield [("ZREM", self.keys.checkpoint_threads(o), *escaped) for o in owners]
+        check(replies)
+        return int(replies[0])
+
+    def _drop_runs(self, op: DropRuns) -> Flow[int]:
+        replies = yield [("DEL", self.keys.checkpoint_run(run)) for run in op.runs]
+        check(replies)
+        return sum(int(r) for r in replies)
+
     def _count(self, name: str, thread: str, args: list[Any]) -> Flow[int]:
         return int((yield from self._script(name, thread, args)))
 
     def _page(self, op: Page) -> Flow[list[Entry]]:
-        args = [b"(" + op.hi, b"[" + op.lo, op.count, *self.ttl]
+        args = [b"(" + op.hi, b"[" + op.lo, op.count, *self.read_ttl]
         return _page_result((yield from self._script("page", op.thread, args)))
 
     def _dump(self, op: Dump) -> Flow[ThreadData]:
         return _dump_result((yield from self._script("dump", op.thread, [])))
 
     def _delete(self, op: Delete) -> Flow[int]:
-        replies = yield [("DEL", *self.keys.checkpoints(op.thread))]
+        escaped = escape_id(op.thread).encode()
+        replies = yield [
+            ("DEL", *self.keys.checkpoints(op.thread)),
+            ("ZREM", self.keys.checkpoint_threads(), escaped),
+        ]
         check(replies, op.thread)
         return int(replies[0])
 
@@ -177,13 +268,25 @@ class RedisCheckpoints(BaseFamily):
     @staticmethod
     def key(op: Op) -> str | None:
         """The thread a write is ordered by at replay; None for a read."""
-        return None if isinstance(op, READS) else op.thread
+        if isinstance(op, READS):
+            return None
+        if isinstance(op, DropRuns):
+            return RUNS_KEY
+        return THREADS_KEY if isinstance(op, Unindex) else op.thread
 
     @staticmethod
     def size(op: Op) -> int:
         """Bytes a journaled ``op`` takes, roughly (without encoding it)."""
+        if isinstance(op, (Runs, DropRuns)):
+            return 64 + sum(len(run) for run in op.runs)
+        if isinstance(op, Threads):
+            return 64 + len(op.owner)
+        if isinstance(op, Unindex):
+            return 64 + len(op.owner) + sum(len(t) for t in op.threads)
         size = 64 + len(op.thread)
-        if isinstance(op, Put):
+        if isinstance(op, Forget):
+            size += sum(map(len, op.members))
+        elif isinstance(op, Put):
             size += len(op.record) + sum(len(n) + len(v) for n, v in op.blobs)
         elif isinstance(op, Writes):
             size += sum(len(p) + len(m) for p, m, _ in op.items)
@@ -205,12 +308,15 @@ class RedisCheckpoints(BaseFamily):
     @staticmethod
     def decode(data: bytes) -> Write:
         op = _decode(json.loads(data))
-        if not isinstance(op, (Put, Writes, Delete, Prune, Load)):
+        if not isinstance(op, (Put, Writes, Delete, Prune, Load, Forget, DropRuns, Unindex)):
             raise ValueError("not a journaled checkpoint write")
         return op
 
 
-_JOURNALED = {cls.__name__: cls for cls in (Put, Writes, Delete, Prune, Load, ThreadData)}
+_JOURNALED = {
+    cls.__name__: cls
+    for cls in (Put, Writes, Delete, Prune, Load, ThreadData, Forget, DropRuns, Unindex)
+}
 
 
 def _encode(value: Any) -> Any:

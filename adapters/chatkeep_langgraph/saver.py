@@ -41,9 +41,25 @@ from chatkeep.redis import (
     is_async_client,
     run,
     sync_method,
+    unescape_id,
+    validate_id,
 )
 
-from ._layout import Delete, Dump, Entry, Load, MemoryCheckpoints, Page, Policy, Prune
+from ._layout import (
+    Delete,
+    DropRuns,
+    Dump,
+    Entry,
+    Forget,
+    Load,
+    MemoryCheckpoints,
+    Page,
+    Policy,
+    Prune,
+    Runs,
+    Threads,
+    Unindex,
+)
 from ._redis import RedisCheckpoints
 
 __all__ = ["RedisSaver"]
@@ -78,6 +94,28 @@ def _check_client(client: Any) -> None:
         )
 
 
+def _ttl_config(options: dict[str, Any]) -> bool:
+    """Read LangGraph's checkpointer TTL config (``ttl={"default_ttl": minutes,
+    "refresh_on_read": bool}``, as langgraph-checkpoint-redis and -postgres take it)
+    into chatkeep's ``ttl`` (seconds); return ``refresh_on_read`` (default True)."""
+    ttl = options.get("ttl")
+    if not isinstance(ttl, dict):
+        return True
+    unknown = set(ttl) - {"default_ttl", "refresh_on_read"}
+    if unknown:
+        raise ConfigurationError(f"unknown checkpoint TTL settings: {sorted(unknown)}")
+    minutes = ttl.get("default_ttl")
+    if minutes is not None and (
+        isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or minutes <= 0
+    ):
+        raise ConfigurationError("ttl['default_ttl'] must be a positive number of minutes")
+    refresh = ttl.get("refresh_on_read", True)
+    if not isinstance(refresh, bool):
+        raise ConfigurationError("ttl['refresh_on_read'] must be a bool")
+    options["ttl"] = None if minutes is None else float(minutes) * 60
+    return refresh
+
+
 def _twins(
     flow: Callable[Concatenate[S, P], Flow[T]],
 ) -> tuple[Callable[Concatenate[S, P], T], Callable[Concatenate[S, P], Coroutine[Any, Any, T]]]:
@@ -98,11 +136,7 @@ class _Listing:
         before: RunnableConfig | None,
         limit: int | None,
     ) -> None:
-        if config is None:
-            raise InvalidArgumentError(
-                "RedisSaver.list needs a config with a thread_id (plain Redis keeps no "
-                "index of every thread to scan)"
-            )
+        assert config is not None
         self.policy = policy
         self.config = config
         self.filter = filter
@@ -134,6 +168,52 @@ class _Listing:
         last = len(entries) < page.count
         self.page = None if last else dataclasses.replace(page, hi=entries[-1][0])
         return found
+
+
+class _AllThreads:
+    """``list(None, ...)``: the threads of the thread index, most recently written
+    first (only the owner's when the filter names a ``user_id``), each listed as
+    ``list(thread)`` lists it. Threads found gone (expired) leave the index."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        filter: dict[str, Any] | None,
+        before: RunnableConfig | None,
+        limit: int | None,
+    ) -> None:
+        self.policy = policy
+        self.filter = filter
+        self.before = before
+        self.left = None if limit is None else max(limit, 0)
+        owner = (filter or {}).get("user_id")
+        self.owner = owner if isinstance(owner, str) and 0 < len(owner) <= 512 else ""
+        self.offset = 0
+        self.seen: set[str] = set()
+        self.done = self.left == 0
+
+    def threads(self) -> Threads:
+        return Threads(self.owner, self.offset, _LIST_PAGE)
+
+    def listing(self, thread_id: str) -> _Listing | None:
+        if thread_id in self.seen:  # moved up the index while we listed
+            return None
+        self.seen.add(thread_id)
+        config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+        return _Listing(self.policy, config, self.filter, self.before, self.left)
+
+    def took(self, found: list[CheckpointTuple]) -> list[CheckpointTuple]:
+        if self.left is not None:
+            self.left -= len(found)
+            self.done = self.left <= 0
+        return found
+
+    def next_page(self, threads: list[str], gone: list[str]) -> Unindex | None:
+        """Move past ``threads``; the write that drops ``gone`` from the index."""
+        self.offset += len(threads) - len(gone)
+        if len(threads) < _LIST_PAGE:
+            self.done = True
+        return Unindex(tuple(gone), self.owner) if gone else None
 
 
 class RedisSaver(BaseCheckpointSaver[str], FamilyStore, Closing, AsyncClosing):
@@ -181,6 +261,7 @@ class RedisSaver(BaseCheckpointSaver[str], FamilyStore, Closing, AsyncClosing):
         client: Any = None,
         async_client: Any = None,
         keep_last: int | None = None,
+        owner: str | None = None,
         serde: SerializerProtocol | None = None,
         on_state_change: Callable[[str, StoreStatus], None] | None = None,
         **options: Any,
@@ -202,17 +283,23 @@ class RedisSaver(BaseCheckpointSaver[str], FamilyStore, Closing, AsyncClosing):
             if url is not None or options or client is not None or async_client is not None:
                 raise ConfigurationError("pass either store=, or a URL/client and options")
             config = store.config
+            refresh_on_read = True
         else:
             if url is not None:
                 options["url"] = url
             if options.get("ttl") is UNSET:
                 del options["ttl"]
+            refresh_on_read = _ttl_config(options)
             config = StoreConfig.from_env(**options)
             for given in (client, async_client):
                 if given is not None:
                     _check_client(given)
         self.config = config
-        self.policy = Policy(prefix=config.prefix, serde=self.serde, keep_last=keep_last or 0)
+        if owner is not None:
+            validate_id(owner, "owner")
+        self.policy = Policy(
+            prefix=config.prefix, serde=self.serde, keep_last=keep_last or 0, owner=owner or ""
+        )
         # Everything is checked: take this saver's share of the process's connection.
         connection: Connection | None = None
         if store is not None:
@@ -227,11 +314,18 @@ class RedisSaver(BaseCheckpointSaver[str], FamilyStore, Closing, AsyncClosing):
         ttl_ms = 0 if config.ttl is None else round(config.ttl * 1000)
         fixed = config.ttl_mode == "fixed"
         self._on_state_change = on_state_change
+        self.refresh_on_read = refresh_on_read
         if connection is None:
-            self._local = MemoryCheckpoints(ttl_ms=ttl_ms, fixed=fixed)
+            self._local = MemoryCheckpoints(
+                ttl_ms=ttl_ms, fixed=fixed, refresh_on_read=refresh_on_read
+            )
         else:
             self._family = RedisCheckpoints.attached(
-                connection, prefix=config.prefix, ttl_ms=ttl_ms, fixed=fixed
+                connection,
+                prefix=config.prefix,
+                ttl_ms=ttl_ms,
+                fixed=fixed,
+                refresh_on_read=refresh_on_read,
             )
             if connection.circuit is not None:
                 connection.circuit.listen(self._notify)
@@ -319,12 +413,33 @@ class RedisSaver(BaseCheckpointSaver[str], FamilyStore, Closing, AsyncClosing):
         for thread in [self.policy.thread_id(t) for t in thread_ids]:
             yield from self._call(Prune(thread, 1) if strategy == "keep_latest" else Delete(thread))
 
+    def _delete_for_runs(self, run_ids: Sequence[str]) -> Flow[None]:
+        """Delete every checkpoint whose metadata names one of ``run_ids`` (any thread,
+        any namespace), with its pending writes and the channel values no other
+        checkpoint refers to. Reads the run index written with the checkpoints (no
+        scan): one round trip for the index, one per thread, one to drop the entries."""
+        if isinstance(run_ids, (str, bytes)):
+            raise InvalidArgumentError("run_ids must be a sequence of run ids")
+        runs = tuple(dict.fromkeys(validate_id(str(run), "run id") for run in run_ids))
+        if not runs:
+            return
+        listed: list[list[bytes]] = yield from self._call(Runs(runs))
+        by_thread: dict[str, list[bytes]] = {}
+        for entries in listed:
+            for entry in entries:
+                escaped, _, member = entry.partition(b"\n")
+                by_thread.setdefault(unescape_id(escaped.decode()), []).append(member)
+        for thread_id, members in by_thread.items():
+            yield from self._call(Forget(thread_id, tuple(members)))
+        yield from self._call(DropRuns(runs))
+
     get_tuple, aget_tuple = _twins(_get_tuple)
     put, aput = _twins(_put)
     put_writes, aput_writes = _twins(_put_writes)
     delete_thread, adelete_thread = _twins(_delete_thread)
     copy_thread, acopy_thread = _twins(_copy_thread)
     prune, aprune = _twins(_prune)
+    delete_for_runs, adelete_for_runs = _twins(_delete_for_runs)
     flush, aflush = _twins(RedisBacked._flush)
 
     def list(
@@ -335,9 +450,31 @@ class RedisSaver(BaseCheckpointSaver[str], FamilyStore, Closing, AsyncClosing):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
+        if config is None:
+            yield from self._list_all(_AllThreads(self.policy, filter, before, limit))
+            return
         listing = _Listing(self.policy, config, filter, before, limit)
         while listing.page is not None:
             yield from listing.take(self._drive(self._call(listing.page)))
+
+    def _list_all(self, walk: _AllThreads) -> Iterator[CheckpointTuple]:
+        while not walk.done:
+            threads: list[str] = self._drive(self._call(walk.threads()))
+            gone: list[str] = []
+            for thread_id in threads:
+                listing = walk.listing(thread_id)
+                seen = False
+                while listing is not None and listing.page is not None and not walk.done:
+                    entries = self._drive(self._call(listing.page))
+                    seen = seen or bool(entries)
+                    yield from walk.took(listing.take(entries))
+                if listing is not None and not seen and not walk.done:
+                    gone.append(thread_id)
+                if walk.done:
+                    break
+            unindex = walk.next_page(threads, gone)
+            if unindex is not None:
+                self._drive(self._call(unindex))
 
     async def alist(
         self,
@@ -347,10 +484,34 @@ class RedisSaver(BaseCheckpointSaver[str], FamilyStore, Closing, AsyncClosing):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
+        if config is None:
+            async for found in self._alist_all(_AllThreads(self.policy, filter, before, limit)):
+                yield found
+            return
         listing = _Listing(self.policy, config, filter, before, limit)
         while listing.page is not None:
             for found in listing.take(await self._adrive(self._call(listing.page))):
                 yield found
+
+    async def _alist_all(self, walk: _AllThreads) -> AsyncIterator[CheckpointTuple]:
+        while not walk.done:
+            threads: list[str] = await self._adrive(self._call(walk.threads()))
+            gone: list[str] = []
+            for thread_id in threads:
+                listing = walk.listing(thread_id)
+                seen = False
+                while listing is not None and listing.page is not None and not walk.done:
+                    entries = await self._adrive(self._call(listing.page))
+                    seen = seen or bool(entries)
+                    for found in walk.took(listing.take(entries)):
+                        yield found
+                if listing is not None and not seen and not walk.done:
+                    gone.append(thread_id)
+                if walk.done:
+                    break
+            unindex = walk.next_page(threads, gone)
+            if unindex is not None:
+                await self._adrive(self._call(unindex))
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         """``<counter>.<random>`` strings, like LangGraph's own savers."""

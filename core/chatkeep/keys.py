@@ -23,6 +23,10 @@ on one Redis Cluster slot; ``<prefix>`` is written as is (no braces)::
     <prefix>:lg:{<thread>}:c         HASH    checkpoint records
     <prefix>:lg:{<thread>}:b         HASH    channel values
     <prefix>:lg:{<thread>}:w         ZSET    pending writes
+    <prefix>:lg:run:{<run>}          ZSET    "<thread>\n<ns>:<checkpoint id>" of one run
+                                             (delete_for_runs), expires with the thread TTL
+    <prefix>:lg:threads              ZSET    thread -> last write (ms), list(None, ...)
+    <prefix>:lg:own:{<owner>}        ZSET    thread -> last write (ms), threads of one owner
 
 Ids are percent-encoded with nothing kept but ``A-Z a-z 0-9 _ . - ~``. That is
 injective (``%`` itself is encoded) and leaves no ``{}``, ``*``, ``?``, ``[``, ``:``
@@ -123,6 +127,16 @@ class KeySchema:
         """(index, records, blobs, writes) keys of one checkpoint thread."""
         tag = f"{self.prefix}:lg:{{{escape_id(thread)}}}"
         return f"{tag}:i", f"{tag}:c", f"{tag}:b", f"{tag}:w"
+
+    def checkpoint_threads(self, owner: str = "") -> str:
+        """Index of every checkpoint thread, or of one owner's (``list(None, ...)``)."""
+        if owner:
+            return f"{self.prefix}:lg:own:{{{escape_id(owner)}}}"
+        return f"{self.prefix}:lg:threads"
+
+    def checkpoint_run(self, run: str) -> str:
+        """The checkpoints of one run id, by thread (``delete_for_runs``)."""
+        return f"{self.prefix}:lg:run:{{{escape_id(run)}}}"
 
 
 Keys = KeySchema

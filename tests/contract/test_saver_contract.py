@@ -154,8 +154,9 @@ def test_list_newest_first_with_limit_before_and_filter(saver: Any) -> None:
     assert _ids(_list(saver, thread("t"), filter={"parity": 1}, limit=1)) == [ids[3]]
     assert _list(saver, thread("t"), limit=0) == []
     assert _list(saver, thread("nothing")) == []
-    with pytest.raises(ValueError):
-        _list(saver, None)
+    # no thread: every thread of the prefix, through the thread index (here only "t")
+    assert _ids(_list(saver, None)) == ids[::-1]
+    assert _ids(_list(saver, None, filter={"parity": 1}, limit=1)) == [ids[3]]
 
 
 def test_list_pages_through_a_long_thread(saver: Any) -> None:

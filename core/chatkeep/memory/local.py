@@ -106,7 +106,7 @@ class LocalMemory:
                     if entry is None:
                         found.append(None)
                         continue
-                    if self._sliding and entry.ttl_ms > 0:
+                    if self._sliding and op.refresh and entry.ttl_ms > 0:
                         entry.expires = now + entry.ttl_ms
                     found.append((entry.data, entry.tagged, entry.ttl_ms))
                 return found

@@ -29,6 +29,7 @@ class Put:
 class Get:
     ns: str
     keys: list[str]
+    refresh: bool = True  # slide the TTLs of what is read (in sliding mode)
 
 
 @dataclass(slots=True)

@@ -72,7 +72,7 @@ class RedisMemory(BaseFamily):
             return self._script("put", [index, *keys], args, int)
         if isinstance(op, Get):
             keys = [self.keys.memory_value(op.ns, key) for key in op.keys]
-            args = [now, 1 if self.sliding else 0, *op.keys]
+            args = [now, 1 if self.sliding and op.refresh else 0, *op.keys]
             return self._script("get", [index, *keys], args, _found)
         if isinstance(op, Delete):
             keys = [self.keys.memory_value(op.ns, key) for key in op.keys]

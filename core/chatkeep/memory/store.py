@@ -158,19 +158,28 @@ class _MemoryStoreBase(FamilyStore):
         if op.items:
             yield from self._call(op)
 
-    def _get(self, namespace: Namespace, key: str, default: Any = None) -> Flow[Any]:
-        """The value, or ``default`` if there is none (or it expired)."""
-        return (yield from self._mget(namespace, [key], default))[0]
+    def _get(
+        self, namespace: Namespace, key: str, default: Any = None, *, refresh: bool = True
+    ) -> Flow[Any]:
+        """The value, or ``default`` if there is none (or it expired). ``refresh=False``
+        reads without sliding the TTL."""
+        return (yield from self._mget(namespace, [key], default, refresh=refresh))[0]
 
     def _mget(
-        self, namespace: Namespace, keys: Sequence[str], default: Any = None
+        self,
+        namespace: Namespace,
+        keys: Sequence[str],
+        default: Any = None,
+        *,
+        refresh: bool = True,
     ) -> Flow[builtins.list[Any]]:
-        """Values of several keys of one namespace, in order (one round trip)."""
+        """Values of several keys of one namespace, in order (one round trip);
+        ``refresh=False`` reads without sliding their TTLs."""
         _, ns = self._ns(namespace)
         checked = self._checked_keys(keys)
         if not checked:
             return []
-        found: builtins.list[Found] = yield from self._call(Get(ns, checked))
+        found: builtins.list[Found] = yield from self._call(Get(ns, checked, bool(refresh)))
         return [default if f is None else decode_value(f[0], f[1]) for f in found]
 
     def _delete(self, namespace: Namespace, key: str) -> Flow[bool]:

@@ -1,4 +1,5 @@
-"""bench/langgraph_bench.py runs (2 steps, 1 thread) so it cannot rot."""
+"""bench/langgraph_bench.py and bench/langgraph_search_bench.py run (tiny sizes) so
+they cannot rot."""
 
 from __future__ import annotations
 
@@ -42,3 +43,28 @@ def test_langgraph_bench_runs(redis_server: RedisServer, tmp_path: Path) -> None
         "chatkeep RedisSaver keep_last=10",
         "InMemorySaver (serialized bytes)",
     ]
+
+
+@pytest.mark.redis_server
+def test_langgraph_search_bench_runs(redis_server: RedisServer, tmp_path: Path) -> None:
+    out = tmp_path / "s.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "langgraph_search_bench.py"),
+            *("--items", "30", "--dims", "16", "--searches", "3"),
+            *("--url", redis_server.url, "--json", str(out)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())
+    assert [r["store"] for r in rows] == [
+        "chatkeep RedisStore (redis)",
+        "chatkeep RedisStore (memory://)",
+        "LangGraph InMemoryStore",
+    ]
+    assert all(r["p50_ms"] > 0 for r in rows)

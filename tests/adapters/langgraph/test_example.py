@@ -1,4 +1,5 @@
-"""examples/langgraph_agent.py runs with and without a Redis server."""
+"""examples/langgraph_agent.py runs with and without a Redis server: checkpoints and
+memories (semantic search) saved by one process, found by another."""
 
 from __future__ import annotations
 
@@ -20,13 +21,16 @@ def test_example_with_redis(redis_server: RedisServer) -> None:
     assert done.returncode == 0, done.stderr
     assert "Connected to Redis" in done.stdout
     assert "18°C, sunny" in done.stdout
-    # the restarted process resumed the thread: 6 messages + its own 2
-    assert 'You have said 3 thing(s) in this thread; the first was "Hi, I\'m Ada."' in done.stdout
-    assert "(8 messages in thread" in done.stdout
+    # the restarted process resumed the thread: 10 messages + its own 2
+    assert 'You have said 5 thing(s) in this thread; the first was "Hi, I\'m Ada."' in done.stdout
+    assert "(10 messages in thread" in done.stdout and "(12 messages in thread" in done.stdout
+    # and, on a new thread, found the memory process 1 saved, by meaning
+    assert "I remember: my cat is called Turing (score" in done.stdout
 
 
 def test_example_without_redis() -> None:
     done = run(f"redis://127.0.0.1:{free_port()}/0")
     assert done.returncode == 0, done.stderr
     assert "in-memory fallback" in done.stdout
-    assert "(6 messages in thread" in done.stdout
+    assert "(10 messages in thread" in done.stdout
+    assert "I have no memories yet." in done.stdout  # the fallback lived in process 1 only

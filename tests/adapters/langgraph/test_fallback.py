@@ -18,7 +18,20 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 from chatkeep import BackendUnavailableError, ConversationStore, Message
 from chatkeep_langgraph import RedisSaver
-from chatkeep_langgraph._layout import Delete, Load, Page, Prune, Put, ThreadData, Writes
+from chatkeep_langgraph._layout import (
+    Delete,
+    DropRuns,
+    Forget,
+    Load,
+    Page,
+    Prune,
+    Put,
+    Runs,
+    ThreadData,
+    Threads,
+    Unindex,
+    Writes,
+)
 from chatkeep_langgraph._redis import RedisCheckpoints
 from tests.adapters.langgraph.helpers import agent_graph, thread
 from tests.support.servers import RedisServer
@@ -254,6 +267,8 @@ def test_journal_encoding_round_trips_every_write() -> None:
     data = ThreadData([b":a"], {b":a": b"rec"}, {b":c:1": b"\x00\xff"}, [b":a:t:0\nh\nv"])
     writes: list[Any] = [
         Put("t", b":a", b"r\n\x00", b":", ((b":c:1", b"\xff"),), 3),
+        Put("t", b":a", b"r", b":", (), 0, "run-1", "user-1"),
+        Forget("t", (b":a", b":b")),
         Writes("t\u00e9", ((b"p\n", b"p\nm", True), (b"q\n", b"q\nm", False))),
         Delete("t"),
         Prune("t", 1),
@@ -263,3 +278,34 @@ def test_journal_encoding_round_trips_every_write() -> None:
         assert family.decode(family.encode(op)) == op
         assert family.key(op) == op.thread and family.size(op) > 0
     assert family.key(Page("t", b"", b"\xff", 1)) is None
+    assert family.key(Runs(("r",))) is None
+    assert family.key(Threads("", 0, 10)) is None
+    for other in (DropRuns(("r1", "r\u00e92")), Unindex(("t1", "t2"), "u1")):
+        assert family.decode(family.encode(other)) == other
+        assert family.key(other) and family.size(other) > 0
+
+
+def test_delete_for_runs_during_an_outage_is_replayed(
+    durable_redis_server: RedisServer, prefix: str
+) -> None:
+    """delete_for_runs while Redis is down: the mirror's view is deleted at once and
+    the deletion reaches Redis when it is back."""
+    saver = RedisSaver(durable_redis_server.url, prefix=prefix, probe_interval=0.05, probe_max=0.2)
+    graph = agent_graph(saver, REPLIES)
+    graph.invoke({"messages": [HumanMessage("q0")]}, {**thread("t"), "metadata": {"run_id": "r0"}})
+    graph.invoke({"messages": [HumanMessage("q1")]}, {**thread("t"), "metadata": {"run_id": "r1"}})
+    runs = {t.metadata.get("run_id") for t in saver.list(thread("t"))}
+    assert runs == {"r0", "r1"}
+    durable_redis_server.stop()
+    saver.delete_for_runs(["r0"])
+    assert {t.metadata.get("run_id") for t in saver.list(thread("t"))} == {"r1"}
+    assert saver.status().degraded
+    durable_redis_server.start()
+    _wait_replayed(saver)
+    fresh = RedisSaver(durable_redis_server.url, prefix=prefix, fallback="raise")
+    assert {t.metadata.get("run_id") for t in fresh.list(thread("t"))} == {"r1"}
+    raw = redis.Redis.from_url(durable_redis_server.url)
+    assert not raw.exists(f"{prefix}:lg:run:{{r0}}") and raw.exists(f"{prefix}:lg:run:{{r1}}")
+    raw.close()
+    fresh.close()
+    saver.close()

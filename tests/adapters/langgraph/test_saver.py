@@ -73,7 +73,9 @@ def test_keys_share_one_hash_tag_and_channels_are_written_once(
         assert sorted(raw.hkeys(blob_key)) == [b":a:1", b":b:1", b":b:2"]
         assert size_after_first is not None
         keys = sorted(k.decode() for k in raw.keys(f"{prefix}:*"))
-        assert keys == [f"{prefix}:lg:{{user%3A%7B42%7D%20%2A}}:{s}" for s in "bci"]
+        thread_keys = [f"{prefix}:lg:{{user%3A%7B42%7D%20%2A}}:{s}" for s in "bci"]
+        assert keys == sorted([*thread_keys, f"{prefix}:lg:threads"])  # + the thread index
+        assert raw.zrange(f"{prefix}:lg:threads", 0, -1) == [b"user%3A%7B42%7D%20%2A"]
         latest = saver.get_tuple(thread(tid))
         assert latest is not None
         assert latest.checkpoint["channel_values"] == {"a": "A" * 1000, "b": "B2"}
@@ -90,7 +92,7 @@ def test_whole_thread_ttl_refreshed_on_read(redis_server: RedisServer, prefix: s
     try:
         stored = _put(saver, "t", _cp({"a": 1}, {"a": "1"}), {"a": "1"})
         saver.put_writes(stored, [("a", 2)], "task-1")
-        keys = raw.keys(f"{prefix}:*")
+        keys = raw.keys(f"{prefix}:lg:{{*")  # the thread's keys (not the thread index)
         assert len(keys) == 4
         for key in keys:
             assert 99_000 < raw.pttl(key) <= 100_000
@@ -109,12 +111,120 @@ def test_fixed_ttl_is_not_refreshed(redis_server: RedisServer, prefix: str) -> N
     raw = redis.Redis.from_url(redis_server.url)
     try:
         stored = _put(saver, "t", _cp({"a": 1}, {"a": "1"}), {"a": "1"})
-        for key in raw.keys(f"{prefix}:*"):
+        for key in raw.keys(f"{prefix}:lg:{{*"):
             raw.pexpire(key, 5_000)
         saver.get_tuple(thread("t"))
         saver.put_writes(stored, [("a", 2)], "task-1")  # a new key gets the thread's expiry
-        for key in raw.keys(f"{prefix}:*"):
+        for key in raw.keys(f"{prefix}:lg:{{*"):
             assert 0 < raw.pttl(key) <= 5_000
+    finally:
+        saver.close()
+        raw.close()
+
+
+@pytest.mark.redis_server
+def test_ttl_config_refresh_on_read_false(redis_server: RedisServer, prefix: str) -> None:
+    """LangGraph's checkpointer TTL config: default_ttl in minutes; with
+    refresh_on_read=False a read leaves the thread's TTL alone, a write restarts it."""
+    saver = RedisSaver(
+        redis_server.url, prefix=prefix, ttl={"default_ttl": 2, "refresh_on_read": False}
+    )
+    raw = redis.Redis.from_url(redis_server.url)
+    try:
+        stored = _put(saver, "t", _cp({"a": 1}, {"a": "1"}), {"a": "1"})
+        keys = raw.keys(f"{prefix}:lg:{{*")
+        assert keys and all(119_000 < raw.pttl(key) <= 120_000 for key in keys)
+        for key in keys:
+            raw.pexpire(key, 5_000)
+        assert saver.get_tuple(thread("t")) is not None
+        assert list(saver.list(thread("t")))
+        assert all(0 < raw.pttl(key) <= 5_000 for key in keys)  # reads did not slide it
+        saver.put_writes(stored, [("a", 2)], "task-1")
+        assert all(raw.pttl(key) > 119_000 for key in raw.keys(f"{prefix}:lg:{{*"))
+    finally:
+        saver.close()
+        raw.close()
+
+
+def test_ttl_config_is_checked() -> None:
+    for bad in (
+        {"default_ttl": 0},
+        {"default_ttl": "1"},
+        {"refresh_on_read": "no"},
+        {"sweep_interval_minutes": 1},
+    ):
+        with pytest.raises(ConfigurationError):
+            RedisSaver("memory://", ttl=bad)
+    saver = RedisSaver("memory://", ttl={"default_ttl": 1.5})
+    assert saver.config.ttl == 90 and saver.refresh_on_read
+    assert RedisSaver("memory://", ttl={"default_ttl": None}).config.ttl is None
+
+
+def _run(
+    saver: RedisSaver, tid: str, run: str, step: int, values: dict[str, Any], parent: Any
+) -> Any:
+    versions = {k: f"{step}" for k in values}
+    config: dict[str, Any] = {"configurable": {"thread_id": tid, "checkpoint_ns": ""}}
+    if parent:
+        config["configurable"]["checkpoint_id"] = parent["configurable"]["checkpoint_id"]
+    cp = _cp(values, versions)
+    cp["id"] = f"{step:04d}-{run}"
+    return saver.put(config, cp, {"source": "loop", "step": step, "run_id": run}, versions)  # type: ignore[arg-type]
+
+
+def test_delete_for_runs_across_threads_keeps_what_other_runs_use(
+    make_saver: Callable[..., RedisSaver],
+) -> None:
+    """delete_for_runs removes the run's checkpoints in every thread, with their
+    writes, and keeps the channel values a surviving checkpoint still refers to."""
+    saver = make_saver()
+    a1 = _run(saver, "a", "r1", 1, {"kept": "K", "gone": "G"}, None)
+    saver.put_writes(a1, [("gone", "W")], "task-1")
+    # r2 changes only "other": its checkpoint refers to r1's blob of "kept"
+    cp = _cp({"kept": "K", "other": "O"}, {"kept": "1", "other": "2"})
+    cp["id"] = "0002-r2"
+    config = {"configurable": {"thread_id": "a", "checkpoint_ns": "", "checkpoint_id": "0001-r1"}}
+    a2 = saver.put(config, cp, {"source": "loop", "step": 2, "run_id": "r2"}, {"other": "2"})  # type: ignore[arg-type]
+    _run(saver, "b", "r1", 1, {"x": 1}, None)
+    _run(saver, "c", "r3", 1, {"x": 1}, None)
+
+    saver.delete_for_runs(["r1", "r1", "nope"])
+
+    left = list(saver.list(thread("a")))
+    assert [t.metadata["run_id"] for t in left] == ["r2"]
+    assert saver.get_tuple(a1) is None
+    survivor = saver.get_tuple(a2)
+    assert survivor is not None
+    assert survivor.checkpoint["channel_values"] == {"kept": "K", "other": "O"}
+    assert saver.get_tuple(thread("b")) is None
+    assert saver.get_tuple(thread("c")) is not None
+    saver.delete_for_runs([])
+    with pytest.raises(InvalidArgumentError):
+        saver.delete_for_runs("r2")
+
+
+@pytest.mark.redis_server
+def test_delete_for_runs_leaves_no_orphans_in_redis(redis_server: RedisServer, prefix: str) -> None:
+    saver = RedisSaver(redis_server.url, prefix=prefix, ttl=100)
+    raw = redis.Redis.from_url(redis_server.url)
+    try:
+        a1 = _run(saver, "a", "r1", 1, {"only": "x" * 100, "shared": "s"}, None)
+        saver.put_writes(a1, [("only", "W")], "task-1")
+        cp = _cp({"shared": "s", "new": "n"}, {"shared": "1", "new": "2"})
+        cp["id"] = "0002-r2"
+        config = {
+            "configurable": {"thread_id": "a", "checkpoint_ns": "", "checkpoint_id": "0001-r1"}
+        }
+        saver.put(config, cp, {"source": "loop", "step": 2, "run_id": "r2"}, {"new": "2"})  # type: ignore[arg-type]
+        run_key = f"{prefix}:lg:run:{{r1}}"
+        assert raw.zrange(run_key, 0, -1) and 99_000 < raw.pttl(run_key) <= 100_000
+        index, records, blobs, writes = saver.policy.keys("a")
+        assert raw.hlen(blobs) == 3 and raw.zcard(writes) == 1
+        saver.delete_for_runs(["r1"])
+        assert not raw.exists(run_key)
+        assert raw.zcard(index) == 1 and raw.hlen(records) == 1
+        assert sorted(raw.hkeys(blobs)) == [b":new:2", b":shared:1"]  # "only" went with r1
+        assert raw.zcard(writes) == 0
     finally:
         saver.close()
         raw.close()
@@ -211,9 +321,63 @@ def test_no_pickle() -> None:
         _put(saver, "t", _cp({"a": Unknown()}, {"a": "1"}), {"a": "1"})
 
 
-def test_list_needs_a_thread() -> None:
-    with pytest.raises(ValueError):
-        list(RedisSaver("memory://").list(None))
+def _graph_run(saver: RedisSaver, tid: str, user: str | None) -> None:
+    config: dict[str, Any] = {"configurable": {"thread_id": tid}}
+    if user:
+        config["configurable"]["user_id"] = user
+    agent_graph(saver).invoke({"messages": [HumanMessage("hi")]}, config)
+
+
+async def test_list_across_threads_and_by_owner(make_saver: Callable[..., RedisSaver]) -> None:
+    """list(None, ...) lists every thread's checkpoints through the thread index (no
+    scan); filter={"user_id": ...} reads only that owner's index (configurable.user_id,
+    else the saver's owner=)."""
+    saver = make_saver()
+    _graph_run(saver, "t1", "u1")
+    _graph_run(saver, "t2", "u2")
+    _graph_run(saver, "t3", "u1")
+    per_thread = {t: len(list(saver.list(thread(t)))) for t in ("t1", "t2", "t3")}
+    everything = list(saver.list(None))
+    assert len(everything) == sum(per_thread.values())
+    assert {t.config["configurable"]["thread_id"] for t in everything} == {"t1", "t2", "t3"}
+    mine = list(saver.list(None, filter={"user_id": "u1"}))
+    assert {t.config["configurable"]["thread_id"] for t in mine} == {"t1", "t3"}
+    assert len(mine) == per_thread["t1"] + per_thread["t3"]
+    assert all(t.metadata["user_id"] == "u1" for t in mine)
+    assert len(list(saver.list(None, limit=2))) == 2
+    assert [t async for t in saver.alist(None, filter={"user_id": "u2"})] == list(
+        saver.list(None, filter={"user_id": "u2"})
+    )
+    saver.delete_thread("t3")
+    assert {t.config["configurable"]["thread_id"] for t in saver.list(None)} == {"t1", "t2"}
+    assert {
+        t.config["configurable"]["thread_id"] for t in saver.list(None, filter={"user_id": "u1"})
+    } == {"t1"}
+    owned = make_saver(owner="u9")
+    _graph_run(owned, "t4", None)
+    found = list(owned.list(None, filter={"user_id": "u9"}))
+    assert found and {t.config["configurable"]["thread_id"] for t in found} == {"t4"}
+    with pytest.raises(InvalidArgumentError):
+        make_saver(owner="")
+
+
+@pytest.mark.redis_server
+def test_expired_threads_leave_the_thread_index(redis_server: RedisServer, prefix: str) -> None:
+    saver = RedisSaver(redis_server.url, prefix=prefix)
+    raw = redis.Redis.from_url(redis_server.url)
+    try:
+        _graph_run(saver, "a", "u1")
+        _graph_run(saver, "b", "u1")
+        assert raw.zcard(f"{prefix}:lg:threads") == 2
+        assert raw.zcard(f"{prefix}:lg:own:{{u1}}") == 2
+        raw.delete(*saver.policy.keys("a"))  # as if its TTL ran out
+        assert {t.config["configurable"]["thread_id"] for t in saver.list(None)} == {"b"}
+        assert raw.zrange(f"{prefix}:lg:threads", 0, -1) == [b"b"]
+        list(saver.list(None, filter={"user_id": "u1"}))
+        assert raw.zrange(f"{prefix}:lg:own:{{u1}}", 0, -1) == [b"b"]
+    finally:
+        saver.close()
+        raw.close()
 
 
 # -- real graphs ------------------------------------------------------------------------------
