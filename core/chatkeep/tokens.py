@@ -41,7 +41,7 @@ def estimate_tokens(message: Message) -> int:
 # start: records begin {"v":1,"id":"<id>","tk":<count>,"role":"<role>", (when the id
 # needs no escaping).
 _COUNT = re.compile(rb'\{"v":1,"id":"[^"\\]*","tk":(\d+),')
-_HEAD = re.compile(rb'\{"v":1,"id":"[^"\\]*","tk":\d+,"role":"([^"\\]*)",')
+_HEAD = re.compile(rb'\{"v":1,"id":"[^"\\]*",(?:"tk":\d+,)?"role":"([^"\\]*)",')
 
 
 def record_tokens(record: bytes) -> int:
@@ -54,6 +54,7 @@ def record_tokens(record: bytes) -> int:
 
 
 def is_system_record(record: bytes) -> bool:
-    """Whether ``record`` is a system message, read as the scripts read it."""
+    """Whether ``record`` is a system message, read as the scripts read it (with or
+    without a token count)."""
     found = _HEAD.match(record)
     return found is not None and found.group(1) == b"system"

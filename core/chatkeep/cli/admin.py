@@ -344,8 +344,10 @@ class Admin(Closing):
                     progress(PAGE)
             if progress is not None and written % PAGE:
                 progress(written % PAGE)
+            if not written and meta:  # a session with metadata and no message (yet)
+                out.write(head + meta + b"}\n")
             result.messages += written
-            result.sessions += 1 if written else 0
+            result.sessions += 1 if written or meta else 0
         if sessions is not None:
             result.missing = [s for s in wanted if s not in found]
         trailer = {
@@ -466,6 +468,9 @@ class Admin(Closing):
                 present = self.existing_ids(sid)
             if meta is not None:
                 self._restore_meta(number, (sid, owner), meta, ttl, bad)
+                touched.add(hashlib.blake2b(sid.encode(), digest_size=16).digest())
+            if message is None:
+                continue
             if message.id in present:
                 result.already_present += 1
                 continue
@@ -604,10 +609,11 @@ def _check_header(line: bytes) -> None:
 
 def parse_line(
     line: bytes | str,
-) -> tuple[str, str | None, Message, dict[str, Any] | None] | None:
+) -> tuple[str, str | None, Message | None, dict[str, Any] | None] | None:
     """(session id, owner, message, the session's metadata if the line carries it) of
-    one export line; None for the end trailer. Raises :class:`LineError` saying what
-    is wrong (never quoting content)."""
+    one export line (a session with metadata and no message has a line without a
+    record); None for the end trailer. Raises :class:`LineError` saying what is wrong
+    (never quoting content)."""
     try:
         obj = _loads(line)
     except ValueError:
@@ -623,16 +629,18 @@ def parse_line(
             owner = validate_id(owner, "owner")
     except InvalidSessionId as exc:
         raise LineError(str(exc)) from None
+    meta = obj.get("meta")
+    if meta is not None and not isinstance(meta, dict):
+        raise LineError("meta: not a JSON object")
     record = obj.get("record")
+    if record is None and meta is not None:
+        return sid, owner, None, meta
     if not isinstance(record, dict):
         raise LineError("record: missing or not a JSON object")
     try:
         message = decode_record(json.dumps(record, allow_nan=False))
     except ValueError as exc:  # SerializationError, or a number JSON does not allow
         raise LineError(f"record: {exc}") from None
-    meta = obj.get("meta")
-    if meta is not None and not isinstance(meta, dict):
-        raise LineError("meta: not a JSON object")
     return sid, owner, message, meta
 
 

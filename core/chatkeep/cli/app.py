@@ -272,10 +272,10 @@ def sessions(  # noqa: PLR0917 (click passes the options by name)
     )
     for info in found:
         table.add_row(
-            Text(info.id),
-            Text(info.owner or "-"),
-            Text(info.status or "-"),
-            Text(_clip(info.title, 40) if info.title else "-"),
+            Text(_one_line(info.id)),
+            Text(_one_line(info.owner or "-")),
+            Text(_one_line(info.status or "-")),
+            Text(_clip(_one_line(info.title), 40) if info.title else "-"),
             str(info.message_count),
             _when(info.created_at),
             _when(info.updated_at),
@@ -289,6 +289,21 @@ def sessions(  # noqa: PLR0917 (click passes the options by name)
 
 
 # -- show --------------------------------------------------------------------------------
+
+
+def _one_line(text: str) -> str:
+    """``text`` with every character a terminal would act on (ESC, newlines...) shown
+    escaped: titles, statuses and ids are data, never terminal commands or rows."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _lines(text: str) -> str:
+    """The same for message text, whose newlines and tabs stay."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
 
 
 def _clip(text: str, width: int = 100) -> str:
@@ -308,7 +323,7 @@ def _render(message: Message) -> Text:
     if message.tool_call_id:
         line.append(f" [result of {message.tool_call_id}]", style="dim")
     line.append(": ")
-    line.append(message.text)
+    line.append(_lines(message.text))
     if not isinstance(message.content, str):
         others = [
             str(p.get("type", "part"))
@@ -353,11 +368,11 @@ def show(ctx: click.Context, session: str, last: int | None, as_json: bool) -> N
         return
     console = _console()
     head = Text()
-    head.append(f"session {info.id}", style="bold")
+    head.append(f"session {_one_line(info.id)}", style="bold")
     if info.title:
-        head.append(f"  {info.title}")
+        head.append(f"  {_one_line(info.title)}")
     if info.status:
-        head.append(f"  [{info.status}]", style="cyan")
+        head.append(f"  [{_one_line(info.status)}]", style="cyan")
     head.append(
         f"  owner {info.owner or '-'} · {info.message_count} messages · created "
         f"{_when(info.created_at)} · expires in {_expires_in(info, now)}",

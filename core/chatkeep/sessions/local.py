@@ -509,7 +509,11 @@ class LocalSessions:
     def serve(self, op: ops.Op) -> tuple[Any, ops.Op | None]:
         """Carry out ``op`` here; return its result and the write to journal."""
         if isinstance(op, ops.Update):
-            return self.do(op), op  # metadata: merged here, and replayed as it is
+            with self._lock:
+                session = self._get(op.session_id, now_ms())
+                created = None if session is None else session.redis_created
+            op.at_ms, op.made_ms = now_ms(), created
+            return self.do(op), op  # merged here; replayed unless changed meanwhile
         if isinstance(op, ops.Search):
             return self.do(op), None
         if isinstance(op, (ops.Append, ops.Read, ops.Ttl, ops.Info, ops.Sessions, ops.Recent)):
@@ -551,7 +555,10 @@ class LocalSessions:
         """Mirror the effect of ``op`` that Redis carried out with ``result``."""
         if isinstance(op, ops.Search):
             return  # a search changes nothing, and its records are not a tail
-        if isinstance(op, (ops.Ttl, ops.Info, ops.Sessions, ops.Recent)):
+        if isinstance(op, ops.Info):
+            self._absorb_info(op.session_id, result)
+            return
+        if isinstance(op, (ops.Ttl, ops.Sessions, ops.Recent)):
             return
         sid = op.session_id
         now = now_ms()
@@ -577,8 +584,7 @@ class LocalSessions:
             if isinstance(op, ops.Update):
                 # Redis answered with the whole metadata: hold it as it is there.
                 if session is not None:
-                    session.title, session.status = result.title, result.status
-                    session.context = {k: encode_context(v) for k, v in result.context.items()}
+                    _hold_metadata(session, result)
                 return
             if isinstance(op, ops.Pop):
                 if session is not None and result.record is not None:
@@ -613,6 +619,16 @@ class LocalSessions:
             self._learn(session, result.owner, result.expires_at_ms, result)
             self._bound(sid, session)
 
+    def _absorb_info(self, sid: str, info: ops.SessionInfo | None) -> None:
+        """What an info read said of a session held here: its metadata and length."""
+        if info is None:
+            return
+        with self._lock:
+            session = self._get(sid, now_ms())
+            if session is not None:
+                _hold_metadata(session, info)
+                session.length = max(session.length, info.message_count)
+
     def _absorb_read(
         self, sid: str, session: _Session | None, op: ops.Read, result: ops.ReadResult, now: int
     ) -> None:
@@ -627,8 +643,11 @@ class LocalSessions:
             whole = result.length is not None and held >= result.length
             if whole and result.head:
                 records = [*result.head, *records]
-            elif not records:  # nothing to learn about the messages
+            elif not records:  # nothing to learn about the messages but their number
+                if result.length is not None:
+                    session.length = max(session.length, result.length)
                 self._learn(session, result.owner, result.expires_at_ms, result)
+                self._bound(sid, session)
                 return
         if not _is_tail(session.messages, records):
             # Keep a longer history the tail agrees with; else take what Redis has.
@@ -670,6 +689,11 @@ def _apply(session: _Session, op: ops.Update) -> None:
             session.context.pop(key, None)
         else:
             session.context[key] = value
+
+
+def _hold_metadata(session: _Session, info: ops.SessionInfo) -> None:
+    session.title, session.status = info.title, info.status
+    session.context = {k: encode_context(v) for k, v in info.context.items()}
 
 
 def encode_context(value: Any) -> bytes:

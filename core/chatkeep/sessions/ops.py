@@ -136,6 +136,11 @@ class Update:
     context: list[tuple[str, bytes | None]]  # (key, encoded value or None to remove)
     idem: bytes = b""
     ttl_ms: TtlMs = None
+    # Set when journaled during an outage: the call's time (a replay older than the
+    # session's last metadata change is a conflict) and the creation time of the
+    # session the mirror held (a replay onto a session deleted meanwhile is one too).
+    at_ms: int | None = None
+    made_ms: int | None = None
     kind: ClassVar[str] = "update"
 
 

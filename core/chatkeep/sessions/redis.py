@@ -70,7 +70,7 @@ SESSIONS = Feature(
     prelude="common.lua",
     commands=(
         "PING", "INFO", "HMGET", "LLEN", "LRANGE", "PTTL", "EXISTS",
-        "ZADD", "ZREM", "ZREMRANGEBYSCORE", "ZREVRANGEBYSCORE", "HGETALL",
+        "ZADD", "ZREM", "ZREMRANGEBYSCORE", "ZREVRANGEBYSCORE", "HSCAN",
     ),
 )  # fmt: skip
 
@@ -109,21 +109,41 @@ def write_result(reply: Sequence[Any]) -> WriteResult:
     )
 
 
-def hash_fields(reply: Any) -> dict[str, Any]:
-    """``HGETALL``'s reply (a dict, or a flat list of names and values) by field name."""
-    if isinstance(reply, dict):
-        items = list(reply.items())
+# What an info reads of the session's hash: these fields, and the context entries
+# by HSCAN (never HGETALL: the idempotency ring is binary, and a client made with
+# decode_responses=True could not read it).
+INFO_FIELDS = ("c", "u", "o", "h", "s")
+CONTEXT_SCAN = 10_000  # a hash smaller than this is scanned in one call
+
+
+def context_scan(meta: str, cursor: Any = 0) -> Command:
+    return ("HSCAN", meta, cursor, "MATCH", "x:*", "COUNT", CONTEXT_SCAN)
+
+
+def scanned(reply: Any) -> tuple[int, dict[str, Any]]:
+    """``HSCAN``'s reply (raw, or parsed to a dict) as (next cursor, fields by name)."""
+    cursor, found = reply
+    if isinstance(found, dict):
+        items = list(found.items())
     else:
-        items = list(zip(reply[::2], reply[1::2], strict=True))
-    return {reply_text(name) or "": value for name, value in items}
+        items = list(zip(found[::2], found[1::2], strict=True))
+    return int(cursor), {reply_text(name) or "": value for name, value in items}
+
+
+def hash_fields(fixed: Sequence[Any], scan: Any) -> tuple[dict[str, Any], int]:
+    """The fields an info reads (``HMGET`` of INFO_FIELDS and an ``HSCAN`` of the
+    context entries) by name, and the scan's next cursor (0: all of them)."""
+    cursor, fields = scanned(scan)
+    fields.update(zip(INFO_FIELDS, fixed, strict=True))
+    return fields, cursor
 
 
 def info_result(
     sid: str, fields: dict[str, Any], length: int, pttl: int
 ) -> tuple[SessionInfo | None, int]:
-    """The session's info from ``HGETALL`` of its hash, LLEN and PTTL (None if it is
-    gone), and how many of its fields could not be read (a field that is not a number,
-    a context entry that does not decode: written by hand?)."""
+    """The session's info from the fields of its hash (:func:`hash_fields`), LLEN and
+    PTTL (None if it is gone), and how many of its fields could not be read (a field
+    that is not a number, a context entry that does not decode: written by hand?)."""
     created = fields.get("c")
     if created is None:
         return None, 0
@@ -275,8 +295,13 @@ class RedisSessions(BaseFamily):
             hook(op, error)
 
     def encode(self, op: Op) -> bytes:
-        fields: dict[str, Any] = {"k": op.kind, "s": getattr(op, "session_id", "")}
-        for name in ("owner", "ttl_ms", "index", "message_id", "expect", "ambiguous"):
+        # An update names its session "u", not "s": a release that predates updates
+        # fails to decode it (and keeps it) instead of reading an unknown kind as a clear.
+        sid = "u" if isinstance(op, Update) else "s"
+        fields: dict[str, Any] = {"k": op.kind, sid: getattr(op, "session_id", "")}
+        for name in (
+            "owner", "ttl_ms", "index", "message_id", "expect", "ambiguous", "at_ms", "made_ms",
+        ):  # fmt: skip
             value = getattr(op, name, None)
             if value is not None:
                 fields[name] = value
@@ -296,7 +321,7 @@ class RedisSessions(BaseFamily):
     @staticmethod
     def decode(data: bytes) -> Op:
         fields = json.loads(data)
-        kind, sid = fields.pop("k"), fields.pop("s")
+        kind, sid = fields.pop("k"), fields.pop("s", None) or fields.pop("u", "")
         owner = fields.get("owner")
         idem = base64.b64decode(fields.get("idem", ""))
         records = [base64.b64decode(r) for r in fields.get("records", [])]
@@ -318,9 +343,11 @@ class RedisSessions(BaseFamily):
             ]
             return Update(
                 sid, owner, _unaction(fields["title"]), _unaction(fields["status"]), context,
-                idem, fields.get("ttl_ms"),
+                idem, fields.get("ttl_ms"), fields.get("at_ms"), fields.get("made_ms"),
             )  # fmt: skip
-        return Clear(sid, owner, expect)
+        if kind == "clear":
+            return Clear(sid, owner, expect)
+        raise SerializationError(f"a journaled write of unknown kind {kind!r}: not replayed")
 
     def restarted(self) -> Flow[None]:
         """Redis restarted: find which sessions this process knew are gone, rewrite the
@@ -447,7 +474,12 @@ class RedisSessions(BaseFamily):
         sid = op.session_id
         plan = self.index.before(sid, op.owner, op.ttl_ms, now)
         keys, args = self._args(op, now, plan, "")
-        tail: list[Any] = [_action(op.title), _action(op.status)]
+        tail: list[Any] = [
+            _action(op.title),
+            _action(op.status),
+            "" if op.at_ms is None else op.at_ms,
+            "" if op.made_ms is None else op.made_ms,
+        ]
         for key, value in op.context:
             tail += [key, b"" if value is None else value]
         meta = self.keys.session(sid)[1]
@@ -455,16 +487,26 @@ class RedisSessions(BaseFamily):
             SESSIONS["update"],
             keys,
             [*args, *tail],
-            ("HGETALL", meta),
+            ("HMGET", meta, *INFO_FIELDS),
+            context_scan(meta),
             ("PTTL", meta),
             session_id=sid,
             cluster=self.connection.cluster,
         )
         result = write_result(replies[0])
         yield from self._indexed(sid, plan, result.expires_at_ms, result, now)
-        info, bad = info_result(sid, hash_fields(replies[1]), result.length, int(replies[2]))
+        fields = yield from self._fields(sid, replies[1], replies[2])
+        info, bad = info_result(sid, fields, result.length, int(replies[3]))
         self.bad_hashes += bad
-        assert info is not None  # the script made the session
+        if info is None:  # written, then gone at once: a fixed TTL already past
+            return SessionInfo(
+                id=sid,
+                owner=result.owner,
+                message_count=result.length,
+                created_at=ms_to_datetime(result.created_ms),
+                updated_at=ms_to_datetime(now),
+                expires_at=ms_to_datetime(result.expires_at_ms),
+            )
         return info
 
     def _append(self, op: Append) -> Flow[WriteResult]:
@@ -671,19 +713,37 @@ class RedisSessions(BaseFamily):
 
     def _info_commands(self, sid: str) -> list[Command]:
         messages, meta = self.keys.session(sid)
-        return [("HGETALL", meta), ("LLEN", messages), ("PTTL", meta)]
+        return [
+            ("HMGET", meta, *INFO_FIELDS),
+            context_scan(meta),
+            ("LLEN", messages),
+            ("PTTL", meta),
+        ]
+
+    def _fields(self, sid: str, fixed: Sequence[Any], scan: Any) -> Flow[dict[str, Any]]:
+        """The info fields of a session's hash; more HSCAN calls only for a context of
+        thousands of entries."""
+        fields, cursor = hash_fields(fixed, scan)
+        meta = self.keys.session(sid)[1]
+        while cursor:
+            replies = yield [context_scan(meta, cursor)]
+            check(replies, sid)
+            cursor, more = scanned(replies[0])
+            fields.update(more)
+        return fields
 
     def _info(self, op: Info) -> Flow[SessionInfo | None]:
         replies = yield self._info_commands(op.session_id)
         check(replies, op.session_id)
-        info = self._info_of(op.session_id, replies)
+        info = yield from self._info_of(op.session_id, replies)
         if info is not None and op.owner is not None and info.owner != op.owner:
             raise SessionOwnershipError(op.session_id)
         return info
 
-    def _info_of(self, sid: str, replies: Sequence[Any]) -> SessionInfo | None:
-        meta, length, pttl = replies
-        info, bad = info_result(sid, hash_fields(meta), length, pttl)
+    def _info_of(self, sid: str, replies: Sequence[Any]) -> Flow[SessionInfo | None]:
+        fixed, scan, length, pttl = replies
+        fields = yield from self._fields(sid, fixed, scan)
+        info, bad = info_result(sid, fields, length, pttl)
         self.bad_hashes += bad
         return info
 
@@ -716,12 +776,13 @@ class RedisSessions(BaseFamily):
             sids = [reply_text(m) or "" for m in members]
             page = yield [c for sid in sids for c in self._info_commands(sid)]
             stale = []
+            width = len(self._info_commands(""))
             for i, sid in enumerate(sids):
-                parts = page[3 * i : 3 * i + 3]
+                parts = page[width * i : width * (i + 1)]
                 if any(isinstance(p, Exception) for p in parts):
                     self.bad_hashes += 1  # a key of the session is not what chatkeep wrote
                     continue
-                info = self._info_of(sid, parts)
+                info = yield from self._info_of(sid, parts)
                 if info is None or (op.owner is not None and info.owner != op.owner):
                     stale.append(sid)
                 elif op.status is not None and info.status != op.status:

@@ -12,6 +12,7 @@ local CHUNK, MAX_CHUNK = 16, 256
 -- Anchored: only the id, the count and the role are looked at, whatever the length.
 local COUNT = '^{"v":1,"id":"[^"\\]*","tk":(%d+),'
 local HEAD = '^{"v":1,"id":"[^"\\]*","tk":(%d+),"role":"([^"\\]*)",'
+local OLD_HEAD = '^{"v":1,"id":"[^"\\]*","role":"([^"\\]*)",'  -- written before counts
 
 local function tokens(record)
   local count = string.match(record, COUNT)
@@ -29,9 +30,10 @@ local head = false
 if ARGV[13] == '1' and len > 0 then
   local record = redis.call('LINDEX', KEYS[1], 0)
   local count, role = string.match(record, HEAD)
+  if not count then role = string.match(record, OLD_HEAD) end
   if role == 'system' then
     first = 1
-    count = tonumber(count)
+    count = tokens(record)
     if count <= budget then
       head = record
       budget = budget - count
