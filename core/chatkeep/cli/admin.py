@@ -537,7 +537,6 @@ class Admin(Closing):
     def stats(self, samples: int = 100) -> dict[str, Any]:
         """Counts over every live session (one pass over the index) and memory sampled
         with ``MEMORY USAGE`` on up to ``samples`` sessions."""
-        now = datetime.now(timezone.utc)
         buckets = {"<1h": 0, "<1d": 0, "<7d": 0, "<30d": 0, ">=30d": 0, "never": 0}
         limits = [(3600, "<1h"), (86400, "<1d"), (7 * 86400, "<7d"), (30 * 86400, "<30d")]
         sessions = messages = largest = unowned = 0
@@ -555,7 +554,9 @@ class Admin(Closing):
             if info.expires_at is None:
                 buckets["never"] += 1
             else:
-                left = (info.expires_at - now).total_seconds()
+                # now, not the start of the pass: expires_at was computed from PTTL a
+                # moment ago, and a session written just before ends up at 7d otherwise
+                left = (info.expires_at - datetime.now(timezone.utc)).total_seconds()
                 buckets[next((name for limit, name in limits if left < limit), ">=30d")] += 1
             if len(reservoir) < samples:
                 reservoir.append(info.id)
