@@ -48,12 +48,14 @@ from chatkeep import (
     encode_record,
 )
 from chatkeep.redis import (
+    OWNED_DATA,
     Closing,
     Command,
     Connection,
     Feature,
     Flow,
     KeySchema,
+    OwnedData,
     PendingWrites,
     check,
     direct,
@@ -508,6 +510,14 @@ class Admin(Closing):
             bad(number, f"meta: {exc}")
 
     # -- delete and purge -----------------------------------------------------------------
+
+    def owned_data(self, owner: str) -> list[OwnedData]:
+        """What the installed features keep of ``owner`` besides conversations (e.g.
+        LangGraph threads); only what has items."""
+        validate_id(owner, "owner")
+        load_features()
+        found = [finder(self.store, owner) for finder in OWNED_DATA.values()]
+        return [data for data in found if data.count]
 
     def owner_sessions(self, owner: str) -> list[SessionInfo]:
         validate_id(owner, "owner")

@@ -587,12 +587,14 @@ def purge(ctx: click.Context, owner: str, yes: bool) -> None:
     """Delete every session of one owner (e.g. for a data-protection request)."""
     admin = _state(ctx).admin
     found = admin.owner_sessions(owner)
-    if not found:
+    others = admin.owned_data(owner)  # what adapters keep of the owner (LangGraph threads)
+    if not found and not others:
         click.echo(f"owner {owner!r} has no sessions; nothing deleted")
         return
     messages = sum(i.message_count for i in found)
+    extra = "".join(f" and {data.count} {data.what}" for data in others)
     _confirm(
-        f"Delete {len(found)} sessions ({messages} messages) of owner {owner!r}? "
+        f"Delete {len(found)} sessions ({messages} messages){extra} of owner {owner!r}? "
         "This cannot be undone.",
         yes,
     )
@@ -600,6 +602,8 @@ def purge(ctx: click.Context, owner: str, yes: bool) -> None:
     click.echo(
         f"deleted {result.sessions} sessions ({result.messages} messages) of owner {owner!r}"
     )
+    for data in others:
+        click.echo(f"deleted {data.delete()} {data.what} of owner {owner!r}")
     if result.appeared:
         _note(
             f"warning: {result.appeared} new session(s) of {owner!r} appeared meanwhile; "

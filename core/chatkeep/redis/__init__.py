@@ -60,6 +60,7 @@ from .journal import (
     SqliteJournal,
     pending_writes,
 )
+from .owners import OWNED_DATA, OwnedData, register_owned_data
 from .replies import reply_int, reply_str, reply_text
 from .scripts import FEATURES, Feature, Script, acl_rules, load_features, run_script
 from .stores import (
@@ -73,6 +74,9 @@ from .stores import (
 )
 
 __all__ = [
+    "OWNED_DATA",
+    "OwnedData",
+    "register_owned_data",
     "FAMILIES",
     "FEATURES",
     "NO_IO",
