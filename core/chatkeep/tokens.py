@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from .message import Message
 
-__all__ = ["TokenCounter", "estimate_tokens", "record_tokens", "is_system_record"]
+__all__ = ["TokenCounter", "estimate_tokens", "is_system_record", "record_role", "record_tokens"]
 
 TokenCounter = Callable[[Message], int]
 """Counts the tokens of one message (what a model's context window is measured in)."""
@@ -51,6 +51,12 @@ def record_tokens(record: bytes) -> int:
     if found is not None:
         return int(found.group(1))
     return (len(record) + 3) // 4
+
+
+def record_role(record: bytes) -> str | None:
+    """The role at the start of ``record`` (None when it cannot be read there)."""
+    found = _HEAD.match(record)
+    return None if found is None else found.group(1).decode("utf-8", "replace")
 
 
 def is_system_record(record: bytes) -> bool:

@@ -33,7 +33,7 @@ from ..clock import now_ms
 from ..errors import IncompleteMirrorError, SerializationError, SessionOwnershipError
 from ..message import Message
 from ..redis.flows import Flow, done
-from ..tokens import is_system_record, record_tokens
+from ..tokens import estimate_tokens, is_system_record, record_role, record_tokens
 from . import ops
 from .search import search_entries
 
@@ -47,6 +47,7 @@ Entry = codec.Entry
 class _Session:
     messages: list[Entry]
     sizes: list[int]
+    tokens: list[int]  # each entry's stored token count (records are decoded in place)
     owner: str | None
     created_ms: int
     updated_ms: int
@@ -74,6 +75,16 @@ class _Session:
 
 def _size(entry: Entry) -> int:
     return len(entry) if isinstance(entry, bytes) else 256
+
+
+def _tokens(entry: Entry) -> int:
+    return record_tokens(entry) if isinstance(entry, bytes) else estimate_tokens(entry)
+
+
+def _role(entry: Entry) -> str:
+    if isinstance(entry, Message):
+        return entry.role
+    return record_role(entry) or "?"
 
 
 def _decoded(entry: Entry | str) -> Message | None:
@@ -181,15 +192,19 @@ class LocalSessions:
         total = sum(sizes)
         self._bytes += total - session.bytes
         session.messages, session.sizes, session.bytes = list(entries), sizes, total
+        session.tokens = [_tokens(e) for e in entries]
 
     def _add(self, session: _Session, entries: list[Entry], at: int | None = None) -> None:
         sizes = [_size(e) for e in entries]
+        tokens = [_tokens(e) for e in entries]
         if at is None:
             session.messages.extend(entries)
             session.sizes.extend(sizes)
+            session.tokens.extend(tokens)
         else:
             session.messages[at:at] = entries
             session.sizes[at:at] = sizes
+            session.tokens[at:at] = tokens
         added = sum(sizes)
         session.bytes += added
         self._bytes += added
@@ -197,6 +212,7 @@ class LocalSessions:
     def _remove(self, session: _Session, index: int) -> Entry:
         entry = session.messages.pop(index)
         size = session.sizes.pop(index)
+        session.tokens.pop(index)
         session.bytes -= size
         self._bytes -= size
         return entry
@@ -223,11 +239,14 @@ class LocalSessions:
         gone = sum(session.sizes[:-keep])
         del session.messages[:-keep]
         del session.sizes[:-keep]
+        del session.tokens[:-keep]
         session.bytes -= gone
         self._bytes -= gone
 
     def _new(self, sid: str, owner: str | None, now: int) -> _Session:
-        session = _Session(messages=[], sizes=[], owner=owner, created_ms=now, updated_ms=now)
+        session = _Session(
+            messages=[], sizes=[], tokens=[], owner=owner, created_ms=now, updated_ms=now
+        )
         self._sessions[sid] = session
         if self._max_sessions is not None:
             while len(self._sessions) > self._max_sessions:
@@ -449,6 +468,7 @@ class LocalSessions:
             title=session.title,
             status=session.status,
             context=context,
+            **_analytics(session),
         )
 
     def _info_of(self, op: ops.Info) -> ops.SessionInfo | None:
@@ -676,6 +696,18 @@ class LocalSessions:
         if result.created_ms is not None:
             session.redis_created = result.created_ms
             session.writes = result.version
+
+
+def _analytics(session: _Session) -> dict[str, Any]:
+    """Messages by role and tokens, from what is held when it is the whole session
+    (a mirror holding part of one knows neither)."""
+    if not session.complete:
+        return {}
+    roles: dict[str, int] = {}
+    for entry in session.messages:
+        role = _role(entry)
+        roles[role] = roles.get(role, 0) + 1
+    return {"messages_by_role": roles, "tokens": sum(session.tokens)}
 
 
 def _apply(session: _Session, op: ops.Update) -> None:

@@ -282,6 +282,12 @@ class SessionInfo(BaseModel):
     """The status given with ``update_session`` (e.g. "active", "archived")."""
     context: dict[str, Any] = Field(default_factory=dict, repr=False)
     """Free-form context merged by ``update_session`` (left out of ``repr()``)."""
+    messages_by_role: dict[str, int] = Field(default_factory=dict)
+    """How many of the session's messages each role has (kept by every write; empty
+    for a session no write of this chatkeep version has counted yet)."""
+    tokens: int | None = None
+    """Tokens of the session's messages, by the counts stored at write time (None:
+    not counted yet)."""
 
 
 class RecentConversation(SessionInfo):

@@ -112,12 +112,12 @@ def write_result(reply: Sequence[Any]) -> WriteResult:
 # What an info reads of the session's hash: these fields, and the context entries
 # by HSCAN (never HGETALL: the idempotency ring is binary, and a client made with
 # decode_responses=True could not read it).
-INFO_FIELDS = ("c", "u", "o", "h", "s")
+INFO_FIELDS = ("c", "u", "o", "h", "s", "tt")
 CONTEXT_SCAN = 10_000  # a hash smaller than this is scanned in one call
 
 
 def context_scan(meta: str, cursor: Any = 0) -> Command:
-    return ("HSCAN", meta, cursor, "MATCH", "x:*", "COUNT", CONTEXT_SCAN)
+    return ("HSCAN", meta, cursor, "MATCH", "[xr]:*", "COUNT", CONTEXT_SCAN)
 
 
 def scanned(reply: Any) -> tuple[int, dict[str, Any]]:
@@ -152,6 +152,7 @@ def info_result(
     changed = reply_int(fields.get("u"))
     bad = 1 if at is None else 0
     context: dict[str, Any] = {}
+    roles: dict[str, int] = {}
     for name, raw in fields.items():
         if name.startswith("x:"):
             try:
@@ -159,6 +160,12 @@ def info_result(
                 context[name[2:]] = context_value(data)
             except SerializationError:
                 bad += 1
+        elif name.startswith("r:"):
+            count = reply_int(raw)
+            if count is None:
+                bad += 1
+            elif count > 0:
+                roles[name[2:]] = count
     info = SessionInfo(
         id=sid,
         owner=reply_text(fields.get("o")),
@@ -169,6 +176,8 @@ def info_result(
         title=reply_text(fields.get("h")),
         status=reply_text(fields.get("s")),
         context=context,
+        messages_by_role=roles,
+        tokens=reply_int(fields.get("tt")),
     )
     return info, bad
 

@@ -7,7 +7,7 @@
 -- the usual call: an existing session, no idempotency key, no TTL given); the rules
 -- are those of common.lua's owner_ok, seen, stamp, expire and index.
 local now = tonumber(ARGV[1])
-local meta = redis.call('HMGET', KEYS[2], 'o', 't', 'k', 'c', 'w')
+local meta = redis.call('HMGET', KEYS[2], 'o', 't', 'k', 'c', 'w', 'tt')
 local owner, created, given, idem = meta[1], meta[4], ARGV[6], ARGV[7]
 if given ~= '' and (owner and owner ~= given or not owner and created) then
   return redis.error_reply('CHATKEEP_OWNER')
@@ -29,15 +29,19 @@ local extras = ARGV[8]
 local indexed = string.find(extras, 'I', 1, true)
 local first = indexed and 10 or 9
 local last = #ARGV
+local sums = tally(ARGV, first, last, 1, backfill(meta, {}))
 local n
 for i = first, last, 1000 do
   n = redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, last)))
 end
 local max = tonumber(ARGV[5])
 if max > 0 and n > max then
+  local cut = redis.call('LRANGE', KEYS[1], 0, n - max - 1)
+  tally(cut, 1, #cut, -1, sums)
   redis.call('LTRIM', KEYS[1], -max, -1)
   n = max
 end
+counted(sums)
 version = version + 1
 local ttl = ARGV[2]
 if created and idem == '' and ttl == '' then

@@ -28,6 +28,7 @@ local function stored_before(record)
   return ids[id] == true
 end
 local stored, skipped = 0, 0
+local sums = backfill(meta, {})
 local at = 13
 for _ = 1, tonumber(ARGV[12]) do
   local idem, maybe, count = ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2])
@@ -38,6 +39,7 @@ for _ = 1, tonumber(ARGV[12]) do
     for i = first, last, 1000 do
       n = redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, last)))
     end
+    tally(ARGV, first, last, 1, sums)
     if idem ~= '' then ring = string.sub(idem .. ring, 1, RING_BYTES) end
     stored = stored + 1
   end
@@ -46,7 +48,8 @@ end
 if stored == 0 then
   return {n, -2, meta[1], skipped, meta[4], tonumber(meta[5]) or 0, 0}
 end
-n = trim(n, tonumber(ARGV[5]))
+n = trim(n, tonumber(ARGV[5]), sums)
+counted(sums)
 redis.call('HSET', KEYS[2], 'k', ring)
 local reply = finish(meta, now, n, stored)
 reply[4] = skipped

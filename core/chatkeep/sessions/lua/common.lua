@@ -4,7 +4,9 @@
 -- names a command, the session's channel.
 -- Hash fields: c created ms, u updated ms, o owner, t session TTL ms ('0' = never),
 --              k idempotency ring, v schema version, w writes so far (the version),
---              n length after the last write (a plain read learns it with HMGET).
+--              n length after the last write (a plain read learns it with HMGET),
+--              r:<role> messages of each role and tt tokens stored (the analytics every
+--              write keeps; a session without tt has not been counted yet).
 -- Write ARGV: 1 now, 2 ttl given ('' | ms | '0'), 3 default ttl, 4 fixed ('1'|'0'),
 --   5 max messages ('0' = none), 6 owner ('' = unchecked), 7 idempotency key,
 --   8 expected version ('' = unchecked | '<c>:<w>' | '-' = no session),
@@ -17,7 +19,45 @@ local RING_BYTES = 512   -- 32 keys of 16 bytes
 local MARKER = '\0chatkeep'  -- no record equals it (records are JSON objects)
 
 local function meta_of()
-  return redis.call('HMGET', KEYS[2], 'o', 't', 'k', 'c', 'w')
+  return redis.call('HMGET', KEYS[2], 'o', 't', 'k', 'c', 'w', 'tt')
+end
+
+-- Analytics: add (sign 1) or take away (-1) records[from..to] from sums (role ->
+-- messages, and tokens under the key false). A record's role and token count sit at
+-- its start (chatkeep.tokens reads them the same way); one without a count counts a
+-- quarter of its length, one whose role cannot be read counts under '?'.
+local function tally(records, from, to, sign, sums)
+  for i = from, to do
+    local record = records[i]
+    local count, role = string.match(record, '^{"v":1,"id":"[^"\\]*","tk":(%d+),"role":"([^"\\]*)",')
+    if not count then
+      role = string.match(record, '^{"v":1,"id":"[^"\\]*","role":"([^"\\]*)",') or '?'
+      count = math.floor((#record + 3) / 4)
+    end
+    sums[role] = (sums[role] or 0) + sign
+    sums[false] = (sums[false] or 0) + sign * tonumber(count)
+  end
+  return sums
+end
+
+-- A session counted before (tt in meta[6]), or without records yet, needs no backfill;
+-- else what it holds is counted first (it was written by an older chatkeep).
+local function backfill(meta, sums)
+  if meta[6] or not meta[4] then return sums end
+  local held = redis.call('LRANGE', KEYS[1], 0, -1)
+  return tally(held, 1, #held, 1, sums)
+end
+
+-- Write the sums into the hash: tt always (so the session counts as counted).
+local function counted(sums)
+  redis.call('HINCRBY', KEYS[2], 'tt', sums[false] or 0)
+  for role, delta in pairs(sums) do
+    if role and delta ~= 0 then
+      if redis.call('HINCRBY', KEYS[2], 'r:' .. role, delta) <= 0 then
+        redis.call('HDEL', KEYS[2], 'r:' .. role)
+      end
+    end
+  end
 end
 
 -- Owner check: a given owner must equal the stored one; an owned session needs
@@ -77,8 +117,10 @@ local function push(from, to)
   return n
 end
 
-local function trim(n, max)
+local function trim(n, max, sums)
   if max > 0 and n > max then
+    local cut = redis.call('LRANGE', KEYS[1], 0, n - max - 1)
+    tally(cut, 1, #cut, -1, sums)
     redis.call('LTRIM', KEYS[1], -max, -1)
     return max
   end

@@ -6,6 +6,7 @@ local now = tonumber(ARGV[1])
 local meta = meta_of()
 local refused = checked(meta)
 if refused then return refused end
+local sums = tally(ARGV, 13, #ARGV, 1, backfill(meta, {}))
 local len = redis.call('LLEN', KEYS[1])
 local index = tonumber(ARGV[12])
 if index < 0 then index = math.max(len + index, 0) end
@@ -24,5 +25,6 @@ else
     n = redis.call('RPUSH', KEYS[1], unpack(tail, i, math.min(i + 999, #tail)))
   end
 end
-n = trim(n, tonumber(ARGV[5]))
+n = trim(n, tonumber(ARGV[5]), sums)
+counted(sums)
 return finish(meta, now, n, 1)

@@ -38,6 +38,11 @@ else
   redis.call('LSET', KEYS[1], index, MARKER)
   redis.call('LREM', KEYS[1], 1, MARKER)
 end
+if meta[6] then
+  counted(tally({value}, 1, 1, -1, {}))
+else  -- never counted: count what is left
+  counted(backfill(meta, {}))
+end
 local now = tonumber(ARGV[1])
 version = stamp(meta, now, 1, len - 1)
 local at = expire(now, ttl_of('', meta[2], ARGV[3]), ARGV[4] == '1', meta[4])
