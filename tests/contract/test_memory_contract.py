@@ -148,13 +148,15 @@ def test_values_expire_sliding_by_default_and_fixed_on_request(make_memory_store
 def test_reads_with_refresh_false_leave_the_ttl_alone(make_memory_store: Any) -> None:
     """``get``/``mget(..., refresh=False)`` read without sliding the TTL (LangGraph's
     ``refresh_ttl=False`` and a search's scan of items it does not return need it)."""
-    store = make_memory_store(ttls={"user": 0.4})
+    store = make_memory_store(ttls={"user": 1.0})
     store.put(USER, "a", 1)
-    time.sleep(0.25)
+    put = time.monotonic()
+    time.sleep(0.5)  # half the TTL: a first call on a new TLS/async connection fits
     assert store.get(USER, "a", refresh=False) == 1
     assert store.mget(USER, ["a"], refresh=False) == [1]
-    time.sleep(0.25)
-    assert store.get(USER, "a") is None  # expired 0.4 s after the put: no read slid it
+    # a read that slid the TTL would keep it until at least put + 1.5 s
+    time.sleep(max(0.0, put + 1.25 - time.monotonic()))
+    assert store.get(USER, "a") is None  # expired 1 s after the put: no read slid it
 
 
 def test_status_flush_and_close(harness: Harness, memory: Any) -> None:
