@@ -259,6 +259,7 @@ def sessions(  # noqa: PLR0917 (click passes the options by name)
     console = _console()
     if not found:
         console.print("no sessions" + (f" of owner {owner!r}" if owner else ""))
+        _owned_elsewhere(console, admin, owner)
         return
     table = _table(
         ("session", "left"),
@@ -286,6 +287,20 @@ def sessions(  # noqa: PLR0917 (click passes the options by name)
     if more:
         tail += f" (more exist; raise --limit above {limit})"
     console.print(tail, style="dim")
+    _owned_elsewhere(console, admin, owner)
+
+
+def _owned_elsewhere(console: Console, admin: Admin, owner: str | None) -> None:
+    """What installed adapters keep of ``owner`` besides conversations (LangGraph
+    threads): a data-protection request needs to see it too."""
+    if owner is None:
+        return
+    for data in admin.owned_data(owner):
+        console.print(
+            f"owner {owner!r} also has {data.count} {data.what} "
+            f"(chatkeep purge --owner deletes them too)",
+            style="dim",
+        )
 
 
 # -- show --------------------------------------------------------------------------------

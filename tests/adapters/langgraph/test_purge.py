@@ -33,6 +33,10 @@ def test_purge_by_owner_deletes_the_owners_langgraph_threads(
     _run(saver, "t3", "u1")
     store.append("chat", [Message(role="user", content="hello")], owner="u1")
     base = ["--url", redis_server.url, "--prefix", prefix]
+    listed = invoke_cli([*base, "sessions", "--owner", "u1"])
+    assert listed.code == 0, listed.err
+    assert "owner 'u1' also has 2 LangGraph threads" in listed.out
+    assert "LangGraph" not in invoke_cli([*base, "sessions", "--owner", "u3"]).out
     asked = invoke_cli([*base, "purge", "--owner", "u1"])
     assert asked.code != 0  # no --yes and no terminal to ask: nothing deleted
     assert saver.get_tuple(thread("t1")) is not None
