@@ -127,21 +127,26 @@ def test_ttl_table_defaults_and_overrides(make_memory_store: Any) -> None:
 
 
 def test_values_expire_sliding_by_default_and_fixed_on_request(make_memory_store: Any) -> None:
-    sliding = make_memory_store(ttls={"user": 0.4})
+    # A 1 s TTL read at half of it: margins of 0.25 s failed under load (a slow first
+    # call on a Cluster took them).
+    sliding = make_memory_store(ttls={"user": 1.0})
     sliding.put(USER, "a", 1)
     sliding.put(USER, "b", 2, ttl=30)
-    time.sleep(0.25)
-    assert sliding.get(USER, "a") == 1  # the read restarts the TTL
-    time.sleep(0.25)
-    assert sliding.list(USER) == ["a", "b"]
+    put = time.monotonic()
     time.sleep(0.5)
+    assert sliding.get(USER, "a") == 1  # the read restarts the TTL
+    read = time.monotonic()
+    time.sleep(max(0.0, put + 1.25 - time.monotonic()))  # past the unslid expiry
+    assert sliding.list(USER) == ["a", "b"]
+    time.sleep(max(0.0, read + 1.25 - time.monotonic()))  # past the slid one
     assert sliding.get(USER, "a") is None
     assert sliding.list(USER) == ["b"]
-    fixed = make_memory_store(ttls={"agent": 0.4}, ttl_mode="fixed")
+    fixed = make_memory_store(ttls={"agent": 1.0}, ttl_mode="fixed")
     fixed.put("agent", "a", 1)
-    time.sleep(0.25)
+    put = time.monotonic()
+    time.sleep(0.5)
     assert fixed.get("agent", "a") == 1
-    time.sleep(0.25)
+    time.sleep(max(0.0, put + 1.25 - time.monotonic()))
     assert fixed.get("agent", "a") is None  # counted from creation
 
 
