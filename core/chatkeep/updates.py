@@ -94,6 +94,9 @@ def _hub(store: _StoreBase) -> LocalHub:
         return hub
 
 
+_CONFIRM_SECONDS = 1.0  # longest wait for Redis to confirm a subscription
+
+
 def _io(function: Callable[..., Any], *args: Any) -> Flow[Any]:
     """``function(*args)`` as a step (awaited in async code), its driver exceptions
     translated (:class:`Unreachable`, or the chatkeep error)."""
@@ -177,6 +180,15 @@ class _SubscriptionBase:
             self._receive = lambda seconds: pubsub.get_sharded_message(timeout=seconds)
         else:
             self._receive = lambda seconds: pubsub.get_message(timeout=seconds)
+        # Redis confirms a subscription before any message of its channel: read the
+        # confirmation (an ignored message), so that whatever is published once
+        # subscribe() returned is delivered. Without it, the server could run another
+        # client's PUBLISH before this SUBSCRIBE when both arrive together.
+        try:
+            yield from _io(self._receive, _CONFIRM_SECONDS)
+        except BaseException:
+            yield from self._drop()
+            raise
         self._backoff = _BACKOFF_FIRST
 
     def _start(self) -> Flow[None]:
