@@ -9,16 +9,6 @@
 -- Reply: {expires_at (-2 = no session), owner|false, created|false, version, length,
 --   tail records (oldest first), the system record or false}.
 local CHUNK, MAX_CHUNK = 16, 256
--- Anchored: only the id, the count and the role are looked at, whatever the length.
-local COUNT = '^{"v":1,"id":"[^"\\]*","tk":(%d+),'
-local HEAD = '^{"v":1,"id":"[^"\\]*","tk":(%d+),"role":"([^"\\]*)",'
-local OLD_HEAD = '^{"v":1,"id":"[^"\\]*","role":"([^"\\]*)",'  -- written before counts
-
-local function tokens(record)
-  local count = string.match(record, COUNT)
-  if count then return tonumber(count) end
-  return math.floor((#record + 3) / 4)
-end
 
 local meta = meta_of()
 local exists = meta[4] ~= false
@@ -29,11 +19,9 @@ local first = 0
 local head = false
 if ARGV[13] == '1' and len > 0 then
   local record = redis.call('LINDEX', KEYS[1], 0)
-  local count, role = string.match(record, HEAD)
-  if not count then role = string.match(record, OLD_HEAD) end
+  local count, role = head_of(record)
   if role == 'system' then
     first = 1
-    count = tokens(record)
     if count <= budget then
       head = record
       budget = budget - count
@@ -51,7 +39,7 @@ while stop > first and budget >= 0 do
   local chunk = redis.call('LRANGE', KEYS[1], from, stop - 1)
   local full = false
   for i = #chunk, 1, -1 do
-    local count = tokens(chunk[i])
+    local count = head_of(chunk[i])
     if total + count > budget then
       full = true
       break

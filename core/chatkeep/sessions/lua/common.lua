@@ -22,20 +22,32 @@ local function meta_of()
   return redis.call('HMGET', KEYS[2], 'o', 't', 'k', 'c', 'w', 'tt')
 end
 
+-- The token count and the role at the start of a record (chatkeep.tokens reads them
+-- the same way; anchored, so only the id, the count and the role are looked at): a
+-- record written without a count counts a quarter of its length; a role that cannot
+-- be read there (an id that needed escaping) is nil.
+local HEAD = '^{"v":1,"id":"[^"\\]*","tk":(%d+),"role":"([^"\\]*)",'
+local COUNT = '^{"v":1,"id":"[^"\\]*","tk":(%d+),'
+local OLD_HEAD = '^{"v":1,"id":"[^"\\]*","role":"([^"\\]*)",'  -- before counts
+
+local function head_of(record)
+  local count, role = string.match(record, HEAD)
+  if not count then
+    count = string.match(record, COUNT)
+    if not count then role = string.match(record, OLD_HEAD) end
+  end
+  return tonumber(count) or math.floor((#record + 3) / 4), role
+end
+
 -- Analytics: add (sign 1) or take away (-1) records[from..to] from sums (role ->
--- messages, and tokens under the key false). A record's role and token count sit at
--- its start (chatkeep.tokens reads them the same way); one without a count counts a
--- quarter of its length, one whose role cannot be read counts under '?'.
+-- messages, and tokens under the key false); a role that cannot be read counts
+-- under '?'.
 local function tally(records, from, to, sign, sums)
   for i = from, to do
-    local record = records[i]
-    local count, role = string.match(record, '^{"v":1,"id":"[^"\\]*","tk":(%d+),"role":"([^"\\]*)",')
-    if not count then
-      role = string.match(record, '^{"v":1,"id":"[^"\\]*","role":"([^"\\]*)",') or '?'
-      count = math.floor((#record + 3) / 4)
-    end
+    local count, role = head_of(records[i])
+    role = role or '?'
     sums[role] = (sums[role] or 0) + sign
-    sums[false] = (sums[false] or 0) + sign * tonumber(count)
+    sums[false] = (sums[false] or 0) + sign * count
   end
   return sums
 end
