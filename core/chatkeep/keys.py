@@ -39,9 +39,17 @@ import re
 from functools import lru_cache
 from urllib.parse import quote, unquote
 
-from .errors import ConfigurationError, InvalidSessionId
+from .errors import ConfigurationError, InvalidArgumentError, InvalidSessionId
 
-__all__ = ["MAX_ID_LENGTH", "KeySchema", "Keys", "escape_id", "unescape_id", "validate_id"]
+__all__ = [
+    "MAX_ID_LENGTH",
+    "KeySchema",
+    "Keys",
+    "escape_id",
+    "unescape_id",
+    "utf8_text",
+    "validate_id",
+]
 
 MAX_ID_LENGTH = 512
 _SAFE_ID = re.compile(r"[A-Za-z0-9_.~-]+")
@@ -54,12 +62,19 @@ def validate_id(value: object, what: str = "session id") -> str:
         raise InvalidSessionId(f"{what} must be a str, not {type(value).__name__}")
     if not 1 <= len(value) <= MAX_ID_LENGTH:
         raise InvalidSessionId(f"{what} must have 1..{MAX_ID_LENGTH} characters, got {len(value)}")
-    if not value.isascii():
+    return utf8_text(value, what, InvalidSessionId)
+
+
+def utf8_text(
+    text: str, what: str, error: type[InvalidArgumentError] = InvalidArgumentError
+) -> str:
+    """``text`` if Redis can take it (UTF-8: no lone surrogates), else ``error``."""
+    if not text.isascii():
         try:
-            value.encode("utf-8")
+            text.encode("utf-8")
         except UnicodeEncodeError:
-            raise InvalidSessionId(f"{what} is not valid Unicode (lone surrogate)") from None
-    return value
+            raise error(f"{what} is not valid Unicode (lone surrogate)") from None
+    return text
 
 
 @lru_cache(maxsize=65536)

@@ -32,7 +32,7 @@ from .errors import (
     MessageTooLargeError,
     ValueTooLargeError,
 )
-from .keys import validate_id
+from .keys import utf8_text, validate_id
 from .message import Message
 from .metrics import Metrics, MetricsSnapshot
 from .redis.connection import Connection
@@ -287,13 +287,13 @@ class _StoreBase(FamilyStore):
             raise InvalidArgumentError(
                 f"title must be None or a str of at most {MAX_TITLE} characters"
             )
-        return None if title is None else _unicode(title, "title")
+        return None if title is None else utf8_text(title, "title")
 
     @staticmethod
     def _status_text(status: object) -> str:
         if not isinstance(status, str) or not 1 <= len(status) <= MAX_STATUS:
             raise InvalidArgumentError(f"status must be a str of 1..{MAX_STATUS} characters")
-        return _unicode(status, "status")
+        return utf8_text(status, "status")
 
     def _context(self, context: object) -> list[tuple[str, bytes | None]]:
         if context is None:
@@ -307,7 +307,7 @@ class _StoreBase(FamilyStore):
                 raise InvalidArgumentError(
                     f"context keys must be str of 1..{MAX_CONTEXT_KEY} characters"
                 )
-            _unicode(key, "a context key")
+            utf8_text(key, "a context key")
             encoded = None if value is None else encode_context(value)
             total += len(key) + len(encoded or b"")
             entries.append((key, encoded))
@@ -425,7 +425,7 @@ class _StoreBase(FamilyStore):
             return []
         op = ops.Read(sid, count, checked_owner, conversion)
         if budget is not None:
-            op.budget = ops.Budget(budget, bool(keep_system), self._count)
+            op.budget = ops.Budget(budget, bool(keep_system))
         result: ops.ReadResult = yield from self._call(op)
         # After the mirror took the records as they are: decode (or convert) them once.
         records = result.records if not result.head else [*result.head, *result.records]
@@ -577,16 +577,6 @@ class _StoreBase(FamilyStore):
         if self._connection is not None and self._connection.circuit is not None:
             self._connection.circuit.unlisten(self._notify)
         yield from FamilyStore._closing_flow(self)
-
-
-def _unicode(text: str, what: str) -> str:
-    """``text`` if Redis can take it (UTF-8: no lone surrogates), else the error."""
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidArgumentError(f"{what} is not valid Unicode (lone surrogate)") from None
-    return text
 
 
 def _a(noun: str) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from .message import Message
 
-__all__ = ["TokenCounter", "estimate_tokens", "is_system_record", "record_role", "record_tokens"]
+__all__ = ["TokenCounter", "estimate_tokens", "record_role", "record_tokens"]
 
 TokenCounter = Callable[[Message], int]
 """Counts the tokens of one message (what a model's context window is measured in)."""
@@ -57,10 +57,3 @@ def record_role(record: bytes) -> str | None:
     """The role at the start of ``record`` (None when it cannot be read there)."""
     found = _HEAD.match(record)
     return None if found is None else found.group(1).decode("utf-8", "replace")
-
-
-def is_system_record(record: bytes) -> bool:
-    """Whether ``record`` is a system message, read as the scripts read it (with or
-    without a token count)."""
-    found = _HEAD.match(record)
-    return found is not None and found.group(1) == b"system"

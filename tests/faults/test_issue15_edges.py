@@ -224,7 +224,7 @@ def test_a_budget_read_keeps_the_system_message_of_records_without_counts(
     redis_server: RedisServer, prefix: str
 ) -> None:
     """Sessions written before this release have records without "tk". budget.lua (and
-    tokens.is_system_record) only recognise a leading system record WITH "tk", so
+    tokens.record_role) only recognise a leading system record WITH "tk", so
     messages(max_tokens=N) on an upgraded session silently drops its system prompt
     although it fits; keep_system should keep it (counted as a quarter of its length,
     as the other old records are)."""

@@ -33,7 +33,7 @@ from ..clock import now_ms
 from ..errors import IncompleteMirrorError, SerializationError, SessionOwnershipError
 from ..message import Message
 from ..redis.flows import Flow, done
-from ..tokens import estimate_tokens, is_system_record, record_role, record_tokens
+from ..tokens import estimate_tokens, record_role, record_tokens
 from . import ops
 from .search import search_entries
 
@@ -98,30 +98,21 @@ def _decoded(entry: Entry | str) -> Message | None:
 
 
 def _fit(
-    entries: list[Entry], budget: ops.Budget, complete: bool
+    entries: list[Entry], tokens: list[int], budget: ops.Budget, complete: bool
 ) -> tuple[int, list[Entry] | None]:
     """Where the tail that fits in ``budget`` starts, and the leading system entry kept
-    apart (the rules of sessions/lua/budget.lua). Held only in part (a mirror), the
-    first entry held is not the session's first: no system message is looked for."""
-
-    def tokens(entry: Entry) -> int:
-        if isinstance(entry, Message):
-            return budget.count(entry)
-        return record_tokens(entry)
-
+    apart (the rules of sessions/lua/budget.lua), by the counts the entries were
+    stored with. Held only in part (a mirror), the first entry held is not the
+    session's first: no system message is looked for."""
     room, first, head = budget.max_tokens, 0, None
-    if budget.keep_system and complete and entries:
-        entry = entries[0]
-        system = entry.role == "system" if isinstance(entry, Message) else is_system_record(entry)
-        if system:
-            first = 1
-            count = tokens(entry)
-            if count > room:
-                return len(entries), None  # nothing after a system message that does not fit
-            head, room = [entry], room - count
+    if budget.keep_system and complete and entries and _role(entries[0]) == "system":
+        first = 1
+        if tokens[0] > room:
+            return len(entries), None  # nothing after a system message that does not fit
+        head, room = [entries[0]], room - tokens[0]
     start, total = len(entries), 0
     while start > first:
-        count = tokens(entries[start - 1])
+        count = tokens[start - 1]
         if total + count > room:
             break
         total += count
@@ -423,7 +414,7 @@ class LocalSessions:
             entries = session.messages
             head = None
             if op.budget is not None:
-                start, head = _fit(entries, op.budget, session.complete)
+                start, head = _fit(entries, session.tokens, op.budget, session.complete)
             else:
                 start = max(len(entries) - op.last, 0) if op.last else 0
             for i in range(start, len(entries)):

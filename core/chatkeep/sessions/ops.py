@@ -12,7 +12,6 @@ are applied only if the session is still at that version.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, Final
@@ -121,7 +120,6 @@ class Budget:
 
     max_tokens: int
     keep_system: bool  # count a leading system message first, and keep it if it fits
-    count: Callable[[Message], int]  # for entries held decoded (the local backend)
 
 
 @dataclass(slots=True)

@@ -28,7 +28,7 @@ from typing import Any
 
 from .. import codec
 from ..errors import InvalidArgumentError, SerializationError
-from ..keys import KeySchema
+from ..keys import KeySchema, utf8_text
 from ..message import Message
 from ..redis.flows import Flow
 from ..redis.replies import reply_text
@@ -85,11 +85,7 @@ def search_query(query: object, limit: object) -> tuple[str, int]:
         raise InvalidArgumentError("query must not be empty")
     if len(query) > MAX_QUERY:
         raise InvalidArgumentError(f"query must be at most {MAX_QUERY} characters")
-    if not query.isascii():
-        try:
-            query.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidArgumentError("query is not valid Unicode (lone surrogate)") from None
+    utf8_text(query, "query")
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise InvalidArgumentError("limit must be an int >= 1")
     return fold(query), limit
