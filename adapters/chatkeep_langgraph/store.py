@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import binascii
-import math
 import operator
 import sys
 import time
@@ -69,13 +68,8 @@ from langgraph.store.base import (
     tokenize_path,
 )
 
-from chatkeep import ConfigurationError, InvalidArgumentError, MemoryStore, StoreConfig
+from chatkeep import ConfigurationError, InvalidArgumentError, MemoryStore, StoreConfig, vectors
 from chatkeep.redis import Closing
-
-try:
-    import numpy as np
-except ImportError:  # pragma: no cover - numpy is optional
-    np = None  # type: ignore[assignment]
 
 __all__ = ["RedisStore"]
 
@@ -195,42 +189,14 @@ def _pack(vector: Sequence[float], dims: int) -> str:
     return binascii.b2a_base64(packed.tobytes(), newline=False).decode("ascii")
 
 
-def _unpack(data: bytes) -> array[float]:
-    vector = array("f")
-    vector.frombytes(data)
-    if sys.byteorder == "big":  # pragma: no cover
-        vector.byteswap()
-    return vector
-
-
 def _scores(query: Sequence[float], items: list[list[str]], dims: int) -> list[float | None]:
     """Best cosine similarity of each item's vectors to ``query`` (None: no vectors)."""
     size = ((4 * dims + 2) // 3) * 4  # base64 length of one float32 vector
-    texts = [text for vectors in items for text in vectors if len(text) == size]
-    if (4 * dims) % 3 == 0:  # no padding (1,536 dims): one decode for every vector
-        raw = binascii.a2b_base64("".join(texts))
-    else:
-        raw = b"".join(binascii.a2b_base64(text) for text in texts)
-    flat: list[float] = []
-    if np is not None and texts:
-        matrix = np.frombuffer(raw, dtype="<f4").reshape(len(texts), dims)
-        q = np.asarray(query, dtype=np.float32)
-        norms = np.linalg.norm(matrix, axis=1) * float(np.linalg.norm(q))
-        dots = matrix @ q
-        flat = np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0).tolist()
-    elif texts:
-        qn = math.sqrt(sum(x * x for x in query))
-        for i in range(len(texts)):
-            v = _unpack(raw[i * 4 * dims : (i + 1) * 4 * dims])
-            vn = math.sqrt(sum(x * x for x in v)) * qn
-            flat.append(sum(map(operator.mul, query, v)) / vn if vn else 0.0)
-    result: list[float | None] = []
-    at = 0
-    for vectors in items:
-        n = sum(1 for text in vectors if len(text) == size)
-        result.append(max(flat[at : at + n]) if n else None)
-        at += n
-    return result
+    blobs: list[bytes | None] = []
+    for stored in items:
+        raw = b"".join(binascii.a2b_base64(text) for text in stored if len(text) == size)
+        blobs.append(vectors.frame(dims, raw) if raw else None)
+    return vectors.scores(query, blobs)
 
 
 @dataclass

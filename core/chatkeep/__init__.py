@@ -37,7 +37,7 @@ from .errors import (
     ValueTooLargeError,
 )
 from .locks import AsyncSessionLock, SessionLock
-from .memory import DEFAULT_MEMORY_TTLS, AsyncMemoryStore, MemoryStore, Namespace
+from .memory import DEFAULT_MEMORY_TTLS, AsyncMemoryStore, MemoryHit, MemoryStore, Namespace
 from .message import ContentPart, Message, Role, ToolCall
 from .sessions.ops import RecentConversation, SessionInfo
 from .status import StoreStatus
@@ -76,6 +76,7 @@ __all__ = [
     "InvalidSessionId",
     "JournalFullError",
     "LockTimeoutError",
+    "MemoryHit",
     "MemoryStore",
     "Message",
     "MessageTooLargeError",
