@@ -93,13 +93,20 @@ def run_python(example: Example) -> None:
     code = compile(source, path, "exec", dont_inherit=True)
     docs: DocsRedis = example.namespace["docs_redis"]
     namespace: dict[str, Any] = {"__name__": "__doc_block__"}
-    with block_environment(docs.next_url()), warnings.catch_warnings():
-        # Documented on the LangChain page: constructing RunnableWithMessageHistory
-        # warns (langchain-core deprecates it); the pages show what users write.
-        warnings.filterwarnings(
-            "ignore", message="RunnableWithMessageHistory is deprecated", category=Warning
-        )
+    with block_environment(docs.next_url()), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         exec(code, namespace)  # noqa: S102 - the documentation's own examples
+    unexpected = [w for w in caught if not _documented(w)]
+    assert not unexpected, f"the block warned: {[str(w.message) for w in unexpected]}"
+
+
+def _documented(warning: warnings.WarningMessage) -> bool:
+    """Warnings the pages tell readers to expect: constructing LangChain's
+    RunnableWithMessageHistory (deprecated by langchain-core; see the LangChain page).
+    ResourceWarnings come from the garbage collector at any time, not from the block."""
+    return issubclass(warning.category, ResourceWarning) or str(warning.message).startswith(
+        "RunnableWithMessageHistory is deprecated"
+    )
 
 
 def check_json(example: Example) -> None:
