@@ -80,7 +80,7 @@ def test_the_cluster_service_script_makes_a_cluster_chatkeep_uses() -> None:
     require_binary(shutil.which("redis-cli"), "redis-cli")
     ports = [str(free_cluster_port()) for _ in CLUSTER_PORTS]
     script = cluster_script().replace("$$", "$").replace("--bind 0.0.0.0", "--bind 127.0.0.1")
-    for default, port in zip(CLUSTER_PORTS, ports):
+    for default, port in zip(CLUSTER_PORTS, ports, strict=True):
         script = script.replace(default, port)
     workdir = tempfile.mkdtemp(prefix="chatkeep-compose-")
     process = subprocess.Popen(
@@ -118,9 +118,12 @@ def test_the_cluster_service_script_makes_a_cluster_chatkeep_uses() -> None:
 
 def test_docker_compose_accepts_the_file() -> None:
     docker = shutil.which("docker")
-    if docker is None or subprocess.run(
-        [docker, "compose", "version"], capture_output=True, check=False
-    ).returncode:
+    if (
+        docker is None
+        or subprocess.run(
+            [docker, "compose", "version"], capture_output=True, check=False
+        ).returncode
+    ):
         pytest.skip("docker compose is not installed (the file is checked above without it)")
     done = subprocess.run(
         [docker, "compose", "-f", str(COMPOSE), "--profile", "cluster", "config", "--quiet"],

@@ -37,7 +37,9 @@ def test_python_blocks_run_alone_with_a_database_of_their_own(
     tmp_path: Path, docs_redis: Any
 ) -> None:
     seen = tmp_path / "urls"
-    record = f"import os\nwith open({str(seen)!r}, 'a') as f: print(os.environ['REDIS_URL'], file=f)"
+    record = (
+        f"import os\nwith open({str(seen)!r}, 'a') as f: print(os.environ['REDIS_URL'], file=f)"
+    )
     outcomes = evaluate(
         tmp_path,
         fence("python", "x = 1\n" + record)

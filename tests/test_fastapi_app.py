@@ -54,10 +54,15 @@ def test_a_conversation_through_the_api_is_kept_in_redis(
     with TestClient(example.app) as client:
         first = client.post("/sessions/chat-1/messages", json={"content": "hi"}, headers=ADA)
         assert first.status_code == 200, first.text
-        assert first.json() == {"reply": "You asked 0 question(s) before this one: 'hi'.", "messages": 2}
+        assert first.json() == {
+            "reply": "You asked 0 question(s) before this one: 'hi'.",
+            "messages": 2,
+        }
         retry = {**ADA, "Idempotency-Key": "turn-2"}
         for _ in range(2):  # a retried POST stores its turn once
-            second = client.post("/sessions/chat-1/messages", json={"content": "again"}, headers=retry)
+            second = client.post(
+                "/sessions/chat-1/messages", json={"content": "again"}, headers=retry
+            )
             assert second.status_code == 200, second.text
         assert second.json()["messages"] == 4
         listed = client.get("/sessions/chat-1/messages", headers=ADA).json()
@@ -73,7 +78,10 @@ def test_another_user_gets_403_and_bad_input_422(
     configure(redis_server.url)  # type: ignore[operator]
     example = load_app()
     with TestClient(example.app) as client:
-        assert client.post("/sessions/s/messages", json={"content": "mine"}, headers=ADA).status_code == 200
+        assert (
+            client.post("/sessions/s/messages", json={"content": "mine"}, headers=ADA).status_code
+            == 200
+        )
         bob = {"X-User-Id": "bob"}
         denied = client.get("/sessions/s/messages", headers=bob)
         assert denied.status_code == 403

@@ -22,13 +22,13 @@ import json
 import os
 import re
 import shlex
-import tomllib
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import tomllib
 import yaml
 from sybil import Document, Example, Region, Sybil
 from sybil.parsers.markdown.lexers import RawFencedCodeBlockLexer
@@ -95,7 +95,7 @@ def run_python(example: Example) -> None:
     namespace: dict[str, Any] = {"__name__": "__doc_block__"}
     with block_environment(docs.next_url()), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        exec(code, namespace)  # noqa: S102 - the documentation's own examples
+        exec(code, namespace)  # the documentation's own examples
     unexpected = [w for w in caught if not _documented(w)]
     assert not unexpected, f"the block warned: {[str(w.message) for w in unexpected]}"
 
