@@ -22,18 +22,23 @@ import json
 import os
 import re
 import shlex
+import sys
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import tomllib
 import yaml
 from sybil import Document, Example, Region, Sybil
 from sybil.parsers.markdown.lexers import RawFencedCodeBlockLexer
 
 from tests.support.servers import RedisServer
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pytest depends on tomli before 3.11
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 FRAGMENT = "# Fragment"
