@@ -31,7 +31,7 @@ Semantics follow LangGraph's reference stores (``InMemoryStore``, ``SqliteStore`
   embedded texts), items without embeddings last with ``score=None``.
 
 Search is exact: it reads the candidate items of the prefix (one round trip per
-namespace) and scores them in this process (numpy when installed). See the README
+namespace) and scores them in this process (numpy when installed). See docs/langgraph.md
 for the measured cost and why the server's vector search is not used.
 """
 

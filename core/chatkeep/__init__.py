@@ -1,12 +1,14 @@
 """chatkeep: conversation memory for LLM applications, kept in Redis with a TTL,
 that keeps working when Redis does not.
 
+```pycon
 >>> from chatkeep import ConversationStore, Message
 >>> store = ConversationStore.from_url("memory://")
 >>> store.append("s1", [Message(role="user", content="hi")])
 1
 >>> [m.text for m in store.messages("s1")]
 ['hi']
+```
 """
 
 from __future__ import annotations

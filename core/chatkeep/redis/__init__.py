@@ -18,7 +18,7 @@
 * :func:`encode_value`/:func:`decode_value` (a JSON value under chatkeep's policy:
   bytes tagged and restored, a size limit) and :func:`dumps`/:func:`loads`.
 
-See the README's "Building on chatkeep" for a store of your own.
+See docs/extending.md ("Building on chatkeep") for a store of your own.
 """
 
 from __future__ import annotations

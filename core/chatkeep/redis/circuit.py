@@ -9,7 +9,7 @@ then the journal is replayed in batches (the oldest entries of many keys per rou
 trip, each key's entries in order) while other calls wait briefly
 (``replay_wait``) behind it; when the journal is empty the circuit closes.
 
-Guarantees (the README's "When Redis is unreachable" states them for users):
+Guarantees (docs/fallback.md states them for users):
 
 * a write is acknowledged only once it is in the journal; a full journal raises
   :class:`chatkeep.JournalFullError`;
