@@ -23,6 +23,7 @@ import hashlib
 import json
 import random
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -227,6 +228,12 @@ class Admin(Closing):
 
     def infos(self, sids: Iterable[str]) -> Iterator[SessionInfo]:
         """:class:`SessionInfo` of the sessions that exist, a page per round trip."""
+        for info, _ in self.rows(sids):
+            yield info
+
+    def rows(self, sids: Iterable[str]) -> Iterator[tuple[SessionInfo, int | None]]:
+        """(info, the TTL in ms stored with the session when it was given per session)
+        of the sessions that exist, a page per round trip."""
         page: list[str] = []
         for sid in sids:
             page.append(sid)
@@ -236,31 +243,31 @@ class Admin(Closing):
         if page:
             yield from self._info_page(page)
 
-    def _info_page(self, sids: list[str]) -> list[SessionInfo]:
+    def _info_page(self, sids: list[str]) -> list[tuple[SessionInfo, int | None]]:
         commands: list[Command] = []
         for sid in sids:
             messages, meta = self.keys.session(sid)
-            commands += [("HMGET", meta, "c", "u", "o"), ("LLEN", messages), ("PTTL", meta)]
+            commands += [("HMGET", meta, "c", "u", "o", "t"), ("LLEN", messages), ("PTTL", meta)]
         replies = self.send(commands)
         now = datetime.now(timezone.utc)
         found = []
         for i, sid in enumerate(sids):
-            (created, updated, owner), length, pttl = replies[3 * i : 3 * i + 3]
+            (created, updated, owner, ttl), length, pttl = replies[3 * i : 3 * i + 3]
             try:
                 created_at = _ms(int(created))
                 updated_at = _ms(int(updated)) if updated is not None else None
+                stored_ttl = int(ttl) if ttl is not None else None
             except (TypeError, ValueError):
                 continue  # gone meanwhile, or a hash that is not a session's
-            found.append(
-                SessionInfo(
-                    id=sid,
-                    owner=reply_text(owner),
-                    message_count=int(length),
-                    created_at=created_at,
-                    updated_at=updated_at,
-                    expires_at=now + timedelta(milliseconds=int(pttl)) if int(pttl) >= 0 else None,
-                )
+            info = SessionInfo(
+                id=sid,
+                owner=reply_text(owner),
+                message_count=int(length),
+                created_at=created_at,
+                updated_at=updated_at,
+                expires_at=now + timedelta(milliseconds=int(pttl)) if int(pttl) >= 0 else None,
             )
+            found.append((info, stored_ttl))
         return found
 
     def info(self, session_id: str) -> SessionInfo | None:
@@ -523,10 +530,18 @@ class Admin(Closing):
         validate_id(owner, "owner")
         return [i for i in self.infos(self.session_ids(owner)) if i.owner == owner]
 
-    def purge(self, owner: str, sessions: list[SessionInfo]) -> PurgeResult:
-        """Delete the given sessions of ``owner`` (from :meth:`owner_sessions`)."""
+    def purge(
+        self,
+        owner: str,
+        sessions: list[SessionInfo],
+        progress: Callable[[int], None] | None = None,
+    ) -> PurgeResult:
+        """Delete the given sessions of ``owner`` (from :meth:`owner_sessions`);
+        ``progress`` is called with 1 after each session."""
         result = PurgeResult()
         for info in sessions:
+            if progress is not None:
+                progress(1)
             try:
                 existed = self.store.clear(info.id, owner=owner)
             except SessionOwnershipError:
@@ -553,7 +568,9 @@ class Admin(Closing):
         owners: set[bytes] = set()
         reservoir: list[str] = []
         rng = random.Random()
-        for info in self.infos(self.session_ids()):
+        ttls: Counter[int | None] = Counter()
+        for info, stored_ttl in self.rows(self.session_ids()):
+            ttls[_session_ttl(info, stored_ttl)] += 1
             sessions += 1
             messages += info.message_count
             largest = max(largest, info.message_count)
@@ -600,7 +617,42 @@ class Admin(Closing):
             "bytes_estimated": estimate,
             "bytes_sampled_sessions": len(reservoir) if sampled_bytes is not None else 0,
             "expires_in": buckets,
+            "ttls": [
+                {"ttl": _ttl_label(ms), "seconds": None if ms is None else ms / 1000, "sessions": n}
+                for ms, n in sorted(ttls.items(), key=lambda kv: (-kv[1], kv[0] or 0))
+            ],
         }
+
+
+def _session_ttl(info: SessionInfo, stored_ms: int | None) -> int | None:
+    """The TTL a session has, in ms (None: it never expires), rounded: the one stored
+    with it when it was given per session, else measured from Redis (its expiry minus
+    its last write: what a sliding TTL was set to then; a read since adds its age)."""
+    if info.expires_at is None:
+        return None
+    if stored_ms is not None and stored_ms > 0:
+        ms = stored_ms
+    else:
+        since = info.updated_at or info.created_at
+        ms = max(round((info.expires_at - since).total_seconds() * 1000), 0)
+    # rounded as it is shown (seconds, minutes past an hour, hours past a day)
+    unit = 1000 if ms < 3_600_000 else 60_000 if ms < 86_400_000 else 3_600_000
+    return max(round(ms / unit), 1) * unit
+
+
+def _ttl_label(ms: int | None) -> str:
+    if ms is None:
+        return "never"
+    seconds = ms // 1000
+    for name, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{name}"
+    parts = []
+    for name, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{name}")
+            seconds %= size
+    return " ".join(parts) or "0s"
 
 
 def _check_header(line: bytes) -> None:

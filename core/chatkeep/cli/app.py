@@ -6,7 +6,8 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -594,17 +595,69 @@ def delete(ctx: click.Context, session: str, yes: bool) -> None:
     click.echo(f"deleted session {session!r} ({count} messages)")
 
 
+def _stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+class _Lines:
+    """Progress as plain lines on stderr (one a second at most, and the last): what
+    ``--progress`` shows where there is no terminal to draw a bar on."""
+
+    def __init__(self, description: str, total: int, unit: str) -> None:
+        self.description, self.total, self.unit = description, total, unit
+        self.done = 0
+        self.shown = time.monotonic()
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self.done >= self.total or time.monotonic() - self.shown >= 1.0:
+            self.shown = time.monotonic()
+            _note(f"{self.description}: {self.done}/{self.total} {self.unit}")
+
+
+@contextmanager
+def _counting(
+    description: str, total: int, unit: str, shown: bool | None
+) -> Iterator[Callable[[int], None]]:
+    """A progress callback: a bar on a terminal (stderr), plain lines with
+    ``--progress`` elsewhere, nothing unless stdout is a terminal or it was asked for
+    (scripted output stays clean)."""
+    if shown is None:
+        shown = _stdout_is_terminal()
+    if not shown or total == 0:
+        yield lambda n: None
+        return
+    console = _console(stderr=True)
+    if not console.is_terminal:
+        lines = _Lines(description, total, unit)
+        yield lines.advance
+        return
+    with _progress(console) as progress:
+        task = progress.add_task(f"{description} ({unit})", total=total)
+        yield lambda n: progress.advance(task, n)
+
+
 @cli.command()
 @click.option("--owner", required=True, metavar="USER", help="The owner whose data goes.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Show progress on stderr. Default: when standard output is a terminal.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @click.pass_context
-def purge(ctx: click.Context, owner: str, yes: bool) -> None:
-    """Delete every session of one owner (e.g. for a data-protection request)."""
+def purge(ctx: click.Context, owner: str, yes: bool, progress: bool | None, as_json: bool) -> None:
+    """Delete every session of one owner (e.g. for a data-protection request), and
+    what installed features keep of the owner (LangGraph threads...)."""
     admin = _state(ctx).admin
     found = admin.owner_sessions(owner)
     others = admin.owned_data(owner)  # what adapters keep of the owner (LangGraph threads)
     if not found and not others:
-        click.echo(f"owner {owner!r} has no sessions; nothing deleted")
+        if as_json:
+            _emit_json({"owner": owner, "sessions": 0, "messages": 0, "appeared": 0, "other": {}})
+        else:
+            click.echo(f"owner {owner!r} has no sessions; nothing deleted")
         return
     messages = sum(i.message_count for i in found)
     extra = "".join(f" and {data.count} {data.what}" for data in others)
@@ -613,12 +666,25 @@ def purge(ctx: click.Context, owner: str, yes: bool) -> None:
         "This cannot be undone.",
         yes,
     )
-    result = admin.purge(owner, found)
-    click.echo(
-        f"deleted {result.sessions} sessions ({result.messages} messages) of owner {owner!r}"
-    )
-    for data in others:
-        click.echo(f"deleted {data.delete()} {data.what} of owner {owner!r}")
+    with _counting("purging", len(found), "sessions", progress) as advance:
+        result = admin.purge(owner, found, progress=advance)
+    deleted = {data.what: data.delete() for data in others}
+    if as_json:
+        _emit_json(
+            {
+                "owner": owner,
+                "sessions": result.sessions,
+                "messages": result.messages,
+                "appeared": result.appeared,
+                "other": deleted,
+            }
+        )
+    else:
+        click.echo(
+            f"deleted {result.sessions} sessions ({result.messages} messages) of owner {owner!r}"
+        )
+        for what, count in deleted.items():
+            click.echo(f"deleted {count} {what} of owner {owner!r}")
     if result.appeared:
         _note(
             f"warning: {result.appeared} new session(s) of {owner!r} appeared meanwhile; "
@@ -664,7 +730,6 @@ def stats(ctx: click.Context, samples: int, as_json: bool) -> None:
         "probe_interval": config.probe_interval,
         "probe_max": config.probe_max,
     }
-    data["ttl"] = {"default_seconds": config.ttl, "mode": config.ttl_mode}
     if as_json:
         _emit_json(data)
         return
@@ -691,7 +756,11 @@ def stats(ctx: click.Context, samples: int, as_json: bool) -> None:
     table.add_row("expires in", ", ".join(f"{k}: {v}" for k, v in data["expires_in"].items()))
     table.add_row(
         "ttl",
-        ("never" if config.ttl is None else _span(config.ttl)) + f" ({config.ttl_mode})",
+        ", ".join(
+            f"{row['ttl']}: {row['sessions']} session{'s' if row['sessions'] != 1 else ''}"
+            for row in data["ttls"]
+        )
+        or "-",
     )
     table.add_row(
         "fallback",
