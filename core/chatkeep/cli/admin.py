@@ -49,10 +49,14 @@ from chatkeep import (
     encode_record,
 )
 from chatkeep.redis import (
+    DATA_KINDS,
     OWNED_DATA,
+    SESSION_PARTS,
     Closing,
     Command,
     Connection,
+    DataItem,
+    DataKind,
     Feature,
     Flow,
     KeySchema,
@@ -70,6 +74,7 @@ __all__ = [
     "CLI",
     "EXPORT_VERSION",
     "Admin",
+    "DataLine",
     "ExportResult",
     "ImportResult",
     "LineError",
@@ -138,6 +143,8 @@ class ExportResult:
     """Sessions asked for with ``--session`` that do not exist."""
     skipped_contexts: int = 0
     """Session contexts left out because JSON cannot hold them (bytes values)."""
+    data: dict[str, int] = field(default_factory=dict)
+    """Items of other kinds written, by kind (LangGraph threads...)."""
 
 
 @dataclass
@@ -152,6 +159,8 @@ class ImportResult:
     """(line number, reason) of every line that was not imported."""
     complete: bool = False
     """True when the file ended with its trailer (it was not cut short)."""
+    data: dict[str, int] = field(default_factory=dict)
+    """Items of other kinds restored, by kind (LangGraph threads...)."""
 
 
 @dataclass
@@ -312,12 +321,20 @@ class Admin(Closing):
         *,
         owner: str | None = None,
         sessions: list[str] | None = None,
+        kinds: list[str] | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> ExportResult:
-        """Write the JSONL export (see docs/readme-operating.md) to ``out``, streaming.
+        """Write the JSONL export (see docs/cli.md) to ``out``, streaming.
 
+        ``kinds`` names what goes in: ``"conversations"`` and registered kinds of data
+        (:meth:`kinds`); None: everything (only conversations when ``sessions`` names
+        some). Items of other kinds are one line each:
+        ``{"kind": ..., "id": ..., "owner": ..., "data": {...}}``.
         ``progress`` is called with the number of messages written after each page.
         """
+        if kinds is None:
+            kinds = ["conversations"] if sessions is not None else ["conversations", *self.kinds()]
+        others = [self.kind(name) for name in kinds if name != "conversations"]
         result = ExportResult()
         header = {
             "chatkeep_export": EXPORT_VERSION,
@@ -326,6 +343,30 @@ class Admin(Closing):
             "prefix": self.config.prefix,
         }
         out.write(_json(header) + b"\n")
+        if "conversations" in kinds:
+            self._export_sessions(out, result, owner, sessions, progress)
+        for kind in others:
+            for item in kind.items(self, owner):
+                data = kind.export(self, item.id)
+                if data is None:
+                    continue  # gone meanwhile
+                line = {"kind": kind.name, "id": item.id, "owner": item.owner, "data": data}
+                out.write(_json(line) + b"\n")
+                result.data[kind.name] = result.data.get(kind.name, 0) + 1
+        end: dict[str, Any] = {"sessions": result.sessions, "messages": result.messages}
+        if result.data:
+            end["data"] = result.data
+        out.write(_json({"chatkeep_export_end": end}) + b"\n")
+        return result
+
+    def _export_sessions(
+        self,
+        out: IO[bytes],
+        result: ExportResult,
+        owner: str | None,
+        sessions: list[str] | None,
+        progress: Callable[[int], None] | None,
+    ) -> None:
         if sessions is not None:
             wanted = [validate_id(s) for s in dict.fromkeys(sessions)]
             infos: Iterable[SessionInfo] = self.infos(wanted)
@@ -359,11 +400,6 @@ class Admin(Closing):
             result.sessions += 1 if written or meta else 0
         if sessions is not None:
             result.missing = [s for s in wanted if s not in found]
-        trailer = {
-            "chatkeep_export_end": {"sessions": result.sessions, "messages": result.messages}
-        }
-        out.write(_json(trailer) + b"\n")
-        return result
 
     def _meta(self, session_id: str, result: ExportResult) -> bytes:
         """``,"meta":{...}`` with the session's title, status and context (nothing when
@@ -467,6 +503,9 @@ class Admin(Closing):
             except LineError as exc:
                 bad(number, str(exc))
                 continue
+            if isinstance(parsed, DataLine):
+                self._restore_data(number, parsed, ttl, result, bad)
+                continue
             if parsed is None:
                 result.complete = True
                 continue
@@ -492,6 +531,26 @@ class Admin(Closing):
         flush()
         result.sessions = len(touched)
         return result
+
+    def _restore_data(
+        self,
+        number: int,
+        line: DataLine,
+        ttl: Any,
+        result: ImportResult,
+        bad: Callable[[int, str], None],
+    ) -> None:
+        kinds = self.kinds()
+        kind = kinds.get(line.kind)
+        if kind is None:
+            bad(number, f"kind {line.kind!r} is unknown here (is its package installed?)")
+            return
+        try:
+            kind.restore(self, line.id, line.owner, line.data, ttl)
+        except (ValueError, TypeError, KeyError) as exc:  # ChatkeepError's are ValueErrors
+            bad(number, f"{line.kind}: {exc}")
+            return
+        result.data[line.kind] = result.data.get(line.kind, 0) + 1
 
     def _restore_meta(
         self,
@@ -522,9 +581,65 @@ class Admin(Closing):
         """What the installed features keep of ``owner`` besides conversations (e.g.
         LangGraph threads); only what has items."""
         validate_id(owner, "owner")
-        load_features()
-        found = [finder(self.store, owner) for finder in OWNED_DATA.values()]
+        found = [finder(self.store, owner) for finder in self.finders().values()]
+        for kind in self.kinds().values():
+            items = list(kind.items(self, owner))
+            found.append(OwnedData(kind.what, len(items), _deleter(self, kind, items)))
         return [data for data in found if data.count]
+
+    # -- what features keep besides conversations (chatkeep.redis.DataKind) ---------------
+
+    @staticmethod
+    def kinds() -> dict[str, DataKind]:
+        """Every registered kind of data (the adapters' through their entry points)."""
+        load_features()
+        return dict(sorted(DATA_KINDS.items()))
+
+    @staticmethod
+    def finders() -> dict[str, Any]:
+        load_features()
+        return dict(OWNED_DATA)
+
+    def kind(self, name: str) -> DataKind:
+        """The kind called ``name``, or :class:`ConfigurationError` naming the known ones."""
+        kinds = self.kinds()
+        if name not in kinds:
+            known = ", ".join(["conversations", *kinds]) or "none"
+            raise ConfigurationError(
+                f"unknown kind {name!r} (known here: {known}; is its package installed?)"
+            )
+        return kinds[name]
+
+    def data_items(self, name: str, owner: str | None = None) -> list[DataItem]:
+        if owner is not None:
+            validate_id(owner, "owner")
+        return list(self.kind(name).items(self, owner))
+
+    @staticmethod
+    def session_part(session_id: str) -> tuple[str, str | None]:
+        """(the session a session id extends, the part it holds) for ids with a
+        registered mark (LlamaIndex Memory's archive); (id, None) for the others."""
+        load_features()
+        for mark, label in SESSION_PARTS.items():
+            if session_id.endswith(mark) and len(session_id) > len(mark):
+                return session_id[: -len(mark)], label
+        return session_id, None
+
+    def parts_of(self, session_id: str) -> list[str]:
+        """The labels of the parts the session has (e.g. ["archived"])."""
+        load_features()
+        ids = {label: session_id + mark for mark, label in SESSION_PARTS.items()}
+        return [label for label, sid in ids.items() if self.store.info(sid) is not None]
+
+    @staticmethod
+    def part_id(session_id: str, label: str) -> str:
+        """The id of the ``label`` part of a session (``show --part archived``)."""
+        load_features()
+        for mark, known in SESSION_PARTS.items():
+            if known == label:
+                return session_id + mark
+        known_labels = ", ".join(SESSION_PARTS.values()) or "none"
+        raise ConfigurationError(f"unknown session part {label!r} (known here: {known_labels})")
 
     def owner_sessions(self, owner: str) -> list[SessionInfo]:
         validate_id(owner, "owner")
@@ -633,7 +748,7 @@ def _session_ttl(info: SessionInfo, stored_ms: int | None) -> int | None:
     if stored_ms is not None and stored_ms > 0:
         ms = stored_ms
     else:
-        since = info.updated_at or info.created_at
+        since = info.updated_at or info.created_at or info.expires_at
         ms = max(round((info.expires_at - since).total_seconds() * 1000), 0)
     # rounded as it is shown (seconds, minutes past an hour, hours past a day)
     unit = 1000 if ms < 3_600_000 else 60_000 if ms < 86_400_000 else 3_600_000
@@ -655,6 +770,10 @@ def _ttl_label(ms: int | None) -> str:
     return " ".join(parts) or "0s"
 
 
+def _deleter(admin: Admin, kind: DataKind, items: list[DataItem]) -> Callable[[], int]:
+    return lambda: kind.delete(admin, items)
+
+
 def _check_header(line: bytes) -> None:
     try:
         header = _loads(line)
@@ -670,13 +789,23 @@ def _check_header(line: bytes) -> None:
         )
 
 
+@dataclass(frozen=True)
+class DataLine:
+    """One export line of another kind than conversations (a LangGraph thread...)."""
+
+    kind: str
+    id: str
+    owner: str | None
+    data: dict[str, Any]
+
+
 def parse_line(
     line: bytes | str,
-) -> tuple[str, str | None, Message | None, dict[str, Any] | None] | None:
+) -> tuple[str, str | None, Message | None, dict[str, Any] | None] | DataLine | None:
     """(session id, owner, message, the session's metadata if the line carries it) of
     one export line (a session with metadata and no message has a line without a
-    record); None for the end trailer. Raises :class:`LineError` saying what is wrong
-    (never quoting content)."""
+    record); a :class:`DataLine` for an item of another kind; None for the end
+    trailer. Raises :class:`LineError` saying what is wrong (never quoting content)."""
     try:
         obj = _loads(line)
     except ValueError:
@@ -685,6 +814,15 @@ def parse_line(
         raise LineError("not a JSON object")
     if "chatkeep_export_end" in obj:
         return None
+    if "kind" in obj:
+        kind, item_id, owner, data = (obj.get(k) for k in ("kind", "id", "owner", "data"))
+        if not isinstance(kind, str) or not isinstance(item_id, str) or not item_id:
+            raise LineError("kind and id: missing or not strings")
+        if owner is not None and not isinstance(owner, str):
+            raise LineError("owner: not a string")
+        if not isinstance(data, dict):
+            raise LineError("data: missing or not a JSON object")
+        return DataLine(kind, item_id, owner, data)
     try:
         sid = validate_id(obj.get("session"), "session")
         owner = obj.get("owner")

@@ -1,19 +1,36 @@
-"""What features keep of one owner beyond conversations, so that a data-protection
-purge (``chatkeep purge --owner``) finds it all.
+"""What features keep besides conversations, so that the ``chatkeep`` command sees it
+all: lists it, shows it, exports and imports it, and deletes it with an owner's
+conversations (a data-protection purge, ``chatkeep purge --owner``).
 
-A feature whose package is loaded through the ``chatkeep.features`` entry point
-registers a finder (the LangGraph adapter: checkpoint threads written for a user);
-the CLI asks every finder, shows what each found, and deletes it with the owner's
-conversations.
+A feature registers a :class:`DataKind` with :func:`register_data_kind` (the LangGraph
+adapter: checkpoint threads and store namespaces; chatkeep itself: long-term memory
+namespaces and result caches); a package loaded through the ``chatkeep.features``
+entry point registers its kinds on import. :func:`register_owned_data` is the older,
+narrower hook (count and delete an owner's items), still honoured.
+
+Sessions whose id ends with a registered mark (:func:`register_session_part`, e.g.
+LlamaIndex ``Memory``'s archive) are shown as a part of the session they extend.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
-__all__ = ["OwnedData", "OWNED_DATA", "register_owned_data"]
+__all__ = [
+    "DATA_KINDS",
+    "OWNED_DATA",
+    "SESSION_PARTS",
+    "DataItem",
+    "DataKind",
+    "DataSite",
+    "OwnedData",
+    "register_data_kind",
+    "register_owned_data",
+    "register_session_part",
+]
 
 
 @dataclass(frozen=True)
@@ -36,3 +53,85 @@ OWNED_DATA: dict[str, OwnedFinder] = {}
 def register_owned_data(name: str, finder: OwnedFinder) -> None:
     """Register what feature ``name`` keeps per owner (replaces an earlier finder)."""
     OWNED_DATA[name] = finder
+
+
+class DataSite(Protocol):
+    """Where a :class:`DataKind` works: one prefix of one Redis, reached with
+    ``fallback="raise"`` (an administrator hears that Redis is unreachable)."""
+
+    @property
+    def config(self) -> Any:
+        """The :class:`chatkeep.StoreConfig` (its ``prefix``, its ``ttl``...)."""
+
+    @property
+    def store(self) -> Any:
+        """A sync :class:`chatkeep.ConversationStore` of the prefix (its connection)."""
+
+    def send(self, commands: list[Any], *, checked: bool = True) -> list[Any]:
+        """One round trip of raw commands (errors translated, and raised if checked)."""
+
+    def run(self, flow: Any) -> Any:
+        """Drive a flow (:mod:`chatkeep.redis.flows`) on Redis, with no fallback."""
+
+
+@dataclass(frozen=True)
+class DataItem:
+    """One thing a kind keeps: a thread, a namespace..."""
+
+    id: str
+    """What names it for ``chatkeep show --kind`` (a thread id, a dotted namespace)."""
+    owner: str | None
+    count: int
+    """How many records it holds (checkpoints, values, entries)."""
+    updated_at: datetime | None = None
+    expires_at: datetime | None = None
+    """When it expires if nothing touches it (None: never, or not known)."""
+
+
+class DataKind(Protocol):
+    """What one feature keeps, as the ``chatkeep`` command handles it. Every value a
+    method returns or takes is JSON-safe (export files are JSON lines)."""
+
+    name: str
+    """Stable name: ``chatkeep --kind NAME`` and the ``kind`` of export lines."""
+    what: str
+    """What the items are, plural ("LangGraph threads")."""
+    unit: str
+    """What :attr:`DataItem.count` counts, plural ("checkpoints")."""
+
+    def items(self, site: DataSite, owner: str | None) -> Iterator[DataItem]:
+        """Every item (``owner``'s only when given: none if the kind has no owners)."""
+
+    def show(self, site: DataSite, item_id: str) -> dict[str, Any] | None:
+        """A readable, JSON-safe view of one item; None if there is none."""
+
+    def export(self, site: DataSite, item_id: str) -> dict[str, Any] | None:
+        """Everything of one item, JSON-safe, as :meth:`restore` takes it back."""
+
+    def restore(
+        self, site: DataSite, item_id: str, owner: str | None, data: dict[str, Any], ttl: Any
+    ) -> int:
+        """Write back what :meth:`export` gave (merged with what is there); ``ttl`` is
+        seconds, None for never, or ``chatkeep.UNSET`` for the exported/default one.
+        Returns how many records were written. Bad data: a ``ValueError``."""
+
+    def delete(self, site: DataSite, items: list[DataItem]) -> int:
+        """Delete items (as :meth:`items` listed them); returns how many existed."""
+
+
+DATA_KINDS: dict[str, DataKind] = {}
+
+
+def register_data_kind(kind: DataKind) -> None:
+    """Register (or replace) the kind named ``kind.name``."""
+    DATA_KINDS[kind.name] = kind
+
+
+SESSION_PARTS: dict[str, str] = {}
+"""Session id suffix -> what that part is ("archived")."""
+
+
+def register_session_part(mark: str, label: str) -> None:
+    """Sessions whose id is ``<id><mark>`` hold the ``label`` part of session ``<id>``
+    (LlamaIndex ``Memory``'s archive: ``"\\x00archived"`` -> ``"archived"``)."""
+    SESSION_PARTS[mark] = label
