@@ -51,7 +51,7 @@ from chatkeep import (
 from chatkeep.redis import (
     DATA_KINDS,
     OWNED_DATA,
-    SESSION_PARTS,
+    PART_MARK,
     Closing,
     Command,
     Connection,
@@ -67,6 +67,7 @@ from chatkeep.redis import (
     load_features,
     pending_writes,
     reply_text,
+    session_part,
     validate_id,
 )
 
@@ -617,29 +618,18 @@ class Admin(Closing):
 
     @staticmethod
     def session_part(session_id: str) -> tuple[str, str | None]:
-        """(the session a session id extends, the part it holds) for ids with a
-        registered mark (LlamaIndex Memory's archive); (id, None) for the others."""
-        load_features()
-        for mark, label in SESSION_PARTS.items():
-            if session_id.endswith(mark) and len(session_id) > len(mark):
-                return session_id[: -len(mark)], label
-        return session_id, None
+        """(the session a session id is a part of, the part) for ids with a part mark
+        (LlamaIndex Memory's archive: ``<key>\\x00archived``); (id, None) otherwise."""
+        return session_part(session_id)
 
-    def parts_of(self, session_id: str) -> list[str]:
-        """The labels of the parts the session has (e.g. ["archived"])."""
-        load_features()
-        ids = {label: session_id + mark for mark, label in SESSION_PARTS.items()}
-        return [label for label, sid in ids.items() if self.store.info(sid) is not None]
+    def parts_of(self, session_id: str, parts: Iterable[str] = ("archived",)) -> list[str]:
+        """Which of the known ``parts`` the session has (its archive...)."""
+        return [p for p in parts if self.store.info(self.part_id(session_id, p)) is not None]
 
     @staticmethod
-    def part_id(session_id: str, label: str) -> str:
-        """The id of the ``label`` part of a session (``show --part archived``)."""
-        load_features()
-        for mark, known in SESSION_PARTS.items():
-            if known == label:
-                return session_id + mark
-        known_labels = ", ".join(SESSION_PARTS.values()) or "none"
-        raise ConfigurationError(f"unknown session part {label!r} (known here: {known_labels})")
+    def part_id(session_id: str, part: str) -> str:
+        """The id of the ``part`` of a session (``show --part archived``)."""
+        return validate_id(session_id + PART_MARK + part)
 
     def owner_sessions(self, owner: str) -> list[SessionInfo]:
         validate_id(owner, "owner")

@@ -541,7 +541,7 @@ def show(  # noqa: PLR0917
     if part is None:
         for label in admin.parts_of(session):
             console.print(
-                f"… and a {label} part: chatkeep show {_one_line(session)} --part {label}",
+                f"… and its {label} part: chatkeep show {_one_line(session)} --part {label}",
                 style="dim",
             )
     if unreadable:

@@ -63,14 +63,14 @@ from .journal import (
 from .owners import (
     DATA_KINDS,
     OWNED_DATA,
-    SESSION_PARTS,
+    PART_MARK,
     DataItem,
     DataKind,
     DataSite,
     OwnedData,
     register_data_kind,
     register_owned_data,
-    register_session_part,
+    session_part,
 )
 from .replies import reply_int, reply_str, reply_text
 from .scripts import FEATURES, Feature, Script, acl_rules, load_features, run_script
@@ -87,14 +87,14 @@ from .stores import (
 __all__ = [
     "DATA_KINDS",
     "OWNED_DATA",
-    "SESSION_PARTS",
+    "PART_MARK",
     "DataItem",
     "DataKind",
     "DataSite",
     "OwnedData",
     "register_data_kind",
     "register_owned_data",
-    "register_session_part",
+    "session_part",
     "FAMILIES",
     "FEATURES",
     "NO_IO",

@@ -8,8 +8,10 @@ namespaces and result caches); a package loaded through the ``chatkeep.features`
 entry point registers its kinds on import. :func:`register_owned_data` is the older,
 narrower hook (count and delete an owner's items), still honoured.
 
-Sessions whose id ends with a registered mark (:func:`register_session_part`, e.g.
-LlamaIndex ``Memory``'s archive) are shown as a part of the session they extend.
+A session id ``<id>\x00<part>`` (a NUL, then a name) holds a part of session ``<id>``
+kept apart, as LlamaIndex ``Memory``'s archive (``<key>\x00archived``): the command
+shows it as ``<id> [<part>]`` and reaches it with ``show <id> --part <part>``.
+:data:`PART_MARK` is that NUL.
 """
 
 from __future__ import annotations
@@ -22,14 +24,14 @@ from typing import Any, Protocol
 __all__ = [
     "DATA_KINDS",
     "OWNED_DATA",
-    "SESSION_PARTS",
+    "PART_MARK",
     "DataItem",
     "DataKind",
     "DataSite",
     "OwnedData",
     "register_data_kind",
     "register_owned_data",
-    "register_session_part",
+    "session_part",
 ]
 
 
@@ -127,11 +129,14 @@ def register_data_kind(kind: DataKind) -> None:
     DATA_KINDS[kind.name] = kind
 
 
-SESSION_PARTS: dict[str, str] = {}
-"""Session id suffix -> what that part is ("archived")."""
+PART_MARK = "\x00"
+"""Separates a session id from the name of a part of it kept apart (no framework's
+ids hold a NUL; the LlamaIndex adapter refuses keys with one)."""
 
 
-def register_session_part(mark: str, label: str) -> None:
-    """Sessions whose id is ``<id><mark>`` hold the ``label`` part of session ``<id>``
-    (LlamaIndex ``Memory``'s archive: ``"\\x00archived"`` -> ``"archived"``)."""
-    SESSION_PARTS[mark] = label
+def session_part(session_id: str) -> tuple[str, str | None]:
+    """(the session ``session_id`` is a part of, the part's name), or (id, None)."""
+    base, mark, part = session_id.rpartition(PART_MARK)
+    if not mark or not base or not part:
+        return session_id, None
+    return base, part
