@@ -285,6 +285,15 @@ class StoreNamespaces:
         entries = memory.mget(REGISTRY, names, refresh=False) if names else []
         return {n: e for n, e in zip(names, entries, strict=True) if isinstance(e, dict)}
 
+    def claims(self, site: DataSite) -> set[tuple[str, ...]]:
+        """The long-term memory namespaces this kind's items live in (the registry and
+        every registered namespace): the ``memory`` kind leaves them to this one."""
+        from .store import REGISTRY
+
+        with self._memory(site) as memory:
+            found = {tuple(e.get("ns") or n.split(".")) for n, e in self._registry(memory).items()}
+        return {REGISTRY, *found}
+
     def items(self, site: DataSite, owner: str | None) -> Iterator[DataItem]:
         with self._memory(site) as memory:
             for name, entry in sorted(self._registry(memory).items()):

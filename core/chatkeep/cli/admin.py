@@ -71,6 +71,8 @@ from chatkeep.redis import (
     validate_id,
 )
 
+from . import kinds as _kinds  # noqa: F401  (registers the memory and cache kinds)
+
 __all__ = [
     "CLI",
     "EXPORT_VERSION",
@@ -93,6 +95,8 @@ CLI = Feature(
         "LRANGE",  # show, export, import (ids already there)
         "ZCARD", "DEL",  # purge drops an emptied owner index; stats counts the index
         "MEMORY|USAGE",  # stats
+        "ZRANGE", "ZREM", "GET", "SET", "ZADD", "PERSIST", "PEXPIREAT",  # cache kind
+        "PEXPIRE",  # LangGraph threads: run index entries imported
     ),
 )  # fmt: skip
 """What the ``chatkeep`` command sends itself (its writes go through the store):
