@@ -45,7 +45,7 @@ def test_memory_namespaces_listed_shown_exported_purged_and_imported(
     }
     table = chatkeep("sessions", "--kind", "memory", "--owner", "u1")
     assert "user:u1" in table.out and "user:u2" not in table.out and "2 values" in table.out
-    assert "1 long-term memory namespaces" in chatkeep("sessions", "--owner", "u1").out
+    assert "1 long-term memory namespace " in chatkeep("sessions", "--owner", "u1").out
 
     shown = json.loads(chatkeep("show", "user:u1", "--kind", "memory", "--json").out)
     values = {i["key"]: i["value"] for i in shown["items"]}
@@ -60,7 +60,7 @@ def test_memory_namespaces_listed_shown_exported_purged_and_imported(
 
     purged = chatkeep("purge", "--owner", "u1", "--yes")
     assert purged.code == 0, purged.err
-    assert "deleted 1 long-term memory namespaces of owner 'u1'" in purged.out
+    assert "deleted 1 long-term memory namespace of owner 'u1'" in purged.out
     assert memory.get(("user", "u1"), "profile") is None
     assert memory.get(("user", "u2"), "profile") == {"name": "Bob"}
 

@@ -1,4 +1,4 @@
-"""The ``chatkeep`` command (click + rich). See docs/readme-operating.md."""
+"""The ``chatkeep`` command (click + rich). See docs/cli.md and the README."""
 
 from __future__ import annotations
 
@@ -371,7 +371,7 @@ def _list_data(  # noqa: PLR0917
             name,
             Text(_one_line(row.id)),
             Text(_one_line(row.owner or "-")),
-            f"{row.count} {admin.kind(name).unit}",
+            _counted(row.count, admin.kind(name).unit),
             _when(row.updated_at),
             expires,
         )
@@ -380,6 +380,14 @@ def _list_data(  # noqa: PLR0917
     if more:
         tail += f" (more exist; raise --limit above {limit})"
     console.print(tail, style="dim")
+
+
+def _counted(count: int, plural: str) -> str:
+    """``1 entry``, ``2 entries``: a count with its unit (given plural)."""
+    if count != 1:
+        return f"{count} {plural}"
+    singular = plural[:-3] + "y" if plural.endswith("ies") else plural.removesuffix("s")
+    return f"{count} {singular}"
 
 
 def _row_json(admin: Admin, kind: str, row: Any, now: datetime) -> dict[str, Any]:
@@ -403,7 +411,7 @@ def _owned_elsewhere(console: Console, admin: Admin, owner: str | None) -> None:
         return
     for data in admin.owned_data(owner):
         console.print(
-            f"owner {owner!r} also has {data.count} {data.what} "
+            f"owner {owner!r} also has {_counted(data.count, data.what)} "
             f"(chatkeep purge --owner deletes them too)",
             style="dim",
         )
@@ -629,7 +637,7 @@ def export_command(
             progress=lambda n: progress.advance(task, n),
         )
     where = "standard output" if output == "-" else output
-    others = "".join(f", {n} {admin.kind(k).what}" for k, n in result.data.items())
+    others = "".join(f", {_counted(n, admin.kind(k).what)}" for k, n in result.data.items())
     _note(f"exported {result.sessions} sessions, {result.messages} messages{others} to {where}")
     if result.skipped_records:
         _note(f"warning: {result.skipped_records} undecodable stored record(s) left out")
@@ -706,7 +714,7 @@ def import_command(ctx: click.Context, file: str, ttl: Any, max_errors: int) -> 
     if shown > max_errors:
         _note(f"... and {shown - max_errors} more bad lines")
     bad = len(result.bad_lines)
-    others = "".join(f", {n} {admin.kind(k).what}" for k, n in result.data.items())
+    others = "".join(f", {_counted(n, admin.kind(k).what)}" for k, n in result.data.items())
     _note(
         f"imported {result.messages} messages into {result.sessions} sessions{others} "
         f"({result.already_present} already present, {bad} bad line{'s' if bad != 1 else ''})"
@@ -762,7 +770,7 @@ def delete(ctx: click.Context, session: str, kind: str, yes: bool) -> None:
             raise CommandError(f"{kind} {session!r} not found", EXIT_NOT_FOUND)
         item = items[0]
         _confirm(
-            f"Delete {kind} {session!r} ({item.count} {data_kind.unit}, owner "
+            f"Delete {kind} {session!r} ({_counted(item.count, data_kind.unit)}, owner "
             f"{item.owner or '-'})?",
             yes,
         )
@@ -845,7 +853,7 @@ def purge(ctx: click.Context, owner: str, yes: bool, progress: bool | None, as_j
             click.echo(f"owner {owner!r} has no sessions; nothing deleted")
         return
     messages = sum(i.message_count for i in found)
-    extra = "".join(f" and {data.count} {data.what}" for data in others)
+    extra = "".join(f" and {_counted(data.count, data.what)}" for data in others)
     _confirm(
         f"Delete {len(found)} sessions ({messages} messages){extra} of owner {owner!r}? "
         "This cannot be undone.",
@@ -869,7 +877,7 @@ def purge(ctx: click.Context, owner: str, yes: bool, progress: bool | None, as_j
             f"deleted {result.sessions} sessions ({result.messages} messages) of owner {owner!r}"
         )
         for what, count in deleted.items():
-            click.echo(f"deleted {count} {what} of owner {owner!r}")
+            click.echo(f"deleted {_counted(count, what)} of owner {owner!r}")
     if result.appeared:
         _note(
             f"warning: {result.appeared} new session(s) of {owner!r} appeared meanwhile; "
