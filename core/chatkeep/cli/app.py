@@ -509,7 +509,7 @@ def show(  # noqa: PLR0917
         if as_json:
             _emit_json(found)
         else:
-            _console().print_json(data=found)
+            _console().print_json(data=found, ensure_ascii=True)  # stored text: never raw
         return
     if part is not None:
         session = admin.part_id(session, part)

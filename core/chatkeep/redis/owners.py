@@ -120,6 +120,10 @@ class DataKind(Protocol):
     def delete(self, site: DataSite, items: list[DataItem]) -> int:
         """Delete items (as :meth:`items` listed them); returns how many existed."""
 
+    # Optional: ``claims(site) -> set[tuple[str, ...]]``, the long-term memory
+    # namespaces this kind keeps its items in, which the ``memory`` kind then leaves
+    # to it (LangGraph's store).
+
 
 DATA_KINDS: dict[str, DataKind] = {}
 
