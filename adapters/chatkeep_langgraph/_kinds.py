@@ -22,6 +22,7 @@ from chatkeep.redis import (
     DataSite,
     KeySchema,
     decode_value,
+    encode_value,
     escape_id,
     reply_text,
     unescape_id,
@@ -373,12 +374,19 @@ class StoreNamespaces:
         entry: dict[str, Any] = {"ns": list(namespace)}
         if owner is not None:
             entry["owner"] = validate_id(owner, "owner")
+        # Every item checked (key, JSON, size) before the first is written.
+        limit = site.config.max_message_bytes
+        planned = []
+        for item in items:
+            key = validate_id(item["key"], "key")
+            encode_value(item["record"], limit, f"value of key {key!r}")
+            seconds = _ttl_ms(ttl, item.get("ttl"), site.config.ttl) / 1000
+            planned.append((key, item["record"], seconds or None))
         with self._memory(site) as memory:
             memory.put(REGISTRY, item_id, entry, ttl=None)
-            for item in items:
-                seconds = _ttl_ms(ttl, item.get("ttl"), site.config.ttl) / 1000
-                memory.put(namespace, item["key"], item["record"], ttl=seconds or None)
-        return len(items)
+            for key, record, seconds in planned:
+                memory.put(namespace, key, record, ttl=seconds)
+        return len(planned)
 
     def delete(self, site: DataSite, items: list[DataItem]) -> int:
         from .store import REGISTRY

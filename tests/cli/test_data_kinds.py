@@ -146,3 +146,28 @@ def test_listing_drops_registry_entries_of_emptied_namespaces(
     assert len(json.loads(chatkeep("sessions", "--kind", "memory", "--json").out)) == 1
     assert raw.zrange(registry, 0, -1) == [b"agent:a2"]
     raw.close()
+
+
+def test_a_bad_item_line_writes_nothing_and_the_rest_is_imported(
+    chatkeep: Invoke, memory: MemoryStore, tmp_path: Path
+) -> None:
+    header = {"chatkeep_export": 1, "record_version": 1, "prefix": "x"}
+    good = {"key": "a", "value": 1, "tagged": False, "ttl": None}
+    too_big = {"key": "b", "value": "x" * 2_000_000, "tagged": False, "ttl": None}
+    lines = [
+        header,
+        {"kind": "memory", "id": "user:u5", "owner": "u5", "data": {"items": [good, too_big]}},
+        {"kind": "memory", "id": "user:u6", "owner": "u6", "data": {"items": [good]}},
+        {"kind": "memory", "id": "user:u7", "owner": "u7", "data": "nope"},
+        {"kind": "no-such-kind", "id": "x", "owner": None, "data": {}},
+        {"chatkeep_export_end": {"sessions": 0, "messages": 0}},
+    ]
+    path = tmp_path / "bad.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = chatkeep("import", str(path))
+    assert result.code == 3, result.err
+    assert "line 2: memory:" in result.err and "above the limit" in result.err, result.err
+    assert "line 4: data: missing or not a JSON object" in result.err
+    assert "line 5: kind 'no-such-kind' is unknown here" in result.err
+    assert memory.get(("user", "u5"), "a") is None  # nothing of the bad line
+    assert memory.get(("user", "u6"), "a") == 1

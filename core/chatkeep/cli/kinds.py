@@ -185,12 +185,18 @@ class MemoryNamespaces:
             isinstance(i, dict) and isinstance(i.get("key"), str) and "value" in i for i in items
         ):
             raise ValueError("not a memory namespace export (items)")
+        # Every value decoded and checked (JSON, size) before the first is written.
+        limit = site.config.max_message_bytes
+        planned = []
+        for item in items:
+            key = validate_id(item["key"], "key")
+            value = decode_value(json.dumps(item["value"]), bool(item.get("tagged")))
+            encode_value(value, limit, f"value of key {key!r}")
+            planned.append((key, value, _ttl_seconds(ttl, item.get("ttl"), site.config.ttl)))
         with MemoryStore(site.config) as memory:
-            for item in items:
-                value = decode_value(json.dumps(item["value"]), bool(item.get("tagged")))
-                seconds = _ttl_seconds(ttl, item.get("ttl"), site.config.ttl)
-                memory.put(namespace, item["key"], value, ttl=seconds)
-        return len(items)
+            for key, value, seconds in planned:
+                memory.put(namespace, key, value, ttl=seconds)
+        return len(planned)
 
     def delete(self, site: DataSite, items: list[DataItem]) -> int:
         registry = KeySchema(site.config.prefix).memory_namespaces()
