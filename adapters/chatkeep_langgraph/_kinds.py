@@ -376,16 +376,16 @@ class StoreNamespaces:
             entry["owner"] = validate_id(owner, "owner")
         # Every item checked (key, JSON, size) before the first is written.
         limit = site.config.max_message_bytes
-        planned = []
+        planned: list[tuple[str, Any, float | None]] = []
         for item in items:
             key = validate_id(item["key"], "key")
             encode_value(item["record"], limit, f"value of key {key!r}")
-            seconds = _ttl_ms(ttl, item.get("ttl"), site.config.ttl) / 1000
-            planned.append((key, item["record"], seconds or None))
+            ms = _ttl_ms(ttl, item.get("ttl"), site.config.ttl)
+            planned.append((key, item["record"], ms / 1000 if ms else None))
         with self._memory(site) as memory:
             memory.put(REGISTRY, item_id, entry, ttl=None)
-            for key, record, seconds in planned:
-                memory.put(namespace, key, record, ttl=seconds)
+            for key, record, left in planned:
+                memory.put(namespace, key, record, ttl=left)
         return len(planned)
 
     def delete(self, site: DataSite, items: list[DataItem]) -> int:
