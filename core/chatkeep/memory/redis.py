@@ -6,6 +6,8 @@ A namespace's keys share one hash tag, so each script runs on one Cluster slot::
     <prefix>:mem:{<ns>}:v:<key>   HASH  d JSON value, b bytes tagged, t TTL ms, c created,
                                         u updated, e embeddings (a chatkeep.vectors blob;
                                         only when embedded)
+    <prefix>:mem:namespaces       ZSET  <ns> -> last write ms (another slot, same round trip):
+                                        the namespaces the chatkeep command lists
 
 Writes are ordered by namespace when journaled; a put or delete replayed twice leaves
 what one run leaves.
@@ -22,7 +24,7 @@ from ..keys import KeySchema
 from ..redis.circuit import BaseFamily, Mirror, register_family
 from ..redis.connection import Connection
 from ..redis.errors import check
-from ..redis.flows import Flow
+from ..redis.flows import Command, Flow
 from ..redis.replies import reply_str
 from ..redis.scripts import Feature, run_script
 from .ops import Delete, Found, Get, Op, Put, Ttl, Vectors
@@ -33,7 +35,7 @@ MEMORY = Feature(
     "memory",
     package="chatkeep.memory",
     scripts=("put", "get", "delete", "list", "vectors"),
-    commands=("PTTL",),
+    commands=("PTTL", "ZADD"),
 )
 
 
@@ -72,7 +74,8 @@ class RedisMemory(BaseFamily):
             for key, data, tagged, ttl in op.items:
                 args += [key, data, 1 if tagged else 0, ttl, vectors.get(key, b"")]
             keys = [self.keys.memory_value(op.ns, key) for key, *_ in op.items]
-            return self._script("put", [index, *keys], args, int)
+            registered = ("ZADD", self.keys.memory_namespaces(), now, op.ns)
+            return self._script("put", [index, *keys], args, int, registered)
         if isinstance(op, Get):
             keys = [self.keys.memory_value(op.ns, key) for key in op.keys]
             args = [now, 1 if self.sliding and op.refresh else 0, *op.keys]
@@ -126,8 +129,12 @@ class RedisMemory(BaseFamily):
 
     # -- flows ----------------------------------------------------------------------------
 
-    def _script(self, name: str, keys: list[str], args: list[Any], result: Any) -> Flow[Any]:
-        replies = yield from run_script(MEMORY[name], keys, args, cluster=self.connection.cluster)
+    def _script(
+        self, name: str, keys: list[str], args: list[Any], result: Any, *extra: Command
+    ) -> Flow[Any]:
+        replies = yield from run_script(
+            MEMORY[name], keys, args, *extra, cluster=self.connection.cluster
+        )
         return result(replies[0])
 
     def _ttl(self, op: Ttl) -> Flow[float | None]:
