@@ -68,9 +68,16 @@ from langgraph.store.base import (
     get_text_at_path,
     tokenize_path,
 )
+from typing_extensions import Unpack
 
-from chatkeep import ConfigurationError, InvalidArgumentError, MemoryStore, StoreConfig
-from chatkeep.redis import Closing
+from chatkeep import (
+    BackendOptions,
+    ConfigurationError,
+    InvalidArgumentError,
+    MemoryStore,
+    StoreConfig,
+)
+from chatkeep.redis import Closing, keywords_of, plural, store_options
 
 try:
     import numpy as np
@@ -186,7 +193,7 @@ def _check_namespace(namespace: Namespace) -> Namespace:
 def _pack(vector: Sequence[float], dims: int) -> str:
     if len(vector) != dims:
         raise ConfigurationError(
-            f"the embedding has {len(vector)} dimensions, index dims is {dims}"
+            f"the embedding has {plural(len(vector), 'dimension')}, index dims is {dims}"
         )
     packed = array("f", vector)
     if sys.byteorder == "big":  # pragma: no cover - stored little-endian everywhere
@@ -244,6 +251,15 @@ class _Plan:
     size: int = 0
 
 
+class StoreOptions(BackendOptions, total=False):
+    """The chatkeep options :class:`RedisStore` takes (typed, so a misspelling is caught
+    by mypy): ``key_prefix`` (``prefix`` is its older name) and the
+    :class:`chatkeep.StoreConfig` fields but the URL and TTL (its own arguments)."""
+
+    key_prefix: str
+    prefix: str
+
+
 class RedisStore(BaseStore, Closing):
     """LangGraph ``BaseStore`` on plain Redis (or ``memory://``), through chatkeep.
 
@@ -261,7 +277,7 @@ class RedisStore(BaseStore, Closing):
     True). ``index`` is LangGraph's ``IndexConfig``: ``dims``, ``embed`` (a LangChain
     ``Embeddings``, a sync or async function of a list of texts, or a
     ``"provider:model"`` string) and ``fields`` (JSON paths to embed, default the
-    whole value). Other options are chatkeep ``StoreConfig`` fields (``prefix``,
+    whole value). Other options are chatkeep ``StoreConfig`` fields (``key_prefix``,
     ``fallback``, timeouts, ...); ``memory=`` reuses a ready ``MemoryStore``.
     """
 
@@ -275,8 +291,11 @@ class RedisStore(BaseStore, Closing):
         client: Any = None,
         ttl: TTLConfig | None = None,
         index: IndexConfig | None = None,
-        **options: Any,
+        **chatkeep_options: Unpack[StoreOptions],
     ) -> None:
+        options = store_options(
+            chatkeep_options, what=type(self).__name__, accepted=keywords_of(type(self))
+        )
         if memory is not None:
             if url is not None or options or client is not None:
                 raise InvalidArgumentError("pass either memory=, or a URL/client and options")

@@ -296,7 +296,7 @@ def test_export_and_import_carry_the_session_metadata(
     path = tmp_path / "all.jsonl"
     exported = chatkeep("export", "-o", str(path))
     assert exported.code == 0
-    assert "the context of 1 session(s) holds values JSON cannot (bytes)" in exported.err
+    assert "left out the context of 1 session: it holds values JSON cannot (bytes)" in exported.err
     lines = [json.loads(line) for line in path.read_bytes().splitlines()[1:-1]]
     metas = [(line["session"], line.get("meta")) for line in lines if "meta" in line]
     assert metas == [

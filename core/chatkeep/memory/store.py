@@ -36,17 +36,32 @@ import builtins
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
+from typing_extensions import Unpack
+
 from ..codec import decode_value, encode_value
-from ..config import StoreConfig, ttl_ms
+from ..config import StoreConfig, StoreOptions, ttl_ms
 from ..errors import InvalidArgumentError
 from ..keys import escape_id, validate_id
 from ..redis.flows import Flow, async_method, sync_method
-from ..redis.stores import Awaiting, Blocking, FamilyStore, resolve_config
+from ..redis.stores import (
+    Awaiting,
+    Blocking,
+    FamilyStore,
+    keywords_of,
+    resolve_config,
+    with_url,
+)
 from .local import LocalMemory
 from .ops import Delete, Found, Get, List, Put, Ttl
 from .redis import RedisMemory
 
-__all__ = ["DEFAULT_MEMORY_TTLS", "AsyncMemoryStore", "MemoryStore", "Namespace"]
+__all__ = [
+    "DEFAULT_MEMORY_TTLS",
+    "AsyncMemoryStore",
+    "MemoryStore",
+    "MemoryStoreOptions",
+    "Namespace",
+]
 
 _DAY = 24 * 3600.0
 
@@ -67,6 +82,14 @@ MIRROR_ENTRIES = 10_000  # values the fallback mirror keeps (least recently used
 S = TypeVar("S", bound="_MemoryStoreBase")
 
 
+class MemoryStoreOptions(StoreOptions, total=False):
+    """What :meth:`MemoryStore.from_url` takes: the store options and the constructor's
+    keywords."""
+
+    client: Any
+    ttls: Mapping[str, float | None] | None
+
+
 class _Default:
     def __repr__(self) -> str:
         return "DEFAULT"
@@ -84,9 +107,11 @@ class _MemoryStoreBase(FamilyStore):
         *,
         client: Any = None,
         ttls: Mapping[str, float | None] | None = None,
-        **options: Any,
+        **options: Unpack[StoreOptions],
     ) -> None:
-        config = resolve_config(config, options)
+        config = resolve_config(
+            config, options, what=type(self).__name__, accepted=keywords_of(type(self))
+        )
         table = dict(DEFAULT_MEMORY_TTLS)
         table.update(ttls or {})
         self._ttls = {kind: ttl_ms(value, f"ttls[{kind!r}]") for kind, value in table.items()}
@@ -103,6 +128,15 @@ class _MemoryStoreBase(FamilyStore):
                 sliding=sliding, max_entries=MIRROR_ENTRIES, max_bytes=config.mirror_max_bytes
             ),
         )
+
+    @classmethod
+    def from_url(  # type: ignore[override]
+        cls: type[S], url: str | None = None, /, **options: Unpack[MemoryStoreOptions]
+    ) -> S:
+        """A memory store for a ``redis://`` (``rediss://``, ``unix://``,
+        ``redis+cluster://``, ``redis+sentinel://``) or ``memory://`` URL; other options
+        as the constructor's (those not given come from the ``CHATKEEP_*`` variables)."""
+        return cls(**with_url(url, options))
 
     @property
     def ttls(self) -> dict[str, float | None]:

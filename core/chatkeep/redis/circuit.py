@@ -50,6 +50,7 @@ from ..errors import (
     JournalFullError,
 )
 from ..status import CircuitState, StoreStatus
+from ..wording import plural
 from .errors import Unreachable, check, is_temporary
 from .flows import Flow, Sleep, gather
 from .journal import Journal, Journaled, MemoryJournal, SqliteJournal
@@ -455,10 +456,10 @@ class Circuit:
 
     def _closed_now(self) -> None:
         logger.warning(
-            "Redis at %s is reachable again; back from the fallback (%d writes replayed so "
+            "Redis at %s is reachable again; back from the fallback (%s replayed so "
             "far, %d rejected)",
             self.safe_url,
-            self.replayed,
+            plural(self.replayed, "write"),
             self.rejected,
         )
         self._emit("recovered")
@@ -503,11 +504,10 @@ class Circuit:
             if isinstance(stop, Unreachable):
                 raise stop
             logger.warning(
-                "Redis at %s refused the replay for now (%s); %d journaled writes are kept "
-                "and will be replayed later",
+                "Redis at %s refused the replay for now (%s); kept for a later replay: %s",
                 self.safe_url,
                 type(stop).__name__ if not isinstance(stop, BackendError) else stop.code,
-                self.journal.pending,
+                plural(self.journal.pending, "journaled write"),
             )
             raise stop
 
@@ -609,14 +609,15 @@ class Circuit:
                 break
         if left:
             logger.error(
-                "exiting with %d journaled writes that did not reach Redis at %s; they are "
-                "lost (set journal_path to keep them across restarts)",
-                left,
+                "exiting with %s that did not reach Redis at %s; lost (set journal_path "
+                "to keep journaled writes across restarts)",
+                plural(left, "journaled write"),
                 self.safe_url,
             )
             warnings.warn(
                 FallbackWarning(
-                    f"chatkeep: exiting with {left} journaled writes that did not reach Redis"
+                    f"chatkeep: exiting with {plural(left, 'journaled write')} that did not "
+                    "reach Redis"
                 ),
                 stacklevel=1,
             )
