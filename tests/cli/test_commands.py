@@ -325,7 +325,7 @@ def test_import_adds_only_what_is_missing(
     store.pop("chat 43 {odd} id", -1)
     store.pop("chat 43 {odd} id", -1)
     result = chatkeep("import", str(path))
-    assert "imported 2 messages into 1 sessions (5 already present" in result.err
+    assert "imported 2 messages into 1 session (5 already present" in result.err
     assert [m.text for m in store.messages("chat 43 {odd} id")] == [f"m{i}" for i in range(7)]
 
 
@@ -380,7 +380,7 @@ def test_import_reports_bad_lines_and_imports_the_good_ones(
     assert "line 6: session must have 1..512 characters" in err
     assert "line 7: record: missing or not a JSON object" in err
     assert "line 8: not a JSON object" in err
-    assert "imported 3 messages into 1 sessions (0 already present, 5 bad lines)" in err
+    assert "imported 3 messages into 1 session (0 already present, 5 bad lines)" in err
     assert "cut short" not in err
     assert store.messages("s1") == good
 
