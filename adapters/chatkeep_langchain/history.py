@@ -217,9 +217,13 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
     history can always be constructed, even when Redis is down):
 
     * ``url`` (and store options such as ``connect_timeout``, ``max_messages``,
-      ``fallback``): stores built from the URL, shared process-wide by every history
-      of the same configuration (one pool, one fallback mirror). ``url=None`` reads
-      ``CHATKEEP_URL``/``REDIS_URL``, else ``redis://localhost:6379/0``.
+      ``fallback``, and the store's ``on_state_change``, ``on_conflict`` and
+      ``token_counter``): stores built from the URL, shared process-wide by every
+      history of the same configuration and hooks (one pool, one fallback mirror).
+      ``url=None`` reads ``CHATKEEP_URL``/``REDIS_URL``, else
+      ``redis://localhost:6379/0``; other options not given come from ``CHATKEEP_*``.
+      A misspelled option is a :class:`chatkeep.ConfigurationError` naming the
+      closest valid one (and a mypy error: the options are typed).
     * ``client`` / ``async_client``: stores on your ``redis.Redis`` /
       ``redis.asyncio.Redis`` clients (pass the same client object every time).
     * ``store`` / ``async_store``: your :class:`chatkeep.ConversationStore` and/or

@@ -140,7 +140,8 @@ OLD_REPLAYER = """
 import sys
 from chatkeep import ConversationStore
 url, prefix, journal = sys.argv[1:4]
-store = ConversationStore.from_url(url, key_prefix=prefix, journal_path=journal,
+# prefix=: the name the previous release takes (key_prefix came later)
+store = ConversationStore.from_url(url, prefix=prefix, journal_path=journal,
                                    probe_interval=0.05, probe_max=0.2)
 try:
     for _ in range(200):
