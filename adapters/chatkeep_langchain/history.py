@@ -710,6 +710,7 @@ class HistoryFactory(Closing, AsyncClosing):
         # RunnableWithMessageHistory compares its configurable fields with the names
         # of the factory's parameters: this instance's signature names its fields.
         names = [self.session_field] + ([self.owner_field] if self.owner_field else [])
+        self._fields = tuple(names)
         self.__signature__ = inspect.Signature(
             [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in names]
         )
@@ -717,7 +718,7 @@ class HistoryFactory(Closing, AsyncClosing):
     def __call__(self, *args: str, **fields: str) -> RedisChatMessageHistory:
         """A history on the factory's stores (no I/O): ``factory(session_id)``, or the
         configured fields as keywords (``factory(user_id=..., conversation_id=...)``)."""
-        names = list(self.__signature__.parameters)
+        names = self._fields
         if len(args) > len(names):
             raise ConfigurationError(
                 f"history_factory takes {plural(len(names), 'field')} "
@@ -726,7 +727,7 @@ class HistoryFactory(Closing, AsyncClosing):
         values = dict(zip(names, args, strict=False))
         for name, value in fields.items():
             if name not in names:
-                raise ConfigurationError(unknown_field(name, names))
+                raise ConfigurationError(_unknown_field(name, names))
             if name in values:
                 raise ConfigurationError(f"history_factory got {name!r} twice")
             values[name] = value
@@ -829,7 +830,7 @@ def _fields(session_field: object, owner_field: object, owner: object) -> tuple[
     return session_field, owner_field
 
 
-def unknown_field(name: str, names: Sequence[str]) -> str:
+def _unknown_field(name: str, names: Sequence[str]) -> str:
     close = difflib.get_close_matches(name, names, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else f" (it takes {', '.join(names)})"
     return f"history_factory takes no field {name!r}{hint}"
