@@ -129,7 +129,7 @@ def run(steps: int, threads: int, url: str) -> list[dict[str, Any]]:
 
     # chatkeep RedisSaver
     prefix = f"lgbench{uuid.uuid4().hex[:6]}"
-    saver = RedisSaver(url, prefix=prefix, fallback="raise")
+    saver = RedisSaver(url, key_prefix=prefix, fallback="raise")
     graph = build(saver)
     conversation(graph, "warmup", 3)
     timings: list[float] = []
@@ -148,7 +148,7 @@ def run(steps: int, threads: int, url: str) -> list[dict[str, Any]]:
     results.append(_summary("chatkeep RedisSaver", timings, statistics.mean(sizes), count))
 
     # keep_last bounds growth
-    saver = RedisSaver(url, prefix=prefix, fallback="raise", keep_last=10)
+    saver = RedisSaver(url, key_prefix=prefix, fallback="raise", keep_last=10)
     graph = build(saver)
     timings = []
     for t in range(threads):

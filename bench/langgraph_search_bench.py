@@ -82,7 +82,7 @@ def run(items: int, dims: int, searches: int, url: str) -> list[dict[str, Any]]:
     index: Any = {"dims": dims, "embed": fake_embed(dims), "fields": ["text"]}
     results = []
     for name, make in [
-        ("chatkeep RedisStore (redis)", lambda: RedisStore(url, prefix=_prefix(), index=index)),
+        ("chatkeep RedisStore (redis)", lambda: RedisStore(url, key_prefix=_prefix(), index=index)),
         ("chatkeep RedisStore (memory://)", lambda: RedisStore("memory://", index=index)),
         ("LangGraph InMemoryStore", lambda: InMemoryStore(index=index)),
     ]:

@@ -249,7 +249,7 @@ def _outage(quick: bool) -> list[Any]:
     with RedisServer() as server:
         for how in ("refused", "black-holed"):
             proxy = TcpProxy(server.port)  # a Redis of its own: its own circuit
-            store = ConversationStore.from_url(proxy.url, prefix="outage", probe_interval=3600)
+            store = ConversationStore.from_url(proxy.url, key_prefix="outage", probe_interval=3600)
             store.append("s", POOL[:20])
             store.messages("s")
             if how == "refused":
@@ -307,7 +307,7 @@ def _recovery() -> list[Any]:
     refused = 0
     stop = threading.Event()
     with RedisServer("--appendonly", "yes", "--appendfsync", "always") as server:
-        store = ConversationStore.from_url(server.url, prefix="recovery")
+        store = ConversationStore.from_url(server.url, key_prefix="recovery")
 
         def write(w: int) -> None:
             nonlocal refused

@@ -173,12 +173,12 @@ class ChatkeepSubject(Subject):
 
     def __init__(self, url: str, prefix: str) -> None:
         super().__init__(url, prefix)
-        self.store = ConversationStore.from_url(url, prefix=prefix, fallback="raise")
+        self.store = ConversationStore.from_url(url, key_prefix=prefix, fallback="raise")
 
     def async_store(self) -> AsyncConversationStore:
         if self.made_async is None:
             self.made_async = AsyncConversationStore.from_url(
-                self.url, prefix=self.prefix, fallback="raise"
+                self.url, key_prefix=self.prefix, fallback="raise"
             )
         store: AsyncConversationStore = self.made_async
         return store

@@ -126,7 +126,7 @@ class AsyncNotes(_Notes, Awaiting):
 
 def main() -> None:
     url = os.environ.get("REDIS_URL", "redis://localhost:6379/0")
-    with Notes(url, prefix="chatkeep-example") as notes:
+    with Notes(url, key_prefix="chatkeep-example") as notes:
         notes.set("greeting", "hello")
         print(
             "sync:",
@@ -137,7 +137,7 @@ def main() -> None:
         )
 
     async def twin() -> None:
-        async with AsyncNotes(url, prefix="chatkeep-example") as notes:
+        async with AsyncNotes(url, key_prefix="chatkeep-example") as notes:
             print("async:", await notes.get("greeting"))
 
     asyncio.run(twin())

@@ -112,9 +112,9 @@ class ScriptedModel(BaseChatModel):
 
 
 def talk(thread_id: str, questions: list[str], memory_prefix: str) -> None:
-    saver = RedisSaver(prefix="example-agent", ttl={"default_ttl": 60})  # minutes
+    saver = RedisSaver(key_prefix="example-agent", ttl={"default_ttl": 60})  # minutes
     store = RedisStore(
-        prefix=memory_prefix,
+        key_prefix=memory_prefix,
         ttl={"default_ttl": 24 * 60},
         index={"dims": DIMS, "embed": embed, "fields": ["text"]},
     )

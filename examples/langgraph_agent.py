@@ -149,10 +149,10 @@ def redis_answers(url: str) -> bool:
 
 
 def talk(thread_id: str, questions: list[str], memory_prefix: str) -> None:
-    saver = RedisSaver(prefix="example-lg", ttl=3600, keep_last=50)
+    saver = RedisSaver(key_prefix="example-lg", ttl=3600, keep_last=50)
     # memories expire a day after their last use; each run of the example its own prefix
     store = RedisStore(
-        prefix=memory_prefix,
+        key_prefix=memory_prefix,
         ttl={"default_ttl": 24 * 60},
         index={"dims": DIMS, "embed": embed, "fields": ["text"]},
     )

@@ -20,7 +20,7 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="  [log] %(name)s: %(message)s")
     url = os.environ.get("REDIS_URL", "redis://localhost:6379/0")
     session = f"demo-{uuid.uuid4().hex[:8]}"
-    with ConversationStore.from_url(url, prefix="chatkeep-demo", ttl=600) as store:
+    with ConversationStore.from_url(url, key_prefix="chatkeep-demo", ttl=600) as store:
         store.append(session, [Message(role="user", content="What's the weather in Paris?")])
         if store.status().degraded:
             print("No Redis answered; running on the in-memory fallback (same API, same answers).")

@@ -41,7 +41,7 @@ def configure(monkeypatch: pytest.MonkeyPatch, prefix: str) -> Iterator[object]:
 
 
 def stored_texts(url: str, prefix: str, session: str) -> list[str]:
-    with ConversationStore.from_url(url, prefix=prefix, fallback="raise") as store:
+    with ConversationStore.from_url(url, key_prefix=prefix, fallback="raise") as store:
         return [m.text for m in store.messages(session)]
 
 

@@ -21,12 +21,13 @@ from ._stores import aclose_shared_stores, close_shared_stores
 from .cache import RedisCache
 from .convert import CONVERSION, from_chatkeep, message_from_record, role_of, to_chatkeep
 from .history import HistoryFactory, RedisChatMessageHistory, history_factory, store_prefix
-from .migrate import import_community_history
+from .migrate import ImportResult, import_community_history
 from .stores import RedisStore
 
 __all__ = [
     "CONVERSION",
     "HistoryFactory",
+    "ImportResult",
     "RedisCache",
     "RedisChatMessageHistory",
     "RedisStore",

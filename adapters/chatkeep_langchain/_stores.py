@@ -45,6 +45,7 @@ class Backing:
         config: StoreConfig | None = None,
         client: Any = None,
         async_client: Any = None,
+        hooks: dict[str, Any] | None = None,
     ) -> None:
         if store is not None and not isinstance(store, (ConversationStore, AsyncConversationStore)):
             raise ConfigurationError(
@@ -65,12 +66,17 @@ class Backing:
                 raise ConfigurationError("client and async_client are both asynchronous clients")
             client, async_client = None, client
         given = store is not None or async_store is not None
-        if given and (config is not None or client is not None or async_client is not None):
+        if given and (
+            config is not None or client is not None or async_client is not None or hooks
+        ):
             raise ConfigurationError("pass either stores, or a URL/client and store options")
         if not given and config is None:
             raise ConfigurationError("a backing needs stores or a configuration")
 
         self.config = config
+        # The stores' own keywords (on_state_change, on_conflict, token_counter): given
+        # to the first store built; its twins share its circuit and token counter.
+        self._hooks: dict[str, Any] = dict(hooks or {})
         self._lock = threading.Lock()
         self._sync: ConversationStore | None = store
         self._async: AsyncConversationStore | None = async_store
@@ -99,7 +105,9 @@ class Backing:
             self.sync_store()
         elif async_client is not None:
             assert config is not None
-            self._async = AsyncConversationStore(config, client=async_client)  # no sync twin
+            self._async = AsyncConversationStore(  # no sync twin
+                config, client=async_client, **self._hooks
+            )
 
     # -- the stores -----------------------------------------------------------------
 
@@ -117,7 +125,7 @@ class Backing:
             with self._lock:
                 if self._sync is None:
                     assert self.config is not None
-                    self._sync = ConversationStore(self.config, client=self._client)
+                    self._sync = ConversationStore(self.config, client=self._client, **self._hooks)
         return self._sync
 
     def async_store(self) -> AsyncConversationStore | None:
@@ -134,8 +142,9 @@ class Backing:
         twin = self.sync_store()
         with self._lock:
             if self._async_client is not None:  # (again, after aclose)
+                hooks = self._hooks if twin is None else {}
                 self._async = AsyncConversationStore(
-                    self.config, client=self._async_client, twin=twin
+                    self.config, client=self._async_client, twin=twin, **hooks
                 )
                 return self._async
             loop = asyncio.get_running_loop()
@@ -178,13 +187,25 @@ _registry: dict[tuple[Any, ...], Backing] = {}
 _registry_lock = threading.Lock()
 
 
-def shared_backing(config: StoreConfig, client: Any = None, async_client: Any = None) -> Backing:
-    """The process-wide backing of one configuration (and client), made on first use."""
-    key = (config, id(client), id(async_client))
+def shared_backing(
+    config: StoreConfig,
+    client: Any = None,
+    async_client: Any = None,
+    hooks: dict[str, Any] | None = None,
+) -> Backing:
+    """The process-wide backing of one configuration (clients and hooks), made on first
+    use. Pass the same client and hook objects every time to share one backing."""
+    # The backing keeps the clients and hooks alive, so their ids stay theirs.
+    key = (
+        config,
+        id(client),
+        id(async_client),
+        tuple((name, id(value)) for name, value in sorted((hooks or {}).items())),
+    )
     with _registry_lock:
         backing = _registry.get(key)
         if backing is None:
-            backing = Backing(config=config, client=client, async_client=async_client)
+            backing = Backing(config=config, client=client, async_client=async_client, hooks=hooks)
             _registry[key] = backing
         return backing
 

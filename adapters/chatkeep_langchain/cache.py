@@ -17,10 +17,11 @@ from typing import Any
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
 from langchain_core.messages import message_to_dict, messages_from_dict
 from langchain_core.outputs import ChatGeneration, Generation
+from typing_extensions import Unpack
 
-from chatkeep import AsyncResultCache, ConfigurationError, ResultCache
+from chatkeep import AsyncResultCache, BackendOptions, ConfigurationError, ResultCache
 
-__all__ = ["RedisCache"]
+__all__ = ["CacheOptions", "RedisCache"]
 
 _MISS = object()
 
@@ -54,6 +55,19 @@ def _load(data: Any) -> list[Generation] | None:
     return generations
 
 
+class CacheOptions(BackendOptions, total=False):
+    """What :class:`RedisCache` gives the :class:`chatkeep.ResultCache` it builds: the
+    store options (``key_prefix``; ``prefix`` is its older name), ``client``,
+    ``namespace`` (default ``llm``), ``ttl`` of the entries, ``lock_timeout``."""
+
+    key_prefix: str
+    prefix: str
+    client: Any
+    namespace: str
+    ttl: float | None
+    lock_timeout: float
+
+
 class RedisCache(BaseCache):
     """``lookup``/``update``/``clear`` and their async twins on a
     :class:`chatkeep.ResultCache` (namespace ``llm``, TTL one day unless given)."""
@@ -64,7 +78,7 @@ class RedisCache(BaseCache):
         *,
         async_cache: AsyncResultCache | None = None,
         url: str | None = None,
-        **options: Any,
+        **options: Unpack[CacheOptions],
     ) -> None:
         if cache is None and async_cache is None:
             options.setdefault("namespace", "llm")

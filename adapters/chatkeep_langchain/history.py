@@ -2,30 +2,95 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import warnings
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 from langchain_core.chat_history import BaseChatMessageHistory
 from langchain_core.messages import BaseMessage, FunctionMessage, SystemMessage, ToolMessage
 from langchain_core.runnables.config import run_in_executor
+from langchain_core.runnables.utils import ConfigurableFieldSpec
+from typing_extensions import Unpack
 
 from chatkeep import (
     UNSET,
     AsyncConversationStore,
+    BackendOptions,
     ConfigurationError,
+    ConflictError,
     ConversationStore,
     Conversion,
     InvalidArgumentError,
     Message,
     StoreConfig,
+    StoreStatus,
+    TokenCounter,
 )
-from chatkeep.redis import AsyncClosing, Closing, KeySchema, validate_id
+from chatkeep.redis import (
+    AsyncClosing,
+    Closing,
+    KeySchema,
+    keywords_of,
+    plural,
+    store_options,
+    validate_id,
+)
 
 from ._stores import Backing, shared_backing
 from .convert import CONVERSION, from_chatkeep, to_chatkeep
 
-__all__ = ["HistoryFactory", "RedisChatMessageHistory", "history_factory", "store_prefix"]
+__all__ = [
+    "BuiltStoreOptions",
+    "HistoryFactory",
+    "HistoryFactoryOptions",
+    "HistoryOptions",
+    "RedisChatMessageHistory",
+    "history_factory",
+    "store_prefix",
+]
+
+STORE_HOOKS = ("on_state_change", "on_conflict", "token_counter")
+"""Keywords of the store a history builds that are not StoreConfig fields."""
+
+
+class BuiltStoreOptions(BackendOptions, total=False):
+    """Options of the store a history or factory builds: the store options (``prefix``
+    is the older name of ``key_prefix``) and the store's own keywords."""
+
+    prefix: str
+    on_state_change: Callable[[str, StoreStatus], None] | None
+    on_conflict: Callable[[ConflictError], None] | None
+    token_counter: TokenCounter | None
+
+
+class HistoryOptions(BuiltStoreOptions, total=False):
+    """The keywords :class:`RedisChatMessageHistory` takes besides its own: the built
+    store's options, and langchain-redis's constructor arguments (for a drop-in swap)."""
+
+    redis_url: str
+    redis_client: Any
+    index_name: str | None
+    overwrite_index: bool
+
+
+class HistoryFactoryOptions(BuiltStoreOptions, total=False):
+    """What :func:`history_factory` takes besides the store (see :class:`HistoryFactory`)."""
+
+    async_store: AsyncConversationStore | None
+    url: str | None
+    client: Any
+    async_client: Any
+    key_prefix: str | None
+    ttl: float | None
+    owner: str | None
+    window: int | None
+    max_tokens: int | None
+    snapshot: bool
+    history_class: type[RedisChatMessageHistory]
+    session_field: str
+    owner_field: str | None
 
 
 def store_prefix(key_prefix: str | None) -> str | None:
@@ -48,12 +113,22 @@ def store_prefix(key_prefix: str | None) -> str | None:
     return prefix
 
 
-def _config(url: str | None, prefix: str | None, ttl: Any, options: dict[str, Any]) -> StoreConfig:
+def _store_arguments(
+    options: dict[str, Any], key_prefix: str | None, *, what: str, accepted: frozenset[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(StoreConfig options, hooks of the built store) from a history's or factory's
+    options: names checked (the closest valid one suggested), ``prefix`` taken as the
+    deprecated name of ``key_prefix``, not both."""
+    hooks = {name: options.pop(name) for name in STORE_HOOKS if name in options}
+    if key_prefix is not None:
+        options["key_prefix"] = key_prefix
+    return store_options(options, what=what, accepted=accepted | set(STORE_HOOKS)), hooks
+
+
+def _config(url: str | None, ttl: Any, options: dict[str, Any]) -> StoreConfig:
     overrides = dict(options)
     if url is not None:
         overrides["url"] = url
-    if prefix is not None:
-        overrides["prefix"] = prefix
     if ttl is not UNSET:
         overrides["ttl"] = ttl
     return StoreConfig.from_env(**overrides)
@@ -93,7 +168,11 @@ class LangchainRedisArguments:
         redis_url = options.pop("redis_url", None)
         self.client: Any = options.pop("redis_client", None)
         ignored = [name for name in _IGNORED_NAMES if options.pop(name, None) is not None]
-        ignored += sorted(name for name in options if name not in StoreConfig.model_fields)
+        ignored += sorted(
+            name
+            for name in options
+            if name not in StoreConfig.model_fields and name not in STORE_HOOKS
+        )
         for name in ignored:
             options.pop(name, None)
         if ignored:
@@ -138,9 +217,13 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
     history can always be constructed, even when Redis is down):
 
     * ``url`` (and store options such as ``connect_timeout``, ``max_messages``,
-      ``fallback``): stores built from the URL, shared process-wide by every history
-      of the same configuration (one pool, one fallback mirror). ``url=None`` reads
-      ``CHATKEEP_URL``/``REDIS_URL``, else ``redis://localhost:6379/0``.
+      ``fallback``, and the store's ``on_state_change``, ``on_conflict`` and
+      ``token_counter``): stores built from the URL, shared process-wide by every
+      history of the same configuration and hooks (one pool, one fallback mirror).
+      ``url=None`` reads ``CHATKEEP_URL``/``REDIS_URL``, else
+      ``redis://localhost:6379/0``; other options not given come from ``CHATKEEP_*``.
+      A misspelled option is a :class:`chatkeep.ConfigurationError` naming the
+      closest valid one (and a mypy error: the options are typed).
     * ``client`` / ``async_client``: stores on your ``redis.Redis`` /
       ``redis.asyncio.Redis`` clients (pass the same client object every time).
     * ``store`` / ``async_store``: your :class:`chatkeep.ConversationStore` and/or
@@ -192,12 +275,13 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
         window: int | None = None,
         max_tokens: int | None = None,
         snapshot: bool = False,
-        **store_options: Any,
+        **store_options: Unpack[HistoryOptions],
     ) -> None:
-        backing: Backing | None = store_options.pop("_backing", None)
+        options: dict[str, Any] = dict(store_options)
+        backing: Backing | None = options.pop("_backing", None)
         self._refused_ttl: Any = None
-        if any(name in store_options for name in LANGCHAIN_REDIS_ARGUMENTS):
-            given = LangchainRedisArguments(url, key_prefix, ttl, store_options)
+        if any(name in options for name in LANGCHAIN_REDIS_ARGUMENTS):
+            given = LangchainRedisArguments(url, key_prefix, ttl, options)
             if client is not None and given.client is not None:
                 raise ConfigurationError("give client or redis_client, not both")
             url, key_prefix, ttl = given.url, given.key_prefix, given.ttl
@@ -208,7 +292,12 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
         self.max_tokens: int | None = _check_max_tokens(max_tokens, self.window)
         self.snapshot: bool = bool(snapshot)
         self._append_ttl: Any = UNSET
-        prefix = store_prefix(key_prefix)
+        checked, hooks = _store_arguments(
+            options,
+            store_prefix(key_prefix),
+            what=type(self).__name__,
+            accepted=keywords_of(type(self)),
+        )
         if (
             ttl is not UNSET
             and ttl is not None
@@ -220,7 +309,14 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
             self._backing = backing
             self._append_ttl = ttl
         elif store is not None or async_store is not None:
-            if url is not None or client is not None or async_client is not None or store_options:
+            prefix = checked.pop("key_prefix", None)
+            if (
+                url is not None
+                or client is not None
+                or async_client is not None
+                or checked
+                or hooks
+            ):
                 raise ConfigurationError(
                     "url, client and store options apply when the history builds its "
                     "store; a given store keeps its own configuration"
@@ -228,13 +324,13 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
             self._backing = Backing(store=store, async_store=async_store)
             if prefix is not None and prefix != self._backing.prefix:
                 raise ConfigurationError(
-                    f"key_prefix {key_prefix!r} differs from the given store's prefix "
+                    f"key_prefix {prefix!r} differs from the given store's prefix "
                     f"{self._backing.prefix!r}"
                 )
             self._append_ttl = ttl
         else:
-            config = _config(url, prefix, ttl, store_options)
-            self._backing = shared_backing(config, client, async_client)
+            config = _config(url, ttl, checked)
+            self._backing = shared_backing(config, client, async_client, hooks)
 
         self._sid, self._owner = self.session_key(self.session_id, owner)
         self._sid = validate_id(self._sid)
@@ -537,6 +633,14 @@ class HistoryFactory(Closing, AsyncClosing):
     the history a second time at the end of the turn only to count the messages it
     prepended; the snapshot answers that from the first read (and counts right even if
     another writer appended meanwhile). A turn then costs one read and one append.
+
+    ``RunnableWithMessageHistory``'s ``history_factory_config``: by default the factory
+    takes one field, ``session_id``. ``session_field="conversation_id"`` names the
+    configurable field that holds the session id, ``owner_field="user_id"`` the one
+    that holds the owner each history is bound to (a session written by one owner is
+    refused to another: :class:`chatkeep.SessionOwnershipError`). The factory's
+    :attr:`history_factory_config` is the matching list of ``ConfigurableFieldSpec``;
+    LangChain calls the factory with those fields as keywords.
     """
 
     def __init__(
@@ -554,16 +658,31 @@ class HistoryFactory(Closing, AsyncClosing):
         max_tokens: int | None = None,
         snapshot: bool = True,
         history_class: type[RedisChatMessageHistory] = RedisChatMessageHistory,
-        **store_options: Any,
+        session_field: str = "session_id",
+        owner_field: str | None = None,
+        **store_options: Unpack[BuiltStoreOptions],
     ) -> None:
         if not isinstance(history_class, type) or not issubclass(
             history_class, RedisChatMessageHistory
         ):
             raise ConfigurationError("history_class must be a RedisChatMessageHistory subclass")
         self.history_class = history_class
-        prefix = store_prefix(key_prefix)
+        self.session_field, self.owner_field = _fields(session_field, owner_field, owner)
+        checked, hooks = _store_arguments(
+            dict(store_options),
+            store_prefix(key_prefix),
+            what="history_factory",
+            accepted=keywords_of(type(self)),
+        )
         if store is not None or async_store is not None:
-            if url is not None or client is not None or async_client is not None or store_options:
+            prefix = checked.pop("key_prefix", None)
+            if (
+                url is not None
+                or client is not None
+                or async_client is not None
+                or checked
+                or hooks
+            ):
                 raise ConfigurationError(
                     "url, client and store options apply when the factory builds its "
                     "stores; a given store keeps its own configuration"
@@ -571,13 +690,15 @@ class HistoryFactory(Closing, AsyncClosing):
             self._backing = Backing(store=store, async_store=async_store)
             if prefix is not None and prefix != self._backing.prefix:
                 raise ConfigurationError(
-                    f"key_prefix {key_prefix!r} differs from the given store's prefix "
+                    f"key_prefix {prefix!r} differs from the given store's prefix "
                     f"{self._backing.prefix!r}"
                 )
             history_ttl = ttl
         else:
-            config = _config(url, prefix, ttl, store_options)
-            self._backing = Backing(config=config, client=client, async_client=async_client)
+            config = _config(url, ttl, checked)
+            self._backing = Backing(
+                config=config, client=client, async_client=async_client, hooks=hooks
+            )
             history_ttl = UNSET
         self._options: dict[str, Any] = {
             "ttl": history_ttl,
@@ -586,10 +707,70 @@ class HistoryFactory(Closing, AsyncClosing):
             "max_tokens": _check_max_tokens(max_tokens, window),
             "snapshot": snapshot,
         }
+        # RunnableWithMessageHistory compares its configurable fields with the names
+        # of the factory's parameters: this instance's signature names its fields.
+        names = [self.session_field] + ([self.owner_field] if self.owner_field else [])
+        self._fields = tuple(names)
+        self.__signature__ = inspect.Signature(
+            [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in names]
+        )
 
-    def __call__(self, session_id: str) -> RedisChatMessageHistory:
-        """A history of ``session_id`` on the factory's stores (no I/O)."""
-        return self.history_class(session_id, _backing=self._backing, **self._options)
+    def __call__(self, *args: str, **fields: str) -> RedisChatMessageHistory:
+        """A history on the factory's stores (no I/O): ``factory(session_id)``, or the
+        configured fields as keywords (``factory(user_id=..., conversation_id=...)``)."""
+        names = self._fields
+        if len(args) > len(names):
+            raise ConfigurationError(
+                f"history_factory takes {plural(len(names), 'field')} "
+                f"({', '.join(names)}), got {plural(len(args), 'positional argument')}"
+            )
+        values = dict(zip(names, args, strict=False))
+        for name, value in fields.items():
+            if name not in names:
+                raise ConfigurationError(_unknown_field(name, names))
+            if name in values:
+                raise ConfigurationError(f"history_factory got {name!r} twice")
+            values[name] = value
+        missing = [name for name in names if name not in values]
+        if missing:
+            raise ConfigurationError(
+                "history_factory needs " + ", ".join(repr(name) for name in missing)
+            )
+        options = dict(self._options)
+        if self.owner_field is not None:
+            options["owner"] = values[self.owner_field]
+        make = cast(Any, self.history_class)  # _backing is private, outside HistoryOptions
+        history: RedisChatMessageHistory = make(
+            values[self.session_field], _backing=self._backing, **options
+        )
+        return history
+
+    @property
+    def history_factory_config(self) -> list[ConfigurableFieldSpec]:
+        """The ``history_factory_config`` of ``RunnableWithMessageHistory`` for this
+        factory's fields (the session field, and the owner field if one is set)."""
+        specs = [
+            ConfigurableFieldSpec(
+                id=self.session_field,
+                annotation=str,
+                name="Session ID",
+                description="The chatkeep session of the conversation.",
+                default="",
+                is_shared=True,
+            )
+        ]
+        if self.owner_field is not None:
+            specs.append(
+                ConfigurableFieldSpec(
+                    id=self.owner_field,
+                    annotation=str,
+                    name="Owner",
+                    description="The user the conversation belongs to.",
+                    default="",
+                    is_shared=True,
+                )
+            )
+        return specs
 
     @property
     def store(self) -> ConversationStore | None:
@@ -612,7 +793,8 @@ class HistoryFactory(Closing, AsyncClosing):
 
 
 def history_factory(
-    store: ConversationStore | AsyncConversationStore | None = None, **options: Any
+    store: ConversationStore | AsyncConversationStore | None = None,
+    **options: Unpack[HistoryFactoryOptions],
 ) -> HistoryFactory:
     """``get_session_history`` for ``RunnableWithMessageHistory`` (see :class:`HistoryFactory`).
 
@@ -624,9 +806,31 @@ def history_factory(
             input_messages_key="input", history_messages_key="history",
         )
 
-    ``options``: ``async_store``, or ``url``/``client``/``async_client`` and store
-    options when the factory should build its stores; ``key_prefix``, ``ttl``,
-    ``owner``, ``window``, ``max_tokens``, ``snapshot`` and ``history_class`` for the
-    histories.
+    ``options``: ``async_store``, or ``url``/``client``/``async_client``, store options
+    (``key_prefix``, ``fallback``, timeouts...) and the store's ``on_state_change``,
+    ``on_conflict`` and ``token_counter`` when the factory should build its stores;
+    ``ttl``, ``owner``, ``window``, ``max_tokens``, ``snapshot`` and ``history_class``
+    for the histories; ``session_field`` and ``owner_field`` for
+    ``history_factory_config`` (see ``docs/langchain-history-factory.md``).
     """
     return HistoryFactory(store, **options)
+
+
+def _fields(session_field: object, owner_field: object, owner: object) -> tuple[str, str | None]:
+    if not isinstance(session_field, str) or not session_field.isidentifier():
+        raise ConfigurationError("session_field must be a field name (a Python identifier)")
+    if owner_field is None:
+        return session_field, None
+    if not isinstance(owner_field, str) or not owner_field.isidentifier():
+        raise ConfigurationError("owner_field must be None or a field name")
+    if owner_field == session_field:
+        raise ConfigurationError("session_field and owner_field must differ")
+    if owner is not None:
+        raise ConfigurationError("give owner (one for every history) or owner_field, not both")
+    return session_field, owner_field
+
+
+def _unknown_field(name: str, names: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f" (it takes {', '.join(names)})"
+    return f"history_factory takes no field {name!r}{hint}"

@@ -15,14 +15,25 @@ live in one namespace with that namespace's TTL (``ttl=`` overrides it).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
 from langchain_core.stores import BaseStore
+from typing_extensions import Unpack
 
-from chatkeep import AsyncMemoryStore, ConfigurationError, MemoryStore, Namespace
+from chatkeep import AsyncMemoryStore, BackendOptions, ConfigurationError, MemoryStore, Namespace
 
-__all__ = ["RedisStore"]
+__all__ = ["MemoryOptions", "RedisStore"]
+
+
+class MemoryOptions(BackendOptions, total=False):
+    """What :class:`RedisStore` gives the :class:`chatkeep.MemoryStore` it builds: the
+    store options (``key_prefix``; ``prefix`` is its older name), ``client``, ``ttls``."""
+
+    key_prefix: str
+    prefix: str
+    client: Any
+    ttls: Mapping[str, float | None] | None
 
 
 class RedisStore(BaseStore[str, Any]):
@@ -37,7 +48,7 @@ class RedisStore(BaseStore[str, Any]):
         url: str | None = None,
         namespace: Namespace = "langchain",
         ttl: float | None = None,
-        **options: Any,
+        **options: Unpack[MemoryOptions],
     ) -> None:
         if store is None and async_store is None:
             store = MemoryStore(url=url, **options) if url else MemoryStore(**options)

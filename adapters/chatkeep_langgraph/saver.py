@@ -18,10 +18,12 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from typing_extensions import Unpack
 
 from chatkeep import (
     UNSET,
     AsyncConversationStore,
+    BackendOptions,
     ConfigurationError,
     ConversationStore,
     InvalidArgumentError,
@@ -39,11 +41,13 @@ from chatkeep.redis import (
     async_method,
     connect,
     is_async_client,
+    keywords_of,
     run,
     sync_method,
     unescape_id,
     validate_id,
 )
+from chatkeep.redis import store_options as store_options_of
 
 from ._layout import (
     Delete,
@@ -216,6 +220,16 @@ class _AllThreads:
         return Unindex(tuple(gone), self.owner) if gone else None
 
 
+class SaverOptions(BackendOptions, total=False):
+    """The store options :class:`RedisSaver` takes (typed, so a misspelling is caught by
+    mypy): ``key_prefix`` (``prefix`` is its older name), ``ttl`` in seconds or
+    LangGraph's checkpointer TTL config, and the rest of :class:`chatkeep.StoreConfig`."""
+
+    key_prefix: str
+    prefix: str
+    ttl: float | dict[str, Any] | None
+
+
 class RedisSaver(BaseCheckpointSaver[str], FamilyStore, Closing, AsyncClosing):
     """LangGraph checkpointer on plain Redis (standalone, Cluster, Sentinel) or memory.
 
@@ -230,7 +244,7 @@ class RedisSaver(BaseCheckpointSaver[str], FamilyStore, Closing, AsyncClosing):
     Where the connection comes from (no connection is made when the saver is made):
 
     * a URL (``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://``,
-      ``redis+sentinel://``, ``memory://``) and chatkeep options (``prefix``, ``ttl``,
+      ``redis+sentinel://``, ``memory://``) and chatkeep options (``key_prefix``, ``ttl``,
       ``ttl_mode``, ``fallback``, timeouts...), defaulting to ``CHATKEEP_*`` /
       ``REDIS_URL``;
     * ``store=`` a :class:`chatkeep.ConversationStore` (or the async one): its
@@ -264,9 +278,12 @@ class RedisSaver(BaseCheckpointSaver[str], FamilyStore, Closing, AsyncClosing):
         owner: str | None = None,
         serde: SerializerProtocol | None = None,
         on_state_change: Callable[[str, StoreStatus], None] | None = None,
-        **options: Any,
+        **store_options: Unpack[SaverOptions],
     ) -> None:
         super().__init__(serde=_check_serde(serde))
+        options = store_options_of(
+            store_options, what=type(self).__name__, accepted=keywords_of(type(self))
+        )
         if keep_last is not None and (
             isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1
         ):

@@ -69,9 +69,17 @@ from langgraph.store.base import (
     get_text_at_path,
     tokenize_path,
 )
+from typing_extensions import Unpack
 
-from chatkeep import ConfigurationError, InvalidArgumentError, MemoryStore, StoreConfig, vectors
-from chatkeep.redis import Closing, validate_id
+from chatkeep import (
+    BackendOptions,
+    ConfigurationError,
+    InvalidArgumentError,
+    MemoryStore,
+    StoreConfig,
+    vectors,
+)
+from chatkeep.redis import Closing, keywords_of, plural, store_options, validate_id
 
 __all__ = ["REGISTRY", "RedisStore"]
 
@@ -184,7 +192,7 @@ def _check_namespace(namespace: Namespace) -> Namespace:
 def _pack(vector: Sequence[float], dims: int) -> str:
     if len(vector) != dims:
         raise ConfigurationError(
-            f"the embedding has {len(vector)} dimensions, index dims is {dims}"
+            f"the embedding has {plural(len(vector), 'dimension')}, index dims is {dims}"
         )
     packed = array("f", vector)
     if sys.byteorder == "big":  # pragma: no cover - stored little-endian everywhere
@@ -214,6 +222,15 @@ class _Plan:
     size: int = 0
 
 
+class StoreOptions(BackendOptions, total=False):
+    """The chatkeep options :class:`RedisStore` takes (typed, so a misspelling is caught
+    by mypy): ``key_prefix`` (``prefix`` is its older name) and the
+    :class:`chatkeep.StoreConfig` fields but the URL and TTL (its own arguments)."""
+
+    key_prefix: str
+    prefix: str
+
+
 class RedisStore(BaseStore, Closing):
     """LangGraph ``BaseStore`` on plain Redis (or ``memory://``), through chatkeep.
 
@@ -231,7 +248,7 @@ class RedisStore(BaseStore, Closing):
     True). ``index`` is LangGraph's ``IndexConfig``: ``dims``, ``embed`` (a LangChain
     ``Embeddings``, a sync or async function of a list of texts, or a
     ``"provider:model"`` string) and ``fields`` (JSON paths to embed, default the
-    whole value). Other options are chatkeep ``StoreConfig`` fields (``prefix``,
+    whole value). Other options are chatkeep ``StoreConfig`` fields (``key_prefix``,
     ``fallback``, timeouts, ...); ``memory=`` reuses a ready ``MemoryStore``.
 
     Owners, so that ``chatkeep sessions/export/purge --owner USER`` cover the user's
@@ -254,8 +271,11 @@ class RedisStore(BaseStore, Closing):
         index: IndexConfig | None = None,
         owner: str | None = None,
         namespace_owner: int | Callable[[Namespace], str | None] | None = None,
-        **options: Any,
+        **chatkeep_options: Unpack[StoreOptions],
     ) -> None:
+        options = store_options(
+            chatkeep_options, what=type(self).__name__, accepted=keywords_of(type(self))
+        )
         if owner is not None and namespace_owner is not None:
             raise ConfigurationError("pass either owner= or namespace_owner=, not both")
         if owner is not None:

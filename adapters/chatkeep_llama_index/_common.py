@@ -6,20 +6,35 @@ from __future__ import annotations
 from typing import Any, Final, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from typing_extensions import Unpack
+
 from chatkeep import (
     AsyncConversationStore,
+    BackendOptions,
     ConfigurationError,
     ConversationStore,
     InvalidSessionId,
     StoreStatus,
+    TokenCounter,
 )
-from chatkeep.redis import AsyncClosing, Closing
+from chatkeep.redis import AsyncClosing, Closing, keywords_of, store_options
 
 from ._stores import Stores, describe_client, made_from_url
 
 ARCHIVE_MARK: Final = "\x00archived"
 """Suffix of the chatkeep session that holds a key's archived messages
 (:class:`RedisDBChatStore`). Keys containing NUL are refused, so no key can collide."""
+
+
+class ChatStoreOptions(BackendOptions, total=False):
+    """The chatkeep options both LlamaIndex stores take besides their own arguments
+    (typed, so a misspelling is caught by mypy): ``url`` (another name of
+    ``redis_url``), ``prefix`` (the older name of ``key_prefix``), ``token_counter`` and
+    the :class:`chatkeep.StoreConfig` fields."""
+
+    url: str
+    prefix: str
+    token_counter: TokenCounter | None
 
 
 class _Default:
@@ -61,9 +76,17 @@ def build_stores(
     async_store: Any,
     key_prefix: str | None,
     options: dict[str, Any],
+    what: str = "RedisChatStore",
+    accepted: frozenset[str] = frozenset(),
 ) -> tuple[Stores, str | None]:
     """The stores for an adapter's arguments, and the credential-free URL to show."""
     options = dict(options)
+    counter = {"token_counter": options.pop("token_counter")} if "token_counter" in options else {}
+    if key_prefix is not None:
+        options["key_prefix"] = key_prefix
+    options = store_options(options, what=what, accepted=accepted | {"token_counter"})
+    key_prefix = options.pop("key_prefix", None)
+    options.update(counter)
     given = store or async_store
     if given is not None:
         config = given.config
@@ -81,7 +104,7 @@ def build_stores(
             # As in llama-index's RedisChatStore: a false ttl (None, 0) never expires.
             options["ttl"] = ttl if ttl else None
         if key_prefix is not None:
-            options["prefix"] = key_prefix
+            options["key_prefix"] = key_prefix
     if "url" in options:
         if redis_url is not None:
             raise ConfigurationError("give redis_url= or url=, not both")
@@ -132,7 +155,7 @@ class StoreHandle(Closing, AsyncClosing):
         async_store: AsyncConversationStore | None = None,
         key_prefix: str | None = None,
         owner: str | None = None,
-        **options: Any,
+        **options: Unpack[ChatStoreOptions],
     ) -> None:
         stores, shown = build_stores(
             redis_url=redis_url,
@@ -142,7 +165,9 @@ class StoreHandle(Closing, AsyncClosing):
             store=store,
             async_store=async_store,
             key_prefix=key_prefix,
-            options=options,
+            options=dict(options),
+            what=type(self).__name__,
+            accepted=keywords_of(type(self)),
         )
         # The pydantic base that follows this mixin in the MRO takes the fields.
         super().__init__(  # type: ignore[call-arg]

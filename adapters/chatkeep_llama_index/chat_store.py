@@ -8,10 +8,11 @@ from typing import Any
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.llms import ChatMessage
 from llama_index.core.storage.chat_store.base import BaseChatStore
+from typing_extensions import Unpack
 
-from chatkeep import InvalidArgumentError, Message
+from chatkeep import AsyncConversationStore, ConversationStore, InvalidArgumentError, Message
 
-from ._common import ARCHIVE_MARK, StoreHandle, check_key
+from ._common import ARCHIVE_MARK, DEFAULT, ChatStoreOptions, StoreHandle, check_key
 from ._stores import AsyncOps, Stores
 from .convert import CONVERSION, from_chatkeep, to_chatkeep
 
@@ -59,14 +60,37 @@ class RedisChatStore(StoreHandle, BaseChatStore):
 
     _stores: Stores = PrivateAttr()
 
-    def __init__(self, *args: Any, read_max_tokens: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        redis_client: Any = None,
+        aredis_client: Any = None,
+        ttl: float | None = DEFAULT,
+        *,
+        read_max_tokens: int | None = None,
+        store: ConversationStore | None = None,
+        async_store: AsyncConversationStore | None = None,
+        key_prefix: str | None = None,
+        owner: str | None = None,
+        **options: Unpack[ChatStoreOptions],
+    ) -> None:
         if read_max_tokens is not None and (
             isinstance(read_max_tokens, bool)
             or not isinstance(read_max_tokens, int)
             or read_max_tokens < 0
         ):
             raise InvalidArgumentError("read_max_tokens must be None or an int >= 0")
-        super().__init__(*args, **kwargs)
+        super().__init__(
+            redis_url,
+            redis_client,
+            aredis_client,
+            ttl,
+            store=store,
+            async_store=async_store,
+            key_prefix=key_prefix,
+            owner=owner,
+            **options,
+        )
         self.read_max_tokens = read_max_tokens
 
     @classmethod

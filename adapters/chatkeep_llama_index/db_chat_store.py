@@ -26,14 +26,16 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.storage.chat_store.base_db import AsyncDBChatStore, MessageStatus
+from typing_extensions import Unpack
 
-from chatkeep import IncompleteMirrorError, Message
+from chatkeep import AsyncConversationStore, ConversationStore, IncompleteMirrorError, Message
 
-from ._common import ARCHIVE_MARK, StoreHandle, check_key
+from ._common import ARCHIVE_MARK, DEFAULT, ChatStoreOptions, StoreHandle, check_key
 from ._stores import AsyncOps, Stores
 from .convert import CONVERSION, from_chatkeep, to_chatkeep
 
@@ -90,6 +92,33 @@ class RedisDBChatStore(StoreHandle, AsyncDBChatStore):
     _stores: Stores = PrivateAttr()
     _touched: OrderedDict[str, float] = PrivateAttr(default_factory=OrderedDict)
     _touch_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        redis_client: Any = None,
+        aredis_client: Any = None,
+        ttl: float | None = DEFAULT,
+        *,
+        store: ConversationStore | None = None,
+        async_store: AsyncConversationStore | None = None,
+        key_prefix: str | None = None,
+        owner: str | None = None,
+        **options: Unpack[ChatStoreOptions],
+    ) -> None:
+        # Spelled out (not inherited) so that type checkers see these arguments rather
+        # than the pydantic fields.
+        super().__init__(
+            redis_url,
+            redis_client,
+            aredis_client,
+            ttl,
+            store=store,
+            async_store=async_store,
+            key_prefix=key_prefix,
+            owner=owner,
+            **options,
+        )
 
     @classmethod
     def class_name(cls) -> str:

@@ -19,7 +19,7 @@ from .cache import DEFAULT_CACHE_TTL, AsyncResultCache, ResultCache
 from .codec import RECORD_VERSION, Conversion, model_builder
 from .codec import decode as decode_record
 from .codec import encode as encode_record
-from .config import DEFAULT_TTL, StoreConfig
+from .config import DEFAULT_TTL, BackendOptions, StoreConfig, StoreOptions
 from .errors import (
     BackendError,
     BackendUnavailableError,
@@ -63,6 +63,7 @@ __all__ = [
     "AsyncResultCache",
     "AsyncSessionLock",
     "AsyncSubscription",
+    "BackendOptions",
     "BackendError",
     "BackendUnavailableError",
     "ChatkeepError",
@@ -91,6 +92,7 @@ __all__ = [
     "SessionLock",
     "SessionOwnershipError",
     "StoreConfig",
+    "StoreOptions",
     "StoreStatus",
     "Subscription",
     "TokenCounter",

@@ -53,6 +53,7 @@ from pydantic import BaseModel, ValidationError
 
 from .errors import SerializationError, ValueTooLargeError
 from .message import Message, ToolCall
+from .wording import plural
 
 __all__ = [
     "JSON_LIBRARY",
@@ -398,7 +399,7 @@ def from_record(record: dict[str, Any]) -> Message:
         return Message.model_validate(fields)
     except ValidationError as exc:
         raise SerializationError(
-            f"stored record does not describe a message ({exc.error_count()} errors)"
+            f"stored record does not describe a message ({plural(exc.error_count(), 'error')})"
         ) from None
 
 
@@ -630,6 +631,9 @@ class RecordDecoder:
             with self._lock:
                 self.skipped += bad
             self._logger.warning(
-                "skipped %d undecodable record(s) in session %r (%s)", bad, session_id, first_error
+                "skipped %s in session %r (%s)",
+                plural(bad, "undecodable record"),
+                session_id,
+                first_error,
             )
         return out

@@ -2,25 +2,40 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
-from collections.abc import Mapping
+import sys
+import warnings
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
     field_serializer,
     field_validator,
+    model_validator,
 )
+from typing_extensions import TypedDict
 
 from .errors import ConfigurationError, InvalidArgumentError
 from .keys import KeySchema
 
-__all__ = ["DEFAULT_TTL", "StoreConfig", "redact_url", "ttl_ms"]
+__all__ = [
+    "DEFAULT_TTL",
+    "BackendOptions",
+    "StoreConfig",
+    "StoreOptions",
+    "config_from",
+    "redact_url",
+    "store_options",
+    "ttl_ms",
+]
 
 DEFAULT_TTL = 7 * 24 * 3600.0
 """Seven days, in seconds."""
@@ -81,8 +96,9 @@ class StoreConfig(BaseModel):
 
     url: str = Field(default="redis://localhost:6379/0", repr=False)
     """Where conversations live: ``redis://``, ``rediss://``, ``unix://`` or ``memory://``."""
-    prefix: str = "chatkeep"
-    """First part of every key; one prefix is one namespace."""
+    prefix: str = Field(default="chatkeep", validation_alias=AliasChoices("prefix", "key_prefix"))
+    """First part of every key; one prefix is one namespace. Given as ``key_prefix``
+    (or ``prefix``); read as :attr:`prefix` or :attr:`key_prefix`."""
     ttl: float | None = Field(default=DEFAULT_TTL, gt=0, le=MAX_TTL)
     """Session time-to-live in seconds; ``None`` means sessions never expire."""
     ttl_mode: Literal["sliding", "fixed"] = "sliding"
@@ -132,6 +148,18 @@ class StoreConfig(BaseModel):
     """Publish appended messages for ``subscribe()`` (by the append script itself:
     PUBLISH, or SPUBLISH on Cluster). A store that subscribes publishes anyway."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_prefix(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "prefix" in data and "key_prefix" in data:
+            raise ValueError("give key_prefix or prefix (its older name), not both")
+        return data
+
+    @property
+    def key_prefix(self) -> str:
+        """The key prefix (the same as :attr:`prefix`)."""
+        return self.prefix
+
     @field_validator("prefix")
     @classmethod
     def _check_prefix(cls, value: str) -> str:
@@ -160,7 +188,10 @@ class StoreConfig(BaseModel):
 
     def replace(self, **changes: Any) -> StoreConfig:
         """A copy with some fields changed (validated)."""
-        return StoreConfig.create(**{**self.model_dump(), **changes})
+        current = self.model_dump()
+        if "key_prefix" in changes:
+            del current["prefix"]
+        return StoreConfig.create(**{**current, **changes})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> StoreConfig:
@@ -184,6 +215,8 @@ class StoreConfig(BaseModel):
                 values[name] = None
             else:
                 values[name] = raw.strip()
+        if "key_prefix" in overrides:
+            values.pop("prefix", None)
         values.update(overrides)
         return cls.create(**values)
 
@@ -207,5 +240,128 @@ def _describe(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors(include_url=False, include_input=False):
         where = ".".join(str(p) for p in error["loc"]) or "config"
-        parts.append(f"{where}: {error['msg']}")
+        if error["type"] == "extra_forbidden":
+            parts.append(unknown_option(where, OPTION_NAMES - {"prefix"}, "a StoreConfig"))
+        else:
+            parts.append(f"{where}: {error['msg']}")
     return "invalid chatkeep configuration: " + "; ".join(parts)
+
+
+# -- options as constructors take them ------------------------------------------------------
+
+
+class BackendOptions(TypedDict, total=False):
+    """The :class:`StoreConfig` fields every store and adapter takes as keywords, apart
+    from the URL, the key prefix and the TTL (which some constructors take their own
+    way). Typed, so mypy and IDEs flag a misspelled option; see :class:`StoreConfig`
+    for what each one does."""
+
+    ttl_mode: Literal["sliding", "fixed"]
+    fallback: Literal["memory", "raise"]
+    max_messages: int | None
+    max_message_bytes: int
+    strict: bool
+    connect_timeout: float
+    socket_timeout: float
+    mirror_sessions: int
+    mirror_messages: int
+    mirror_max_bytes: int
+    journal_size: int
+    journal_max_bytes: int
+    journal_path: str | None
+    replay_wait: float
+    restore_lost_sessions: bool
+    probe_interval: float
+    probe_max: float
+    max_connections: int
+    pool_timeout: float
+    publish: bool
+
+
+class PrefixOptions(TypedDict, total=False):
+    """The key prefix: ``key_prefix`` (``prefix`` is its older name, deprecated)."""
+
+    key_prefix: str
+    prefix: str
+
+
+class StoreOptions(BackendOptions, PrefixOptions, total=False):
+    """Every :class:`StoreConfig` field, as a store constructor takes them."""
+
+    url: str
+    ttl: float | None
+
+
+OPTION_NAMES: frozenset[str] = frozenset(StoreConfig.model_fields) | {"key_prefix"}
+"""Every name a store option can have (``prefix`` is the deprecated one)."""
+
+_OWN_PACKAGES = frozenset(
+    {"chatkeep", "chatkeep_langchain", "chatkeep_llama_index", "chatkeep_langgraph"}
+)
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside chatkeep
+    (the user's call, however deep inside chatkeep the warning is raised)."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None and (
+        str(frame.f_globals.get("__name__", "")).partition(".")[0] in _OWN_PACKAGES
+    ):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+def unknown_option(name: str, valid: Iterable[str], what: str) -> str:
+    """Why ``name`` is refused, naming the closest valid option if one is close."""
+    close = difflib.get_close_matches(name, sorted(valid), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else " (see chatkeep.StoreConfig)"
+    return f"{what} takes no option {name!r}{hint}"
+
+
+def store_options(
+    options: Mapping[str, Any], *, what: str, accepted: Iterable[str] = ()
+) -> dict[str, Any]:
+    """A constructor's store options, checked: the key prefix is ``key_prefix``
+    (``prefix`` is still taken, with a :class:`DeprecationWarning`, and given on as
+    ``key_prefix``); both at once, or a name that is no store option, is a
+    :class:`ConfigurationError` naming the closest valid option among the store options
+    and ``accepted`` (the constructor's own keywords). ``what`` names the constructor.
+    :class:`StoreConfig` (``create``, ``from_env``, ``replace``) takes the result."""
+    checked = dict(options)
+    if "prefix" in checked:
+        if "key_prefix" in checked:
+            raise ConfigurationError(
+                f"{what}: give key_prefix or prefix (its older name), not both"
+            )
+        warnings.warn(
+            f"{what}: prefix= is deprecated, use key_prefix= (the same value)",
+            DeprecationWarning,
+            stacklevel=_caller_stacklevel(),
+        )
+        checked["key_prefix"] = checked.pop("prefix")
+    for name in checked:
+        if name not in OPTION_NAMES:
+            valid = (OPTION_NAMES - {"prefix"}) | set(accepted)
+            raise ConfigurationError(unknown_option(name, valid, what))
+    return checked
+
+
+def config_from(
+    config: StoreConfig | None,
+    options: Mapping[str, Any],
+    *,
+    what: str,
+    accepted: Iterable[str] = (),
+) -> StoreConfig:
+    """The one place where a constructor's arguments become its :class:`StoreConfig`:
+    ``config`` with ``options`` changed, or, without one, the options over the
+    ``CHATKEEP_*`` variables (:meth:`StoreConfig.from_env`). Options are checked by
+    :func:`store_options`."""
+    checked = store_options(options, what=what, accepted=accepted)
+    if config is None:
+        return StoreConfig.from_env(**checked)
+    if not isinstance(config, StoreConfig):
+        raise InvalidArgumentError("config must be a chatkeep.StoreConfig")
+    return config.replace(**checked) if checked else config

@@ -20,9 +20,10 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 
 from pydantic import ValidationError
+from typing_extensions import Unpack
 
 from . import codec
-from .config import StoreConfig, ttl_ms
+from .config import StoreConfig, StoreOptions, ttl_ms
 from .errors import (
     ChatkeepError,
     ConfigurationError,
@@ -37,19 +38,33 @@ from .message import Message
 from .metrics import Metrics, MetricsSnapshot
 from .redis.connection import Connection
 from .redis.flows import Flow, async_method, sync_method
-from .redis.stores import Awaiting, Blocking, FamilyStore, resolve_config
+from .redis.stores import (
+    Awaiting,
+    Blocking,
+    FamilyStore,
+    keywords_of,
+    resolve_config,
+    with_url,
+)
 from .sessions import ops
 from .sessions.local import LocalSessions, encode_context
 from .sessions.redis import RedisSessions
 from .sessions.search import search_query
 from .status import StoreStatus
 from .tokens import TokenCounter, estimate_tokens
+from .wording import a_or_an
 
 if TYPE_CHECKING:
     from .locks import AsyncSessionLock, SessionLock
     from .updates import AsyncSubscription, LocalHub, Subscription
 
-__all__ = ["AsyncConversationStore", "ConversationStore", "MessagesInput", "UNSET"]
+__all__ = [
+    "AsyncConversationStore",
+    "ConversationStore",
+    "ConversationStoreOptions",
+    "MessagesInput",
+    "UNSET",
+]
 
 logger = logging.getLogger("chatkeep")
 
@@ -74,6 +89,17 @@ MAX_CONTEXT_KEY = 256  # characters of a context key
 
 CallHook = Callable[[str], AbstractContextManager[Any]]
 """Called with the operation kind around every store call (OpenTelemetry spans)."""
+
+
+class ConversationStoreOptions(StoreOptions, total=False):
+    """What :meth:`ConversationStore.from_url` and ``from_env`` take: the store options
+    and the constructor's keywords."""
+
+    client: Any
+    on_state_change: Callable[[str, StoreStatus], None] | None
+    on_conflict: Callable[[ConflictError], None] | None
+    twin: ConversationStore | AsyncConversationStore | None
+    token_counter: TokenCounter | None
 
 
 class _IdempotencyKeys:
@@ -121,8 +147,11 @@ class _StoreBase(FamilyStore):
         on_conflict: Callable[[ConflictError], None] | None = None,
         twin: ConversationStore | AsyncConversationStore | None = None,
         token_counter: TokenCounter | None = None,
-        **options: Any,
+        **options: Unpack[StoreOptions],
     ) -> None:
+        """``config`` (a :class:`StoreConfig`), or options: every ``StoreConfig`` field
+        as a keyword (``url``, ``key_prefix``, ``ttl``, ``fallback``...); options not
+        given come from the ``CHATKEEP_*`` variables (the URL also from ``REDIS_URL``)."""
         asyncio = self._asyncio
         if token_counter is not None and not callable(token_counter):
             raise ConfigurationError("token_counter must be a callable Message -> int")
@@ -135,7 +164,9 @@ class _StoreBase(FamilyStore):
         self._metrics = Metrics()
         self._hooks: list[CallHook] = []
         if twin is not None:
-            self.config = resolve_config(config, options)
+            self.config = resolve_config(
+                config, options, what=type(self).__name__, accepted=keywords_of(type(self))
+            )
             self._join(twin, client, asynchronous=asyncio)
         else:
             self._open(config, options, client, asyncio=asyncio)
@@ -182,14 +213,19 @@ class _StoreBase(FamilyStore):
         return self._family
 
     @classmethod
-    def from_env(cls: type[S], **options: Any) -> S:
-        """A store configured from ``CHATKEEP_*`` variables (keyword arguments win)."""
-        hooks = {
-            k: options.pop(k)
-            for k in ("client", "on_state_change", "on_conflict", "twin", "token_counter")
-            if k in options
-        }
-        return cls(StoreConfig.from_env(**options), **hooks)
+    def from_url(  # type: ignore[override]
+        cls: type[S], url: str | None = None, /, **options: Unpack[ConversationStoreOptions]
+    ) -> S:
+        """A store for a ``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://``,
+        ``redis+sentinel://`` or ``memory://`` URL; other options as the constructor's
+        (those not given come from the ``CHATKEEP_*`` variables)."""
+        return cls(**with_url(url, options))
+
+    @classmethod
+    def from_env(cls: type[S], **options: Unpack[ConversationStoreOptions]) -> S:
+        """A store configured from ``CHATKEEP_*`` variables (keyword arguments win),
+        as every constructor without a ``config`` is."""
+        return cls(**options)
 
     def _join(self, twin: Any, client: Any, *, asynchronous: bool) -> None:
         """Share ``twin``'s connection, circuit, mirror and journal (a sync store and
@@ -257,7 +293,7 @@ class _StoreBase(FamilyStore):
                     ) from None
             else:
                 raise InvalidMessageError(
-                    f"message {i} is {_a(type(item).__name__)}, not a Message or mapping"
+                    f"message {i} is {a_or_an(type(item).__name__)}, not a Message or mapping"
                 )
         limit = self.config.max_message_bytes
         records = []
@@ -277,7 +313,7 @@ class _StoreBase(FamilyStore):
             ) from exc
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise ConfigurationError(
-                f"token_counter returned {_a(type(count).__name__)}, not an int >= 0"
+                f"token_counter returned {a_or_an(type(count).__name__)}, not an int >= 0"
             )
         return count
 
@@ -577,10 +613,6 @@ class _StoreBase(FamilyStore):
         if self._connection is not None and self._connection.circuit is not None:
             self._connection.circuit.unlisten(self._notify)
         yield from FamilyStore._closing_flow(self)
-
-
-def _a(noun: str) -> str:
-    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
 
 
 class ConversationStore(_StoreBase, Blocking):

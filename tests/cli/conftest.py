@@ -69,7 +69,7 @@ def chatkeep(redis_server: RedisServer, prefix: str) -> Invoke:
 
 @pytest.fixture
 def store(redis_server: RedisServer, prefix: str) -> Iterator[ConversationStore]:
-    with ConversationStore.from_url(redis_server.url, prefix=prefix, fallback="raise") as s:
+    with ConversationStore.from_url(redis_server.url, key_prefix=prefix, fallback="raise") as s:
         yield s
 
 

@@ -61,7 +61,7 @@ def test_100k_messages_export_import_with_bounded_memory(
 ) -> None:
     source, target, small = f"{prefix}src", f"{prefix}dst", f"{prefix}small"
     text = "lorem ipsum dolor sit amet " * 11  # ~300 characters
-    with ConversationStore.from_url(redis_server.url, prefix=source, fallback="raise") as store:
+    with ConversationStore.from_url(redis_server.url, key_prefix=source, fallback="raise") as store:
         for s in range(SESSIONS):
             for start in range(0, PER_SESSION, 1000):
                 store.append(
@@ -72,7 +72,7 @@ def test_100k_messages_export_import_with_bounded_memory(
                     ],
                     owner=f"user-{s % 7}",
                 )
-    with ConversationStore.from_url(redis_server.url, prefix=small, fallback="raise") as store:
+    with ConversationStore.from_url(redis_server.url, key_prefix=small, fallback="raise") as store:
         store.append("one", Message(role="user", content=text))
 
     url = ["--url", redis_server.url]

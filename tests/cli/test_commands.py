@@ -296,7 +296,7 @@ def test_export_and_import_carry_the_session_metadata(
     path = tmp_path / "all.jsonl"
     exported = chatkeep("export", "-o", str(path))
     assert exported.code == 0
-    assert "the context of 1 session(s) holds values JSON cannot (bytes)" in exported.err
+    assert "left out the context of 1 session: it holds values JSON cannot (bytes)" in exported.err
     lines = [json.loads(line) for line in path.read_bytes().splitlines()[1:-1]]
     metas = [(line["session"], line.get("meta")) for line in lines if "meta" in line]
     assert metas == [
@@ -325,7 +325,7 @@ def test_import_adds_only_what_is_missing(
     store.pop("chat 43 {odd} id", -1)
     store.pop("chat 43 {odd} id", -1)
     result = chatkeep("import", str(path))
-    assert "imported 2 messages into 1 sessions (5 already present" in result.err
+    assert "imported 2 messages into 1 session (5 already present" in result.err
     assert [m.text for m in store.messages("chat 43 {odd} id")] == [f"m{i}" for i in range(7)]
 
 
@@ -380,7 +380,7 @@ def test_import_reports_bad_lines_and_imports_the_good_ones(
     assert "line 6: session must have 1..512 characters" in err
     assert "line 7: record: missing or not a JSON object" in err
     assert "line 8: not a JSON object" in err
-    assert "imported 3 messages into 1 sessions (0 already present, 5 bad lines)" in err
+    assert "imported 3 messages into 1 session (0 already present, 5 bad lines)" in err
     assert "cut short" not in err
     assert store.messages("s1") == good
 
@@ -711,7 +711,7 @@ def test_stats_reports_the_ttls_sessions_have_not_the_cli_default(
     store.append("day", [hour], ttl=86400)
     store.append("forever", [hour], ttl=None)
     with ConversationStore.from_url(
-        store.config.url, prefix=store.config.prefix, ttl=2 * 86400
+        store.config.url, key_prefix=store.config.prefix, ttl=2 * 86400
     ) as other:
         other.append("app-default", [hour])  # the writer's default: not stored per session
     data = json.loads(chatkeep("stats", "--json").out)

@@ -22,7 +22,7 @@ def _lines(path: Path) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def memory(redis_server: RedisServer, prefix: str) -> Any:
-    with MemoryStore.from_url(redis_server.url, prefix=prefix, fallback="raise") as m:
+    with MemoryStore.from_url(redis_server.url, key_prefix=prefix, fallback="raise") as m:
         yield m
 
 
@@ -80,10 +80,10 @@ def test_caches_listed_shown_exported_cleared_and_imported(
     chatkeep: Invoke, redis_server: RedisServer, prefix: str, tmp_path: Path
 ) -> None:
     tools = ResultCache.from_url(
-        redis_server.url, prefix=prefix, namespace="tools", ttl=3600, fallback="raise"
+        redis_server.url, key_prefix=prefix, namespace="tools", ttl=3600, fallback="raise"
     )
     forever = ResultCache.from_url(
-        redis_server.url, prefix=prefix, namespace="embeddings", ttl=None, fallback="raise"
+        redis_server.url, key_prefix=prefix, namespace="embeddings", ttl=None, fallback="raise"
     )
     tools.set({"tool": "weather", "city": "Paris"}, {"temp": 18})
     tools.set({"tool": "weather", "city": "Lyon"}, {"temp": 21, "raw": b"\x01"})

@@ -19,14 +19,14 @@ SECRET = "TOP-SECRET-CONTENT"
 
 
 def stored(url: str, prefix: str, session_id: str) -> list[str]:
-    with ConversationStore.from_url(url, prefix=prefix, fallback="raise") as store:
+    with ConversationStore.from_url(url, key_prefix=prefix, fallback="raise") as store:
         return [m.text for m in store.messages(session_id)]
 
 
 def journal_while_down(server: RedisServer, prefix: str, path: Path) -> None:
     """An application with ``journal_path`` writes while Redis is down, then exits."""
     store = ConversationStore.from_url(
-        server.url, prefix=prefix, journal_path=str(path), probe_interval=60
+        server.url, key_prefix=prefix, journal_path=str(path), probe_interval=60
     )
     store.append("s1", Message(role="user", content="a"))
     server.stop()
@@ -57,7 +57,7 @@ def test_show_lists_what_waits_and_replay_sends_it(
 
     down = invoke_cli(["--url", server.url, "journal", "replay", "--path", str(path)])
     assert down.code == 1
-    assert "cannot reach Redis" in down.err and "2 journaled writes wait" in down.err
+    assert "cannot reach Redis" in down.err and "2 journaled writes waiting" in down.err
 
     server.start()
     replayed = invoke_cli(["--url", server.url, "journal", "replay", "--path", str(path)])

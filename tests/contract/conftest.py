@@ -123,7 +123,7 @@ class Harness:
         """A store of any kind on this backend: an instance of ``sync_cls`` or, for
         the async twin, of ``async_cls`` (as it is: awaited by the caller). Closed
         with the harness."""
-        options.setdefault("prefix", self.prefix)
+        options.setdefault("key_prefix", self.prefix)
         if self.backend == "memory":
             options.setdefault("url", "memory://")
             client = None

@@ -207,7 +207,7 @@ def run_writers(
 def worker(args: argparse.Namespace) -> None:
     """A writer process: its own store (durable journal), its writer threads."""
     store = ConversationStore.from_url(
-        args.url, prefix=args.prefix, journal_path=args.journal, **FAST
+        args.url, key_prefix=args.prefix, journal_path=args.journal, **FAST
     )
     degraded = Degraded(store)
     writers = list(range(args.first, args.first + args.threads))
@@ -367,7 +367,7 @@ def drill(
             children.append(
                 subprocess.Popen(command, cwd=Path(__file__).resolve().parents[2], env=child_env())
             )
-        store = ConversationStore.from_url(proxy.url, prefix=prefix, **FAST)
+        store = ConversationStore.from_url(proxy.url, key_prefix=prefix, **FAST)
         degraded = Degraded(store)
         until = time.monotonic() + seconds
         injector = threading.Thread(

@@ -32,7 +32,7 @@ url, prefix, journal, mode, count = sys.argv[1:6]
 count = int(count)
 if "log" in mode:
     logging.basicConfig(level=logging.WARNING, format="LOG %(levelname)s %(message)s")
-options = {"prefix": prefix, "probe_interval": 0.05, "probe_max": 0.2}
+options = {"key_prefix": prefix, "probe_interval": 0.05, "probe_max": 0.2}
 if journal != "-":
     options["journal_path"] = journal
 store = ConversationStore.from_url(url, **options)

@@ -38,7 +38,7 @@ def test_an_update_with_thousands_of_context_keys_is_all_or_nothing(
     update.lua (Lua unpack limit) AFTER its HDEL ran: the title and a removed key are
     gone although the call raised; it should be all-or-nothing (and succeed, as on
     memory://)."""
-    store = ConversationStore.from_url(redis_server.url, prefix=prefix, fallback="raise")
+    store = ConversationStore.from_url(redis_server.url, key_prefix=prefix, fallback="raise")
     store.update_session("s", title="keep me", context={"old": 1})
     context: dict[str, object] = {f"k{i}": 1 for i in range(5000)}
     context["old"] = None
@@ -66,7 +66,7 @@ def test_a_title_redis_cannot_take_is_refused_before_it_blocks_the_journal(
     outage, journaled, then its replay raises UnicodeEncodeError for ever: the store
     stays degraded and later writes of OTHER sessions never reach Redis. The title
     should be refused up front (InvalidArgumentError), as Redis can never take it."""
-    store = ConversationStore.from_url(proxy.url, prefix=prefix, **FAST)
+    store = ConversationStore.from_url(proxy.url, key_prefix=prefix, **FAST)
     store.append("warm", [Message(role="user", content="hi")])
     proxy.cut()
     with contextlib.suppress(ChatkeepError):  # refused up front: what should happen
@@ -78,7 +78,7 @@ def test_a_title_redis_cannot_take_is_refused_before_it_blocks_the_journal(
             settle(store, timeout=5)
         assert [
             m.text
-            for m in ConversationStore.from_url(fresh_redis_server.url, prefix=prefix).messages(
+            for m in ConversationStore.from_url(fresh_redis_server.url, key_prefix=prefix).messages(
                 "other"
             )
         ] == ["must reach Redis"]
@@ -94,8 +94,8 @@ def test_an_outage_update_never_overwrites_a_later_status(
     process A during its outage is replayed AFTER process B set a newer status, and the
     older one wins. The later write should be kept (or the replay reported as a
     conflict, as replace/insert/pop/clear do with their version)."""
-    a = ConversationStore.from_url(proxy.url, prefix=prefix, **FAST)
-    b = ConversationStore.from_url(fresh_redis_server.url, prefix=prefix)
+    a = ConversationStore.from_url(proxy.url, key_prefix=prefix, **FAST)
+    b = ConversationStore.from_url(fresh_redis_server.url, key_prefix=prefix)
     a.append("s", [Message(role="user", content="hello")])
     proxy.cut()
     a.update_session("s", status="active")  # journaled by A
@@ -119,8 +119,8 @@ def test_an_outage_update_returns_the_metadata_the_mirror_has_seen(
     process set, an outage
     update_session(context=...) returns title=None, status=None and only the new
     context key: it should return the title, status and merged context it has seen."""
-    store = ConversationStore.from_url(proxy.url, prefix=prefix, **FAST)
-    other = ConversationStore.from_url(fresh_redis_server.url, prefix=prefix)
+    store = ConversationStore.from_url(proxy.url, key_prefix=prefix, **FAST)
+    other = ConversationStore.from_url(fresh_redis_server.url, key_prefix=prefix)
     other.update_session("s", title="Trip", status="active", context={"a": 1})
     other.close()
     store.append("s", [Message(role="user", content="hello")])
@@ -140,6 +140,7 @@ OLD_REPLAYER = """
 import sys
 from chatkeep import ConversationStore
 url, prefix, journal = sys.argv[1:4]
+# prefix=: the name the previous release takes (key_prefix came later)
 store = ConversationStore.from_url(url, prefix=prefix, journal_path=journal,
                                    probe_interval=0.05, probe_max=0.2)
 try:
@@ -186,7 +187,7 @@ def test_a_journaled_update_met_by_the_previous_release_is_kept_not_read_as_a_cl
     current release then replays the update."""
     server = durable_redis_server
     journal = str(tmp_path / "journal.db")
-    store = ConversationStore.from_url(server.url, prefix=prefix, journal_path=journal, **FAST)
+    store = ConversationStore.from_url(server.url, key_prefix=prefix, journal_path=journal, **FAST)
     store.append("s", [Message(role="user", content=f"m{i}") for i in range(3)])
     server.stop()
     store.update_session("s", title="Trip")
@@ -210,7 +211,7 @@ def test_a_journaled_update_met_by_the_previous_release_is_kept_not_read_as_a_cl
         )  # fmt: skip
         assert child.returncode == 0, child.stderr
     assert stored(server.port, prefix, "s") == ["m0", "m1", "m2"]
-    current = ConversationStore.from_url(server.url, prefix=prefix, journal_path=journal)
+    current = ConversationStore.from_url(server.url, key_prefix=prefix, journal_path=journal)
     assert current.flush() == 0
     info = current.info("s")
     assert info is not None and (info.title, info.message_count) == ("Trip", 3)
@@ -228,7 +229,7 @@ def test_a_budget_read_keeps_the_system_message_of_records_without_counts(
     messages(max_tokens=N) on an upgraded session silently drops its system prompt
     although it fits; keep_system should keep it (counted as a quarter of its length,
     as the other old records are)."""
-    store = ConversationStore.from_url(redis_server.url, prefix=prefix, fallback="raise")
+    store = ConversationStore.from_url(redis_server.url, key_prefix=prefix, fallback="raise")
     questions = [Message(role="user", content=f"question {i} " * 5) for i in range(6)]
     store.append("old", [Message(role="system", content="You are terse."), *questions])
     client = _raw(redis_server)
@@ -266,7 +267,7 @@ def test_lone_surrogates_are_invalid_arguments_on_redis(
     it should be refused up front with InvalidArgumentError on every backend."""
     from chatkeep.errors import InvalidArgumentError
 
-    store = ConversationStore.from_url(redis_server.url, prefix=prefix, fallback="raise")
+    store = ConversationStore.from_url(redis_server.url, key_prefix=prefix, fallback="raise")
     try:
         with pytest.raises(InvalidArgumentError):
             call(store)  # type: ignore[operator]
@@ -282,7 +283,7 @@ def test_an_update_whose_fixed_ttl_is_already_past_returns_its_info(
     `assert info is not None` (a bare AssertionError; with python -O it returns None).
     It should return a SessionInfo (or raise a chatkeep error), as memory:// does."""
     store = ConversationStore.from_url(
-        redis_server.url, prefix=prefix, ttl=60, ttl_mode="fixed", fallback="raise"
+        redis_server.url, key_prefix=prefix, ttl=60, ttl_mode="fixed", fallback="raise"
     )
     store.append("f", [Message(role="user", content="x")])
     time.sleep(1.1)
@@ -310,7 +311,7 @@ def test_export_and_import_keep_a_session_that_has_only_metadata(
     pytest.importorskip("click")
     from tests.cli.conftest import invoke_cli
 
-    store = ConversationStore.from_url(redis_server.url, prefix=prefix, fallback="raise")
+    store = ConversationStore.from_url(redis_server.url, key_prefix=prefix, fallback="raise")
     store.update_session("new-chat", title="Draft: trip", status="active", owner="u1",
                          context={"topic": "travel"})  # fmt: skip
     path = tmp_path / "all.jsonl"
@@ -338,7 +339,7 @@ def test_the_cli_prints_no_escape_sequences_from_titles_and_statuses(
     pytest.importorskip("click")
     from tests.cli.conftest import invoke_cli
 
-    store = ConversationStore.from_url(redis_server.url, prefix=prefix, fallback="raise")
+    store = ConversationStore.from_url(redis_server.url, key_prefix=prefix, fallback="raise")
     store.update_session("t", title="hi\x1b]0;owned\x1b\\\x1b[2J\nFAKE", status="a\x1b[31mb")
     store.close()
     result = invoke_cli(["--url", redis_server.url, "--prefix", prefix, *command])
@@ -355,10 +356,10 @@ def test_an_empty_budget_read_leaves_the_mirror_the_sessions_length(
     returns 1 for a 5-message session. The mirror should keep the length it learned
     (info 5, append -> 6, pop of a message it does not hold refused), as after a
     last=k read."""
-    other = ConversationStore.from_url(fresh_redis_server.url, prefix=prefix)
+    other = ConversationStore.from_url(fresh_redis_server.url, key_prefix=prefix)
     other.append("s", [Message(role="user", content=f"long message {i} " * 5) for i in range(5)])
     other.close()
-    store = ConversationStore.from_url(proxy.url, prefix=prefix, **FAST)
+    store = ConversationStore.from_url(proxy.url, key_prefix=prefix, **FAST)
     assert store.messages("s", max_tokens=3) == []
     proxy.cut()
     try:
@@ -379,8 +380,8 @@ def test_an_outage_update_does_not_bring_back_a_session_deleted_meanwhile(
     request). A's replay has no version check (unlike replace/insert/pop/clear) and
     update.lua creates missing sessions, so the deleted session comes back with its
     owner, title and context. The replay should be refused as a conflict."""
-    a = ConversationStore.from_url(proxy.url, prefix=prefix, **FAST)
-    b = ConversationStore.from_url(fresh_redis_server.url, prefix=prefix)
+    a = ConversationStore.from_url(proxy.url, key_prefix=prefix, **FAST)
+    b = ConversationStore.from_url(fresh_redis_server.url, key_prefix=prefix)
     a.append("s", [Message(role="user", content="my diagnosis is ...")], owner="u1")
     proxy.cut()
     a.update_session("s", title="Diagnosis", context={"topic": "health"}, owner="u1")

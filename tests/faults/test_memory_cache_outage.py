@@ -38,7 +38,7 @@ def twin(
     loop = asyncio.new_event_loop() if request.param == "async" else None
 
     def make(sync: type, asynchronous: type, **extra: Any) -> Any:
-        options = {"url": durable_redis_server.url, "prefix": prefix, **FAST, **extra}
+        options = {"url": durable_redis_server.url, "key_prefix": prefix, **FAST, **extra}
         if loop is None:
             return sync(**options)
         return AsyncFacade(asynchronous(**options), loop)
@@ -93,7 +93,7 @@ def test_memory_store_server_stopped_mid_use(
     assert memory.flush() == 0
     assert memory.status().replayed == 3  # replayed once, not again
     memory.close()
-    with MemoryStore.from_url(server.url, prefix=prefix) as other:  # another process's view
+    with MemoryStore.from_url(server.url, key_prefix=prefix) as other:  # another process's view
         assert other.mget(USER, ["before", "during", "other"]) == [None, {"n": 2}, b"\x00"]
 
 
@@ -102,8 +102,8 @@ def test_memory_and_conversations_share_one_circuit_and_journal(
 ) -> None:
     server = fresh_redis_server
     with (
-        MemoryStore.from_url(server.url, prefix=prefix, **FAST) as memory,
-        ConversationStore.from_url(server.url, prefix=prefix, **FAST) as store,
+        MemoryStore.from_url(server.url, key_prefix=prefix, **FAST) as memory,
+        ConversationStore.from_url(server.url, key_prefix=prefix, **FAST) as store,
     ):
         assert memory.connection is not None and store.connection is memory.connection
         memory.put(USER, "k", 0)
@@ -128,7 +128,7 @@ def test_memory_writes_journaled_durably_are_replayed_by_another_process(
     server.stop()
     code = (
         "from chatkeep import MemoryStore\n"
-        f"memory = MemoryStore.from_url({server.url!r}, prefix={prefix!r}, "
+        f"memory = MemoryStore.from_url({server.url!r}, key_prefix={prefix!r}, "
         f"journal_path={journal!r})\n"
         "memory.put(('user', 'u42'), 'a', {'n': 1})\n"
         "memory.mput(('user', 'u42'), {'b': b'raw', 'c': 3}, ttl=None)\n"
@@ -138,7 +138,7 @@ def test_memory_writes_journaled_durably_are_replayed_by_another_process(
     done = python(code, options=["-W", "ignore"])
     assert done.returncode == 0, done.stderr
     server.start()
-    memory = MemoryStore.from_url(server.url, prefix=prefix, journal_path=journal, **FAST)
+    memory = MemoryStore.from_url(server.url, key_prefix=prefix, journal_path=journal, **FAST)
     assert memory.flush() == 0
     assert memory.status().replayed == 3
     assert memory.mget(USER, ["a", "b", "c"]) == [{"n": 1}, b"raw", None]
@@ -187,7 +187,7 @@ def test_memory_search_in_an_outage_and_embeddings_replayed(
     assert [hit.key for hit in memory.search(USER, "tea", limit=1)] == ["during"]
     server.start()
     until_recovered(lambda: memory.get(USER, "known"), memory)
-    with MemoryStore.from_url(server.url, prefix=prefix, embed=_embed) as other:
+    with MemoryStore.from_url(server.url, key_prefix=prefix, embed=_embed) as other:
         assert [hit.key for hit in other.search(USER, "tea")] == ["during", "known"]
 
 
@@ -200,7 +200,7 @@ def test_embeddings_survive_the_durable_journal(
     code = (
         "from chatkeep import MemoryStore\n"
         "embed = lambda texts: [[float('coffee' in t), float('tea' in t), 0.01] for t in texts]\n"
-        f"memory = MemoryStore.from_url({server.url!r}, prefix={prefix!r}, "
+        f"memory = MemoryStore.from_url({server.url!r}, key_prefix={prefix!r}, "
         f"journal_path={journal!r}, embed=embed)\n"
         "memory.put(('user', 'u42'), 'a', 'coffee')\n"
         "memory.put(('user', 'u42'), 'b', 'tea', index=False)\n"
@@ -210,7 +210,7 @@ def test_embeddings_survive_the_durable_journal(
     assert done.returncode == 0, done.stderr
     server.start()
     with MemoryStore.from_url(
-        server.url, prefix=prefix, journal_path=journal, embed=_embed
+        server.url, key_prefix=prefix, journal_path=journal, embed=_embed
     ) as memory:
         until_recovered(memory.flush, memory)
         assert memory.flush() == 0

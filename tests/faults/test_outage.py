@@ -33,7 +33,7 @@ pytestmark = pytest.mark.redis_server
 
 def test_server_stopped_mid_conversation(durable_redis_server: RedisServer, prefix: str) -> None:
     server = durable_redis_server
-    store = ConversationStore.from_url(server.url, prefix=prefix, **FAST)
+    store = ConversationStore.from_url(server.url, key_prefix=prefix, **FAST)
     for i in range(3):
         store.append("chat", [msg(f"q{i}"), msg(f"a{i}", "assistant")])
         assert len(store.messages("chat")) == 2 * (i + 1)
@@ -68,7 +68,7 @@ def test_async_server_stopped_mid_conversation(
     server = durable_redis_server
 
     async def scenario() -> None:
-        store = AsyncConversationStore.from_url(server.url, prefix=prefix, **FAST)
+        store = AsyncConversationStore.from_url(server.url, key_prefix=prefix, **FAST)
         await store.append("chat", [msg("q0"), msg("a0", "assistant")])
         server.stop()
         assert [m.text for m in await store.messages("chat")] == ["q0", "a0"]
@@ -105,11 +105,11 @@ def test_connection_cut_by_the_network(
         assert stored(fresh_redis_server.port, prefix, "s") == ["before", "during"]
 
     if twin == "sync":
-        with ConversationStore.from_url(proxy.url, prefix=prefix, **FAST) as store:
+        with ConversationStore.from_url(proxy.url, key_prefix=prefix, **FAST) as store:
             run(store, lambda value: value)
     else:
         loop = asyncio.new_event_loop()
-        store = AsyncConversationStore.from_url(proxy.url, prefix=prefix, **FAST)
+        store = AsyncConversationStore.from_url(proxy.url, key_prefix=prefix, **FAST)
         run(store, loop.run_until_complete)
         loop.run_until_complete(store.aclose())
         loop.close()
@@ -121,8 +121,8 @@ def test_twins_share_one_mirror_journal_and_circuit(
     """A sync store and its async twin (``twin=``): in an outage each sees what the
     other wrote, and every journaled write reaches Redis once, in order."""
     loop = asyncio.new_event_loop()
-    store = ConversationStore.from_url(proxy.url, prefix=prefix, **FAST)
-    twin = AsyncConversationStore.from_url(proxy.url, prefix=prefix, twin=store, **FAST)
+    store = ConversationStore.from_url(proxy.url, key_prefix=prefix, **FAST)
+    twin = AsyncConversationStore.from_url(proxy.url, key_prefix=prefix, twin=store, **FAST)
     store.append("s", [msg("sync 1")])
     proxy.cut()
     store.append("s", [msg("sync 2")])  # journaled by the shared fallback
@@ -140,16 +140,16 @@ def test_twins_share_one_mirror_journal_and_circuit(
 
 
 def test_a_twin_needs_a_store_with_the_same_configuration(prefix: str) -> None:
-    store = ConversationStore.from_url("redis://127.0.0.1:1/0", prefix=prefix)
+    store = ConversationStore.from_url("redis://127.0.0.1:1/0", key_prefix=prefix)
     with pytest.raises(ConfigurationError, match="same configuration"):
-        AsyncConversationStore.from_url("redis://127.0.0.1:1/0", prefix="other", twin=store)
+        AsyncConversationStore.from_url("redis://127.0.0.1:1/0", key_prefix="other", twin=store)
     with pytest.raises(ConfigurationError, match="ConversationStore or AsyncConversationStore"):
-        ConversationStore.from_url("redis://127.0.0.1:1/0", prefix=prefix, twin=object())
+        ConversationStore.from_url("redis://127.0.0.1:1/0", key_prefix=prefix, twin=object())
     store._closed = True
 
 
 def test_black_holed_server_costs_one_timeout_then_nothing(proxy: TcpProxy, prefix: str) -> None:
-    store = ConversationStore.from_url(proxy.url, prefix=prefix, probe_interval=60)
+    store = ConversationStore.from_url(proxy.url, key_prefix=prefix, probe_interval=60)
     store.append("s", [msg("a")])
     proxy.cut(blackhole=True)
     started = time.monotonic()
@@ -178,7 +178,7 @@ def test_black_holed_server_costs_one_timeout_then_nothing(proxy: TcpProxy, pref
 def test_lost_reply_is_replayed_exactly_once(
     proxy: TcpProxy, fresh_redis_server: RedisServer, prefix: str
 ) -> None:
-    store = ConversationStore.from_url(proxy.url, prefix=prefix, **FAST)
+    store = ConversationStore.from_url(proxy.url, key_prefix=prefix, **FAST)
     store.append("s", [msg("one")])
     proxy.drop_replies()  # Redis applies the next append; the client times out
     store.append("s", [msg("two")])
@@ -198,7 +198,7 @@ def test_transitions_are_logged_once_and_reported(
     events: list[tuple[str, bool]] = []
     store = ConversationStore.from_url(
         fresh_redis_server.url,
-        prefix=prefix,
+        key_prefix=prefix,
         on_state_change=lambda event, status: events.append((event, status.degraded)),
         **FAST,
     )
@@ -216,7 +216,7 @@ def test_transitions_are_logged_once_and_reported(
     # The server restarted empty: chatkeep says so once, between the two transitions.
     assert len(warnings) == 3, warnings
     assert "unreachable" in warnings[0] and "reachable again" in warnings[2]
-    assert "restarted: 1 of the 1 sessions" in warnings[1]
+    assert "restarted: it lost 1 of 1 session of prefix" in warnings[1]
     assert not any("secret" in w for w in warnings)
     assert events == [("degraded", True), ("recovered", False)]
     store.close()
@@ -225,7 +225,7 @@ def test_transitions_are_logged_once_and_reported(
 def test_fallback_raise_raises_a_connection_error(
     fresh_redis_server: RedisServer, prefix: str
 ) -> None:
-    store = ConversationStore.from_url(fresh_redis_server.url, prefix=prefix, fallback="raise")
+    store = ConversationStore.from_url(fresh_redis_server.url, key_prefix=prefix, fallback="raise")
     store.append("s", [msg("a")])
     fresh_redis_server.stop()
     with pytest.raises(BackendUnavailableError) as info:
@@ -239,13 +239,13 @@ def test_fallback_raise_raises_a_connection_error(
 
 def test_noauth_is_raised_not_hidden(prefix: str) -> None:
     with RedisServer("--requirepass", "s3cret") as server:
-        store = ConversationStore.from_url(server.url, prefix=prefix)
+        store = ConversationStore.from_url(server.url, key_prefix=prefix)
         with pytest.raises(BackendError) as info:
             store.append("s", [msg("a")])
         assert "s3cret" not in str(info.value)
         assert store.status().degraded is False
         good = ConversationStore.from_url(
-            f"redis://:s3cret@127.0.0.1:{server.port}/0", prefix=prefix
+            f"redis://:s3cret@127.0.0.1:{server.port}/0", key_prefix=prefix
         )
         assert good.append("s", [msg("a")]) == 1
         assert "s3cret" not in repr(good) + str(good.status())
@@ -257,7 +257,7 @@ def test_out_of_memory_is_raised_not_hidden(fresh_redis_server: RedisServer, pre
     client = redis.Redis.from_url(fresh_redis_server.url)
     client.config_set("maxmemory", 1)
     client.config_set("maxmemory-policy", "noeviction")
-    store = ConversationStore.from_url(fresh_redis_server.url, prefix=prefix)
+    store = ConversationStore.from_url(fresh_redis_server.url, key_prefix=prefix)
     with pytest.raises(BackendError, match="maxmemory"):
         store.append("s", [msg("a")])
     assert store.status().degraded is False
@@ -269,7 +269,7 @@ def test_a_full_journal_refuses_the_write_instead_of_dropping_it_later(
     fresh_redis_server: RedisServer, prefix: str
 ) -> None:
     store = ConversationStore.from_url(
-        fresh_redis_server.url, prefix=prefix, journal_size=3, probe_interval=60
+        fresh_redis_server.url, key_prefix=prefix, journal_size=3, probe_interval=60
     )
     store.append("s", [msg("a")])
     fresh_redis_server.stop()
@@ -290,7 +290,7 @@ def test_constructor_does_not_connect(prefix: str) -> None:
     from tests.support.servers import free_port
 
     dead = f"redis://127.0.0.1:{free_port()}/0"
-    store = ConversationStore.from_url(dead, prefix=prefix)  # no exception, no I/O
+    store = ConversationStore.from_url(dead, key_prefix=prefix)  # no exception, no I/O
     assert store.status().degraded is False
     assert store.append("s", [msg("a")]) == 1  # served by the fallback
     assert store.status().degraded is True
@@ -307,7 +307,7 @@ def test_default_timeouts_are_short() -> None:
 def test_a_tail_read_does_not_shrink_the_mirror(
     fresh_redis_server: RedisServer, prefix: str
 ) -> None:
-    store = ConversationStore.from_url(fresh_redis_server.url, prefix=prefix, probe_interval=60)
+    store = ConversationStore.from_url(fresh_redis_server.url, key_prefix=prefix, probe_interval=60)
     store.append("s", [msg(str(i)) for i in range(5)])
     assert [m.text for m in store.messages("s", last=1)] == ["4"]
     fresh_redis_server.stop()
@@ -318,7 +318,7 @@ def test_a_tail_read_does_not_shrink_the_mirror(
 def test_outage_reads_return_what_redis_would(fresh_redis_server: RedisServer, prefix: str) -> None:
     import uuid
 
-    store = ConversationStore.from_url(fresh_redis_server.url, prefix=prefix, probe_interval=60)
+    store = ConversationStore.from_url(fresh_redis_server.url, key_prefix=prefix, probe_interval=60)
     ident = uuid.uuid4()
     store.append("s", [Message(role="user", content="x", metadata={"u": ident})])
     online = store.messages("s")
@@ -335,12 +335,14 @@ def test_the_mirror_learns_from_reads_and_serves_reads_into(
 ) -> None:
     """A session this process only read (written by another one, with a corrupt
     record in it) is served from the mirror in an outage, converted the same way."""
-    writer = ConversationStore.from_url(fresh_redis_server.url, prefix=prefix, fallback="raise")
+    writer = ConversationStore.from_url(fresh_redis_server.url, key_prefix=prefix, fallback="raise")
     writer.append("s", [msg("a"), msg("b")])
     redis.Redis.from_url(fresh_redis_server.url).rpush(f"{prefix}:{{s}}:m", b"\x80 corrupt")
     writer.close()
     into = Conversion(lambda m: m.text.upper(), lambda record: record["content"].upper())
-    reader = ConversationStore.from_url(fresh_redis_server.url, prefix=prefix, probe_interval=60)
+    reader = ConversationStore.from_url(
+        fresh_redis_server.url, key_prefix=prefix, probe_interval=60
+    )
     assert reader.messages("s", into=into) == ["A", "B"]
     fresh_redis_server.stop()
     with caplog.at_level(logging.WARNING, logger="chatkeep"):
@@ -357,7 +359,7 @@ def test_a_plain_read_keeps_the_owner_the_mirror_checks(
     about the owner); the mirror still knows the session's owner from this process,
     so in an outage the owner reads and anyone else is refused."""
     store = ConversationStore.from_url(
-        fresh_redis_server.url, prefix=prefix, probe_interval=60, mirror_sessions=1
+        fresh_redis_server.url, key_prefix=prefix, probe_interval=60, mirror_sessions=1
     )
     store.append("s", [msg("a")], owner="o")
     store.append("t", [msg("b")])  # the mirror (one session) lets "s" go; the read brings it back
@@ -378,7 +380,7 @@ def test_a_refused_probe_raises_and_probes_again_later(prefix: str) -> None:
     """Credentials rotated during an outage: the caller sees BackendError, the store
     stays degraded (still serving), and recovers once the password works again."""
     with RedisServer("--appendonly", "yes", "--appendfsync", "always") as server:
-        store = ConversationStore.from_url(server.url, prefix=prefix, **FAST)
+        store = ConversationStore.from_url(server.url, key_prefix=prefix, **FAST)
         store.append("s", [msg("before")])
         server.stop()
         store.append("s", [msg("during")])
@@ -402,7 +404,7 @@ def replayed_after_pops(
 ) -> list[str]:
     """a, b, c appended and read; Redis stopped: d appended, then ``pops(store)`` on the
     fallback; Redis started again: what it holds once the store replayed it all."""
-    store = ConversationStore.from_url(server.url, prefix=prefix, **FAST)
+    store = ConversationStore.from_url(server.url, key_prefix=prefix, **FAST)
     store.append("s", [msg("a"), msg("b"), msg("c")])
     store.messages("s")
     server.stop()
@@ -447,7 +449,7 @@ def _lengths(messages: list[Message]) -> list[int]:
 
 
 def test_budget_reads_are_served_from_the_mirror(proxy: TcpProxy, prefix: str) -> None:
-    store = ConversationStore.from_url(proxy.url, prefix=prefix, token_counter=_words, **FAST)
+    store = ConversationStore.from_url(proxy.url, key_prefix=prefix, token_counter=_words, **FAST)
     store.append("s", [_said(3, "system"), _said(4), _said(2), _said(2)])
     proxy.cut()
     assert _lengths(store.messages("s", max_tokens=7)) == [3, 2, 2]
@@ -467,7 +469,7 @@ def test_a_partial_mirror_serves_the_tail_it_holds_without_guessing_the_system_m
     what fits of those; the leading system message is not held, so it is not returned
     (and nothing older than what is held is made up)."""
     store = ConversationStore.from_url(
-        proxy.url, prefix=prefix, token_counter=_words, mirror_messages=3, **FAST
+        proxy.url, key_prefix=prefix, token_counter=_words, mirror_messages=3, **FAST
     )
     store.append("s", [_said(5, "system"), *(_said(1) for _ in range(9))])
     proxy.cut()
@@ -480,10 +482,10 @@ def test_a_budget_read_teaches_the_mirror_a_tail_not_a_whole_session(
     fresh_redis_server: RedisServer, proxy: TcpProxy, prefix: str
 ) -> None:
     other = ConversationStore.from_url(
-        fresh_redis_server.url, prefix=prefix, fallback="raise", token_counter=_words
+        fresh_redis_server.url, key_prefix=prefix, fallback="raise", token_counter=_words
     )
     other.append("s", [_said(1) for _ in range(10)])
-    store = ConversationStore.from_url(proxy.url, prefix=prefix, token_counter=_words, **FAST)
+    store = ConversationStore.from_url(proxy.url, key_prefix=prefix, token_counter=_words, **FAST)
     assert len(store.messages("s", max_tokens=3)) == 3
     proxy.cut()
     with pytest.raises(IncompleteMirrorError):
@@ -508,7 +510,7 @@ def test_metadata_updates_in_an_outage_are_served_and_replayed(
     options: dict[str, Any] = dict(FAST)
     if journal == "sqlite":
         options["journal_path"] = str(tmp_path / "journal.db")
-    store = ConversationStore.from_url(proxy.url, prefix=prefix, **options)
+    store = ConversationStore.from_url(proxy.url, key_prefix=prefix, **options)
     store.append("s", [msg("hello")])
     store.update_session("s", title="before", context={"topic": "x", "flow": "a"})
     proxy.cut()
@@ -517,7 +519,7 @@ def test_metadata_updates_in_an_outage_are_served_and_replayed(
     assert store.status().pending_replay == 1
     proxy.restore()
     until_recovered(lambda: store.messages("s", last=1), store)
-    reader = ConversationStore.from_url(fresh_redis_server.url, prefix=prefix, fallback="raise")
+    reader = ConversationStore.from_url(fresh_redis_server.url, key_prefix=prefix, fallback="raise")
     stored_info = reader.info("s")
     assert stored_info is not None
     assert (stored_info.title, stored_info.status, stored_info.context) == (

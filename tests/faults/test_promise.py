@@ -137,7 +137,7 @@ def test_under_load_nothing_acknowledged_is_dropped(
     """Item 1 (short): 16 writers over 40 sessions while Redis (AOF always) is SIGKILLed
     and restarted twice."""
     server = durable_redis_server
-    store = ConversationStore.from_url(server.url, prefix=prefix, **FAST)
+    store = ConversationStore.from_url(server.url, key_prefix=prefix, **FAST)
     with Writers(store, writers=16, sessions=40, seed=14) as writers:
         for _ in range(2):
             time.sleep(1.0)
@@ -163,7 +163,7 @@ def test_redis_killed_in_the_middle_of_a_replay_stores_each_write_once(
     it was answered): what was stored stays stored, and the next replay stores the
     rest, each write exactly once."""
     server = durable_redis_server
-    store = ConversationStore.from_url(server.url, prefix=prefix, **FAST)
+    store = ConversationStore.from_url(server.url, key_prefix=prefix, **FAST)
     store.append("s", [msg("first")])
     server.kill()
     for i in range(300):
@@ -207,8 +207,8 @@ def test_a_lost_reply_is_replayed_once_whatever_others_appended_meanwhile(
     """Item 1: Redis stored A's append but its reply was lost (the connection died);
     A journals it; meanwhile another process appends ``others`` messages to the same
     session. A's replay must not store the append a second time."""
-    a = ConversationStore.from_url(proxy.url, prefix=prefix, **FAST)
-    b = ConversationStore.from_url(fresh_redis_server.url, prefix=prefix, fallback="raise")
+    a = ConversationStore.from_url(proxy.url, key_prefix=prefix, **FAST)
+    b = ConversationStore.from_url(fresh_redis_server.url, key_prefix=prefix, fallback="raise")
     a.append("s", [msg("one")])
     proxy.drop_replies()
     a.append("s", [msg("two")])  # stored by Redis; A times out and journals it
@@ -232,7 +232,7 @@ def test_fifty_writers_and_a_one_second_outage(
     dropped, and the time from Redis answering again to the store being back on it
     is measured (reported; the benchmark's recovery row holds the target)."""
     server = durable_redis_server
-    store = ConversationStore.from_url(server.url, prefix=prefix)  # default probe timing
+    store = ConversationStore.from_url(server.url, key_prefix=prefix)  # default probe timing
     with Writers(store, writers=50, sessions=100, seed=50) as writers:
         time.sleep(1.0)
         server.kill()
@@ -263,7 +263,7 @@ def refused_replay(
     server: RedisServer, proxy: TcpProxy, prefix: str, refuse: Callable[[], None],
     allow: Callable[[], None], url: str | None = None,
 ) -> ConversationStore:  # fmt: skip
-    store = ConversationStore.from_url(url or proxy.url, prefix=prefix, **FAST)
+    store = ConversationStore.from_url(url or proxy.url, key_prefix=prefix, **FAST)
     store.append("s", [msg("a"), msg("b")])
     proxy.cut()
     for i in range(50):
@@ -378,7 +378,7 @@ def test_an_exception_of_any_kind_during_replay_leaves_the_circuit_recoverable(
     """Item 4: raised once inside the replay (by the family's replay, or by the round
     trip that carries it); the circuit must not stay probing/replaying: the next calls
     and flush() replay everything."""
-    store = ConversationStore.from_url(proxy.url, prefix=prefix, **FAST)
+    store = ConversationStore.from_url(proxy.url, key_prefix=prefix, **FAST)
     store.append("s", [msg("a")])
     proxy.cut()
     store.append("s", [msg("b")])
@@ -431,7 +431,7 @@ def test_a_cancelled_async_replay_leaves_the_circuit_recoverable(
     """Item 4 (asyncio): the task replaying the journal is cancelled mid round trip."""
 
     async def scenario() -> None:
-        store = AsyncConversationStore.from_url(proxy.url, prefix=prefix, **FAST)
+        store = AsyncConversationStore.from_url(proxy.url, key_prefix=prefix, **FAST)
         await store.append("s", [msg("a")])
         proxy.cut()
         await store.append("s", [msg("b")])
@@ -490,8 +490,10 @@ def test_a_replayed_destructive_change_never_overwrites_a_later_write(
     replay must keep B's messages, reject A's change as a conflict (counted, logged,
     given to on_conflict) and still apply A's own appends."""
     conflicts: list[ConflictError] = []
-    a = ConversationStore.from_url(proxy.url, prefix=prefix, on_conflict=conflicts.append, **FAST)
-    b = ConversationStore.from_url(fresh_redis_server.url, prefix=prefix, fallback="raise")
+    a = ConversationStore.from_url(
+        proxy.url, key_prefix=prefix, on_conflict=conflicts.append, **FAST
+    )
+    b = ConversationStore.from_url(fresh_redis_server.url, key_prefix=prefix, fallback="raise")
     a.append("s", [msg("h0"), msg("h1"), msg("h2")])
     assert texts(a.messages("s")) == ["h0", "h1", "h2"]
     proxy.cut()
@@ -527,7 +529,9 @@ def test_a_destructive_change_after_only_own_journaled_appends_applies(
     """Item 5: the only changes since A saw the session are A's own journaled appends:
     A's change is no conflict and applies."""
     conflicts: list[ConflictError] = []
-    a = ConversationStore.from_url(proxy.url, prefix=prefix, on_conflict=conflicts.append, **FAST)
+    a = ConversationStore.from_url(
+        proxy.url, key_prefix=prefix, on_conflict=conflicts.append, **FAST
+    )
     a.append("s", [msg("h0"), msg("h1"), msg("h2")])
     a.messages("s")
     proxy.cut()
@@ -547,8 +551,8 @@ def test_appends_journaled_around_a_conflict_are_never_lost(
     fresh_redis_server: RedisServer, proxy: TcpProxy, prefix: str
 ) -> None:
     """Item 5: A appends, B appends, A replaces, A appends: only A's replace is dropped."""
-    a = ConversationStore.from_url(proxy.url, prefix=prefix, **FAST)
-    b = ConversationStore.from_url(fresh_redis_server.url, prefix=prefix, fallback="raise")
+    a = ConversationStore.from_url(proxy.url, key_prefix=prefix, **FAST)
+    b = ConversationStore.from_url(fresh_redis_server.url, key_prefix=prefix, fallback="raise")
     a.append("s", [msg("h0")])
     proxy.cut()
     a.append("s", [msg("a1")])
@@ -572,7 +576,7 @@ def test_positions_in_a_partial_mirror_are_refused_not_guessed(
     """Item 7: mirror_messages=5 and 10 messages: pop(0)/insert(0) raise
     IncompleteMirrorError and change nothing; pop(-k) within what is held works and
     replays by message id; lengths are the real session lengths."""
-    store = ConversationStore.from_url(proxy.url, prefix=prefix, mirror_messages=5, **FAST)
+    store = ConversationStore.from_url(proxy.url, key_prefix=prefix, mirror_messages=5, **FAST)
     store.append("s", [msg(f"m{i}") for i in range(10)])
     proxy.cut()
     with pytest.raises(IncompleteMirrorError):
@@ -603,9 +607,9 @@ def test_a_mirror_that_learned_only_a_tail_read_still_refuses_positions(
     the last 3. In the outage the mirror knows it holds part of the session: pop(0)
     raises, and lengths are the session's (a tail read once set the mirror's length to
     what it read, so pop(0) removed m7)."""
-    other = ConversationStore.from_url(fresh_redis_server.url, prefix=prefix, fallback="raise")
+    other = ConversationStore.from_url(fresh_redis_server.url, key_prefix=prefix, fallback="raise")
     other.append("s", [msg(f"m{i}") for i in range(10)])
-    store = ConversationStore.from_url(proxy.url, prefix=prefix, **FAST)
+    store = ConversationStore.from_url(proxy.url, key_prefix=prefix, **FAST)
     assert texts(store.messages("s", last=3)) == ["m7", "m8", "m9"]
     proxy.cut()
     with pytest.raises(IncompleteMirrorError):
@@ -638,7 +642,7 @@ def test_a_write_served_while_the_circuit_closes_is_not_left_unsent(
     options: dict[str, Any] = {"probe_interval": 60, "probe_max": 60}
     if journal == "sqlite":
         options["journal_path"] = str(tmp_path / "journal.db")
-    store = ConversationStore.from_url(proxy.url, prefix=prefix, **options)
+    store = ConversationStore.from_url(proxy.url, key_prefix=prefix, **options)
     store.append("s", [msg("a")])
     proxy.cut()
     store.append("s", [msg("b")])
@@ -688,7 +692,7 @@ def test_a_write_served_while_the_circuit_closes_is_not_left_unsent(
 
 def other_process_store(server: RedisServer, prefix: str) -> ConversationStore:
     """A store with its own connection (another process, as far as Redis can tell)."""
-    return ConversationStore.from_url(server.url, prefix=prefix, fallback="raise")
+    return ConversationStore.from_url(server.url, key_prefix=prefix, fallback="raise")
 
 
 def test_a_plain_read_reports_the_owner_redis_has(
@@ -697,7 +701,7 @@ def test_a_plain_read_reports_the_owner_redis_has(
     """Item 9: the session was cleared and recreated by another owner through another
     process; a plain read here learns the new owner, and in an outage the old owner
     is refused."""
-    a = ConversationStore.from_url(proxy.url, prefix=prefix, **FAST)
+    a = ConversationStore.from_url(proxy.url, key_prefix=prefix, **FAST)
     b = other_process_store(fresh_redis_server, prefix)
     a.append("s", [msg("alice secret")], owner="alice")
     assert texts(a.messages("s", owner="alice")) == ["alice secret"]
@@ -720,7 +724,7 @@ def test_an_ownerless_write_to_a_recreated_session_does_not_mix_owners(
     """Item 9: this process wrote alice's session; another recreated it for bob; an
     owner-free append here goes to bob's session. In an outage neither owner may read
     the other's messages from the mirror."""
-    a = ConversationStore.from_url(proxy.url, prefix=prefix, **FAST)
+    a = ConversationStore.from_url(proxy.url, key_prefix=prefix, **FAST)
     b = other_process_store(fresh_redis_server, prefix)
     a.append("s", [msg("alice secret")], owner="alice")
     b.clear("s")
@@ -739,7 +743,7 @@ def test_an_ownerless_write_to_a_recreated_session_does_not_mix_owners(
 def test_a_session_recreated_without_owner_is_not_served_to_the_old_owner(
     fresh_redis_server: RedisServer, proxy: TcpProxy, prefix: str
 ) -> None:
-    a = ConversationStore.from_url(proxy.url, prefix=prefix, **FAST)
+    a = ConversationStore.from_url(proxy.url, key_prefix=prefix, **FAST)
     b = other_process_store(fresh_redis_server, prefix)
     a.append("s", [msg("alice secret")], owner="alice")
     a.messages("s", owner="alice")
@@ -767,7 +771,7 @@ def test_a_restart_found_by_the_probe_is_reported_and_the_index_rewritten(
 ) -> None:
     """Item 10: Redis (no persistence) restarts empty during an outage."""
     server = fresh_redis_server
-    store = ConversationStore.from_url(server.url, prefix=prefix, **FAST)
+    store = ConversationStore.from_url(server.url, key_prefix=prefix, **FAST)
     store.append("s1", [msg("one")], owner="o")
     store.append("s2", [msg("two")])
     store.append("s3", [msg("three")], owner="o")
@@ -779,7 +783,7 @@ def test_a_restart_found_by_the_probe_is_reported_and_the_index_rewritten(
     status = store.status()
     assert (status.restarts, status.lost_sessions) == (1, 3), status
     warnings = [r.getMessage() for r in caplog.records if "restarted" in r.getMessage()]
-    assert len(warnings) == 1 and "3 of the 3 sessions" in warnings[0], warnings
+    assert len(warnings) == 1 and "it lost 3 of 3 sessions" in warnings[0], warnings
     assert stored(server.port, prefix, "s1") == ["during"]
     assert listed(store) == {"s1"}
     assert listed(store, owner="o") == {"s1"}
@@ -800,7 +804,7 @@ def test_a_restart_between_two_calls_is_noticed_by_the_next_writes(
     sessions this process writes next are listed again, the loss is logged and
     counted."""
     server = fresh_redis_server
-    store = ConversationStore.from_url(server.url, prefix=prefix, **FAST)
+    store = ConversationStore.from_url(server.url, key_prefix=prefix, **FAST)
     for sid in ("s1", "s2", "s3"):
         store.append(sid, [msg("before")], owner="o")
     assert listed(store) == {"s1", "s2", "s3"}
@@ -832,7 +836,7 @@ def test_restore_lost_sessions_writes_back_the_mirror_never_over_a_recreated_ses
     recreated after the restart is left alone."""
     server = fresh_redis_server
     store = ConversationStore.from_url(
-        server.url, prefix=prefix, restore_lost_sessions=True, **FAST
+        server.url, key_prefix=prefix, restore_lost_sessions=True, **FAST
     )
     store.append("s1", [msg("a1"), msg("a2")], owner="o")
     store.append("s2", [msg("b1")])
@@ -881,8 +885,8 @@ mode = sys.argv[1]
 if mode == "outages":
     with RedisServer() as server:
         proxy = TcpProxy(server.port)
-        first = ConversationStore.from_url(proxy.url, prefix="w1", probe_interval=0.05)
-        second = ConversationStore.from_url(proxy.url, prefix="w2", probe_interval=0.05,
+        first = ConversationStore.from_url(proxy.url, key_prefix="w1", probe_interval=0.05)
+        second = ConversationStore.from_url(proxy.url, key_prefix="w2", probe_interval=0.05,
                                             socket_timeout=0.4)  # another circuit
         for _ in range(2):  # two outages, two circuits: one warning for the process
             first.append("s", Message(role="user", content="hi"))
@@ -945,7 +949,7 @@ def test_the_journal_is_bounded_in_bytes(fresh_redis_server: RedisServer, prefix
     JournalFullError (nothing acknowledged is dropped, nothing refused is kept)."""
     limit = 1_000_000
     store = ConversationStore.from_url(
-        fresh_redis_server.url, prefix=prefix, journal_max_bytes=limit, **FAST
+        fresh_redis_server.url, key_prefix=prefix, journal_max_bytes=limit, **FAST
     )
     store.append("s", [msg("first")])
     fresh_redis_server.kill()
@@ -976,7 +980,7 @@ def test_batched_appends_are_bounded_in_bytes_not_counts(
     """Item 12: journal_size=1000 entries but each append is a batch of 200 x 1 KB."""
     limit = 2_000_000
     store = ConversationStore.from_url(
-        fresh_redis_server.url, prefix=prefix, journal_size=1000, journal_max_bytes=limit
+        fresh_redis_server.url, key_prefix=prefix, journal_size=1000, journal_max_bytes=limit
     )
     store.append("s", [msg("first")])
     fresh_redis_server.kill()
@@ -1000,7 +1004,7 @@ def test_a_degraded_process_stays_within_journal_and_mirror_bytes(
     journal_limit, mirror_limit = 4_000_000, 1_000_000
     store = ConversationStore.from_url(
         fresh_redis_server.url,
-        prefix=prefix,
+        key_prefix=prefix,
         journal_max_bytes=journal_limit,
         mirror_max_bytes=mirror_limit,
         **FAST,
@@ -1044,9 +1048,9 @@ def test_async_replayed_clear_never_overwrites_a_later_write(
     async def scenario() -> None:
         conflicts: list[ConflictError] = []
         a = AsyncConversationStore.from_url(
-            proxy.url, prefix=prefix, on_conflict=conflicts.append, **FAST
+            proxy.url, key_prefix=prefix, on_conflict=conflicts.append, **FAST
         )
-        b = ConversationStore.from_url(fresh_redis_server.url, prefix=prefix, fallback="raise")
+        b = ConversationStore.from_url(fresh_redis_server.url, key_prefix=prefix, fallback="raise")
         await a.append("s", [msg("h0")])
         await a.messages("s")
         proxy.cut()
@@ -1069,7 +1073,9 @@ def test_async_positions_in_a_partial_mirror_are_refused(
     """Item 7 with AsyncConversationStore."""
 
     async def scenario() -> None:
-        store = AsyncConversationStore.from_url(proxy.url, prefix=prefix, mirror_messages=5, **FAST)
+        store = AsyncConversationStore.from_url(
+            proxy.url, key_prefix=prefix, mirror_messages=5, **FAST
+        )
         await store.append("s", [msg(f"m{i}") for i in range(10)])
         proxy.cut()
         with pytest.raises(IncompleteMirrorError):

@@ -44,7 +44,7 @@ POISON = {"raw": b"\x89PNG", "api_response": {"$b64": "abc"}}
 
 @pytest.fixture
 def store(redis_server: RedisServer, prefix: str) -> Iterator[ConversationStore]:
-    made = ConversationStore.from_url(redis_server.url, prefix=prefix, probe_interval=60)
+    made = ConversationStore.from_url(redis_server.url, key_prefix=prefix, probe_interval=60)
     yield made
     made.close()
 
@@ -117,7 +117,7 @@ def test_undecodable_records_are_skipped_and_counted_by_every_read(
 def test_strict_reads_raise_serialization_error(
     redis_server: RedisServer, admin: redis.Redis, prefix: str
 ) -> None:
-    strict = ConversationStore.from_url(redis_server.url, prefix=prefix, strict=True)
+    strict = ConversationStore.from_url(redis_server.url, key_prefix=prefix, strict=True)
     strict.append("s", [msg("hello")])
     admin.rpush(f"{prefix}:{{s}}:m", BAD_RECORDS[0])
     admin.lpush(f"{prefix}:{{s}}:m", BAD_RECORDS[1])
@@ -132,7 +132,7 @@ def test_strict_reads_raise_serialization_error(
 
 def test_the_mirror_serves_a_session_with_bad_records_in_an_outage(prefix: str) -> None:
     with RedisServer() as server:
-        store = ConversationStore.from_url(server.url, prefix=prefix, probe_interval=60)
+        store = ConversationStore.from_url(server.url, key_prefix=prefix, probe_interval=60)
         store.append("s", [msg("hello")])
         admin = server.client()
         admin.rpush(f"{prefix}:{{s}}:m", *BAD_RECORDS, LEGACY)
@@ -293,7 +293,7 @@ def test_a_large_insert_is_linear_and_does_not_starve_other_clients(prefix: str)
     grows linearly (4x the messages: not 16x the time), and a PING sent meanwhile
     is answered promptly."""
     with RedisServer() as server:
-        store = ConversationStore.from_url(server.url, prefix=prefix, max_message_bytes=4096)
+        store = ConversationStore.from_url(server.url, key_prefix=prefix, max_message_bytes=4096)
         admin = server.client()
         batches = {n: [msg(f"{n}:{i}") for i in range(n)] for n in (5_000, 20_000)}
         store.append("s", [msg(f"head {i}") for i in range(10)])

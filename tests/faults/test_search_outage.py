@@ -19,7 +19,7 @@ def test_search_is_served_from_the_mirror_during_an_outage(
     durable_redis_server: RedisServer, prefix: str
 ) -> None:
     server = durable_redis_server
-    store = ConversationStore.from_url(server.url, prefix=prefix, mirror_messages=5, **FAST)
+    store = ConversationStore.from_url(server.url, key_prefix=prefix, mirror_messages=5, **FAST)
     store.append("chat", [msg(f"weather {i}") for i in range(8)], owner="u1")
     store.append("other", [msg("weather elsewhere")])
     newest = ["weather 7", "weather 6", "weather 5"]
@@ -53,7 +53,7 @@ def test_async_search_is_served_from_the_mirror_during_an_outage(
     server = durable_redis_server
 
     async def scenario() -> None:
-        async with AsyncConversationStore.from_url(server.url, prefix=prefix, **FAST) as store:
+        async with AsyncConversationStore.from_url(server.url, key_prefix=prefix, **FAST) as store:
             await store.append("chat", [msg("Été à Paris"), msg("rien")])
             server.stop()
             assert texts(await store.search("chat", "ÉTÉ")) == ["Été à Paris"]

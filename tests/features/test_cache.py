@@ -24,7 +24,7 @@ from tests.support.threads import in_threads
 
 def test_decorator_caches_by_arguments(url: str, prefix: str) -> None:
     calls: list[tuple[str, int]] = []
-    with ResultCache.from_url(url, prefix=prefix, namespace="tools") as cache:
+    with ResultCache.from_url(url, key_prefix=prefix, namespace="tools") as cache:
         assert cache.ttl == DEFAULT_CACHE_TTL == 86400
 
         @cache.cached
@@ -58,7 +58,7 @@ def test_decorator_caches_by_arguments(url: str, prefix: str) -> None:
 
 
 def test_inputs_and_values_are_checked(url: str, prefix: str) -> None:
-    with ResultCache.from_url(url, prefix=prefix, max_message_bytes=50) as cache:
+    with ResultCache.from_url(url, key_prefix=prefix, max_message_bytes=50) as cache:
         with pytest.raises(SerializationError):
             cache.get({"x": object()})
         with pytest.raises(ValueTooLargeError):
@@ -84,7 +84,7 @@ def test_a_claim_run_twice_by_its_caller_still_holds(url: str, prefix: str) -> N
     waiting out its own lock (seen on a Cluster: all five callers waited 30 s)."""
     if url == "memory://":
         pytest.skip("the claim script runs on Redis")
-    with ResultCache.from_url(url, prefix=prefix) as cache:
+    with ResultCache.from_url(url, key_prefix=prefix) as cache:
         digest = cache.key(["claimed twice"])
 
         def claim(token: str) -> tuple[bytes | None, bool]:
@@ -98,7 +98,7 @@ def test_a_claim_run_twice_by_its_caller_still_holds(url: str, prefix: str) -> N
 
 async def test_async_decorator(url: str, prefix: str) -> None:
     calls = []
-    async with AsyncResultCache.from_url(url, prefix=prefix) as cache:
+    async with AsyncResultCache.from_url(url, key_prefix=prefix) as cache:
 
         @cache.cached(ttl=30)
         async def summarize(text: str) -> str:
@@ -119,7 +119,7 @@ async def test_async_decorator(url: str, prefix: str) -> None:
 
 @pytest.mark.redis_server
 def test_ttl_expiry_on_a_real_server(redis_server: RedisServer, prefix: str) -> None:
-    with ResultCache.from_url(redis_server.url, prefix=prefix, ttl=0.3) as cache:
+    with ResultCache.from_url(redis_server.url, key_prefix=prefix, ttl=0.3) as cache:
         n = []
         assert cache.get_or_compute("q", lambda: n.append(1) or len(n)) == 1
         assert cache.get_or_compute("q", lambda: n.append(1) or len(n)) == 1
@@ -147,7 +147,7 @@ def test_stampede_protection_across_processes(redis_server: RedisServer, prefix:
 @pytest.mark.redis_server
 def test_stampede_protection_across_threads(redis_server: RedisServer, prefix: str) -> None:
     computations = []
-    with ResultCache.from_url(redis_server.url, prefix=prefix) as cache:
+    with ResultCache.from_url(redis_server.url, key_prefix=prefix) as cache:
 
         def slow() -> int:
             computations.append(1)
@@ -161,7 +161,7 @@ def test_stampede_protection_across_threads(redis_server: RedisServer, prefix: s
 
 def test_fallback_during_an_outage(fresh_redis_server: RedisServer, prefix: str) -> None:
     server = fresh_redis_server
-    with ResultCache.from_url(server.url, prefix=prefix, probe_interval=0.05) as cache:
+    with ResultCache.from_url(server.url, key_prefix=prefix, probe_interval=0.05) as cache:
         assert cache.get_or_compute("seen", lambda: "before") == "before"
         server.stop()
         assert cache.get("seen") == "before"  # local copy
@@ -179,7 +179,7 @@ def test_fallback_during_an_outage(fresh_redis_server: RedisServer, prefix: str)
         time.sleep(0.1)
         assert cache.get_or_compute("after", lambda: "back") == "back"
         assert not cache.status().degraded
-    with ResultCache.from_url(server.url, prefix=prefix, fallback="raise") as strict:
+    with ResultCache.from_url(server.url, key_prefix=prefix, fallback="raise") as strict:
         assert strict.get("after") == "back"
         server.stop()
         with pytest.raises(BackendUnavailableError):
@@ -196,7 +196,7 @@ def test_langchain_llm_cache_with_a_counting_fake_model(url: str, prefix: str) -
 
     from chatkeep_langchain import RedisCache
 
-    llm_cache = RedisCache(url=url, prefix=prefix, ttl=60)
+    llm_cache = RedisCache(url=url, key_prefix=prefix, ttl=60)
     set_llm_cache(llm_cache)
     try:
         llm = FakeListLLM(responses=["first", "second", "third"])
@@ -221,7 +221,7 @@ async def test_langchain_llm_cache_async(url: str, prefix: str) -> None:
 
     from chatkeep_langchain import RedisCache
 
-    async with AsyncResultCache.from_url(url, prefix=prefix, namespace="llm") as acache:
+    async with AsyncResultCache.from_url(url, key_prefix=prefix, namespace="llm") as acache:
         llm_cache = RedisCache(async_cache=acache)
         chat = FakeListChatModel(responses=["a", "b"], cache=llm_cache)
         assert (await chat.ainvoke("hi")).content == "a"
@@ -239,7 +239,7 @@ def test_async_result_cache_from_a_url_works_across_two_event_loops(
     redis_server: RedisServer, prefix: str
 ) -> None:
     """Issue 13: the second ``asyncio.run`` raised ``RuntimeError: Event loop is closed``."""
-    cache = AsyncResultCache.from_url(redis_server.url, prefix=prefix, fallback="raise")
+    cache = AsyncResultCache.from_url(redis_server.url, key_prefix=prefix, fallback="raise")
 
     async def compute() -> int:
         return 7
@@ -254,7 +254,7 @@ def test_async_result_cache_from_a_url_works_across_two_event_loops(
 @pytest.mark.redis_server
 def test_a_least_privilege_user_can_use_the_result_cache(least_privilege: str, prefix: str) -> None:
     """Issue 13: a user made from ``chatkeep.redis.acl_rules()`` got NOPERM on set."""
-    with ResultCache.from_url(least_privilege, prefix=prefix, fallback="raise") as cache:
+    with ResultCache.from_url(least_privilege, key_prefix=prefix, fallback="raise") as cache:
         cache.set("k", {"v": 1})
         assert cache.get("k") == {"v": 1}
         assert cache.get_or_compute("c", lambda: "computed") == "computed"
@@ -274,7 +274,7 @@ def test_the_cache_index_expires_with_its_longest_lived_entry(
     raw = redis.Redis.from_url(redis_server.url)
     index = f"{prefix}:cache:tools:idx"
     try:
-        with ResultCache.from_url(redis_server.url, prefix=prefix, namespace="tools") as cache:
+        with ResultCache.from_url(redis_server.url, key_prefix=prefix, namespace="tools") as cache:
             cache.set("short", 1, ttl=60)
             assert 0 < raw.pttl(index) <= 60_000
             cache.set("long", 2, ttl=600)

@@ -28,12 +28,12 @@ from tests.support.servers import RedisServer
 
 
 def test_lock_excludes_and_times_out(url: str, prefix: str) -> None:
-    with ConversationStore.from_url(url, prefix=prefix) as store:
+    with ConversationStore.from_url(url, key_prefix=prefix) as store:
         scenarios.lock_excludes_and_times_out(store)
 
 
 async def test_async_lock_serializes_turns(url: str, prefix: str) -> None:
-    async with AsyncConversationStore.from_url(url, prefix=prefix) as store:
+    async with AsyncConversationStore.from_url(url, key_prefix=prefix) as store:
 
         async def turn(name: str) -> None:
             async with store.lock("s", timeout=5):
@@ -53,7 +53,7 @@ async def test_async_lock_serializes_turns(url: str, prefix: str) -> None:
 @pytest.mark.redis_server
 def test_lock_key_is_in_the_session_hash_tag(redis_server: RedisServer, prefix: str) -> None:
     raw = redis.Redis.from_url(redis_server.url)
-    with ConversationStore.from_url(redis_server.url, prefix=prefix) as store:
+    with ConversationStore.from_url(redis_server.url, key_prefix=prefix) as store:
         with store.lock("a b", timeout=5):
             assert raw.exists(f"{prefix}:{{a%20b}}:lock")
             assert 0 < raw.pttl(f"{prefix}:{{a%20b}}:lock") <= 5000
@@ -96,7 +96,7 @@ def test_processes_contending_never_interleave_turns(
     workers = [spawn("turns", redis_server.url, prefix, name, "15") for name in ("A", "B")]
     for proc in workers:
         finish(proc)
-    with ConversationStore.from_url(redis_server.url, prefix=prefix) as store:
+    with ConversationStore.from_url(redis_server.url, key_prefix=prefix) as store:
         texts = [m.text for m in store.messages("shared")]
     assert len(texts) == 60
     for i in range(0, 60, 2):
@@ -108,8 +108,8 @@ def test_processes_contending_never_interleave_turns(
 
 def test_lock_during_an_outage_is_per_process(fresh_redis_server: RedisServer, prefix: str) -> None:
     server = fresh_redis_server
-    store = ConversationStore.from_url(server.url, prefix=prefix)
-    strict = ConversationStore.from_url(server.url, prefix=prefix, fallback="raise")
+    store = ConversationStore.from_url(server.url, key_prefix=prefix)
+    strict = ConversationStore.from_url(server.url, key_prefix=prefix, fallback="raise")
     server.stop()
     with store.lock("s") as held:
         assert held.local
@@ -131,7 +131,7 @@ def test_lock_fallback_is_logged_once_per_outage(
 ) -> None:
     server = fresh_redis_server
     caplog.set_level(logging.WARNING, logger="chatkeep")
-    with ConversationStore.from_url(server.url, prefix=prefix, probe_interval=0.01) as store:
+    with ConversationStore.from_url(server.url, key_prefix=prefix, probe_interval=0.01) as store:
         with store.lock("warm") as held:
             assert not held.local
         server.stop()
@@ -158,8 +158,8 @@ def test_async_lock_fallback_is_logged_once_per_outage(
     by another task times out without blocking the loop."""
     server = fresh_redis_server
     caplog.set_level(logging.WARNING, logger="chatkeep")
-    store = AsyncConversationStore.from_url(server.url, prefix=prefix, probe_interval=0.01)
-    strict = AsyncConversationStore.from_url(server.url, prefix=prefix, fallback="raise")
+    store = AsyncConversationStore.from_url(server.url, key_prefix=prefix, probe_interval=0.01)
+    strict = AsyncConversationStore.from_url(server.url, key_prefix=prefix, fallback="raise")
 
     async def outage() -> None:
         async with store.lock("a") as held:
@@ -189,12 +189,12 @@ def test_async_lock_fallback_is_logged_once_per_outage(
 
 
 def test_subscribe_sees_appends(url: str, prefix: str) -> None:
-    with ConversationStore.from_url(url, prefix=prefix) as store:
+    with ConversationStore.from_url(url, key_prefix=prefix) as store:
         scenarios.subscription_sees_appends(store)
 
 
 async def test_async_subscribe_sees_appends(url: str, prefix: str) -> None:
-    async with AsyncConversationStore.from_url(url, prefix=prefix) as store:
+    async with AsyncConversationStore.from_url(url, key_prefix=prefix) as store:
         async with store.subscribe("s1") as updates:
             await store.append("s1", [msg("one"), msg("two")])
             seen = []
@@ -207,9 +207,9 @@ async def test_async_subscribe_sees_appends(url: str, prefix: str) -> None:
 
 @pytest.mark.redis_server
 def test_only_publishing_stores_publish(redis_server: RedisServer, prefix: str) -> None:
-    quiet = ConversationStore.from_url(redis_server.url, prefix=prefix)
-    loud = ConversationStore.from_url(redis_server.url, prefix=prefix, publish=True)
-    with ConversationStore.from_url(redis_server.url, prefix=prefix) as reader:
+    quiet = ConversationStore.from_url(redis_server.url, key_prefix=prefix)
+    loud = ConversationStore.from_url(redis_server.url, key_prefix=prefix, publish=True)
+    with ConversationStore.from_url(redis_server.url, key_prefix=prefix) as reader:
         with reader.subscribe("s") as updates:
             quiet.append("s", msg("quiet"))
             loud.append("s", msg("loud"))
@@ -224,7 +224,7 @@ def test_only_publishing_stores_publish(redis_server: RedisServer, prefix: str) 
 def test_subscribe_across_processes_within_milliseconds(
     redis_server: RedisServer, prefix: str
 ) -> None:
-    with ConversationStore.from_url(redis_server.url, prefix=prefix) as store:
+    with ConversationStore.from_url(redis_server.url, key_prefix=prefix) as store:
         with store.subscribe("live") as updates:
             writer = spawn("publish", redis_server.url, prefix, "20")
             latencies = []
@@ -240,7 +240,7 @@ def test_subscribe_across_processes_within_milliseconds(
 
 @pytest.mark.redis_server
 async def test_async_subscribe_across_processes(redis_server: RedisServer, prefix: str) -> None:
-    async with AsyncConversationStore.from_url(redis_server.url, prefix=prefix) as store:
+    async with AsyncConversationStore.from_url(redis_server.url, key_prefix=prefix) as store:
         async with store.subscribe("live") as updates:
             writer = spawn("publish", redis_server.url, prefix, "5")
             got = [await updates.get(timeout=10) for _ in range(5)]
@@ -253,9 +253,9 @@ def test_subscription_reconnects_after_a_restart(
 ) -> None:
     server = fresh_redis_server
     writer = ConversationStore.from_url(
-        server.url, prefix=prefix, publish=True, probe_interval=0.05
+        server.url, key_prefix=prefix, publish=True, probe_interval=0.05
     )
-    with ConversationStore.from_url(server.url, prefix=prefix) as reader:
+    with ConversationStore.from_url(server.url, key_prefix=prefix) as reader:
         updates = reader.subscribe("s")
         writer.append("s", msg("before"))
         assert (m := updates.get(timeout=2)) is not None and m.text == "before"
@@ -279,9 +279,9 @@ async def test_async_subscription_reconnects_after_a_restart(
 ) -> None:
     server = fresh_redis_server
     writer = ConversationStore.from_url(
-        server.url, prefix=prefix, publish=True, probe_interval=0.05
+        server.url, key_prefix=prefix, publish=True, probe_interval=0.05
     )
-    async with AsyncConversationStore.from_url(server.url, prefix=prefix) as reader:
+    async with AsyncConversationStore.from_url(server.url, key_prefix=prefix) as reader:
         async with reader.subscribe("s") as updates:
             server.stop()
             assert await updates.get(timeout=0.3) is None
@@ -298,7 +298,7 @@ async def test_async_subscription_reconnects_after_a_restart(
 
 
 def test_memory_subscription_from_another_thread(prefix: str) -> None:
-    with ConversationStore.from_url("memory://", prefix=prefix) as store:
+    with ConversationStore.from_url("memory://", key_prefix=prefix) as store:
         with store.subscribe("s") as updates:
             threading.Timer(0.05, store.append, args=("s", msg("later"))).start()
             message = next(iter(updates))

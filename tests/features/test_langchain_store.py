@@ -10,7 +10,7 @@ def test_base_store_contract(url: str, prefix: str) -> None:
 
     from chatkeep_langchain import RedisStore
 
-    store = RedisStore(url=url, prefix=prefix, namespace=("agent", "docs"))
+    store = RedisStore(url=url, key_prefix=prefix, namespace=("agent", "docs"))
     assert isinstance(store, BaseStore)
     store.mset([("doc:1", {"text": "a"}), ("doc:2", b"\x00bytes"), ("other", [1])])
     assert store.mget(["doc:1", "doc:2", "missing"]) == [{"text": "a"}, b"\x00bytes", None]
@@ -27,7 +27,7 @@ def test_base_store_contract(url: str, prefix: str) -> None:
 async def test_async_methods(url: str, prefix: str) -> None:
     from chatkeep_langchain import RedisStore
 
-    async with AsyncMemoryStore.from_url(url, prefix=prefix) as amemory:
+    async with AsyncMemoryStore.from_url(url, key_prefix=prefix) as amemory:
         store = RedisStore(async_store=amemory, namespace="kv", ttl=60)
         await store.amset([("a", 1), ("b", {"c": 2})])
         assert await store.amget(["a", "b", "x"]) == [1, {"c": 2}, None]
@@ -41,7 +41,7 @@ async def test_async_methods(url: str, prefix: str) -> None:
 async def test_sync_store_serves_async_methods(prefix: str) -> None:
     from chatkeep_langchain import RedisStore
 
-    store = RedisStore(url="memory://", prefix=prefix)
+    store = RedisStore(url="memory://", key_prefix=prefix)
     await store.amset([("k", "v")])
     assert store.mget(["k"]) == ["v"]
     assert await store.amget(["k"]) == ["v"]
@@ -50,7 +50,7 @@ async def test_sync_store_serves_async_methods(prefix: str) -> None:
 def test_shares_values_with_memory_store(url: str, prefix: str) -> None:
     from chatkeep_langchain import RedisStore
 
-    memory = MemoryStore.from_url(url, prefix=prefix)
+    memory = MemoryStore.from_url(url, key_prefix=prefix)
     store = RedisStore(store=memory, namespace=("user", "u1"))
     memory.put(("user", "u1"), "profile", {"name": "Ada"})
     assert store.mget(["profile"]) == [{"name": "Ada"}]

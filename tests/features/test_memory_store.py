@@ -24,7 +24,7 @@ USER = ("user", "u42")
 
 
 def test_put_get_mget_delete_list(url: str, prefix: str) -> None:
-    with MemoryStore.from_url(url, prefix=prefix) as memory:
+    with MemoryStore.from_url(url, key_prefix=prefix) as memory:
         memory.put(USER, "profile", {"name": "Ada", "langs": ["en", "fr"]})
         memory.put(USER, "pref:tone", "formal")
         memory.put(USER, "pref:units", "metric")
@@ -49,7 +49,7 @@ def test_put_get_mget_delete_list(url: str, prefix: str) -> None:
 
 
 async def test_async_twin(url: str, prefix: str) -> None:
-    async with AsyncMemoryStore.from_url(url, prefix=prefix) as memory:
+    async with AsyncMemoryStore.from_url(url, key_prefix=prefix) as memory:
         await memory.mput(("agent", "planner"), {"a": 1, "b": [2]})
         assert await memory.mget(("agent", "planner"), ["a", "b", "c"]) == [1, [2], None]
         assert await memory.get(("agent", "planner"), "a") == 1
@@ -61,12 +61,12 @@ async def test_async_twin(url: str, prefix: str) -> None:
 
 
 def test_ttl_table_defaults_and_overrides(url: str, prefix: str) -> None:
-    with MemoryStore.from_url(url, prefix=prefix, ttls=scenarios.TTL_OVERRIDES) as memory:
+    with MemoryStore.from_url(url, key_prefix=prefix, ttls=scenarios.TTL_OVERRIDES) as memory:
         scenarios.ttl_table_defaults_and_overrides(memory)
 
 
 def test_values_are_validated_and_size_limited(url: str, prefix: str) -> None:
-    with MemoryStore.from_url(url, prefix=prefix, max_message_bytes=100) as memory:
+    with MemoryStore.from_url(url, key_prefix=prefix, max_message_bytes=100) as memory:
         with pytest.raises(SerializationError, match="datetime"):
             memory.mput(USER, {"ok": 1, "bad": datetime.now(timezone.utc)})
         with pytest.raises(SerializationError):
@@ -86,7 +86,7 @@ def test_values_are_validated_and_size_limited(url: str, prefix: str) -> None:
 def test_layout_uses_one_slot_per_namespace_and_an_index(
     redis_server: RedisServer, prefix: str
 ) -> None:
-    with MemoryStore.from_url(redis_server.url, prefix=prefix) as memory:
+    with MemoryStore.from_url(redis_server.url, key_prefix=prefix) as memory:
         memory.put(USER, "k1", 1)
         memory.put(USER, "k2", 2)
     raw = redis.Redis.from_url(redis_server.url)
@@ -107,7 +107,7 @@ def test_layout_uses_one_slot_per_namespace_and_an_index(
 def test_ttl_expiry_on_a_real_server(redis_server: RedisServer, prefix: str) -> None:
     # 1 s TTLs read at half of them, times measured: 0.1 s margins are a flake
     # waiting for a loaded machine.
-    with MemoryStore.from_url(redis_server.url, prefix=prefix, ttls={"user": 1.0}) as memory:
+    with MemoryStore.from_url(redis_server.url, key_prefix=prefix, ttls={"user": 1.0}) as memory:
         memory.put(USER, "a", 1)
         memory.put(USER, "b", 2, ttl=30)
         put = time.monotonic()
@@ -120,7 +120,7 @@ def test_ttl_expiry_on_a_real_server(redis_server: RedisServer, prefix: str) -> 
         assert memory.get(USER, "a") is None
         assert memory.list(USER) == ["b"]
     with MemoryStore.from_url(
-        redis_server.url, prefix=prefix + "f", ttls={"user": 1.0}, ttl_mode="fixed"
+        redis_server.url, key_prefix=prefix + "f", ttls={"user": 1.0}, ttl_mode="fixed"
     ) as memory:
         memory.put(USER, "a", 1)
         put = time.monotonic()
@@ -132,7 +132,7 @@ def test_ttl_expiry_on_a_real_server(redis_server: RedisServer, prefix: str) -> 
 
 def test_fallback_during_an_outage(fresh_redis_server: RedisServer, prefix: str) -> None:
     server = fresh_redis_server
-    memory = MemoryStore.from_url(server.url, prefix=prefix, probe_interval=0.05)
+    memory = MemoryStore.from_url(server.url, key_prefix=prefix, probe_interval=0.05)
     memory.put(USER, "before", "seen")
     server.stop()
     assert memory.get(USER, "before") == "seen"  # from the mirror
@@ -146,7 +146,7 @@ def test_fallback_during_an_outage(fresh_redis_server: RedisServer, prefix: str)
     assert memory.flush() == 0
     assert not memory.status().degraded
     memory.close()
-    with MemoryStore.from_url(server.url, prefix=prefix) as other:  # another process's view
+    with MemoryStore.from_url(server.url, key_prefix=prefix) as other:  # another process's view
         assert other.get(USER, "during") == {"n": 1}
         assert other.get(USER, "before") is None
         assert other.list(USER) == ["during"]
@@ -154,8 +154,8 @@ def test_fallback_during_an_outage(fresh_redis_server: RedisServer, prefix: str)
 
 async def test_async_fallback_and_raise(fresh_redis_server: RedisServer, prefix: str) -> None:
     server = fresh_redis_server
-    memory = AsyncMemoryStore.from_url(server.url, prefix=prefix, probe_interval=0.05)
-    strict = AsyncMemoryStore.from_url(server.url, prefix=prefix, fallback="raise")
+    memory = AsyncMemoryStore.from_url(server.url, key_prefix=prefix, probe_interval=0.05)
+    strict = AsyncMemoryStore.from_url(server.url, key_prefix=prefix, fallback="raise")
     await memory.put(USER, "k", 1)
     server.stop()
     assert await memory.get(USER, "k") == 1
@@ -180,7 +180,7 @@ def test_async_memory_store_from_a_url_works_across_two_event_loops(
 ) -> None:
     """Issue 13: the second ``asyncio.run`` raised ``RuntimeError: Event loop is closed``
     (the store kept one asyncio client, bound to the first loop)."""
-    memory = AsyncMemoryStore.from_url(redis_server.url, prefix=prefix, fallback="raise")
+    memory = AsyncMemoryStore.from_url(redis_server.url, key_prefix=prefix, fallback="raise")
     asyncio.run(memory.put(USER, "k", {"n": 1}))
     assert asyncio.run(memory.get(USER, "k")) == {"n": 1}
     asyncio.run(memory.put(USER, "k2", 2))
@@ -191,7 +191,7 @@ def test_async_memory_store_from_a_url_works_across_two_event_loops(
 @pytest.mark.redis_server
 def test_a_least_privilege_user_can_use_the_memory_store(least_privilege: str, prefix: str) -> None:
     """Issue 13: a user made from ``chatkeep.redis.acl_rules()`` got NOPERM on put."""
-    with MemoryStore.from_url(least_privilege, prefix=prefix, fallback="raise") as memory:
+    with MemoryStore.from_url(least_privilege, key_prefix=prefix, fallback="raise") as memory:
         memory.put(USER, "profile", {"name": "Ada"})
         memory.mput(USER, {"a": 1, "b": b"\x00"})
         assert memory.get(USER, "profile") == {"name": "Ada"}

@@ -12,7 +12,7 @@ from chatkeep import ConversationStore, Message, ResultCache
 
 def turns(url: str, prefix: str, name: str, count: str) -> None:
     """Read-append turns under the session lock: each turn writes a start and an end."""
-    store = ConversationStore.from_url(url, prefix=prefix, fallback="raise")
+    store = ConversationStore.from_url(url, key_prefix=prefix, fallback="raise")
     for i in range(int(count)):
         with store.lock("shared", timeout=10):
             seen = len(store.messages("shared"))
@@ -24,7 +24,7 @@ def turns(url: str, prefix: str, name: str, count: str) -> None:
 
 def compute(url: str, prefix: str, start_at: str) -> None:
     """Ask the cache for one slow value at the same moment as other workers."""
-    cache = ResultCache.from_url(url, prefix=prefix, fallback="raise")
+    cache = ResultCache.from_url(url, key_prefix=prefix, fallback="raise")
     counter = redis.Redis.from_url(url)
     delay = float(start_at) - time.time()
     if delay > 0:
@@ -41,7 +41,7 @@ def compute(url: str, prefix: str, start_at: str) -> None:
 
 def publish(url: str, prefix: str, count: str) -> None:
     """Append messages (with publish=True), printing the send time of each."""
-    store = ConversationStore.from_url(url, prefix=prefix, publish=True, fallback="raise")
+    store = ConversationStore.from_url(url, key_prefix=prefix, publish=True, fallback="raise")
     for i in range(int(count)):
         time.sleep(0.02)
         store.append("live", Message(role="user", content=str(time.time()), metadata={"i": i}))

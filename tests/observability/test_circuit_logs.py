@@ -35,8 +35,8 @@ def test_two_stores_transitions_name_their_redis_and_prefix_without_passwords(
             f"redis://:{PASSWORDS[0]}@127.0.0.1:{one.port}/0",
             f"redis://:{PASSWORDS[1]}@127.0.0.1:{two.port}/0",
         ]
-        a = ConversationStore.from_url(urls[0], prefix="app-alpha", **FAST)
-        b = ConversationStore.from_url(urls[1], prefix="app-beta", **FAST)
+        a = ConversationStore.from_url(urls[0], key_prefix="app-alpha", **FAST)
+        b = ConversationStore.from_url(urls[1], key_prefix="app-beta", **FAST)
         a.append("s", [Message(role="user", content="a0")])
         b.append("s", [Message(role="user", content="b0")])
         with caplog.at_level(logging.WARNING, logger="chatkeep"):
@@ -68,8 +68,8 @@ def test_stores_of_one_redis_share_a_circuit_whose_logs_name_every_prefix(
     fresh_redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     url = fresh_redis_server.url
-    a = ConversationStore.from_url(url, prefix="shop-eu", **FAST)
-    b = ConversationStore.from_url(url, prefix="shop-us", **FAST)
+    a = ConversationStore.from_url(url, key_prefix="shop-eu", **FAST)
+    b = ConversationStore.from_url(url, key_prefix="shop-us", **FAST)
     a.append("s", [Message(role="user", content="a0")])
     b.append("s", [Message(role="user", content="b0")])
     with caplog.at_level(logging.WARNING, logger="chatkeep"):

@@ -69,7 +69,7 @@ def test_fallback_transitions_journal_and_replay(
     fresh_redis_server: RedisServer, prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     url = f"redis://127.0.0.1:{fresh_redis_server.port}/0"
-    store = ConversationStore.from_url(url, prefix=prefix, probe_interval=0.05, probe_max=0.05)
+    store = ConversationStore.from_url(url, key_prefix=prefix, probe_interval=0.05, probe_max=0.05)
     store.append("s", Message(role="user", content=SECRET))
     fresh_redis_server.stop()
     caplog.set_level(logging.DEBUG, logger="chatkeep")
@@ -99,7 +99,7 @@ def test_fallback_transitions_journal_and_replay(
 
 @pytest.mark.redis_server
 def test_skipped_records_are_counted(redis_server: RedisServer, prefix: str) -> None:
-    store = ConversationStore.from_url(redis_server.url, prefix=prefix, fallback="raise")
+    store = ConversationStore.from_url(redis_server.url, key_prefix=prefix, fallback="raise")
     store.append("s", Message(role="user", content="ok"))
     redis.Redis.from_url(redis_server.url).rpush(f"{prefix}:{{s}}:m", b"\x00garbage")
     assert len(store.messages("s")) == 1

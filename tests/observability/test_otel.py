@@ -60,7 +60,7 @@ def test_spans_and_metrics_follow_the_database_conventions(
     otel: Any, redis_server: RedisServer, prefix: str
 ) -> None:
     exporter, reader, tracer_provider, meter_provider = otel
-    store = ConversationStore.from_url(redis_server.url, prefix=prefix)
+    store = ConversationStore.from_url(redis_server.url, key_prefix=prefix)
     instrumentation = instrument(
         store, tracer_provider=tracer_provider, meter_provider=meter_provider
     )
@@ -128,7 +128,7 @@ def test_redis_error_code_is_recorded(otel: Any, redis_server: RedisServer, pref
 
     exporter, _, tracer_provider, meter_provider = otel
     redis.Redis.from_url(redis_server.url).set(f"{prefix}:{{s}}:h", "not a hash")
-    store = ConversationStore.from_url(redis_server.url, prefix=prefix)
+    store = ConversationStore.from_url(redis_server.url, key_prefix=prefix)
     instrument(store, tracer_provider=tracer_provider, meter_provider=meter_provider)
     with pytest.raises(BackendError):
         store.append("s", Message(role="user", content="x"))
@@ -223,7 +223,7 @@ async def test_concurrent_async_calls_keep_their_own_spans(
 
     exporter, _, tracer_provider, meter_provider = otel
     tracer = trace.get_tracer("test", tracer_provider=tracer_provider)
-    store = AsyncConversationStore.from_url(redis_server.url, prefix=prefix)
+    store = AsyncConversationStore.from_url(redis_server.url, key_prefix=prefix)
     instrument(store, tracer_provider=tracer_provider, meter_provider=meter_provider)
 
     async def request(name: str) -> None:

@@ -35,7 +35,7 @@ def counting_store(redis_server: RedisServer, prefix: str) -> Iterator[Conversat
         host="127.0.0.1", port=redis_server.port, connection_class=CountingConnection
     )
     client = redis.Redis(connection_pool=pool)
-    store = ConversationStore(client=client, prefix=prefix)
+    store = ConversationStore(client=client, key_prefix=prefix)
     yield store
     store.close()
     client.close()

@@ -20,7 +20,7 @@ PROCESSES, PER_PROCESS = 4, 250
 
 
 def _process_writer(url: str, prefix: str, writer: int, start: threading.Event | None) -> None:
-    with ConversationStore.from_url(url, prefix=prefix, fallback="raise") as store:
+    with ConversationStore.from_url(url, key_prefix=prefix, fallback="raise") as store:
         for i in range(PER_PROCESS):
             store.append("shared", [Message(role="user", content=f"p{writer}-{i}")])
 
@@ -38,7 +38,7 @@ def _check(texts: list[str], writers: dict[str, int]) -> None:
 
 def test_threads_and_processes_append_to_one_session(redis_server: object, prefix: str) -> None:
     url = redis_server.url  # type: ignore[attr-defined]
-    store = ConversationStore.from_url(url, prefix=prefix, fallback="raise")
+    store = ConversationStore.from_url(url, key_prefix=prefix, fallback="raise")
     context = multiprocessing.get_context("spawn")
     processes = [
         context.Process(target=_process_writer, args=(url, prefix, n, None))

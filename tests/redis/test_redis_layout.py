@@ -27,7 +27,7 @@ pytestmark = pytest.mark.redis_server
 
 
 def make(redis_server: Any, prefix: str, **options: Any) -> ConversationStore:
-    return ConversationStore.from_url(redis_server.url, prefix=prefix, **options)
+    return ConversationStore.from_url(redis_server.url, key_prefix=prefix, **options)
 
 
 def test_keys_follow_the_documented_layout(
@@ -251,9 +251,9 @@ def test_scripts_flushed_mid_session_are_loaded_again_once(
     history = [msg(str(i)) for i in range(40)]
 
     async def scenario() -> list[list[str]]:
-        store: Any = ConversationStore.from_url(redis_server.url, prefix=prefix)
+        store: Any = ConversationStore.from_url(redis_server.url, key_prefix=prefix)
         if twin == "async":
-            store = AsyncConversationStore.from_url(redis_server.url, prefix=prefix)
+            store = AsyncConversationStore.from_url(redis_server.url, key_prefix=prefix)
 
         async def call(result: Any) -> Any:
             return await result if twin == "async" else result
@@ -316,7 +316,7 @@ def test_async_store_uses_redis_asyncio(redis_server: Any, prefix: str) -> None:
     from chatkeep import AsyncConversationStore
 
     async def scenario() -> list[str]:
-        async with AsyncConversationStore.from_url(redis_server.url, prefix=prefix) as store:
+        async with AsyncConversationStore.from_url(redis_server.url, key_prefix=prefix) as store:
             assert isinstance(store._connection.async_client, redis.asyncio.Redis)
             await store.append("s", [msg("a"), msg("b")])
             return [m.text for m in await store.messages("s")]
@@ -358,7 +358,9 @@ def test_a_burst_beyond_the_pool_waits_for_connections(redis_server: Any, prefix
     from chatkeep import AsyncConversationStore
 
     async def burst() -> tuple[int, bool]:
-        store = AsyncConversationStore.from_url(redis_server.url, prefix=prefix, max_connections=4)
+        store = AsyncConversationStore.from_url(
+            redis_server.url, key_prefix=prefix, max_connections=4
+        )
         await store.append("warm", [msg("scripts loaded")])
         await asyncio.gather(*(store.append(f"s{i}", [msg("x")]) for i in range(50)))
         count = len(await store.sessions())
@@ -374,7 +376,7 @@ def test_an_async_store_serves_one_event_loop_after_another(redis_server: Any, p
 
     from chatkeep import AsyncConversationStore
 
-    store = AsyncConversationStore.from_url(redis_server.url, prefix=prefix, fallback="raise")
+    store = AsyncConversationStore.from_url(redis_server.url, key_prefix=prefix, fallback="raise")
 
     async def turn(text: str) -> list[str]:
         await store.append("s", [msg(text)])

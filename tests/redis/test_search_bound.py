@@ -50,7 +50,7 @@ def test_search_on_a_20000_message_session_reads_at_most_the_bound(
 ) -> None:
     raw = redis.Redis.from_url(fresh_redis_server.url)
     raw.config_set("slowlog-log-slower-than", 0)
-    with ConversationStore.from_url(fresh_redis_server.url, prefix=prefix) as store:
+    with ConversationStore.from_url(fresh_redis_server.url, key_prefix=prefix) as store:
         _fill(store, "long", LENGTH)
         _fill(store, "short", 2 * SEARCH_BOUND)
         store.search("long", "warm-up")  # loads the script

@@ -119,7 +119,11 @@ def failover_mid_conversation(
     reads from Redis afterwards. Returns the outcome (it recovered)."""
     sid = "chat"
     out = Outcome()
-    options: dict[str, Any] = {"prefix": prefix, "on_state_change": out.on_state_change, **PROBE}
+    options: dict[str, Any] = {
+        "key_prefix": prefix,
+        "on_state_change": out.on_state_change,
+        **PROBE,
+    }
     if twin == "sync":
         store = ConversationStore.from_url(url, **options)
         converse(store, sid, kill, out)

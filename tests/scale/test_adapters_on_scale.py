@@ -24,7 +24,7 @@ ENGINES = ["redis_cluster", "redis_sentinel"]
 @pytest.mark.parametrize("engine", ENGINES)
 async def test_langchain_chain(engine: str, request: pytest.FixtureRequest, prefix: str) -> None:
     deployment = request.getfixturevalue(engine)
-    factory = history_factory(url=deployment.url, prefix=prefix)
+    factory = history_factory(url=deployment.url, key_prefix=prefix)
     chain = make_chain(factory)
     expected: dict[str, list[tuple[str, Any]]] = {"alice": [], "bob": []}
     for round_ in range(3):

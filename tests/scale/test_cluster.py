@@ -37,14 +37,14 @@ def test_url_with_any_reachable_startup_node(
     dead = free_port()
     live = redis_cluster.ports[3]
     url = f"redis+cluster://127.0.0.1:{dead},localhost:{live}/0?socket_keepalive=true"
-    with ConversationStore.from_url(url, prefix=prefix) as store:
+    with ConversationStore.from_url(url, key_prefix=prefix) as store:
         assert store.append("s", Message(role="user", content="hi")) == 1
         assert store.status().degraded is False
 
 
 def test_store_starts_while_the_cluster_is_down(prefix: str) -> None:
     url = f"redis+cluster://127.0.0.1:{free_port()}"
-    store = ConversationStore.from_url(url, prefix=prefix, **PROBE)  # must not raise
+    store = ConversationStore.from_url(url, key_prefix=prefix, **PROBE)  # must not raise
     assert store.append("s", Message(role="user", content="kept locally")) == 1
     assert store.status().degraded
     assert store.status().pending_replay == 1
@@ -54,14 +54,14 @@ def test_store_starts_while_the_cluster_is_down(prefix: str) -> None:
 
 def test_cluster_clients_are_accepted(redis_cluster: RedisClusterDeployment, prefix: str) -> None:
     client = raw_cluster(redis_cluster)
-    store = ConversationStore(client=client, prefix=prefix)
+    store = ConversationStore(client=client, key_prefix=prefix)
     store.append("s", Message(role="user", content="via client"))
     store.close()  # does not close a client it did not make
     assert client.exists(f"{prefix}:{{s}}:m") == 1
 
     async def run() -> None:
         aclient = redis.asyncio.RedisCluster(host="127.0.0.1", port=redis_cluster.ports[0])
-        astore = AsyncConversationStore(client=aclient, prefix=prefix)
+        astore = AsyncConversationStore(client=aclient, key_prefix=prefix)
         assert [m.text for m in await astore.messages("s")] == ["via client"]
         await astore.aclose()
         await aclient.aclose()
@@ -88,7 +88,7 @@ def test_listing_and_clear_span_every_master(
         return listed, mine, cleared, left
 
     if twin == "sync":
-        store = ConversationStore.from_url(redis_cluster.url, prefix=prefix)
+        store = ConversationStore.from_url(redis_cluster.url, key_prefix=prefix)
 
         class Awaitless:
             def __getattr__(self, name: str) -> Any:
@@ -102,7 +102,7 @@ def test_listing_and_clear_span_every_master(
     else:
 
         async def run() -> Any:
-            async with AsyncConversationStore.from_url(redis_cluster.url, prefix=prefix) as s:
+            async with AsyncConversationStore.from_url(redis_cluster.url, key_prefix=prefix) as s:
                 return await work(s)
 
         listed, mine, cleared, left = asyncio.run(run())

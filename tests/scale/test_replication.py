@@ -15,7 +15,7 @@ pytestmark = pytest.mark.redis_server
 def test_writes_refused_for_lack_of_replicas_are_journaled_then_replayed(prefix: str) -> None:
     with RedisServer("--min-replicas-to-write", "1", "--min-replicas-max-lag", "1") as server:
         store = ConversationStore.from_url(
-            server.url, prefix=prefix, probe_interval=0.01, probe_max=0.01
+            server.url, key_prefix=prefix, probe_interval=0.01, probe_max=0.01
         )
         assert store.append("s", Message(role="user", content="kept")) == 1  # no raise
         status = store.status()

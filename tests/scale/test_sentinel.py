@@ -38,7 +38,7 @@ def test_url_finds_the_master_through_any_live_sentinel(
     ports = [free_port(), *redis_sentinel.sentinel_ports[1:]]  # the first one is dead
     hosts = ",".join(f"127.0.0.1:{p}" for p in ports)
     url = f"redis+sentinel://{hosts}/{redis_sentinel.service}/3"
-    with ConversationStore.from_url(url, prefix=prefix) as store:
+    with ConversationStore.from_url(url, key_prefix=prefix) as store:
         assert store.append("s", Message(role="user", content="db 3")) == 1
         assert store.status().degraded is False
     master = redis.Redis(port=redis_sentinel.master_port(), db=3)
@@ -53,12 +53,12 @@ def test_sentinel_made_clients_are_accepted(
 ) -> None:
     sentinels = [("127.0.0.1", p) for p in redis_sentinel.sentinel_ports]
     client = redis.sentinel.Sentinel(sentinels).master_for(redis_sentinel.service)
-    with ConversationStore(client=client, prefix=prefix) as store:
+    with ConversationStore(client=client, key_prefix=prefix) as store:
         store.append("s", Message(role="user", content="via master_for"))
 
     async def run() -> list[str]:
         aclient = redis.asyncio.sentinel.Sentinel(sentinels).master_for(redis_sentinel.service)
-        async with AsyncConversationStore(client=aclient, prefix=prefix) as astore:
+        async with AsyncConversationStore(client=aclient, key_prefix=prefix) as astore:
             texts = [m.text for m in await astore.messages("s")]
         await aclient.aclose()
         for sentinel in aclient.connection_pool.sentinel_manager.sentinels:
@@ -71,7 +71,7 @@ def test_sentinel_made_clients_are_accepted(
 
 def test_store_starts_while_no_sentinel_answers(prefix: str) -> None:
     url = f"redis+sentinel://127.0.0.1:{free_port()}/mymaster"
-    store = ConversationStore.from_url(url, prefix=prefix, **PROBE)  # must not raise
+    store = ConversationStore.from_url(url, key_prefix=prefix, **PROBE)  # must not raise
     assert store.append("s", Message(role="user", content="kept locally")) == 1
     assert store.status().degraded
     store.close()

@@ -48,11 +48,11 @@ def fresh_tls() -> Iterator[TlsRedis]:
 
 
 def test_tls_with_verified_certificate_sync_and_async(tls_redis: TlsRedis, prefix: str) -> None:
-    with ConversationStore.from_url(tls_redis.url(), prefix=prefix) as store:
+    with ConversationStore.from_url(tls_redis.url(), key_prefix=prefix) as store:
         assert store.append("s", hi()) == 1
 
     async def run() -> list[str]:
-        async with AsyncConversationStore.from_url(tls_redis.url(), prefix=prefix) as astore:
+        async with AsyncConversationStore.from_url(tls_redis.url(), key_prefix=prefix) as astore:
             return [m.text for m in await astore.messages("s")]
 
     assert asyncio.run(run()) == ["hi"]
@@ -64,7 +64,7 @@ def test_wrong_ca_is_refused_quickly_and_clearly(tls_redis: TlsRedis, prefix: st
         url = tls_redis.url(ca=tls_redis.other_ca.cert)
     else:  # no CA given: the system's trust store, which does not know the test CA
         url = f"rediss://127.0.0.1:{tls_redis.port}/0"
-    store = ConversationStore.from_url(url, prefix=prefix)  # default fallback="memory"
+    store = ConversationStore.from_url(url, key_prefix=prefix)  # default fallback="memory"
     started = time.monotonic()
     for call in (lambda: store.append("s", hi()), lambda: store.messages("s")):
         with pytest.raises(BackendError, match="TLS certificate verification failed"):
@@ -76,7 +76,7 @@ def test_wrong_ca_is_refused_quickly_and_clearly(tls_redis: TlsRedis, prefix: st
     store.close()
 
     async def run() -> None:
-        astore = AsyncConversationStore.from_url(url, prefix=prefix)
+        astore = AsyncConversationStore.from_url(url, key_prefix=prefix)
         with pytest.raises(BackendError, match="TLS certificate verification failed"):
             await astore.append("s", hi())
         assert not astore.status().degraded
@@ -102,7 +102,7 @@ def test_acl_user_and_password_over_tls_never_leak(
     seen: list[str] = []
 
     store = ConversationStore.from_url(
-        url, prefix=prefix, on_state_change=lambda e, s: seen.append(repr(s)), **PROBE
+        url, key_prefix=prefix, on_state_change=lambda e, s: seen.append(repr(s)), **PROBE
     )
     assert store.append("s", hi("over TLS as an ACL user")) == 1
     assert [m.text for m in store.messages("s")] == ["over TLS as an ACL user"]
@@ -122,7 +122,7 @@ def test_acl_user_and_password_over_tls_never_leak(
     store.close()
 
     user_url = fresh_tls.url(userinfo=f"{user.name}:wrong-{secret}@")
-    wrong = ConversationStore.from_url(user_url, prefix=prefix)
+    wrong = ConversationStore.from_url(user_url, key_prefix=prefix)
     with pytest.raises(BackendError) as refused:
         wrong.append("s", hi())
     assert "credentials" in str(refused.value)
@@ -130,7 +130,7 @@ def test_acl_user_and_password_over_tls_never_leak(
     wrong.close()
 
     async def run() -> None:
-        astore = AsyncConversationStore.from_url(user_url, prefix=prefix)
+        astore = AsyncConversationStore.from_url(user_url, key_prefix=prefix)
         with pytest.raises(BackendError) as again:
             await astore.messages("s")
         seen.extend([str(again.value), repr(astore), repr(astore.status())])
@@ -147,10 +147,10 @@ def test_acl_user_and_password_over_tls_never_leak(
 def test_password_only_url(prefix: str) -> None:
     with RedisServer("--requirepass", "s3cret-pw") as server:
         url = f"redis://:s3cret-pw@127.0.0.1:{server.port}/0"
-        with ConversationStore.from_url(url, prefix=prefix) as store:
+        with ConversationStore.from_url(url, key_prefix=prefix) as store:
             assert store.append("s", hi()) == 1
             assert "s3cret-pw" not in repr(store) + repr(store.status())
-        bad = ConversationStore.from_url(url.replace("s3cret", "wrong"), prefix=prefix)
+        bad = ConversationStore.from_url(url.replace("s3cret", "wrong"), key_prefix=prefix)
         with pytest.raises(BackendError, match="credentials"):
             bad.append("s", hi())
         bad.close()
@@ -174,7 +174,7 @@ def test_the_minimal_acl_is_enough_and_confined_to_the_prefix(
     admin.set("someone-else:secret", "x")
     admin.rpush(f"other{prefix}:{{s}}:m", b"{}")
     try:
-        with ConversationStore.from_url(url, prefix=prefix) as store:
+        with ConversationStore.from_url(url, key_prefix=prefix) as store:
             store.append("s", hi(), owner="u1")
             store.insert("s", 0, hi("first"))
             assert [m.text for m in store.messages("s")] == ["first", "hi"]
@@ -183,7 +183,7 @@ def test_the_minimal_acl_is_enough_and_confined_to_the_prefix(
             assert store.clear("s")
 
         # same user, another prefix: refused, not hidden behind the fallback
-        with ConversationStore.from_url(url, prefix=f"other{prefix}") as outside:
+        with ConversationStore.from_url(url, key_prefix=f"other{prefix}") as outside:
             for call in (
                 lambda: outside.messages("s"),
                 lambda: outside.append("s", hi()),
@@ -226,7 +226,7 @@ def test_scripts_lost_under_the_minimal_acl_run_by_eval_and_the_refused_loads_pa
     url = f"redis://{acl_user.userinfo}127.0.0.1:{redis_server.port}/0"
     admin = redis.Redis(port=redis_server.port)
     try:
-        with ConversationStore.from_url(url, prefix=prefix, fallback="raise") as store:
+        with ConversationStore.from_url(url, key_prefix=prefix, fallback="raise") as store:
             # An owned session: every read runs its script (to check the owner).
             store.append("s", [hi(str(i)) for i in range(40)], owner="o")
             time.sleep(1.1)  # scripts are loaded at most once a second
@@ -266,7 +266,7 @@ def test_minimal_acl_on_a_cluster(redis_cluster: RedisClusterDeployment, prefix:
             username=user.name,
             password=user.password,
         )
-        with ConversationStore(client=client, prefix=prefix) as store:
+        with ConversationStore(client=client, key_prefix=prefix) as store:
             for i in range(12):
                 store.append(f"s{i}", hi(), owner="u")
             assert len(store.sessions(owner="u")) == 12
@@ -276,10 +276,10 @@ def test_minimal_acl_on_a_cluster(redis_cluster: RedisClusterDeployment, prefix:
         async def run() -> int:
             refused = aclient(bare)
             with pytest.raises(BackendError, match=r"\+cluster\|slots"):
-                await AsyncConversationStore(client=refused, prefix=prefix).append("s", hi())
+                await AsyncConversationStore(client=refused, key_prefix=prefix).append("s", hi())
             await refused.aclose()
             made = aclient(user)
-            async with AsyncConversationStore(client=made, prefix=prefix) as astore:
+            async with AsyncConversationStore(client=made, key_prefix=prefix) as astore:
                 await astore.append("a", hi())
                 count = len(await astore.sessions())
             await made.aclose()

@@ -39,17 +39,32 @@ import time
 from collections.abc import Callable
 from typing import Any, Final, TypeVar, cast
 
+from typing_extensions import Unpack
+
 from ..codec import decode_value, encode_value, stable_hash
-from ..config import StoreConfig, ttl_ms
+from ..config import BackendOptions, PrefixOptions, StoreConfig, ttl_ms
 from ..errors import ChatkeepError, InvalidArgumentError
 from ..keys import validate_id
 from ..redis.flows import Call, Flow, Sleep, async_method, sync_method
-from ..redis.stores import Awaiting, Blocking, FamilyStore, resolve_config
+from ..redis.stores import (
+    Awaiting,
+    Blocking,
+    FamilyStore,
+    keywords_of,
+    resolve_config,
+    with_url,
+)
 from .local import LocalCache
 from .ops import Claim, Claimed, Clear, Delete, Release, Set
 from .redis import RedisResults
 
-__all__ = ["DEFAULT_CACHE_TTL", "AsyncResultCache", "ResultCache"]
+__all__ = [
+    "DEFAULT_CACHE_TTL",
+    "AsyncResultCache",
+    "CacheOptions",
+    "ResultCache",
+    "ResultCacheOptions",
+]
 
 DEFAULT_CACHE_TTL: Final = 24 * 3600.0
 """One day, in seconds."""
@@ -60,6 +75,22 @@ _LAST_POLL = 0.05  # ...up to this
 
 F = TypeVar("F", bound=Callable[..., Any])
 S = TypeVar("S", bound="_CacheBase")
+
+
+class CacheOptions(BackendOptions, PrefixOptions, total=False):
+    """The store options a cache takes (its ``ttl`` is its own: the entries')."""
+
+    url: str
+
+
+class ResultCacheOptions(CacheOptions, total=False):
+    """What :meth:`ResultCache.from_url` takes: the cache options and the constructor's
+    keywords."""
+
+    client: Any
+    namespace: str
+    ttl: float | None
+    lock_timeout: float
 
 
 class _Default:
@@ -112,9 +143,11 @@ class _CacheBase(FamilyStore):
         namespace: str = "default",
         ttl: float | None = DEFAULT_CACHE_TTL,
         lock_timeout: float = 30.0,
-        **options: Any,
+        **options: Unpack[CacheOptions],
     ) -> None:
-        config = resolve_config(config, options)
+        config = resolve_config(
+            config, options, what=type(self).__name__, accepted=keywords_of(type(self))
+        )
         self.namespace = validate_id(namespace, "cache namespace")
         self.ttl = ttl
         self._ttl_ms = ttl_ms(ttl)
@@ -137,6 +170,15 @@ class _CacheBase(FamilyStore):
             ("cache", config.prefix, self.namespace),
             lambda: LocalCache(max(config.mirror_sessions, 1)),
         )
+
+    @classmethod
+    def from_url(  # type: ignore[override]
+        cls: type[S], url: str | None = None, /, **options: Unpack[ResultCacheOptions]
+    ) -> S:
+        """A cache for a ``redis://`` (``rediss://``, ``unix://``, ``redis+cluster://``,
+        ``redis+sentinel://``) or ``memory://`` URL; other options as the constructor's
+        (store options not given come from the ``CHATKEEP_*`` variables)."""
+        return cls(**with_url(url, options))
 
     # -- policy ---------------------------------------------------------------------------
 

@@ -37,7 +37,7 @@ from chatkeep import (
     __version__,
     encode_record,
 )
-from chatkeep.redis import PendingWrites, pending_writes
+from chatkeep.redis import PendingWrites, pending_writes, plural
 
 from .admin import Admin, LineError, replay_journal
 from .doctor import run_checks
@@ -537,13 +537,15 @@ def show(  # noqa: PLR0917
     if info.status:
         head.append(f"  [{_one_line(info.status)}]", style="cyan")
     head.append(
-        f"  owner {info.owner or '-'} · {info.message_count} messages · created "
+        f"  owner {info.owner or '-'} · {plural(info.message_count, 'message')} · created "
         f"{_when(info.created_at)} · expires in {_expires_in(info, now)}",
         style="dim",
     )
     console.print(head)
     if last is not None and info.message_count > len(messages):
-        console.print(f"… {info.message_count - len(messages)} earlier messages", style="dim")
+        console.print(
+            f"… {plural(info.message_count - len(messages), 'earlier message')}", style="dim"
+        )
     for message in messages:
         console.print(_render(message))
     if part is None:
@@ -553,7 +555,7 @@ def show(  # noqa: PLR0917
                 style="dim",
             )
     if unreadable:
-        _note(f"warning: {unreadable} stored record(s) could not be decoded and were skipped")
+        _note(f"warning: skipped {plural(unreadable, 'stored record')} that could not be decoded")
 
 
 # -- export / import ---------------------------------------------------------------------
@@ -638,13 +640,16 @@ def export_command(
         )
     where = "standard output" if output == "-" else output
     others = "".join(f", {_counted(n, admin.kind(k).what)}" for k, n in result.data.items())
-    _note(f"exported {result.sessions} sessions, {result.messages} messages{others} to {where}")
+    _note(
+        f"exported {plural(result.sessions, 'session')}, "
+        f"{plural(result.messages, 'message')}{others} to {where}"
+    )
     if result.skipped_records:
-        _note(f"warning: {result.skipped_records} undecodable stored record(s) left out")
+        _note(f"warning: left out {plural(result.skipped_records, 'undecodable stored record')}")
     if result.skipped_contexts:
         _note(
-            f"warning: the context of {result.skipped_contexts} session(s) holds values JSON "
-            "cannot (bytes) and was left out"
+            f"warning: left out the context of {plural(result.skipped_contexts, 'session')}: "
+            "it holds values JSON cannot (bytes)"
         )
     for missing in result.missing:
         _note(f"session {missing!r} not found")
@@ -712,12 +717,13 @@ def import_command(ctx: click.Context, file: str, ttl: Any, max_errors: int) -> 
         except LineError as exc:
             raise CommandError(f"{file}: {exc}") from None
     if shown > max_errors:
-        _note(f"... and {shown - max_errors} more bad lines")
+        _note(f"... and {plural(shown - max_errors, 'more bad line')}")
     bad = len(result.bad_lines)
     others = "".join(f", {_counted(n, admin.kind(k).what)}" for k, n in result.data.items())
     _note(
-        f"imported {result.messages} messages into {result.sessions} sessions{others} "
-        f"({result.already_present} already present, {bad} bad line{'s' if bad != 1 else ''})"
+        f"imported {plural(result.messages, 'message')} into "
+        f"{plural(result.sessions, 'session')}{others} ({result.already_present} already "
+        f"present, {plural(bad, 'bad line')})"
     )
     if not result.complete:
         _note("warning: no end-of-export line: the file may have been cut short")
@@ -780,12 +786,13 @@ def delete(ctx: click.Context, session: str, kind: str, yes: bool) -> None:
     if info is None:
         raise CommandError(f"session {session!r} not found", EXIT_NOT_FOUND)
     _confirm(
-        f"Delete session {session!r} ({info.message_count} messages, owner {info.owner or '-'})?",
+        f"Delete session {session!r} ({plural(info.message_count, 'message')}, "
+        f"owner {info.owner or '-'})?",
         yes,
     )
     existed = admin.store.clear(session)
     count = info.message_count if existed else 0
-    click.echo(f"deleted session {session!r} ({count} messages)")
+    click.echo(f"deleted session {session!r} ({plural(count, 'message')})")
 
 
 def _stdout_is_terminal() -> bool:
@@ -855,7 +862,8 @@ def purge(ctx: click.Context, owner: str, yes: bool, progress: bool | None, as_j
     messages = sum(i.message_count for i in found)
     extra = "".join(f" and {_counted(data.count, data.what)}" for data in others)
     _confirm(
-        f"Delete {len(found)} sessions ({messages} messages){extra} of owner {owner!r}? "
+        f"Delete {plural(len(found), 'session')} ({plural(messages, 'message')}){extra} "
+        f"of owner {owner!r}? "
         "This cannot be undone.",
         yes,
     )
@@ -874,13 +882,14 @@ def purge(ctx: click.Context, owner: str, yes: bool, progress: bool | None, as_j
         )
     else:
         click.echo(
-            f"deleted {result.sessions} sessions ({result.messages} messages) of owner {owner!r}"
+            f"deleted {plural(result.sessions, 'session')} "
+            f"({plural(result.messages, 'message')}) of owner {owner!r}"
         )
         for what, count in deleted.items():
             click.echo(f"deleted {_counted(count, what)} of owner {owner!r}")
     if result.appeared:
         _note(
-            f"warning: {result.appeared} new session(s) of {owner!r} appeared meanwhile; "
+            f"warning: {plural(result.appeared, 'new session')} of {owner!r} appeared meanwhile; "
             "run purge again"
         )
         ctx.exit(EXIT_PARTIAL)
@@ -933,15 +942,16 @@ def stats(ctx: click.Context, samples: int, as_json: bool) -> None:
     table.add_row("prefix", Text(data["prefix"]))
     table.add_row("sessions", str(data["sessions"]))
     table.add_row("messages", str(data["messages"]))
-    table.add_row("largest session", f"{data['largest_session']} messages")
+    table.add_row("largest session", plural(data["largest_session"], "message"))
     table.add_row(
-        "owners", f"{data['owners']} ({data['sessions_without_owner']} session(s) without owner)"
+        "owners",
+        f"{data['owners']} ({plural(data['sessions_without_owner'], 'session')} without owner)",
     )
     table.add_row(
         "memory",
         _bytes(data["bytes_estimated"])
         + (
-            f" (estimated from {data['bytes_sampled_sessions']} sampled sessions)"
+            f" (estimated from {plural(data['bytes_sampled_sessions'], 'sampled session')})"
             if data["bytes_estimated"] is not None
             else ""
         ),
@@ -959,8 +969,9 @@ def stats(ctx: click.Context, samples: int, as_json: bool) -> None:
         "fallback",
         f"{config.fallback}"
         + (
-            f" (journal {config.journal_size} writes, mirror {config.mirror_sessions} sessions"
-            f" x {config.mirror_messages} messages, probe {config.probe_interval:g}s"
+            f" (journal {plural(config.journal_size, 'write')}, mirror "
+            f"{plural(config.mirror_sessions, 'session')} x "
+            f"{plural(config.mirror_messages, 'message')}, probe {config.probe_interval:g}s"
             f"..{config.probe_max:g}s)"
             if config.fallback == "memory"
             else " (errors are raised)"
@@ -1093,16 +1104,16 @@ def journal_replay(ctx: click.Context, path: str | None) -> None:
     if result.left and not result.reached:
         raise CommandError(
             f"cannot reach Redis at {where} ({result.last_error}); "
-            f"{result.left} journaled writes wait in {file}"
+            f"{plural(result.left, 'journaled write')} waiting in {file}"
         )
     click.echo(
-        f"replayed {result.replayed} writes to {where} ({result.rejected} rejected, "
+        f"replayed {plural(result.replayed, 'write')} to {where} ({result.rejected} rejected, "
         f"{result.conflicts} of them conflicts); {result.left} left"
     )
     if result.others:
         count = sum(e.writes for e in result.others)
         targets = ", ".join(sorted({e.target for e in result.others}))
-        _note(f"{count} writes in {file} are for other Redis servers ({targets}): left alone")
+        _note(f"left alone: {plural(count, 'write')} in {file} for other Redis servers ({targets})")
     if result.left:
         _note(
             "writes remain: another process may be replaying this journal, or Redis "

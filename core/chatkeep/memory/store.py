@@ -37,18 +37,34 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar
 
+from typing_extensions import Unpack
+
 from .. import vectors
 from ..codec import decode_value, encode_value
-from ..config import StoreConfig, ttl_ms
+from ..config import StoreConfig, StoreOptions, ttl_ms
 from ..errors import ConfigurationError, InvalidArgumentError
 from ..keys import escape_id, utf8_text, validate_id
 from ..redis.flows import Call, Flow, async_method, sync_method
-from ..redis.stores import Awaiting, Blocking, FamilyStore, resolve_config
+from ..redis.stores import (
+    Awaiting,
+    Blocking,
+    FamilyStore,
+    keywords_of,
+    resolve_config,
+    with_url,
+)
 from .local import LocalMemory
 from .ops import Delete, Found, Get, List, Put, Ttl, Vectors
 from .redis import RedisMemory
 
-__all__ = ["DEFAULT_MEMORY_TTLS", "AsyncMemoryStore", "MemoryHit", "MemoryStore", "Namespace"]
+__all__ = [
+    "DEFAULT_MEMORY_TTLS",
+    "AsyncMemoryStore",
+    "MemoryHit",
+    "MemoryStore",
+    "MemoryStoreOptions",
+    "Namespace",
+]
 
 _DAY = 24 * 3600.0
 
@@ -79,6 +95,16 @@ class MemoryHit:
     score: float
 
 
+class MemoryStoreOptions(StoreOptions, total=False):
+    """What :meth:`MemoryStore.from_url` takes: the store options and the constructor's
+    keywords."""
+
+    client: Any
+    ttls: Mapping[str, float | None] | None
+    embed: vectors.Embedder | None
+    embed_fields: Sequence[str] | None
+
+
 class _Default:
     def __repr__(self) -> str:
         return "DEFAULT"
@@ -98,7 +124,7 @@ class _MemoryStoreBase(FamilyStore):
         ttls: Mapping[str, float | None] | None = None,
         embed: vectors.Embedder | None = None,
         embed_fields: Sequence[str] | None = None,
-        **options: Any,
+        **options: Unpack[StoreOptions],
     ) -> None:
         if embed is not None:
             vectors.check_embedder(embed)
@@ -109,7 +135,9 @@ class _MemoryStoreBase(FamilyStore):
             raise ConfigurationError('embed_fields must be a list of paths such as ["text"]')
         self._embed = embed
         self._embed_fields = None if embed_fields is None else builtins.list(embed_fields)
-        config = resolve_config(config, options)
+        config = resolve_config(
+            config, options, what=type(self).__name__, accepted=keywords_of(type(self))
+        )
         table = dict(DEFAULT_MEMORY_TTLS)
         table.update(ttls or {})
         self._ttls = {kind: ttl_ms(value, f"ttls[{kind!r}]") for kind, value in table.items()}
@@ -126,6 +154,15 @@ class _MemoryStoreBase(FamilyStore):
                 sliding=sliding, max_entries=MIRROR_ENTRIES, max_bytes=config.mirror_max_bytes
             ),
         )
+
+    @classmethod
+    def from_url(  # type: ignore[override]
+        cls: type[S], url: str | None = None, /, **options: Unpack[MemoryStoreOptions]
+    ) -> S:
+        """A memory store for a ``redis://`` (``rediss://``, ``unix://``,
+        ``redis+cluster://``, ``redis+sentinel://``) or ``memory://`` URL; other options
+        as the constructor's (those not given come from the ``CHATKEEP_*`` variables)."""
+        return cls(**with_url(url, options))
 
     @property
     def ttls(self) -> dict[str, float | None]:

@@ -24,7 +24,9 @@ See docs/extending.md ("Building on chatkeep") for a store of your own.
 from __future__ import annotations
 
 from ..codec import decode_value, dumps, encode_value, loads
+from ..config import config_from, store_options
 from ..keys import KeySchema, escape_id, unescape_id, validate_id
+from ..wording import a_or_an, plural
 from .circuit import (
     FAMILIES,
     BaseFamily,
@@ -81,7 +83,9 @@ from .stores import (
     Closing,
     FamilyStore,
     RedisBacked,
+    keywords_of,
     resolve_config,
+    with_url,
 )
 
 __all__ = [
@@ -107,6 +111,12 @@ __all__ = [
     "RedisBacked",
     "async_method",
     "resolve_config",
+    "config_from",
+    "a_or_an",
+    "plural",
+    "keywords_of",
+    "store_options",
+    "with_url",
     "sync_method",
     "SCHEMES",
     "TEMPORARY_CODES",

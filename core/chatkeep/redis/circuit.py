@@ -50,6 +50,7 @@ from ..errors import (
     JournalFullError,
 )
 from ..status import CircuitState, StoreStatus
+from ..wording import plural
 from .errors import Unreachable, check, is_temporary
 from .flows import Flow, Sleep, gather
 from .journal import Journal, Journaled, MemoryJournal, SqliteJournal
@@ -481,10 +482,10 @@ class Circuit:
     def _closed_now(self) -> None:
         self.log(
             logging.WARNING,
-            "Redis at %s is reachable again; back from the fallback (%d writes replayed so "
+            "Redis at %s is reachable again; back from the fallback (%s replayed so "
             "far, %d rejected)",
             WHERE,
-            self.replayed,
+            plural(self.replayed, "write"),
             self.rejected,
         )
         self._emit("recovered")
@@ -530,11 +531,10 @@ class Circuit:
                 raise stop
             self.log(
                 logging.WARNING,
-                "Redis at %s refused the replay for now (%s); %d journaled writes are kept "
-                "and will be replayed later",
+                "Redis at %s refused the replay for now (%s); kept for a later replay: %s",
                 WHERE,
                 type(stop).__name__ if not isinstance(stop, BackendError) else stop.code,
-                self.journal.pending,
+                plural(self.journal.pending, "journaled write"),
             )
             raise stop
 
@@ -639,14 +639,15 @@ class Circuit:
         if left:
             self.log(
                 logging.ERROR,
-                "exiting with %d journaled writes that did not reach Redis at %s; they are "
-                "lost (set journal_path to keep them across restarts)",
-                left,
+                "exiting with %s that did not reach Redis at %s; lost (set journal_path "
+                "to keep journaled writes across restarts)",
+                plural(left, "journaled write"),
                 WHERE,
             )
             warnings.warn(
                 FallbackWarning(
-                    f"chatkeep: exiting with {left} journaled writes that did not reach Redis"
+                    f"chatkeep: exiting with {plural(left, 'journaled write')} that did not "
+                    "reach Redis"
                 ),
                 stacklevel=1,
             )

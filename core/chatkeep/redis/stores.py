@@ -16,19 +16,29 @@ A store of your own::
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, TypeVar
 
-from ..config import StoreConfig
+from ..config import StoreConfig, config_from
 from ..errors import ConfigurationError, InvalidArgumentError
 from ..status import StoreStatus
+from ..wording import plural
 from .circuit import Family, Mirror, guarded
 from .clients import is_async_client
 from .connection import Connection, connect
 from .flows import NO_IO, Flow, arun, run
 
-__all__ = ["Awaiting", "Blocking", "FamilyStore", "RedisBacked", "resolve_config"]
+__all__ = [
+    "Awaiting",
+    "Blocking",
+    "FamilyStore",
+    "RedisBacked",
+    "keywords_of",
+    "resolve_config",
+    "with_url",
+]
 
 T = TypeVar("T")
 S = TypeVar("S", bound="RedisBacked")
@@ -37,14 +47,47 @@ C = TypeVar("C")
 logger = logging.getLogger("chatkeep")
 
 
-def resolve_config(config: StoreConfig | None, options: dict[str, Any]) -> StoreConfig:
+def resolve_config(
+    config: StoreConfig | None,
+    options: Mapping[str, Any],
+    *,
+    what: str = "a chatkeep store",
+    accepted: Iterable[str] = (),
+) -> StoreConfig:
     """A store's configuration: ``config`` (with ``options`` changed), or one made
-    from ``options`` (ConfigurationError names a bad option)."""
-    if config is None:
-        return StoreConfig.create(**options)
-    if not isinstance(config, StoreConfig):
-        raise InvalidArgumentError("config must be a chatkeep.StoreConfig")
-    return config.replace(**options) if options else config
+    from ``options`` over the ``CHATKEEP_*`` variables; ``key_prefix`` (or the
+    deprecated ``prefix``); an unknown option is a ConfigurationError naming the closest
+    valid one (see :func:`chatkeep.config.config_from`)."""
+    return config_from(config, options, what=what, accepted=accepted)
+
+
+def with_url(url: str | None, options: Mapping[str, Any]) -> dict[str, Any]:
+    """``from_url``'s arguments as the constructor's keywords (the URL given once)."""
+    given = dict(options)
+    if url is not None:
+        if "url" in given:
+            raise ConfigurationError("give the URL once: as the first argument or url=")
+        given["url"] = url
+    return given
+
+
+_KEYWORDS: dict[type, frozenset[str]] = {}
+
+
+def keywords_of(cls: type) -> frozenset[str]:
+    """The keyword arguments ``cls(...)`` names itself (for "did you mean" hints)."""
+    known = _KEYWORDS.get(cls)
+    if known is None:
+        try:
+            parameters = inspect.signature(cls).parameters
+        except (TypeError, ValueError):
+            parameters = {}  # type: ignore[assignment]
+        known = _KEYWORDS[cls] = frozenset(
+            name
+            for name, p in parameters.items()
+            if name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        )
+    return known
 
 
 class Closing:
@@ -86,7 +129,7 @@ class RedisBacked:
     def from_url(cls: type[S], url: str, **options: Any) -> S:
         """A store for a ``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://``,
         ``redis+sentinel://`` or ``memory://`` URL; other options as the constructor's."""
-        return cls(url=url, **options)  # type: ignore[call-arg]
+        return cls(**with_url(url, options))
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -97,14 +140,16 @@ class RedisBacked:
     def _open(
         self,
         config: StoreConfig | None,
-        options: dict[str, Any],
+        options: Mapping[str, Any],
         client: Any,
         *,
         asyncio: bool,
     ) -> Connection | None:
         """Set ``config`` and take this store's share of the process's connection to
         its Redis (None for ``memory://``)."""
-        self.config = resolve_config(config, options)
+        self.config = resolve_config(
+            config, options, what=type(self).__name__, accepted=keywords_of(type(self))
+        )
         if client is None and self.config.scheme == "memory":
             self._connection = None
             return None
@@ -143,9 +188,9 @@ class RedisBacked:
         connection = self._connection
         if remaining and connection is not None and connection.users <= 1:
             logger.error(
-                "closing with %d journaled writes that did not reach Redis (they are "
-                "replayed at exit if Redis is back by then%s)",
-                remaining,
+                "closing with %s that did not reach Redis (replayed at exit if Redis is "
+                "back by then%s)",
+                plural(remaining, "journaled write"),
                 "" if self.config.journal_path is None else ", and kept in the journal file",
             )
 

@@ -34,6 +34,7 @@ from ..errors import IncompleteMirrorError, SerializationError, SessionOwnership
 from ..message import Message
 from ..redis.flows import Flow, done
 from ..tokens import estimate_tokens, record_role, record_tokens
+from ..wording import plural
 from . import ops
 from .search import search_entries
 
@@ -365,7 +366,7 @@ class LocalSessions:
             return held + index
         raise IncompleteMirrorError(
             f"Redis is unreachable and this process holds only the newest "
-            f"{held} of the {session.length} messages of session {sid!r}; "
+            f"{held} of {plural(session.length, 'message')} of session {sid!r}; "
             "an operation at that position would have to guess"
         )
 

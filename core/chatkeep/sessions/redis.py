@@ -29,6 +29,7 @@ from ..redis.errors import check
 from ..redis.flows import Command, Flow
 from ..redis.replies import reply_int, reply_text
 from ..redis.scripts import Feature, run_script
+from ..wording import plural
 from .index import INDEX_SLACK_MS, NOTHING, IndexPlan, RedisIndex
 from .local import LocalSessions, context_value
 from .ops import (
@@ -390,11 +391,10 @@ class RedisSessions(BaseFamily):
         if missing and circuit is not None and circuit.restore_lost_sessions and self.mirror:
             restored = yield from self._restore(set(missing), circuit)
         logger.warning(
-            "Redis at %s restarted: %d of the %d sessions of prefix %r this process knew "
-            "are gone%s",
+            "Redis at %s restarted: it lost %d of %s of prefix %r this process knew%s",
             self.connection.safe_url,
             len(missing),
-            len(known),
+            plural(len(known), "session"),
             self.keys.prefix,
             f"; {restored} written back from the mirror" if restored else "",
             extra=self._log_extra(),

@@ -24,7 +24,7 @@ async def _close_shared_stores() -> AsyncIterator[None]:
 async def make_factory(url: str, prefix: str) -> AsyncIterator[Callable[..., HistoryFactory]]:
     """History factories on the test's backend, built from its URL; closed afterwards."""
     made: list[HistoryFactory] = []
-    yield remembering(history_factory, made, url=url, prefix=prefix)
+    yield remembering(history_factory, made, url=url, key_prefix=prefix)
     for factory in made:
         await factory.aclose()
 

@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.redis_server, RWMH_DEPRECATION]
 async def factory(fresh_redis_server: RedisServer, prefix: str) -> AsyncIterator[HistoryFactory]:
     """Histories on the test's own redis-server (which it stops), probing a returning
     Redis quickly; closed afterwards."""
-    made = history_factory(url=fresh_redis_server.url, prefix=prefix, **FAST)
+    made = history_factory(url=fresh_redis_server.url, key_prefix=prefix, **FAST)
     yield made
     await made.aclose()
 
@@ -102,7 +102,7 @@ def test_connection_cut_keeps_the_whole_conversation(
     """The network drops (Redis keeps its data): after it heals, Redis holds every
     turn, in order, each once."""
     proxy = TcpProxy(redis_server.port)
-    factory = history_factory(url=proxy.url, prefix=prefix, **FAST)
+    factory = history_factory(url=proxy.url, key_prefix=prefix, **FAST)
     chain = make_chain(factory)
     try:
         for i in range(6):
@@ -129,7 +129,7 @@ async def test_sync_and_async_calls_share_one_fallback(
     the async side sees what the sync side wrote, and the other way round, and Redis
     gets every message once when the network heals."""
     proxy = TcpProxy(redis_server.port)
-    factory = history_factory(url=proxy.url, prefix=prefix, **FAST)
+    factory = history_factory(url=proxy.url, key_prefix=prefix, **FAST)
     history = factory("both")
     try:
         history.add_messages([HumanMessage("sync before")])

@@ -40,6 +40,7 @@ def test_public_api_is_pinned() -> None:
     assert sorted(chatkeep_langchain.__all__) == [
         "CONVERSION",
         "HistoryFactory",
+        "ImportResult",
         "RedisCache",
         "RedisChatMessageHistory",
         "RedisStore",
@@ -117,7 +118,7 @@ def test_ttl_none_never_expires_and_default_is_seven_days(
 def test_ttl_on_a_shared_store_is_set_per_session(
     redis_server: RedisServer, raw: redis.Redis, prefix: str
 ) -> None:
-    with ConversationStore.from_url(redis_server.url, prefix=prefix) as store:
+    with ConversationStore.from_url(redis_server.url, key_prefix=prefix) as store:
         short = RedisChatMessageHistory("a", ttl=30, store=store)
         short.add_user_message("x")
         plain = RedisChatMessageHistory("b", store=store)
@@ -152,7 +153,7 @@ def test_import_a_community_conversation(
         raw.lpush(legacy_key, json.dumps(message_to_dict(message)))
 
     history = RedisChatMessageHistory("s1", redis_server.url, prefix)
-    assert import_community_history(raw, history, key_prefix=f"{prefix}-legacy:") == 4
+    assert import_community_history(raw, history, key_prefix=f"{prefix}-legacy:").copied == 4
     assert history.messages == old
     # again: the idempotency key keeps it from being stored twice
     import_community_history(raw, history, key_prefix=f"{prefix}-legacy:", delete=True)
@@ -197,7 +198,7 @@ def test_bad_arguments_are_clear_errors() -> None:
         RedisChatMessageHistory("s", "ftp://nowhere")
     with pytest.raises(ConfigurationError):
         RedisChatMessageHistory("s", "memory://", no_such_option=1)
-    store = ConversationStore.from_url("memory://", prefix="p")
+    store = ConversationStore.from_url("memory://", key_prefix="p")
     with pytest.raises(ConfigurationError):
         RedisChatMessageHistory("s", "memory://", store=store)
     with pytest.raises(ConfigurationError):
@@ -302,8 +303,8 @@ def test_snapshot_serves_reads_until_the_history_writes() -> None:
 
 
 async def test_async_methods_await_the_async_store(redis_server: RedisServer, prefix: str) -> None:
-    store = ConversationStore.from_url(redis_server.url, prefix=prefix)
-    astore = AsyncConversationStore.from_url(redis_server.url, prefix=prefix)
+    store = ConversationStore.from_url(redis_server.url, key_prefix=prefix)
+    astore = AsyncConversationStore.from_url(redis_server.url, key_prefix=prefix)
     history = RedisChatMessageHistory("both", store=store, async_store=astore)
     await history.aadd_messages([HumanMessage("async in")])
     history.add_messages([AIMessage("sync in")])
@@ -322,7 +323,7 @@ async def test_async_methods_await_the_async_store(redis_server: RedisServer, pr
 
 
 async def test_only_an_async_store(prefix: str) -> None:
-    astore = AsyncConversationStore.from_url("memory://", prefix=prefix)
+    astore = AsyncConversationStore.from_url("memory://", key_prefix=prefix)
     history = RedisChatMessageHistory("a", store=astore)
     await history.aadd_messages([HumanMessage("hi")])
     assert await history.aget_messages() == [HumanMessage("hi")]
@@ -334,7 +335,7 @@ async def test_only_an_async_store(prefix: str) -> None:
 
 async def test_only_a_sync_store_serves_async_calls(redis_server: RedisServer, prefix: str) -> None:
     for url in ("memory://", redis_server.url):
-        store = ConversationStore.from_url(url, prefix=prefix)
+        store = ConversationStore.from_url(url, key_prefix=prefix)
         history = RedisChatMessageHistory("s", store=store)
         await history.aadd_messages([SystemMessage("sys")])
         assert await history.aget_messages() == history.messages == [SystemMessage("sys")]

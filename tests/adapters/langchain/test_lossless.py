@@ -175,7 +175,7 @@ def test_records_carry_neutral_fields(
     assert chunk["tool_calls"] == [{"id": "call-3", "name": "search", "arguments": {"q": "dog"}}]
 
     # what another adapter sees through the core
-    store = ConversationStore.from_url(redis_server.url, prefix=prefix)
+    store = ConversationStore.from_url(redis_server.url, key_prefix=prefix)
     neutral = store.messages("neutral")
     assert [m.role for m in neutral] == NEUTRAL_ROLES
     assert neutral[1].text == "What is in this picture?"

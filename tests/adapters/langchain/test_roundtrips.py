@@ -36,7 +36,7 @@ def counted(redis_server: RedisServer, prefix: str) -> Iterator[Counted]:
     client logged; both closed afterwards."""
     trips = RoundTrips()
     client = trips.sync_client(redis_server.url)
-    store = ConversationStore(client=client, prefix=prefix)
+    store = ConversationStore(client=client, key_prefix=prefix)
     yield trips, store
     store.close()
     client.close()
@@ -87,7 +87,7 @@ async def test_async_turn_costs_one_read_and_one_append(
 ) -> None:
     trips = RoundTrips()
     client = trips.async_client(redis_server.url)
-    astore = AsyncConversationStore(client=client, prefix=prefix)
+    astore = AsyncConversationStore(client=client, key_prefix=prefix)
     chain = make_chain(history_factory(astore))
     seen = []
     before = 0
@@ -151,7 +151,7 @@ def test_url_built_factory_reuses_its_pool(
 ) -> None:
     """The pool chatkeep builds from the URL: the server sees one script (the
     append) and one plain LRANGE (the read) per turn, and no new connection."""
-    factory = history_factory(url=redis_server.url, prefix=prefix)
+    factory = history_factory(url=redis_server.url, key_prefix=prefix)
     chain = make_chain(factory)
     chain.invoke({"input": "first"}, config("pool"))
     conns = connections_received(raw)

@@ -22,6 +22,6 @@ def url(request: pytest.FixtureRequest) -> str:
 async def make_saver(url: str, prefix: str) -> AsyncIterator[Callable[..., RedisSaver]]:
     """Savers on the test's backend, closed (on the test's loop) afterwards."""
     made: list[RedisSaver] = []
-    yield remembering(functools.partial(RedisSaver, url), made, prefix=prefix)
+    yield remembering(functools.partial(RedisSaver, url), made, key_prefix=prefix)
     for saver in made:
         await saver.aclose()

@@ -44,8 +44,8 @@ def _state(saver: RedisSaver, tid: str) -> tuple[Any, Any, Any]:
 def test_threads_listed_shown_exported_by_owner_and_imported_back(
     redis_server: RedisServer, prefix: str, tmp_path: Path
 ) -> None:
-    saver = RedisSaver(redis_server.url, prefix=prefix, fallback="raise")
-    store = ConversationStore.from_url(redis_server.url, prefix=prefix, fallback="raise")
+    saver = RedisSaver(redis_server.url, key_prefix=prefix, fallback="raise")
+    store = ConversationStore.from_url(redis_server.url, key_prefix=prefix, fallback="raise")
     _run(saver, "t1", "u1", "first")
     _run(saver, "t1", "u1", "second")
     _run(saver, "t2", "u2")
@@ -124,7 +124,7 @@ def test_threads_listed_shown_exported_by_owner_and_imported_back(
     other = prefix + "copy"
     again = invoke_cli(["--url", redis_server.url, "--prefix", other, "import", str(exported)])
     assert again.code == 0, again.err
-    with RedisSaver(redis_server.url, prefix=other, fallback="raise") as copy:
+    with RedisSaver(redis_server.url, key_prefix=other, fallback="raise") as copy:
         assert _state(copy, "t1") == before["t1"]
 
     deleted = invoke_cli([*base, "delete", "t2", "--kind", "langgraph-threads", "--yes"])
@@ -139,10 +139,10 @@ def test_store_namespaces_have_owners_and_follow_them(
     embeddings = CharacterEmbeddings(dims=DIMS)
     index: Any = {"dims": DIMS, "embed": embeddings, "fields": ["text"]}
     by_position = RedisStore(
-        redis_server.url, prefix=prefix, fallback="raise", index=index, namespace_owner=1
+        redis_server.url, key_prefix=prefix, fallback="raise", index=index, namespace_owner=1
     )
-    fixed = RedisStore(redis_server.url, prefix=prefix, fallback="raise", owner="u1")
-    anonymous = RedisStore(redis_server.url, prefix=prefix, fallback="raise")
+    fixed = RedisStore(redis_server.url, key_prefix=prefix, fallback="raise", owner="u1")
+    anonymous = RedisStore(redis_server.url, key_prefix=prefix, fallback="raise")
     by_position.put(("memories", "u1"), "likes", {"text": "likes tea"})
     by_position.put(("memories", "u1"), "city", {"text": "lives in Lyon"}, ttl=60)
     by_position.put(("memories", "u2"), "likes", {"text": "likes coffee"})

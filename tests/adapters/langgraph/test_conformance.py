@@ -28,7 +28,7 @@ assert {c.value for c in ALL_CAPABILITIES} == IMPLEMENTED  # every capability th
 async def _run(url: str, prefix: str, **options: object) -> CapabilityReport:
     @checkpointer_test(name=f"RedisSaver[{url.split(':', 1)[0]}]")
     async def factory() -> AsyncIterator[RedisSaver]:
-        saver = RedisSaver(url, prefix=prefix, **options)  # type: ignore[arg-type]
+        saver = RedisSaver(url, key_prefix=prefix, **options)  # type: ignore[arg-type]
         yield saver
         await saver.aclose()
 

@@ -78,7 +78,7 @@ def test_outage_mid_conversation_sync(
     events: list[str] = []
     saver = RedisSaver(
         durable_redis_server.url,
-        prefix=prefix,
+        key_prefix=prefix,
         probe_interval=0.05,
         probe_max=0.2,
         on_state_change=lambda event, status: events.append(event),
@@ -107,7 +107,7 @@ def test_outage_mid_conversation_sync(
     # exactly once: the same checkpoints and writes as an uninterrupted run
     assert _in_redis(durable_redis_server.url, prefix) == (checkpoints, writes)
     # a fresh process (new saver, empty mirror) reads everything from Redis
-    fresh = RedisSaver(durable_redis_server.url, prefix=prefix, fallback="raise")
+    fresh = RedisSaver(durable_redis_server.url, key_prefix=prefix, fallback="raise")
     state = agent_graph(fresh).get_state(thread("t"))
     assert [m.content for m in state.values["messages"]] == messages
     assert len(list(fresh.list(thread("t")))) == checkpoints
@@ -118,7 +118,9 @@ def test_outage_mid_conversation_sync(
 async def test_outage_mid_conversation_async(
     durable_redis_server: RedisServer, prefix: str
 ) -> None:
-    saver = RedisSaver(durable_redis_server.url, prefix=prefix, probe_interval=0.05, probe_max=0.2)
+    saver = RedisSaver(
+        durable_redis_server.url, key_prefix=prefix, probe_interval=0.05, probe_max=0.2
+    )
     graph = agent_graph(saver, REPLIES)
     await graph.ainvoke({"messages": [HumanMessage("q0")]}, thread("t"))
     durable_redis_server.stop()
@@ -138,7 +140,7 @@ async def test_outage_mid_conversation_async(
 
 
 def test_fallback_off_raises(fresh_redis_server: RedisServer, prefix: str) -> None:
-    saver = RedisSaver(fresh_redis_server.url, prefix=prefix, fallback="raise")
+    saver = RedisSaver(fresh_redis_server.url, key_prefix=prefix, fallback="raise")
     graph = agent_graph(saver)
     graph.invoke({"messages": [HumanMessage("q")]}, thread("t"))
     fresh_redis_server.stop()
@@ -149,7 +151,7 @@ def test_fallback_off_raises(fresh_redis_server: RedisServer, prefix: str) -> No
 
 def test_replay_is_idempotent(fresh_redis_server: RedisServer, prefix: str) -> None:
     """A journaled write whose reply was lost lands once even if replayed twice."""
-    saver = RedisSaver(fresh_redis_server.url, prefix=prefix)
+    saver = RedisSaver(fresh_redis_server.url, key_prefix=prefix)
     graph = agent_graph(saver, REPLIES)
     graph.invoke({"messages": [HumanMessage("q0")]}, thread("t"))
     before = _in_redis(fresh_redis_server.url, prefix)
@@ -176,7 +178,7 @@ def test_one_circuit_for_conversations_and_checkpoints(
     (degraded together, one journal, replayed by either)."""
     url = durable_redis_server.url
     events: dict[str, list[str]] = {"store": [], "saver": []}
-    options: dict[str, Any] = {"prefix": prefix, "probe_interval": 60.0}
+    options: dict[str, Any] = {"key_prefix": prefix, "probe_interval": 60.0}
     store = ConversationStore.from_url(
         url, on_state_change=lambda event, _: events["store"].append(event), **options
     )
@@ -200,10 +202,10 @@ def test_one_circuit_for_conversations_and_checkpoints(
     assert store.flush() == 0  # the store's flush replays the checkpoints too
     assert not saver.status().degraded and saver.status().replayed == pending
     assert events == {"store": ["degraded", "recovered"], "saver": ["degraded", "recovered"]}
-    fresh = RedisSaver(url, prefix=prefix, fallback="raise")
+    fresh = RedisSaver(url, key_prefix=prefix, fallback="raise")
     state = agent_graph(fresh).get_state(thread("t"))
     assert [m.content for m in state.values["messages"]] == ["q0", "r0", "q1", "r1"]
-    reader = ConversationStore.from_url(url, prefix=prefix, fallback="raise")
+    reader = ConversationStore.from_url(url, key_prefix=prefix, fallback="raise")
     assert [m.text for m in reader.messages("s")] == ["before", "during"]
     for closing in (fresh, reader, saver, store):
         closing.close()
@@ -214,7 +216,7 @@ import os, sys
 from langchain_core.messages import HumanMessage
 from chatkeep_langgraph import RedisSaver
 from tests.adapters.langgraph.helpers import agent_graph, thread
-saver = RedisSaver(sys.argv[1], prefix=sys.argv[2], journal_path=sys.argv[3])
+saver = RedisSaver(sys.argv[1], key_prefix=sys.argv[2], journal_path=sys.argv[3])
 agent_graph(saver, ["offline"]).invoke({"messages": [HumanMessage("q")]}, thread("t"))
 print(saver.status().pending_replay, flush=True)
 os._exit(0)  # no close, no exit handlers: the writes are only in the journal file
@@ -223,7 +225,7 @@ os._exit(0)  # no close, no exit handlers: the writes are only in the journal fi
 _REPLAYER = """
 import sys
 from chatkeep import ConversationStore
-store = ConversationStore.from_url(sys.argv[1], prefix="other", journal_path=sys.argv[3])
+store = ConversationStore.from_url(sys.argv[1], key_prefix="other", journal_path=sys.argv[3])
 print(store.flush(), "chatkeep_langgraph" in sys.modules)
 store.close()
 """
@@ -256,7 +258,7 @@ def test_durable_journal_replayed_by_another_process(
         chatkeep = str(Path(sys.executable).with_name("chatkeep"))
         assert "langgraph" in run(chatkeep, "journal", "show", "--path", journal)
         run(chatkeep, "--url", url, "journal", "replay", "--path", journal)
-    saver = RedisSaver(fresh_redis_server.url, prefix=prefix, fallback="raise")
+    saver = RedisSaver(fresh_redis_server.url, key_prefix=prefix, fallback="raise")
     state = agent_graph(saver).get_state(thread("t"))
     assert [m.content for m in state.values["messages"]] == ["q", "offline"]
     saver.close()
@@ -290,7 +292,9 @@ def test_delete_for_runs_during_an_outage_is_replayed(
 ) -> None:
     """delete_for_runs while Redis is down: the mirror's view is deleted at once and
     the deletion reaches Redis when it is back."""
-    saver = RedisSaver(durable_redis_server.url, prefix=prefix, probe_interval=0.05, probe_max=0.2)
+    saver = RedisSaver(
+        durable_redis_server.url, key_prefix=prefix, probe_interval=0.05, probe_max=0.2
+    )
     graph = agent_graph(saver, REPLIES)
     graph.invoke({"messages": [HumanMessage("q0")]}, {**thread("t"), "metadata": {"run_id": "r0"}})
     graph.invoke({"messages": [HumanMessage("q1")]}, {**thread("t"), "metadata": {"run_id": "r1"}})
@@ -302,7 +306,7 @@ def test_delete_for_runs_during_an_outage_is_replayed(
     assert saver.status().degraded
     durable_redis_server.start()
     _wait_replayed(saver)
-    fresh = RedisSaver(durable_redis_server.url, prefix=prefix, fallback="raise")
+    fresh = RedisSaver(durable_redis_server.url, key_prefix=prefix, fallback="raise")
     assert {t.metadata.get("run_id") for t in fresh.list(thread("t"))} == {"r1"}
     raw = redis.Redis.from_url(durable_redis_server.url)
     assert not raw.exists(f"{prefix}:lg:run:{{r0}}") and raw.exists(f"{prefix}:lg:run:{{r1}}")

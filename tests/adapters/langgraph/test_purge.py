@@ -26,8 +26,8 @@ def _run(saver: RedisSaver, tid: str, user: str) -> None:
 def test_purge_by_owner_deletes_the_owners_langgraph_threads(
     redis_server: RedisServer, prefix: str
 ) -> None:
-    saver = RedisSaver(redis_server.url, prefix=prefix, fallback="raise")
-    store = ConversationStore.from_url(redis_server.url, prefix=prefix, fallback="raise")
+    saver = RedisSaver(redis_server.url, key_prefix=prefix, fallback="raise")
+    store = ConversationStore.from_url(redis_server.url, key_prefix=prefix, fallback="raise")
     _run(saver, "t1", "u1")
     _run(saver, "t2", "u2")
     _run(saver, "t3", "u1")
@@ -42,7 +42,7 @@ def test_purge_by_owner_deletes_the_owners_langgraph_threads(
     assert saver.get_tuple(thread("t1")) is not None
     done = invoke_cli([*base, "purge", "--owner", "u1", "--yes"])
     assert done.code == 0, done.err
-    assert "deleted 1 sessions (1 messages)" in done.out
+    assert "deleted 1 session (1 message)" in done.out
     assert "deleted 2 LangGraph threads of owner 'u1'" in done.out
     assert saver.get_tuple(thread("t1")) is None and saver.get_tuple(thread("t3")) is None
     assert saver.get_tuple(thread("t2")) is not None  # another owner's

@@ -51,7 +51,7 @@ def _put(
 def test_keys_share_one_hash_tag_and_channels_are_written_once(
     redis_server: RedisServer, prefix: str
 ) -> None:
-    saver = RedisSaver(redis_server.url, prefix=prefix)
+    saver = RedisSaver(redis_server.url, key_prefix=prefix)
     raw = redis.Redis.from_url(redis_server.url)
     try:
         tid = "user:{42} *"  # braces, colon, glob and space cannot escape the tag
@@ -87,7 +87,7 @@ def test_keys_share_one_hash_tag_and_channels_are_written_once(
 
 @pytest.mark.redis_server
 def test_whole_thread_ttl_refreshed_on_read(redis_server: RedisServer, prefix: str) -> None:
-    saver = RedisSaver(redis_server.url, prefix=prefix, ttl=100)
+    saver = RedisSaver(redis_server.url, key_prefix=prefix, ttl=100)
     raw = redis.Redis.from_url(redis_server.url)
     try:
         stored = _put(saver, "t", _cp({"a": 1}, {"a": "1"}), {"a": "1"})
@@ -107,7 +107,7 @@ def test_whole_thread_ttl_refreshed_on_read(redis_server: RedisServer, prefix: s
 
 @pytest.mark.redis_server
 def test_fixed_ttl_is_not_refreshed(redis_server: RedisServer, prefix: str) -> None:
-    saver = RedisSaver(redis_server.url, prefix=prefix, ttl=100, ttl_mode="fixed")
+    saver = RedisSaver(redis_server.url, key_prefix=prefix, ttl=100, ttl_mode="fixed")
     raw = redis.Redis.from_url(redis_server.url)
     try:
         stored = _put(saver, "t", _cp({"a": 1}, {"a": "1"}), {"a": "1"})
@@ -127,7 +127,7 @@ def test_ttl_config_refresh_on_read_false(redis_server: RedisServer, prefix: str
     """LangGraph's checkpointer TTL config: default_ttl in minutes; with
     refresh_on_read=False a read leaves the thread's TTL alone, a write restarts it."""
     saver = RedisSaver(
-        redis_server.url, prefix=prefix, ttl={"default_ttl": 2, "refresh_on_read": False}
+        redis_server.url, key_prefix=prefix, ttl={"default_ttl": 2, "refresh_on_read": False}
     )
     raw = redis.Redis.from_url(redis_server.url)
     try:
@@ -205,7 +205,7 @@ def test_delete_for_runs_across_threads_keeps_what_other_runs_use(
 
 @pytest.mark.redis_server
 def test_delete_for_runs_leaves_no_orphans_in_redis(redis_server: RedisServer, prefix: str) -> None:
-    saver = RedisSaver(redis_server.url, prefix=prefix, ttl=100)
+    saver = RedisSaver(redis_server.url, key_prefix=prefix, ttl=100)
     raw = redis.Redis.from_url(redis_server.url)
     try:
         a1 = _run(saver, "a", "r1", 1, {"only": "x" * 100, "shared": "s"}, None)
@@ -287,11 +287,11 @@ def test_sync_twin(make_saver: Callable[..., RedisSaver]) -> None:
 
 @pytest.mark.redis_server
 def test_built_from_a_store_or_a_client(redis_server: RedisServer, prefix: str) -> None:
-    store = ConversationStore.from_url(redis_server.url, prefix=prefix)
+    store = ConversationStore.from_url(redis_server.url, key_prefix=prefix)
     client = redis.Redis.from_url(redis_server.url)
     try:
         a = RedisSaver(store=store)
-        b = RedisSaver(client=client, prefix=prefix)
+        b = RedisSaver(client=client, key_prefix=prefix)
         assert a.connection is store.connection  # the store's connection and circuit
         graph = agent_graph(a, ["hello"])
         graph.invoke({"messages": [HumanMessage("hi")]}, thread("x"))
@@ -363,7 +363,7 @@ async def test_list_across_threads_and_by_owner(make_saver: Callable[..., RedisS
 
 @pytest.mark.redis_server
 def test_expired_threads_leave_the_thread_index(redis_server: RedisServer, prefix: str) -> None:
-    saver = RedisSaver(redis_server.url, prefix=prefix)
+    saver = RedisSaver(redis_server.url, key_prefix=prefix)
     raw = redis.Redis.from_url(redis_server.url)
     try:
         _graph_run(saver, "a", "u1")
@@ -384,11 +384,11 @@ def test_expired_threads_leave_the_thread_index(redis_server: RedisServer, prefi
 
 
 def test_graph_sync_resumed_by_a_new_saver(url: str, prefix: str) -> None:
-    first = RedisSaver(url, prefix=prefix)
+    first = RedisSaver(url, key_prefix=prefix)
     agent_graph(first, ["one"]).invoke({"messages": [HumanMessage("a")]}, thread("g"))
     if url != "memory://":  # memory does not outlive its saver
         first.close()
-    again = RedisSaver(url, prefix=prefix) if url != "memory://" else first
+    again = RedisSaver(url, key_prefix=prefix) if url != "memory://" else first
     graph = agent_graph(again, ["two"])  # like a restarted process
     out = graph.invoke({"messages": [HumanMessage("b")]}, thread("g"))
     assert [m.content for m in out["messages"]] == ["a", "one", "b", "two"]
@@ -415,12 +415,12 @@ def test_given_only_one_kind_of_client(redis_server: RedisServer, prefix: str) -
     """Only an asyncio client: the sync methods raise a clear ConfigurationError. Only a
     sync client: the async methods run the sync calls in a worker thread."""
     sync_client = redis.Redis.from_url(redis_server.url)
-    sync_only = RedisSaver(client=sync_client, prefix=prefix)
+    sync_only = RedisSaver(client=sync_client, key_prefix=prefix)
     stored = _put(sync_only, "t", _cp({"a": 1}, {"a": "1"}), {"a": "1"})
 
     async def use_async_only() -> Any:
         async_client = redis.asyncio.Redis.from_url(redis_server.url)
-        saver = RedisSaver(client=async_client, prefix=prefix)  # an asyncio client= is taken
+        saver = RedisSaver(client=async_client, key_prefix=prefix)  # an asyncio client= is taken
         try:
             with pytest.raises(ConfigurationError, match="only an async client"):
                 saver.get_tuple(thread("t"))
@@ -440,11 +440,11 @@ def test_given_only_one_kind_of_client(redis_server: RedisServer, prefix: str) -
 def test_shares_the_connection_of_its_url_and_of_a_given_store(
     redis_server: RedisServer, prefix: str
 ) -> None:
-    store = ConversationStore.from_url(redis_server.url, prefix=prefix)
+    store = ConversationStore.from_url(redis_server.url, key_prefix=prefix)
     connection = store.connection
     assert connection is not None and connection.circuit is not None
     users = connection.users
-    saver = RedisSaver(redis_server.url, prefix=prefix)
+    saver = RedisSaver(redis_server.url, key_prefix=prefix)
     given = RedisSaver(store=store)
     assert saver.connection is connection and given.connection is connection
     assert connection.users == users + 2
@@ -459,7 +459,7 @@ def test_shares_the_connection_of_its_url_and_of_a_given_store(
 @pytest.mark.redis_server
 def test_async_saver_across_event_loops(redis_server: RedisServer, prefix: str) -> None:
     """One saver used by two asyncio.run calls: each loop gets its own asyncio client."""
-    saver = RedisSaver(redis_server.url, prefix=prefix)
+    saver = RedisSaver(redis_server.url, key_prefix=prefix)
     graph = agent_graph(saver, ["one", "two"])
     for question in ("a", "b"):
         out = asyncio.run(graph.ainvoke({"messages": [HumanMessage(question)]}, thread("l")))

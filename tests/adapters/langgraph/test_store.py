@@ -31,7 +31,7 @@ def url_for_store(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def store(url_for_store: str, prefix: str) -> Iterator[RedisStore]:
-    made = RedisStore(url_for_store, prefix=prefix, ttl={"default_ttl": 10})
+    made = RedisStore(url_for_store, key_prefix=prefix, ttl={"default_ttl": 10})
     yield made
     made.close()
 
@@ -110,7 +110,7 @@ def test_refresh_ttl_per_call(store: RedisStore) -> None:
 def test_refresh_on_read_false_in_ttl_config(url_for_store: str, prefix: str) -> None:
     """TTLConfig(refresh_on_read=False): reads do not slide unless a call asks."""
     store = RedisStore(
-        url_for_store, prefix=prefix, ttl={"default_ttl": 1, "refresh_on_read": False}
+        url_for_store, key_prefix=prefix, ttl={"default_ttl": 1, "refresh_on_read": False}
     )
     try:
         store.put(("q",), "k", {"v": 1})

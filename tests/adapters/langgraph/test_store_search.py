@@ -53,7 +53,7 @@ def url(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def store(url: str, prefix: str) -> Iterator[RedisStore]:
-    made = RedisStore(url, prefix=prefix, index={"dims": 3, "embed": embed, "fields": ["text"]})
+    made = RedisStore(url, key_prefix=prefix, index={"dims": 3, "embed": embed, "fields": ["text"]})
     yield made
     made.close()
 
@@ -98,7 +98,9 @@ def test_vectors_are_float32_beside_the_item(store: RedisStore) -> None:
 
 
 async def test_async_embedding_function_and_abatch(url: str, prefix: str) -> None:
-    store = RedisStore(url, prefix=prefix, index={"dims": 3, "embed": aembed, "fields": ["text"]})
+    store = RedisStore(
+        url, key_prefix=prefix, index={"dims": 3, "embed": aembed, "fields": ["text"]}
+    )
     try:
         await store.aput(("m",), "a", {"text": "cat"})
         await store.aput(("m",), "c", {"text": "car"})
@@ -112,7 +114,7 @@ async def test_async_embedding_function_and_abatch(url: str, prefix: str) -> Non
 def test_search_refreshes_only_what_it_returns(url: str, prefix: str) -> None:
     store = RedisStore(
         url,
-        prefix=prefix,
+        key_prefix=prefix,
         ttl={"default_ttl": 1},
         index={"dims": 3, "embed": embed, "fields": ["text"]},
     )

@@ -58,7 +58,7 @@ class RedisStoreOn:
     @staticmethod
     @contextmanager
     def from_conn_string(conn_string: str, **options: Any) -> Iterator[SweepingStore]:
-        store = SweepingStore(url_of(conn_string), prefix=_prefix(), **options)
+        store = SweepingStore(url_of(conn_string), key_prefix=_prefix(), **options)
         try:
             yield store
         finally:
@@ -71,7 +71,7 @@ class AsyncRedisStoreOn:
     @staticmethod
     @asynccontextmanager
     async def from_conn_string(conn_string: str, **options: Any) -> AsyncIterator[AsyncSetupStore]:
-        store = AsyncSetupStore(url_of(conn_string), prefix=_prefix(), **options)
+        store = AsyncSetupStore(url_of(conn_string), key_prefix=_prefix(), **options)
         try:
             yield store
         finally:
@@ -84,7 +84,7 @@ MADE: list[RedisStore] = []
 def new_store(kind: str, **options: Any) -> RedisStore:
     """A store on ``kind`` ("memory" or "redis") with a prefix of its own (closed after
     the test by :func:`close_made`)."""
-    store = SweepingStore(url_of(kind), prefix=_prefix(), **options)
+    store = SweepingStore(url_of(kind), key_prefix=_prefix(), **options)
     MADE.append(store)
     return store
 

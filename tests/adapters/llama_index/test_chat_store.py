@@ -490,8 +490,8 @@ def test_only_an_async_client_given(redis_server: RedisServer, prefix: str) -> N
 async def test_stores_given_are_used_as_is(redis_server: RedisServer, prefix: str) -> None:
     from chatkeep import AsyncConversationStore
 
-    sync = ConversationStore.from_url(redis_server.url, prefix=prefix)
-    asynchronous = AsyncConversationStore.from_url(redis_server.url, prefix=prefix)
+    sync = ConversationStore.from_url(redis_server.url, key_prefix=prefix)
+    asynchronous = AsyncConversationStore.from_url(redis_server.url, key_prefix=prefix)
     chat_store = RedisChatStore(store=sync, async_store=asynchronous)
     await chat_store.async_add_message("k", user("x"))
     assert texts(await asynchronous.messages("k") and await chat_store.aget_messages("k")) == ["x"]

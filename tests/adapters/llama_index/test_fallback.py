@@ -19,7 +19,7 @@ pytestmark = pytest.mark.redis_server
 
 def stored(url: str, prefix: str, session_id: str) -> list[str]:
     """What Redis itself holds for a session, read by a store that never degraded."""
-    with ConversationStore.from_url(url, prefix=prefix, fallback="raise") as store:
+    with ConversationStore.from_url(url, key_prefix=prefix, fallback="raise") as store:
         return [m.text for m in store.messages(session_id)]
 
 

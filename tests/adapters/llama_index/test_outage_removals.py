@@ -27,7 +27,7 @@ pytestmark = pytest.mark.redis_server
 
 def stored(url: str, prefix: str, session_id: str) -> list[str]:
     """What Redis itself holds for a session, read by a store with no fallback."""
-    with ConversationStore.from_url(url, prefix=prefix, fallback="raise") as store:
+    with ConversationStore.from_url(url, key_prefix=prefix, fallback="raise") as store:
         return [m.text for m in store.messages(session_id)]
 
 
@@ -35,7 +35,7 @@ def written_elsewhere(url: str, prefix: str, session_id: str, count: int) -> lis
     """``count`` messages appended by another process's store (no fallback, so this
     process's mirror knows nothing of them)."""
     said = [f"m{i}" for i in range(count)]
-    with ConversationStore.from_url(url, prefix=prefix, fallback="raise") as store:
+    with ConversationStore.from_url(url, key_prefix=prefix, fallback="raise") as store:
         store.append(session_id, [Message(role="user", content=t) for t in said])
     return said
 
