@@ -9,7 +9,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-EXTRAS := dev,fast,langchain,llama-index,langgraph,cli,otel,bench
+EXTRAS := dev,fast,langchain,llama-index,langgraph,cli,otel,bench,crypto,zstd
 
 .PHONY: demo test install lint typecheck pytest wheel floor clean bench chaos
 
