@@ -136,9 +136,12 @@ class _MemoryStoreBase(FamilyStore):
         ms = self._ttls.get(kind, self._default_ttl) if ttl is _DEFAULT else ttl_ms(ttl)
         planned: dict[str, tuple[str, bytes, bool, int]] = {}
         limit = self.config.max_message_bytes
+        sealing = self.config.sealing
         for key, value in items:
             checked = validate_id(key, "key")
             data, tagged = encode_value(value, limit, f"value of key {checked!r}")
+            if sealing.active:  # bound to this namespace and key (docs/security-at-rest.md)
+                data = sealing.seal_value(data, "memory", ns, checked)
             planned[checked] = (checked, data, tagged, ms)
         return Put(ns, list(planned.values()))
 
@@ -180,7 +183,11 @@ class _MemoryStoreBase(FamilyStore):
         if not checked:
             return []
         found: builtins.list[Found] = yield from self._call(Get(ns, checked, bool(refresh)))
-        return [default if f is None else decode_value(f[0], f[1]) for f in found]
+        sealing = self.config.sealing
+        return [
+            default if f is None else decode_value(sealing.open_value(f[0], "memory", ns, k), f[1])
+            for f, k in zip(found, checked, strict=True)
+        ]
 
     def _delete(self, namespace: Namespace, key: str) -> Flow[bool]:
         """Delete a value; True if it existed."""
