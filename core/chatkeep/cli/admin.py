@@ -60,8 +60,12 @@ from chatkeep.redis import (
     check,
     direct,
     load_features,
+    loads,
     pending_writes,
+    record_key_id,
     reply_text,
+    run_script,
+    seal_record,
     validate_id,
 )
 
@@ -73,6 +77,7 @@ __all__ = [
     "ImportResult",
     "LineError",
     "PurgeResult",
+    "RekeyResult",
     "ReplayResult",
     "parse_line",
     "replay_journal",
@@ -80,6 +85,8 @@ __all__ = [
 
 CLI = Feature(
     "cli",
+    package="chatkeep.cli",
+    scripts=("rekey",),
     commands=(
         "PING", "INFO",  # doctor
         "ZSCAN", "HMGET", "LLEN", "PTTL",  # walking the session index, session metadata
@@ -125,6 +132,25 @@ def _members(reply: Any) -> tuple[int, list[Any]]:
     if items and isinstance(items[0], (tuple, list)):
         return int(cursor), [member for member, _ in items]
     return int(cursor), list(items[::2])
+
+
+@dataclass
+class RekeyResult:
+    key_id: str = ""
+    """The key every record rewritten is now encrypted with."""
+    sessions: int = 0
+    """Sessions looked at."""
+    rewritten: int = 0
+    """Records re-encrypted under the current key (plain ones encrypted)."""
+    current: int = 0
+    """Records already under the current key (left as they are)."""
+    unreadable: int = 0
+    """Records that could not be opened (a key not given, failed authentication):
+    left as they are."""
+    changed: int = 0
+    """Records changed by a writer between the read and the rewrite: left; run again."""
+    cursor: int = 0
+    """Where a later run continues (``--cursor``); 0 when the whole index was walked."""
 
 
 @dataclass
@@ -296,6 +322,76 @@ class Admin(Closing):
             except SerializationError:
                 bad += 1
         return messages, bad
+
+    # -- rekey ----------------------------------------------------------------------------
+
+    def rekey(
+        self,
+        *,
+        cursor: int = 0,
+        progress: Callable[[RekeyResult], None] | None = None,
+    ) -> RekeyResult:
+        """Re-encrypt every record of the prefix that is not under the current (first)
+        key of ``encryption_keys``: records under older keys and plain ones. Walks the
+        session index with ``ZSCAN`` from ``cursor``; ``progress`` gets the result so
+        far after each session (its ``cursor`` resumes the walk). Each rewrite is one
+        script call that replaces a record only if it is still what was read, so
+        concurrent writers lose nothing; running it again finishes what it left."""
+        sealing = self.config.sealing
+        if sealing.keys is None:
+            raise ConfigurationError(
+                "rekey needs encryption keys: set CHATKEEP_ENCRYPTION_KEYS "
+                "('new:<base64>,old:<base64>', the new key first)"
+            )
+        result = RekeyResult(key_id=sealing.keys.writer()[0], cursor=cursor)
+        while True:
+            (reply,) = self.send([("ZSCAN", self.keys.index, result.cursor, "COUNT", 100)])
+            next_cursor, members = _members(reply)
+            for member in dict.fromkeys(reply_text(m) or "" for m in members):
+                self._rekey_session(member, result)
+                result.sessions += 1
+                if progress is not None:
+                    progress(result)
+            result.cursor = next_cursor
+            if progress is not None:
+                progress(result)
+            if next_cursor == 0:
+                return result
+
+    def _rekey_session(self, session_id: str, result: RekeyResult) -> None:
+        sealing = self.config.sealing
+        messages_key, _ = self.keys.session(session_id)
+        start = 0
+        while True:
+            (page,) = self.send([("LRANGE", messages_key, start, start + PAGE - 1)])
+            changes: list[Any] = []
+            for at, raw in enumerate(page, start):
+                if record_key_id(raw) == result.key_id:
+                    result.current += 1
+                    continue
+                try:
+                    message = decode_record(raw, sealing, session_id)
+                    tokens = loads(raw).get("tk")
+                    plain = encode_record(message, tokens if type(tokens) is int else None)
+                    changes += [at, raw, seal_record(plain, sealing, session_id)]
+                except (SerializationError, ConfigurationError):
+                    result.unreadable += 1
+            if changes:
+                replies = self.run(
+                    run_script(
+                        CLI["rekey"],
+                        [messages_key],
+                        changes,
+                        session_id=session_id,
+                        cluster=self.connection.cluster,
+                    )
+                )
+                done = int(replies[0])
+                result.rewritten += done
+                result.changed += len(changes) // 3 - done
+            if len(page) < PAGE:
+                return
+            start += PAGE
 
     # -- export ---------------------------------------------------------------------------
 

@@ -16,14 +16,17 @@
 * :class:`KeySchema` (with :func:`validate_id`, :func:`escape_id`): the one key
   layout of every feature;
 * :func:`encode_value`/:func:`decode_value` (a JSON value under chatkeep's policy:
-  bytes tagged and restored, a size limit) and :func:`dumps`/:func:`loads`.
+  bytes tagged and restored, a size limit) and :func:`dumps`/:func:`loads`;
+* :func:`seal_record`/:func:`record_key_id`: a conversation record as a store with
+  compression or encryption writes it, and the key it is encrypted with (the rest of
+  at-rest sealing is ``StoreConfig.sealing``: ``seal_value``/``open_value``).
 
 See the README's "Building on chatkeep" for a store of your own.
 """
 
 from __future__ import annotations
 
-from ..codec import decode_value, dumps, encode_value, loads
+from ..codec import decode_value, dumps, encode_value, loads, record_key_id, seal_record
 from ..keys import KeySchema, escape_id, unescape_id, validate_id
 from .circuit import (
     FAMILIES,
@@ -132,9 +135,11 @@ __all__ = [
     "register_family",
     "reply_int",
     "reply_str",
+    "record_key_id",
     "reply_text",
     "run",
     "run_script",
+    "seal_record",
     "translate",
     "unescape_id",
     "validate_id",

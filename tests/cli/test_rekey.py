@@ -1,0 +1,121 @@
+"""``chatkeep rekey``: every record of a prefix re-encrypted under the current key."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+import redis
+
+from chatkeep import ConfigurationError, ConversationStore
+from chatkeep.cli.admin import Admin, RekeyResult
+from chatkeep.config import StoreConfig
+from tests.cli.conftest import Invoke, invoke_cli, seed
+from tests.support.messages import msg
+
+pytestmark = pytest.mark.redis_server
+
+K1, K2 = bytes(range(32)), bytes(range(50, 82))
+OLD_AND_NEW = f"k2:{base64.b64encode(K2).decode()},k1:{base64.b64encode(K1).decode()}"
+
+
+def _key_ids(url: str, prefix: str, sessions: Any) -> list[bytes]:
+    if "cluster" in url:
+        first = url.split("://", 1)[1].split(",")[0]
+        client: Any = redis.RedisCluster.from_url(f"redis://{first}")
+    else:
+        client = redis.Redis.from_url(url)
+    found = []
+    for sid in sessions:
+        for record in client.lrange(f"{prefix}:{{{sid}}}:m", 0, -1):
+            at = record.find(b'"k":"')
+            found.append(record[at + 5 : record.index(b'"', at + 5)] if at > 0 else b"")
+    client.close()
+    return found
+
+
+def _seed_mixed(url: str, prefix: str) -> dict[str, list[Any]]:
+    with ConversationStore.from_url(url, prefix=prefix, fallback="raise") as plain:
+        written = seed(plain)
+    with ConversationStore.from_url(
+        url, prefix=prefix, fallback="raise", encryption_keys={"k1": K1}, compression="zlib",
+        compression_threshold=10,
+    ) as old:  # fmt: skip
+        for sid in written:
+            extra = [msg(f"under k1 in {sid} " * 5)]
+            old.append(sid, extra)
+            written[sid] = written[sid] + extra
+    return written
+
+
+def test_rekey_rewrites_old_and_plain_records_under_the_current_key(
+    chatkeep: Invoke, redis_server: Any, prefix: str
+) -> None:
+    written = _seed_mixed(redis_server.url, prefix)
+    assert set(_key_ids(redis_server.url, prefix, written)) == {b"", b"k1"}
+    result = chatkeep("rekey", env={"CHATKEEP_ENCRYPTION_KEYS": OLD_AND_NEW})
+    assert result.code == 0, result.err
+    count = sum(map(len, written.values()))
+    assert f"4 sessions: {count} records re-encrypted under key 'k2', 0 already" in result.err
+    assert set(_key_ids(redis_server.url, prefix, written)) == {b"k2"}
+    with ConversationStore.from_url(
+        redis_server.url, prefix=prefix, encryption_keys={"k2": K2}, strict=True
+    ) as new_only:
+        for sid, messages in written.items():
+            assert new_only.messages(sid) == messages
+            info = new_only.info(sid)
+            assert info is not None and info.message_count == len(messages)
+    again = chatkeep("rekey", env={"CHATKEEP_ENCRYPTION_KEYS": OLD_AND_NEW})
+    assert again.code == 0
+    assert f"0 records re-encrypted under key 'k2', {count} already under it" in again.err
+
+
+def test_rekey_without_keys_is_a_clear_error(chatkeep: Invoke) -> None:
+    result = chatkeep("rekey")
+    assert result.code == 2  # a configuration error, as for every command
+    assert "CHATKEEP_ENCRYPTION_KEYS" in result.err
+
+
+def test_records_under_a_key_not_given_are_left_and_reported(
+    chatkeep: Invoke, redis_server: Any, prefix: str
+) -> None:
+    written = _seed_mixed(redis_server.url, prefix)
+    new_only = f"k2:{base64.b64encode(K2).decode()}"
+    result = chatkeep("rekey", env={"CHATKEEP_ENCRYPTION_KEYS": new_only})
+    assert result.code == 3
+    assert "4 unreadable" in result.err
+    assert sorted(set(_key_ids(redis_server.url, prefix, written))) == [b"k1", b"k2"]
+
+
+def test_rekey_resumes_from_a_cursor_and_reports_progress(redis_server: Any, prefix: str) -> None:
+    with ConversationStore.from_url(
+        redis_server.url, prefix=prefix, fallback="raise", encryption_keys={"k1": K1}
+    ) as old:
+        for i in range(300):
+            old.append(f"s{i}", [msg(f"m{i}")])
+    config = StoreConfig.create(url=redis_server.url, prefix=prefix, encryption_keys=OLD_AND_NEW)
+    seen: list[RekeyResult] = []
+    with Admin(config) as admin:
+        result = admin.rekey(progress=lambda r: seen.append(RekeyResult(**vars(r))))
+    assert (result.sessions, result.rewritten, result.cursor) == (300, 300, 0)
+    assert [r.sessions for r in seen if r.cursor == 0][-1] == 300
+    assert len(seen) > 300  # once per session, and once per page of the index
+
+
+def test_rekey_on_a_cluster(redis_cluster: Any, prefix: str) -> None:
+    url = redis_cluster.url
+    written = _seed_mixed(url, prefix)
+    result = invoke_cli(
+        ["--url", url, "--prefix", prefix, "rekey"],
+        env={"CHATKEEP_ENCRYPTION_KEYS": OLD_AND_NEW},
+    )
+    assert result.code == 0, result.err
+    assert set(_key_ids(url, prefix, written)) == {b"k2"}
+    with ConversationStore.from_url(url, prefix=prefix, encryption_keys={"k2": K2}) as reader:
+        assert {sid: reader.messages(sid) for sid in written} == written
+
+
+def test_rekey_refuses_memory_urls() -> None:
+    with pytest.raises(ConfigurationError):
+        Admin(StoreConfig.create(url="memory://", encryption_keys=OLD_AND_NEW))
