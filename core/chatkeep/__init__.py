@@ -39,6 +39,7 @@ from .errors import (
 from .locks import AsyncSessionLock, SessionLock
 from .memory import DEFAULT_MEMORY_TTLS, AsyncMemoryStore, MemoryStore, Namespace
 from .message import ContentPart, Message, Role, ToolCall
+from .sealing import KeyRing, Sealing
 from .sessions.ops import RecentConversation, SessionInfo
 from .status import StoreStatus
 from .store import UNSET, AsyncConversationStore, ConversationStore
@@ -75,6 +76,7 @@ __all__ = [
     "IncompleteMirrorError",
     "InvalidSessionId",
     "JournalFullError",
+    "KeyRing",
     "LockTimeoutError",
     "MemoryStore",
     "Message",
@@ -83,6 +85,7 @@ __all__ = [
     "ResultCache",
     "RecentConversation",
     "Role",
+    "Sealing",
     "SerializationError",
     "SessionInfo",
     "SessionLock",
