@@ -25,10 +25,11 @@ A store with compression or encryption (:mod:`chatkeep.sealing`) writes a record
 *sealed*: the fields the server-side scripts read stay plain at its start, the rest
 is one payload, compressed and/or encrypted, in base64::
 
-    {"v":1,"id":"…","tk":<tokens>,"role":"user","ts":<µs>,"z":"zstd","k":"k2","p":"<base64>"}
+    {"v":1,"id":"…","tk":<tokens>,"role":"user","ts":<µs>,"z":"zstd","k":"k2","b":3,"p":"<base64>"}
 
 ``"p"`` says the record is sealed, ``"z"`` names the compression and ``"k"`` the key
-(each only when used). The payload is the JSON object of the other fields (with
+(each only when used); ``"b":3`` makes a chatkeep from before sealing skip the record
+as one of an unknown form rather than read it as a message without content. The payload is the JSON object of the other fields (with
 ``"b"`` when bytes are tagged). Encryption binds the session id and the record's plain
 start (everything before ``"p"``) as associated data. Any reader opens it; only one
 without the key fails (:class:`ConfigurationError`).
@@ -385,6 +386,9 @@ def parse(
 _PLAIN = Sealing()
 _HEAD_FIELDS = ("v", "id", "tk", "role", "ts")  # what stays plain, in this order
 _PAYLOAD_AT = b',"p":"'
+# "b" of a sealed record: a chatkeep from before sealing refuses the record as one of an
+# unknown form (skipped and counted) instead of reading it as a message without content.
+_SEALED_FORM = 3
 
 
 def seal_record(data: bytes, sealing: Sealing, session_id: str) -> bytes:
@@ -400,13 +404,14 @@ def seal_record(data: bytes, sealing: Sealing, session_id: str) -> bytes:
     payload = _dumps(record, _Encoding())
     method, body = sealing.pack(payload)
     keys = sealing.keys
-    if method is None and keys is None:
-        return data  # compression did not pay: kept plain
+    if keys is None and (method is None or (len(body) + 2) // 3 * 4 >= len(payload)):
+        return data  # compression did not pay for its base64: kept plain
     if method is not None:
         head["z"] = method
     cipher = None
     if keys is not None:
         head["k"], cipher = keys.writer()
+    head["b"] = _SEALED_FORM
     start = _dumps(head, _Encoding())[:-1] + b","
     if cipher is not None:
         body = sealing.lock(body, head["k"], cipher, record_context(session_id) + start)
@@ -429,6 +434,8 @@ def _opened(
         body = binascii.a2b_base64(raw[at + len(_PAYLOAD_AT) : -2])
     except binascii.Error:
         raise SerializationError("stored record has a malformed sealed payload") from None
+    if record.pop("b", None) != _SEALED_FORM:
+        raise SerializationError("stored record has a malformed sealed form")
     key_id = record.pop("k", None)
     if key_id is not None:
         if type(key_id) is not str:
