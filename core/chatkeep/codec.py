@@ -25,14 +25,16 @@ A store with compression or encryption (:mod:`chatkeep.sealing`) writes a record
 *sealed*: the fields the server-side scripts read stay plain at its start, the rest
 is one payload, compressed and/or encrypted, in base64::
 
-    {"v":1,"id":"…","tk":<tokens>,"role":"user","ts":<µs>,"z":"zstd","k":"k2","b":3,"p":"<base64>"}
+    {"v":1,"id":"…","tk":<tokens>,"role":"user","ts":<µs>,
+     "z":"zstd","k":"k2","b":3,"p":"<base64>"}
 
 ``"p"`` says the record is sealed, ``"z"`` names the compression and ``"k"`` the key
 (each only when used); ``"b":3`` makes a chatkeep from before sealing skip the record
-as one of an unknown form rather than read it as a message without content. The payload is the JSON object of the other fields (with
-``"b"`` when bytes are tagged). Encryption binds the session id and the record's plain
-start (everything before ``"p"``) as associated data. Any reader opens it; only one
-without the key fails (:class:`ConfigurationError`).
+as one of an unknown form rather than read it as a message without content. The
+payload is the JSON object of the other fields (with ``"b"`` when bytes are tagged).
+Encryption binds the session id and the record's plain start (everything before
+``"p"``) as associated data. Any reader opens it; only one without the key fails
+(:class:`ConfigurationError`).
 
 Records are written with ``orjson`` when installed, else the stdlib ``json``, and read
 with pydantic-core's JSON parser. No pickle, ever: a record
@@ -371,7 +373,8 @@ def parse(
         record = _opened(raw, record, sealing or _PLAIN, session_id)
     tagging = record.get("b")
     if tagging is None:
-        return record
+        plain: dict[str, Any] = record
+        return plain
     if tagging == _TAGGED:
         untagged: dict[str, Any] = _untag2(record)
         return untagged
@@ -414,7 +417,7 @@ def seal_record(data: bytes, sealing: Sealing, session_id: str) -> bytes:
     head["b"] = _SEALED_FORM
     start = _dumps(head, _Encoding())[:-1] + b","
     if cipher is not None:
-        body = sealing.lock(body, head["k"], cipher, record_context(session_id) + start)
+        body = sealing.lock(body, cipher, record_context(session_id) + start)
     return start + b'"p":"' + binascii.b2a_base64(body, newline=False) + b'"}'
 
 
@@ -449,8 +452,10 @@ def _opened(
     return rest
 
 
-def record_id(raw: bytes | str) -> str | None:
+def record_id(raw: Entry | str) -> str | None:
     """The id of a stored record, sealed or not (None when it has none)."""
+    if isinstance(raw, Message):
+        return raw.id
     try:
         found = loads(raw).get("id")
     except (ValueError, AttributeError):
@@ -458,7 +463,7 @@ def record_id(raw: bytes | str) -> str | None:
     return found if type(found) is str else None
 
 
-def record_key_id(raw: bytes | str) -> str | None | bool:
+def record_key_id(raw: bytes | str) -> str | bool | None:
     """The key id a stored record is encrypted with; None if plain or only
     compressed; False if it is not a record at all."""
     try:
@@ -471,8 +476,10 @@ def record_key_id(raw: bytes | str) -> str | None | bool:
     return key_id if type(key_id) is str else None
 
 
-def is_sealed(raw: bytes | str) -> bool:
+def is_sealed(raw: Entry | str) -> bool:
     """Whether record bytes are sealed (compressed and/or encrypted)."""
+    if isinstance(raw, Message):
+        return False
     if isinstance(raw, str):
         raw = raw.encode("utf-8", "surrogatepass")
     if _PAYLOAD_AT not in raw:

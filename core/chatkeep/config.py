@@ -156,7 +156,7 @@ class StoreConfig(BaseModel):
         if isinstance(value, str):
             return KeyRing.from_text(value)
         if isinstance(value, Mapping) or callable(value):
-            source: Mapping[str, bytes | str] | KeyProvider = value  # type: ignore[assignment]
+            source: Mapping[str, bytes | str] | KeyProvider = value
             return KeyRing(source)
         raise ConfigurationError(
             "encryption_keys must be a mapping of key id to key, or a callable returning one"

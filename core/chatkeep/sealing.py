@@ -45,8 +45,9 @@ try:  # the crypto extra
     from cryptography.exceptions import InvalidTag
 except ImportError:  # pragma: no cover - without it nothing is encrypted here
 
-    class InvalidTag(Exception):  # type: ignore[no-redef]  # noqa: N818
+    class InvalidTag(Exception):  # type: ignore[no-redef]
         """Stands in for cryptography's (never raised without it)."""
+
 
 __all__ = [
     "COMPRESSIONS",
@@ -96,9 +97,7 @@ def key_from_text(text: str) -> bytes:
 
 def _aead(key_id: object, key: object) -> Any:
     if not isinstance(key_id, str) or not _KEY_ID.fullmatch(key_id):
-        raise ConfigurationError(
-            "encryption key ids must be 1..64 characters of A-Z a-z 0-9 . _ -"
-        )
+        raise ConfigurationError("encryption key ids must be 1..64 characters of A-Z a-z 0-9 . _ -")
     if isinstance(key, str):
         key = key_from_text(key)
     if not isinstance(key, (bytes, bytearray)) or len(key) != 32:
@@ -285,9 +284,9 @@ class Sealing:
             return None, payload
         return self.compression, packed
 
-    def lock(self, body: bytes, key_id: str, cipher: Any, associated: bytes) -> bytes:
-        """``body`` encrypted under ``cipher`` (nonce + ciphertext + tag)."""
-        del key_id
+    @staticmethod
+    def lock(body: bytes, cipher: Any, associated: bytes) -> bytes:
+        """``body`` encrypted under ``cipher`` (a fresh random nonce + ciphertext + tag)."""
         nonce = os.urandom(_NONCE)
         sealed: bytes = cipher.encrypt(nonce, body, associated)
         return nonce + sealed
@@ -333,7 +332,7 @@ class Sealing:
         key_id, cipher = self.keys.writer()
         kid = key_id.encode()
         header = _VALUE_MARK + _METHODS[method] + bytes([len(kid)]) + kid
-        return header + self.lock(body, key_id, cipher, _context(family, where) + header)
+        return header + self.lock(body, cipher, _context(family, where) + header)
 
     def open_value(self, data: bytes, family: str, *where: str) -> bytes:
         """A stored value's JSON (the inverse of :meth:`seal_value`)."""
@@ -355,18 +354,6 @@ class Sealing:
             f"Sealing(compression={self.compression!r}, threshold={self.threshold}, "
             f"keys={self.keys!r})"
         )
-
-
-def is_sealed_value(data: bytes) -> bool:
-    """Whether a stored value is in the sealed envelope."""
-    return data[:4] == _VALUE_MARK
-
-
-def value_key_id(data: bytes) -> str | None:
-    """The key id a sealed value was encrypted with (None: not encrypted)."""
-    if data[:4] != _VALUE_MARK or len(data) < 6 or not data[5]:
-        return None
-    return data[6 : 6 + data[5]].decode("ascii", "replace")
 
 
 def _context(family: str, where: tuple[str, ...]) -> bytes:

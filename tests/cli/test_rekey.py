@@ -22,7 +22,7 @@ OLD_AND_NEW = f"k2:{base64.b64encode(K2).decode()},k1:{base64.b64encode(K1).deco
 
 def _key_ids(url: str, prefix: str, sessions: Any) -> list[bytes]:
     if "cluster" in url:
-        first = url.split("://", 1)[1].split(",")[0]
+        first = url.split("://", 1)[1].split(",", maxsplit=1)[0]
         client: Any = redis.RedisCluster.from_url(f"redis://{first}")
     else:
         client = redis.Redis.from_url(url)

@@ -205,7 +205,7 @@ def test_a_tampered_record_is_skipped(harness: Harness, make_store: Any, where: 
     record = client.lindex(key, 0)
     if where == "payload":
         at = record.index(b'"p":"') + 10
-        changed = record[:at] + (b"A" if record[at:at + 1] != b"A" else b"B") + record[at + 1:]
+        changed = record[:at] + (b"A" if record[at : at + 1] != b"A" else b"B") + record[at + 1 :]
     elif where == "token count":
         changed = record.replace(b'"tk":', b'"tk":1', 1)
     elif where == "role":
@@ -219,16 +219,15 @@ def test_a_tampered_record_is_skipped(harness: Harness, make_store: Any, where: 
     assert store.status().skipped_records == 1
 
 
-def test_a_session_moved_to_another_id_does_not_decrypt(
-    harness: Harness, make_store: Any
-) -> None:
+def test_a_session_moved_to_another_id_does_not_decrypt(harness: Harness, make_store: Any) -> None:
     _shared(harness)
     store = make_store(encryption_keys={"k1": K1})
     store.append("alice", [msg(SECRET)])
     store.append("mallory", [msg("mine")])
     client = harness.client()
     for suffix in ("m", "h"):
-        source, target = f"{harness.prefix}:{{alice}}:{suffix}", f"{harness.prefix}:{{mallory}}:{suffix}"
+        source = f"{harness.prefix}:{{alice}}:{suffix}"
+        target = f"{harness.prefix}:{{mallory}}:{suffix}"
         if harness.backend == "cluster":  # other slots: RENAME cannot, a copy does the same
             dumped = client.dump(source)
             client.delete(target)
