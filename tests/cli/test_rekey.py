@@ -119,3 +119,32 @@ def test_rekey_on_a_cluster(redis_cluster: Any, prefix: str) -> None:
 def test_rekey_refuses_memory_urls() -> None:
     with pytest.raises(ConfigurationError):
         Admin(StoreConfig.create(url="memory://", encryption_keys=OLD_AND_NEW))
+
+
+def test_show_export_and_import_of_sealed_sessions(
+    chatkeep: Invoke, redis_server: Any, prefix: str, tmp_path: Any
+) -> None:
+    written = _seed_mixed(redis_server.url, prefix)
+    keys = {"CHATKEEP_ENCRYPTION_KEYS": OLD_AND_NEW}
+    shown = chatkeep("show", "chat-42", "--json", env=keys)
+    assert shown.code == 0, shown.err
+    assert "under k1 in chat-42" in shown.out and "Weather in [Paris]?" in shown.out
+    without = chatkeep("show", "chat-42")
+    assert without.code == 2 and "'k1'" in without.err  # the key is missing: said so
+    exported = tmp_path / "all.jsonl"
+    done = chatkeep("export", "-o", str(exported), env=keys)
+    assert done.code == 0, done.err
+    text = exported.read_text()
+    assert text.count('"record":') == sum(map(len, written.values()))
+    assert "under k1 in chat-42" in text and '"p":"' not in text  # opened, as plain records
+    other = prefix + "x"
+    imported = invoke_cli(
+        ["--url", redis_server.url, "--prefix", other, "import", str(exported)],
+        env={"CHATKEEP_ENCRYPTION_KEYS": f"k9:{base64.b64encode(K1).decode()}"},
+    )
+    assert imported.code == 0, imported.err
+    assert set(_key_ids(redis_server.url, other, written)) == {b"k9"}
+    with ConversationStore.from_url(
+        redis_server.url, prefix=other, encryption_keys={"k9": K1}, strict=True
+    ) as reader:
+        assert {sid: reader.messages(sid) for sid in written} == written

@@ -59,6 +59,7 @@ from chatkeep.redis import (
     PendingWrites,
     check,
     direct,
+    is_sealed,
     load_features,
     loads,
     pending_writes,
@@ -316,9 +317,10 @@ class Admin(Closing):
         else:
             raws = []
         messages, bad = [], 0
+        sealing = self.config.sealing
         for raw in raws:
             try:
-                messages.append(decode_record(raw))
+                messages.append(decode_record(raw, sealing, session_id))
             except SerializationError:
                 bad += 1
         return messages, bad
@@ -406,6 +408,8 @@ class Admin(Closing):
         """Write the JSONL export (see docs/readme-operating.md) to ``out``, streaming.
 
         ``progress`` is called with the number of messages written after each page.
+        Sealed records (compressed or encrypted) are written opened, as plain records:
+        the file holds the text, and an import seals them as its configuration says.
         """
         result = ExportResult()
         header = {
@@ -431,11 +435,17 @@ class Admin(Closing):
             written = 0
             for raw in self.records(info.id):
                 try:
-                    message = decode_record(raw)
+                    message = decode_record(raw, self.config.sealing, info.id)
                 except SerializationError:
                     result.skipped_records += 1
                     continue
-                record = raw if raw[:1] == b"{" else encode_record(message)
+                if is_sealed(raw):  # exported opened: sealed, it is bound to this session
+                    tokens = loads(raw).get("tk")
+                    record = encode_record(message, tokens if type(tokens) is int else None)
+                elif raw[:1] == b"{":
+                    record = raw
+                else:
+                    record = encode_record(message)
                 out.write(head + (meta if not written else b"") + b',"record":' + record + b"}\n")
                 written += 1
                 if progress is not None and written % PAGE == 0:

@@ -17,8 +17,9 @@
   layout of every feature;
 * :func:`encode_value`/:func:`decode_value` (a JSON value under chatkeep's policy:
   bytes tagged and restored, a size limit) and :func:`dumps`/:func:`loads`;
-* :func:`seal_record`/:func:`record_key_id`: a conversation record as a store with
-  compression or encryption writes it, and the key it is encrypted with (the rest of
+* :func:`seal_record`/:func:`is_sealed`/:func:`record_key_id`: a conversation record
+  as a store with compression or encryption writes it, whether a record is so
+  written, and the key it is encrypted with (the rest of
   at-rest sealing is ``StoreConfig.sealing``: ``seal_value``/``open_value``).
 
 See the README's "Building on chatkeep" for a store of your own.
@@ -26,7 +27,15 @@ See the README's "Building on chatkeep" for a store of your own.
 
 from __future__ import annotations
 
-from ..codec import decode_value, dumps, encode_value, loads, record_key_id, seal_record
+from ..codec import (
+    decode_value,
+    dumps,
+    encode_value,
+    is_sealed,
+    loads,
+    record_key_id,
+    seal_record,
+)
 from ..keys import KeySchema, escape_id, unescape_id, validate_id
 from .circuit import (
     FAMILIES,
@@ -128,6 +137,7 @@ __all__ = [
     "guarded",
     "is_async_client",
     "is_cluster_client",
+    "is_sealed",
     "is_temporary",
     "load_features",
     "loads",
