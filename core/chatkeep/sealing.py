@@ -349,6 +349,13 @@ class Sealing:
             body = self.unlock(key_id, body, _context(family, where) + header)
         return self.unpack(method, body)
 
+    @staticmethod
+    def value_key_id(data: bytes) -> str | None:
+        """The key id a stored value is encrypted with (None: plain or only compressed)."""
+        if data[:4] != _VALUE_MARK or len(data) < 6 or not data[5]:
+            return None
+        return data[6 : 6 + data[5]].decode("ascii", "replace")
+
     def __repr__(self) -> str:
         return (
             f"Sealing(compression={self.compression!r}, threshold={self.threshold}, "

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import redis
 
-from chatkeep import ConfigurationError, ConversationStore
+from chatkeep import ConfigurationError, ConversationStore, MemoryStore, ResultCache
 from chatkeep.cli.admin import Admin, RekeyResult
 from chatkeep.config import StoreConfig
 from tests.cli.conftest import Invoke, invoke_cli, seed
@@ -57,7 +57,8 @@ def test_rekey_rewrites_old_and_plain_records_under_the_current_key(
     result = chatkeep("rekey", env={"CHATKEEP_ENCRYPTION_KEYS": OLD_AND_NEW})
     assert result.code == 0, result.err
     count = sum(map(len, written.values()))
-    assert f"4 sessions: {count} records re-encrypted under key 'k2', 0 already" in result.err
+    rewrote = f"{count} records and 0 memory and cache values re-encrypted under key 'k2'"
+    assert f"4 sessions: {rewrote}, 0 already" in result.err
     assert set(_key_ids(redis_server.url, prefix, written)) == {b"k2"}
     with ConversationStore.from_url(
         redis_server.url, prefix=prefix, encryption_keys={"k2": K2}, strict=True
@@ -68,7 +69,8 @@ def test_rekey_rewrites_old_and_plain_records_under_the_current_key(
             assert info is not None and info.message_count == len(messages)
     again = chatkeep("rekey", env={"CHATKEEP_ENCRYPTION_KEYS": OLD_AND_NEW})
     assert again.code == 0
-    assert f"0 records re-encrypted under key 'k2', {count} already under it" in again.err
+    nothing = "0 records and 0 memory and cache values re-encrypted under key 'k2'"
+    assert f"{nothing}, {count} already under it" in again.err
 
 
 def test_rekey_without_keys_is_a_clear_error(chatkeep: Invoke) -> None:
@@ -106,14 +108,20 @@ def test_rekey_resumes_from_a_cursor_and_reports_progress(redis_server: Any, pre
 def test_rekey_on_a_cluster(redis_cluster: Any, prefix: str) -> None:
     url = redis_cluster.url
     written = _seed_mixed(url, prefix)
+    with MemoryStore.from_url(url, prefix=prefix, encryption_keys={"k1": K1}) as memory:
+        for i in range(20):  # spread over the nodes
+            memory.put((f"u{i}",), "k", {"i": i})
     result = invoke_cli(
         ["--url", url, "--prefix", prefix, "rekey"],
         env={"CHATKEEP_ENCRYPTION_KEYS": OLD_AND_NEW},
     )
     assert result.code == 0, result.err
     assert set(_key_ids(url, prefix, written)) == {b"k2"}
+    assert "and 20 memory and cache values re-encrypted" in result.err
     with ConversationStore.from_url(url, prefix=prefix, encryption_keys={"k2": K2}) as reader:
         assert {sid: reader.messages(sid) for sid in written} == written
+    with MemoryStore.from_url(url, prefix=prefix, encryption_keys={"k2": K2}) as memory:
+        assert [memory.get((f"u{i}",), "k") for i in range(20)] == [{"i": i} for i in range(20)]
 
 
 def test_rekey_refuses_memory_urls() -> None:
@@ -148,3 +156,38 @@ def test_show_export_and_import_of_sealed_sessions(
         redis_server.url, prefix=other, encryption_keys={"k9": K1}, strict=True
     ) as reader:
         assert {sid: reader.messages(sid) for sid in written} == written
+
+
+def test_rekey_rewrites_memory_and_cache_values(
+    chatkeep: Invoke, redis_server: Any, prefix: str
+) -> None:
+    old = {"url": redis_server.url, "prefix": prefix, "fallback": "raise"}
+    with MemoryStore.from_url(**old) as plain, MemoryStore.from_url(
+        **old, encryption_keys={"k1": K1}
+    ) as under_k1:  # fmt: skip
+        plain.put(("u1", "odd:{ns}"), "a b", {"note": "plain"})
+        under_k1.put(("u1", "notes"), "k", {"note": "under k1", "raw": b"\x00"})
+    with ResultCache.from_url(**old, namespace="tools") as cache:
+        cache.set({"q": 1}, ["plain"], ttl=600)
+    result = chatkeep("rekey", env={"CHATKEEP_ENCRYPTION_KEYS": OLD_AND_NEW})
+    assert result.code == 0, result.err
+    assert "0 records and 3 memory and cache values re-encrypted under key 'k2'" in result.err
+    client = redis.Redis.from_url(redis_server.url)
+    assert (
+        590
+        < client.ttl(f"{prefix}:cache:tools:{{{ResultCache(url='memory://').key({'q': 1})}}}")
+        <= 600
+    )
+    for key in client.scan_iter(match=f"{prefix}:mem:*:v:*"):
+        assert client.hget(key, "d")[:7] == b"\x00ck1-\x02k"
+    client.close()
+    new = {**old, "encryption_keys": {"k2": K2}}
+    with MemoryStore.from_url(**new) as memory, ResultCache.from_url(**new, namespace="tools") as c:
+        assert memory.get(("u1", "odd:{ns}"), "a b") == {"note": "plain"}
+        assert memory.get(("u1", "notes"), "k") == {"note": "under k1", "raw": b"\x00"}
+        assert c.get({"q": 1}) == ["plain"]
+    again = chatkeep("rekey", env={"CHATKEEP_ENCRYPTION_KEYS": OLD_AND_NEW})
+    assert (
+        "0 records and 0 memory and cache values re-encrypted under key 'k2', 3 already"
+        in again.err
+    )

@@ -67,6 +67,7 @@ from chatkeep.redis import (
     reply_text,
     run_script,
     seal_record,
+    unescape_id,
     validate_id,
 )
 
@@ -87,13 +88,14 @@ __all__ = [
 CLI = Feature(
     "cli",
     package="chatkeep.cli",
-    scripts=("rekey",),
+    scripts=("rekey", "rekey_value"),
     commands=(
         "PING", "INFO",  # doctor
         "ZSCAN", "HMGET", "LLEN", "PTTL",  # walking the session index, session metadata
         "LRANGE",  # show, export, import (ids already there)
         "ZCARD", "DEL",  # purge drops an emptied owner index; stats counts the index
         "MEMORY|USAGE",  # stats
+        "SCAN",  # rekey: memory and cache values (they have no index of their own)
     ),
 )  # fmt: skip
 """What the ``chatkeep`` command sends itself (its writes go through the store):
@@ -143,13 +145,16 @@ class RekeyResult:
     """Sessions looked at."""
     rewritten: int = 0
     """Records re-encrypted under the current key (plain ones encrypted)."""
+    values: int = 0
+    """Memory and cache values re-encrypted under the current key."""
     current: int = 0
-    """Records already under the current key (left as they are)."""
+    """Records and values already under the current key (left as they are)."""
     unreadable: int = 0
-    """Records that could not be opened (a key not given, failed authentication):
-    left as they are."""
+    """Records and values that could not be opened (a key not given, failed
+    authentication): left as they are."""
     changed: int = 0
-    """Records changed by a writer between the read and the rewrite: left; run again."""
+    """Records and values changed by a writer between the read and the rewrite: left;
+    run again."""
     cursor: int = 0
     """Where a later run continues (``--cursor``); 0 when the whole index was walked."""
 
@@ -358,7 +363,69 @@ class Admin(Closing):
             if progress is not None:
                 progress(result)
             if next_cursor == 0:
-                return result
+                break
+        self._rekey_values(result, progress)
+        return result
+
+    def _rekey_values(
+        self, result: RekeyResult, progress: Callable[[RekeyResult], None] | None
+    ) -> None:
+        """Memory and cache values: found with SCAN (on every node of a Cluster), as
+        they have no index of their own; a run again finds the rest."""
+        prefix = self.config.prefix
+        client = self.connection.client
+        memory_at, cache_at = f"{prefix}:mem:{{", f"{prefix}:cache:"
+        for pattern in (f"{memory_at}*}}:v:*", f"{cache_at}*:{{*}}"):
+            for raw_key in client.scan_iter(match=pattern, count=SCAN_COUNT):
+                key = reply_text(raw_key) or ""
+                if key.startswith(memory_at):
+                    ns, _, escaped = key[len(memory_at) :].partition("}:v:")
+                    where, kind = ("memory", ns, unescape_id(escaped)), "h"
+                    (stored,) = self.send([("HGET", key, "d")])
+                    body = stored
+                else:
+                    namespace, _, tagged = key[len(cache_at) :].rpartition(":{")
+                    where = ("cache", unescape_id(namespace), tagged[:-1])
+                    kind = "s"
+                    (stored,) = self.send([("GET", key)])
+                    body = None if stored is None else stored[1:]
+                if body is not None:
+                    self._rekey_value(
+                        key, kind=kind, where=where, stored=stored, body=body, result=result
+                    )
+                    if progress is not None:
+                        progress(result)
+
+    def _rekey_value(
+        self,
+        key: str,
+        *,
+        kind: str,
+        where: tuple[str, str, str],
+        stored: bytes,
+        body: bytes,
+        result: RekeyResult,
+    ) -> None:
+        sealing = self.config.sealing
+        if sealing.value_key_id(body) == result.key_id:
+            result.current += 1
+            return
+        family, *parts = where
+        try:
+            sealed = sealing.seal_value(sealing.open_value(body, family, *parts), family, *parts)
+        except (SerializationError, ConfigurationError):
+            result.unreadable += 1
+            return
+        new = sealed if kind == "h" else stored[:1] + sealed
+        replies = self.run(
+            run_script(
+                CLI["rekey_value"], [key], [kind, stored, new], cluster=self.connection.cluster
+            )
+        )
+        if int(replies[0]):
+            result.values += 1
+        else:
+            result.changed += 1
 
     def _rekey_session(self, session_id: str, result: RekeyResult) -> None:
         sealing = self.config.sealing

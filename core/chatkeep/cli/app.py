@@ -563,7 +563,7 @@ def import_command(ctx: click.Context, file: str, ttl: Any, max_errors: int) -> 
 )
 @click.pass_context
 def rekey(ctx: click.Context, cursor: int) -> None:
-    """Re-encrypt the prefix's conversations under the current key.
+    """Re-encrypt the prefix's conversations, memory and cache values under the current key.
 
     Keys come from CHATKEEP_ENCRYPTION_KEYS ('k2:<base64>,k1:<base64>'): the first
     one is the current key, the others are old keys still needed to read. Every
@@ -591,9 +591,10 @@ def rekey(ctx: click.Context, cursor: int) -> None:
             raise CommandError(f"interrupted: continue with rekey --cursor {resume}") from None
     left = result.unreadable + result.changed
     _note(
-        f"{result.sessions} sessions: {result.rewritten} records re-encrypted under key "
-        f"{result.key_id!r}, {result.current} already under it, "
-        f"{result.unreadable} unreadable, {result.changed} changed meanwhile"
+        f"{result.sessions} sessions: {result.rewritten} records and {result.values} "
+        f"memory and cache values re-encrypted under key {result.key_id!r}, "
+        f"{result.current} already under it, {result.unreadable} unreadable, "
+        f"{result.changed} changed meanwhile"
     )
     if left:
         _note("run rekey again for records changed meanwhile; unreadable ones need their key")
