@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import hashlib
 import os
 import re
 import threading
@@ -123,8 +124,15 @@ class KeyRing:
         self._lock = threading.Lock()
         self._provider: KeyProvider | None = None
         self._asked = 0.0
+        self._fingerprint = b""
         if isinstance(source, Mapping):
             self._ring = self._checked(source)
+            # Rings of the same keys are equal (twin stores compare configurations).
+            digest = hashlib.sha256()
+            for key_id, key in source.items():
+                raw = key_from_text(key) if isinstance(key, str) else bytes(key)
+                digest.update(key_id.encode() + b"\x00" + raw)
+            self._fingerprint = digest.digest()
         elif callable(source):
             self._provider = source
             self._ring = {}
@@ -188,6 +196,16 @@ class KeyRing:
                 f"(encryption_keys names {', '.join(map(repr, self._ring)) or 'no key'})"
             )
         return cipher
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, KeyRing):
+            return NotImplemented
+        if self._provider is not None or other._provider is not None:
+            return self._provider is other._provider
+        return self._fingerprint == other._fingerprint
+
+    def __hash__(self) -> int:
+        return hash(self._fingerprint if self._provider is None else id(self._provider))
 
     @property
     def ids(self) -> list[str]:

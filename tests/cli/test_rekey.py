@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 import redis
 
-from chatkeep import ConfigurationError, ConversationStore, MemoryStore, ResultCache
+from chatkeep import (
+    ConfigurationError,
+    ConversationStore,
+    MemoryStore,
+    ResultCache,
+    encode_record,
+)
 from chatkeep.cli.admin import Admin, RekeyResult
 from chatkeep.config import StoreConfig
 from tests.cli.conftest import Invoke, invoke_cli, seed
@@ -191,3 +197,17 @@ def test_rekey_rewrites_memory_and_cache_values(
         "0 records and 0 memory and cache values re-encrypted under key 'k2', 3 already"
         in again.err
     )
+
+
+def test_a_record_written_before_token_counts_keeps_the_count_the_scripts_gave_it(
+    chatkeep: Invoke, redis_server: Any, prefix: str
+) -> None:
+    old_record = encode_record(msg("written before token counts " * 10))  # no "tk"
+    client = redis.Redis.from_url(redis_server.url)
+    client.rpush(f"{prefix}:{{old}}:m", old_record)
+    client.zadd(f"{prefix}:idx", {"old": "inf"})
+    assert chatkeep("rekey", env={"CHATKEEP_ENCRYPTION_KEYS": OLD_AND_NEW}).code == 0
+    (sealed,) = client.lrange(f"{prefix}:{{old}}:m", 0, -1)
+    client.close()
+    assert sealed.startswith(b'{"v":1,"id":"')
+    assert f'"tk":{(len(old_record) + 3) // 4},"role":"user"'.encode() in sealed

@@ -10,7 +10,9 @@ import zlib
 import pytest
 
 from chatkeep import (
+    AsyncConversationStore,
     ConfigurationError,
+    ConversationStore,
     KeyRing,
     Message,
     Sealing,
@@ -92,3 +94,15 @@ def test_values_round_trip_in_their_envelope() -> None:
     assert zlib.decompress(compressed[6:]) == data
     assert Sealing().open_value(compressed, "memory", "ns", "key") == data
     assert Sealing().open_value(data, "memory", "ns", "key") is data
+
+
+def test_rings_of_the_same_keys_are_equal_so_twins_accept_them() -> None:
+    assert KeyRing({"k1": KEY}) == KeyRing({"k1": base64.b64encode(KEY).decode()})
+    assert KeyRing({"k1": KEY}) != KeyRing({"k2": KEY})
+    assert KeyRing({"k1": KEY}) != KeyRing({"k1": bytes(32)})
+    provider = lambda: {"k1": KEY}  # noqa: E731
+    assert KeyRing(provider) == KeyRing(provider) and KeyRing(provider) != KeyRing({"k1": KEY})
+    sync = ConversationStore.from_url("memory://", encryption_keys={"k1": KEY})
+    twin = AsyncConversationStore.from_url("memory://", twin=sync, encryption_keys={"k1": KEY})
+    assert twin.config == sync.config
+    sync.close()
