@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import sys
+import threading
 import zlib
 
 import pytest
@@ -106,3 +108,15 @@ def test_rings_of_the_same_keys_are_equal_so_twins_accept_them() -> None:
     twin = AsyncConversationStore.from_url("memory://", twin=sync, encryption_keys={"k1": KEY})
     assert twin.config == sync.config
     sync.close()
+
+
+def test_zstd_is_never_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    sealed = codec.seal_record(_record("zstd " * 300), Sealing("zstd", 10), "s")
+    monkeypatch.setitem(sys.modules, "zstandard", None)  # as if not installed
+    monkeypatch.setattr(sealing_module, "_local", threading.local())
+    with pytest.raises(ConfigurationError, match=r"chatkeep\[zstd\]"):
+        StoreConfig.create(compression="zstd")
+    assert StoreConfig(compression="zlib").sealing.compression == "zlib"
+    decoder = codec.RecordDecoder(strict=False, logger=logging.getLogger("t"))
+    with pytest.raises(ConfigurationError, match=r"chatkeep\[zstd\]"):
+        decoder.decode_all([sealed], "s")
