@@ -1,17 +1,19 @@
 # chatkeep: two commands for a fresh machine
 #   make demo   runs the main example (Redis at $REDIS_URL or localhost:6379 if it answers,
 #               else the in-memory fallback)
-#   make test   installs everything into .venv and runs lint, types and the whole test suite,
-#               then the core suites again on the lowest redis-py the package accepts
+#   make test   installs everything into .venv and runs lint, types, the docs build and the
+#               whole test suite (every code block of README.md and docs/ included), then
+#               the core suites again on the lowest redis-py the package accepts
+#   make docs   builds the documentation site (mkdocs.yml) into site/, warnings as errors
 #   make chaos  a minute of the chaos drill (SIGKILL, proxy cuts, maxmemory under load):
 #               prints acked / stored / lost / duplicated / time degraded (CHAOS_SECONDS=...)
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-EXTRAS := dev,fast,langchain,llama-index,langgraph,cli,otel,bench,crypto,zstd
+EXTRAS := dev,fast,langchain,llama-index,langgraph,cli,otel,bench,docs,crypto,zstd
 
-.PHONY: demo test install lint typecheck pytest wheel floor clean bench chaos
+.PHONY: demo test install lint typecheck pytest wheel docs floor clean bench chaos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,10 +66,15 @@ floor: $(FLOOR_VENV)/.installed-$(REDIS_FLOOR)
 	$(FLOOR_VENV)/bin/python -c "import redis; assert redis.__version__ == '$(REDIS_FLOOR)', redis.__version__"
 	$(FLOOR_VENV)/bin/python -m pytest -q -p no:cacheprovider $(FLOOR_TESTS)
 
-test: lint typecheck wheel pytest floor
+# The documentation site; --strict: a broken link or a docstring mkdocstrings cannot
+# render fails the build.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+test: lint typecheck wheel docs pytest floor
 
 clean:
-	rm -rf $(VENV) $(FLOOR_VENV) dist build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(FLOOR_VENV) dist build site .pytest_cache .mypy_cache .ruff_cache
 
 bench: install
 	$(BIN)/python bench/run.py

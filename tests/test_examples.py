@@ -1,4 +1,4 @@
-"""The README's demo runs with and without a Redis server."""
+"""The demo (make demo) runs with and without a Redis server."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def test_quickstart_without_redis() -> None:
 
 @pytest.mark.redis_server
 def test_a_custom_store_on_chatkeep_redis(redis_server: RedisServer) -> None:
-    """examples/custom_store.py (the README's "Building on chatkeep") writes through the
+    """examples/custom_store.py (docs/extending.md) writes through the
     sync store and reads through the asyncio twin, on a real Redis."""
     done = run_example("custom_store.py", redis_server.url)
     assert done.returncode == 0, done.stderr

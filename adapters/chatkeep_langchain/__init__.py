@@ -1,11 +1,13 @@
 """chatkeep for LangChain: chat message histories kept in Redis, with a TTL, that
 keep working when Redis does not.
 
+```pycon
 >>> from chatkeep_langchain import RedisChatMessageHistory
 >>> history = RedisChatMessageHistory("s1", "memory://")
 >>> history.add_user_message("hi")
 >>> [m.content for m in history.messages]
 ['hi']
+```
 
 See :class:`RedisChatMessageHistory` (a drop-in for ``langchain_community``'s) and
 :func:`history_factory` (``get_session_history`` for ``RunnableWithMessageHistory``).

@@ -29,15 +29,15 @@ from chatkeep.redis import (
     Feature,
     Flow,
     KeySchema,
-    OwnedData,
     check,
     escape_id,
+    register_data_kind,
     register_family,
-    register_owned_data,
     run_script,
     unescape_id,
 )
 
+from ._kinds import CheckpointThreads, StoreNamespaces
 from ._layout import (
     READS,
     RUNS_KEY,
@@ -68,7 +68,8 @@ LANGGRAPH = Feature(
     package="chatkeep_langgraph",
     scripts=("page", "put", "writes", "prune", "dump", "load", "forget"),
     prelude="common.lua",
-    commands=("DEL", "PEXPIRE", "ZADD", "ZRANGE", "ZREM", "ZREVRANGE"),
+    # ZSCORE: when a thread was last written, for the chatkeep command's listing
+    commands=("DEL", "PEXPIRE", "ZADD", "ZRANGE", "ZREM", "ZREVRANGE", "ZSCORE"),
 )
 
 
@@ -352,27 +353,7 @@ def _decode(value: Any) -> Any:
     return _JOURNALED[value["o"]](*(_decode(v) for v in value["f"]))
 
 
-def _owned_threads(store: Any, owner: str) -> OwnedData:
-    """The checkpoint threads written for ``owner`` (``configurable.user_id`` or the
-    saver's ``owner=``): ``chatkeep purge --owner`` deletes them too."""
-    from .saver import RedisSaver  # the saver imports this module
-
-    saver = RedisSaver(store=store)
-    listed = saver.list(None, filter={"user_id": owner})
-    threads = sorted({t.config["configurable"]["thread_id"] for t in listed})
-
-    def delete() -> int:
-        try:
-            for thread_id in threads:
-                saver.delete_thread(thread_id)
-        finally:
-            saver.close()
-        return len(threads)
-
-    if not threads:
-        saver.close()
-    return OwnedData("LangGraph threads", len(threads), delete)
-
-
 register_family(RedisCheckpoints.name, RedisCheckpoints.from_params)
-register_owned_data("langgraph", _owned_threads)
+# What the chatkeep command sees of LangGraph (listing, show, export, import, purge).
+register_data_kind(CheckpointThreads())
+register_data_kind(StoreNamespaces())

@@ -13,8 +13,10 @@ client shares. Each value is kept with its timestamps and, when the store has an
 
 Namespaces that hold items are registered in one more chatkeep namespace,
 ``("langgraph-namespaces",)``, keyed by the dotted namespace (LangGraph forbids
-dots inside labels, so the key is unambiguous); ``list_namespaces`` and ``search``
-by prefix read that registry, never KEYS or SCAN.
+dots inside labels, so the key is unambiguous), with their owner when the store
+knows it (``owner=`` or ``namespace_owner=``); ``list_namespaces`` and ``search``
+by prefix read that registry, never KEYS or SCAN, and so does the ``chatkeep``
+command (``sessions/show/export/purge --owner``).
 
 Semantics follow LangGraph's reference stores (``InMemoryStore``, ``SqliteStore``):
 
@@ -31,7 +33,7 @@ Semantics follow LangGraph's reference stores (``InMemoryStore``, ``SqliteStore`
   embedded texts), items without embeddings last with ``score=None``.
 
 Search is exact: it reads the candidate items of the prefix (one round trip per
-namespace) and scores them in this process (numpy when installed). See the README
+namespace) and scores them in this process (numpy when installed). See docs/langgraph.md
 for the measured cost and why the server's vector search is not used.
 """
 
@@ -39,13 +41,12 @@ from __future__ import annotations
 
 import asyncio
 import binascii
-import math
 import operator
 import sys
 import time
 from array import array
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -69,17 +70,14 @@ from langgraph.store.base import (
     tokenize_path,
 )
 
-from chatkeep import ConfigurationError, InvalidArgumentError, MemoryStore, StoreConfig
-from chatkeep.redis import Closing
+from chatkeep import ConfigurationError, InvalidArgumentError, MemoryStore, StoreConfig, vectors
+from chatkeep.redis import Closing, validate_id
 
-try:
-    import numpy as np
-except ImportError:  # pragma: no cover - numpy is optional
-    np = None  # type: ignore[assignment]
+__all__ = ["REGISTRY", "RedisStore"]
 
-__all__ = ["RedisStore"]
-
-_REGISTRY = ("langgraph-namespaces",)
+REGISTRY = ("langgraph-namespaces",)
+"""The chatkeep namespace where the namespaces that hold items are registered (with
+their owner, for ``chatkeep sessions/export/purge --owner``)."""
 _MISSING: Any = object()
 _ORDER = {
     "$gt": operator.gt,
@@ -195,42 +193,14 @@ def _pack(vector: Sequence[float], dims: int) -> str:
     return binascii.b2a_base64(packed.tobytes(), newline=False).decode("ascii")
 
 
-def _unpack(data: bytes) -> array[float]:
-    vector = array("f")
-    vector.frombytes(data)
-    if sys.byteorder == "big":  # pragma: no cover
-        vector.byteswap()
-    return vector
-
-
 def _scores(query: Sequence[float], items: list[list[str]], dims: int) -> list[float | None]:
     """Best cosine similarity of each item's vectors to ``query`` (None: no vectors)."""
     size = ((4 * dims + 2) // 3) * 4  # base64 length of one float32 vector
-    texts = [text for vectors in items for text in vectors if len(text) == size]
-    if (4 * dims) % 3 == 0:  # no padding (1,536 dims): one decode for every vector
-        raw = binascii.a2b_base64("".join(texts))
-    else:
-        raw = b"".join(binascii.a2b_base64(text) for text in texts)
-    flat: list[float] = []
-    if np is not None and texts:
-        matrix = np.frombuffer(raw, dtype="<f4").reshape(len(texts), dims)
-        q = np.asarray(query, dtype=np.float32)
-        norms = np.linalg.norm(matrix, axis=1) * float(np.linalg.norm(q))
-        dots = matrix @ q
-        flat = np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0).tolist()
-    elif texts:
-        qn = math.sqrt(sum(x * x for x in query))
-        for i in range(len(texts)):
-            v = _unpack(raw[i * 4 * dims : (i + 1) * 4 * dims])
-            vn = math.sqrt(sum(x * x for x in v)) * qn
-            flat.append(sum(map(operator.mul, query, v)) / vn if vn else 0.0)
-    result: list[float | None] = []
-    at = 0
-    for vectors in items:
-        n = sum(1 for text in vectors if len(text) == size)
-        result.append(max(flat[at : at + n]) if n else None)
-        at += n
-    return result
+    blobs: list[bytes | None] = []
+    for stored in items:
+        raw = b"".join(binascii.a2b_base64(text) for text in stored if len(text) == size)
+        blobs.append(vectors.frame(dims, raw) if raw else None)
+    return vectors.scores(query, blobs)
 
 
 @dataclass
@@ -263,6 +233,13 @@ class RedisStore(BaseStore, Closing):
     ``"provider:model"`` string) and ``fields`` (JSON paths to embed, default the
     whole value). Other options are chatkeep ``StoreConfig`` fields (``prefix``,
     ``fallback``, timeouts, ...); ``memory=`` reuses a ready ``MemoryStore``.
+
+    Owners, so that ``chatkeep sessions/export/purge --owner USER`` cover the user's
+    long-term memory: ``namespace_owner=1`` says the user id is the label at that
+    position of a namespace (``("memories", user_id)``, the shape of LangGraph's
+    memory guides and LangMem; ``0`` for ``(user_id, ...)``), or give a function of
+    the namespace returning the owner (or None); ``owner="u42"`` binds every namespace
+    this store writes to one user. Namespaces written without either have no owner.
     """
 
     supports_ttl = True
@@ -275,8 +252,29 @@ class RedisStore(BaseStore, Closing):
         client: Any = None,
         ttl: TTLConfig | None = None,
         index: IndexConfig | None = None,
+        owner: str | None = None,
+        namespace_owner: int | Callable[[Namespace], str | None] | None = None,
         **options: Any,
     ) -> None:
+        if owner is not None and namespace_owner is not None:
+            raise ConfigurationError("pass either owner= or namespace_owner=, not both")
+        if owner is not None:
+            validate_id(owner, "owner")
+        if (
+            namespace_owner is not None
+            and not callable(namespace_owner)
+            and (
+                isinstance(namespace_owner, bool)
+                or not isinstance(namespace_owner, int)
+                or namespace_owner < 0
+            )
+        ):
+            raise ConfigurationError(
+                "namespace_owner must be the position of the owner's label (an int >= 0) "
+                "or a function of the namespace"
+            )
+        self.owner = owner
+        self.namespace_owner = namespace_owner
         if memory is not None:
             if url is not None or options or client is not None:
                 raise InvalidArgumentError("pass either memory=, or a URL/client and options")
@@ -438,7 +436,11 @@ class RedisStore(BaseStore, Closing):
             if any(op.value is not None for op in ops):
                 # Registered first: an entry never expires (an item's TTL slides, an
                 # entry's would not); an emptied namespace costs one check when listing.
-                self._memory.put(_REGISTRY, ".".join(namespace), {"ns": list(namespace)}, ttl=None)
+                entry: dict[str, Any] = {"ns": list(namespace)}
+                found_owner = self._owner_of(namespace)
+                if found_owner is not None:
+                    entry["owner"] = found_owner
+                self._memory.put(REGISTRY, ".".join(namespace), entry, ttl=None)
             deleted = [op.key for op in ops if op.value is None]
             if deleted:
                 self._memory.mdelete(namespace, deleted)
@@ -459,8 +461,20 @@ class RedisStore(BaseStore, Closing):
             for ttl, items in by_ttl.items():
                 self._memory.mput(namespace, items, ttl=None if ttl is None else float(ttl) * 60)
 
+    def _owner_of(self, namespace: Namespace) -> str | None:
+        """The owner recorded for ``namespace`` (``owner=`` / ``namespace_owner=``)."""
+        if self.owner is not None:
+            return self.owner
+        rule = self.namespace_owner
+        if rule is None:
+            return None
+        if callable(rule):
+            found = rule(namespace)
+            return None if found is None else validate_id(found, "owner")
+        return namespace[rule] if rule < len(namespace) else None
+
     def _namespaces(self) -> list[Namespace]:
-        return [tuple(name.split(".")) for name in self._memory.list(_REGISTRY)]
+        return [tuple(name.split(".")) for name in self._memory.list(REGISTRY)]
 
     def _search(self, op: SearchOp, query: list[float] | None) -> list[SearchItem]:
         prefix = tuple(op.namespace_prefix)

@@ -10,12 +10,14 @@ in-memory fallback when Redis is unreachable.
   reads a ``chatkeep`` store straight into ``ChatMessage`` objects
   (``store.messages(key, into=CONVERSION)``).
 
+```pycon
 >>> from chatkeep_llama_index import RedisChatStore
 >>> store = RedisChatStore(redis_url="memory://")
 >>> from llama_index.core.llms import ChatMessage
 >>> store.add_message("s1", ChatMessage(role="user", content="hi"))
 >>> [m.content for m in store.get_messages("s1")]
 ['hi']
+```
 """
 
 from __future__ import annotations

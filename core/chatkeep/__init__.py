@@ -1,12 +1,14 @@
 """chatkeep: conversation memory for LLM applications, kept in Redis with a TTL,
 that keeps working when Redis does not.
 
+```pycon
 >>> from chatkeep import ConversationStore, Message
 >>> store = ConversationStore.from_url("memory://")
 >>> store.append("s1", [Message(role="user", content="hi")])
 1
 >>> [m.text for m in store.messages("s1")]
 ['hi']
+```
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from .errors import (
     ValueTooLargeError,
 )
 from .locks import AsyncSessionLock, SessionLock
-from .memory import DEFAULT_MEMORY_TTLS, AsyncMemoryStore, MemoryStore, Namespace
+from .memory import DEFAULT_MEMORY_TTLS, AsyncMemoryStore, MemoryHit, MemoryStore, Namespace
 from .message import ContentPart, Message, Role, ToolCall
 from .sealing import KeyRing, Sealing
 from .sessions.ops import RecentConversation, SessionInfo
@@ -78,6 +80,7 @@ __all__ = [
     "JournalFullError",
     "KeyRing",
     "LockTimeoutError",
+    "MemoryHit",
     "MemoryStore",
     "Message",
     "MessageTooLargeError",

@@ -13,11 +13,13 @@ on one Redis Cluster slot; ``<prefix>`` is written as is (no braces)::
     long-term memory (MemoryStore)
     <prefix>:mem:{<ns>}:i            ZSET    key -> expires_at (ms; inf = never)
     <prefix>:mem:{<ns>}:v:<key>      HASH    d value, b bytes tagged, t TTL, c created, u updated
+    <prefix>:mem:namespaces          ZSET    <ns> -> last write (ms): what the CLI lists
     result cache (ResultCache)
     <prefix>:cache:<ns>:{<digest>}       STRING  flag byte + JSON value
     <prefix>:cache:<ns>:{<digest>}:lock  STRING  token of the one computing it
     <prefix>:cache:<ns>:idx              ZSET    digest -> expires_at (ms), for clear();
                                                  expires with its longest-lived entry
+    <prefix>:cache:namespaces            ZSET    <ns> -> last write (ms): what the CLI lists
     LangGraph checkpoints (chatkeep_langgraph.RedisSaver)
     <prefix>:lg:{<thread>}:i         ZSET    "<ns>:<checkpoint id>"
     <prefix>:lg:{<thread>}:c         HASH    checkpoint records
@@ -126,6 +128,10 @@ class KeySchema:
     def memory_value(self, ns: str, key: str) -> str:
         return f"{self.prefix}:mem:{{{ns}}}:v:{escape_id(key)}"
 
+    def memory_namespaces(self) -> str:
+        """Every namespace written (escaped) -> its last write (ms), for the CLI."""
+        return f"{self.prefix}:mem:namespaces"
+
     # result cache
 
     def cache_entry(self, namespace: str, digest: str) -> tuple[str, str]:
@@ -135,6 +141,10 @@ class KeySchema:
 
     def cache_index(self, namespace: str) -> str:
         return f"{self.prefix}:cache:{escape_id(namespace)}:idx"
+
+    def cache_namespaces(self) -> str:
+        """Every cache namespace written (escaped) -> its last write (ms), for the CLI."""
+        return f"{self.prefix}:cache:namespaces"
 
     # LangGraph checkpoints
 

@@ -4,7 +4,7 @@ A store's ``token_counter`` (a callable ``Message -> int``) counts each message 
 is written; the count is stored in the record (``"tk"``, right after the id) so that
 ``messages(session_id, max_tokens=N)`` can pick the newest messages that fit in N on
 the server, reading only the tail it returns. The default, :func:`estimate_tokens`,
-needs no tokenizer; pass your model's own for exact budgets (README: "Token budgets").
+needs no tokenizer; pass your model's own for exact budgets (docs/store.md: "Token budgets").
 """
 
 from __future__ import annotations

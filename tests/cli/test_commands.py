@@ -652,3 +652,75 @@ def test_doctor_warns_about_eviction_and_praises_aof(durable_redis_server: Redis
     result = invoke_cli(["--url", durable_redis_server.url, "doctor", "--json"])
     eviction = next(c for c in json.loads(result.out) if c["name"] == "eviction")
     assert eviction["status"] == "warn" and "keys with a TTL" in eviction["summary"]
+
+
+# -- purge progress (issue 17) ------------------------------------------------------------
+
+
+def _purge_seed(store: ConversationStore, count: int) -> None:
+    for i in range(count):
+        store.append(f"p-{i}", [Message(role="user", content=f"m{i}")], owner="bulk")
+
+
+def test_purge_shows_no_progress_when_scripted(chatkeep: Invoke, store: ConversationStore) -> None:
+    _purge_seed(store, 30)
+    result = chatkeep("purge", "--owner", "bulk", "--yes")
+    assert result.code == 0, result.err
+    assert result.out == "deleted 30 sessions (30 messages) of owner 'bulk'\n"
+    assert result.err == ""
+
+
+def test_purge_progress_on_request_goes_to_stderr(
+    chatkeep: Invoke, store: ConversationStore
+) -> None:
+    _purge_seed(store, 30)
+    result = chatkeep("purge", "--owner", "bulk", "--yes", "--progress")
+    assert result.code == 0, result.err
+    assert result.out == "deleted 30 sessions (30 messages) of owner 'bulk'\n"
+    assert "purging" in result.err and "30/30 sessions" in result.err, result.err
+
+
+def test_purge_progress_when_stdout_is_a_terminal(
+    chatkeep: Invoke, store: ConversationStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _purge_seed(store, 5)
+    monkeypatch.setattr(app, "_stdout_is_terminal", lambda: True)
+    shown = chatkeep("purge", "--owner", "bulk", "--yes")
+    assert shown.code == 0 and "5/5 sessions" in shown.err, shown.err
+    _purge_seed(store, 5)
+    hidden = chatkeep("purge", "--owner", "bulk", "--yes", "--no-progress")
+    assert hidden.code == 0 and hidden.err == "", hidden.err
+
+
+def test_purge_json_is_clean_json(chatkeep: Invoke, store: ConversationStore) -> None:
+    _purge_seed(store, 3)
+    result = chatkeep("purge", "--owner", "bulk", "--yes", "--json", "--progress")
+    assert result.code == 0, result.err
+    data = json.loads(result.out)
+    assert data["owner"] == "bulk"
+    assert data["sessions"] == 3 and data["messages"] == 3 and data["appeared"] == 0
+    assert data["other"] == {}
+
+
+# -- stats: the TTLs sessions have (issue 17) ----------------------------------------------
+
+
+def test_stats_reports_the_ttls_sessions_have_not_the_cli_default(
+    chatkeep: Invoke, store: ConversationStore
+) -> None:
+    hour = Message(role="user", content="x")
+    for i in range(3):
+        store.append(f"hour-{i}", [hour], ttl=3600)
+    store.append("day", [hour], ttl=86400)
+    store.append("forever", [hour], ttl=None)
+    with ConversationStore.from_url(
+        store.config.url, prefix=store.config.prefix, ttl=2 * 86400
+    ) as other:
+        other.append("app-default", [hour])  # the writer's default: not stored per session
+    data = json.loads(chatkeep("stats", "--json").out)
+    ttls = {row["ttl"]: row["sessions"] for row in data["ttls"]}
+    assert ttls == {"1h": 3, "1d": 1, "2d": 1, "never": 1}, data["ttls"]
+    assert "default_seconds" not in data.get("ttl", {})
+    text = chatkeep("stats").out
+    assert "1h: 3 sessions" in text and "2d: 1 session" in text and "never: 1 session" in text
+    assert "7d" not in text.split("ttl", 1)[1].splitlines()[0]  # the CLI's default is not shown

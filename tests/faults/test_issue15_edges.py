@@ -90,7 +90,7 @@ def test_a_title_redis_cannot_take_is_refused_before_it_blocks_the_journal(
 def test_an_outage_update_never_overwrites_a_later_status(
     proxy: TcpProxy, fresh_redis_server: RedisServer, prefix: str
 ) -> None:
-    """README: an outage update is "replayed later, last writer wins". A status set by
+    """docs/store.md: an outage update is "replayed later, last writer wins". A status set by
     process A during its outage is replayed AFTER process B set a newer status, and the
     older one wins. The later write should be kept (or the replay reported as a
     conflict, as replace/insert/pop/clear do with their version)."""
@@ -114,7 +114,7 @@ def test_an_outage_update_never_overwrites_a_later_status(
 def test_an_outage_update_returns_the_metadata_the_mirror_has_seen(
     proxy: TcpProxy, fresh_redis_server: RedisServer, prefix: str
 ) -> None:
-    """README: during an outage the update is served by the mirror "which knows the
+    """docs/store.md: during an outage the update is served by the mirror "which knows the
     metadata it has seen". After store.info() showed the title/status/context another
     process set, an outage
     update_session(context=...) returns title=None, status=None and only the new

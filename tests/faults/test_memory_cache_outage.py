@@ -33,12 +33,12 @@ USER = ("user", "u42")
 def twin(
     request: pytest.FixtureRequest, durable_redis_server: RedisServer, prefix: str
 ) -> Iterator[Callable[[type, type], Any]]:
-    """``twin(Sync, Async)``: a store on the test's durable redis-server (probing
+    """``twin(Sync, Async, **options)``: a store on the test's durable redis-server (probing
     fast), of the sync class, or of the async one behind a facade."""
     loop = asyncio.new_event_loop() if request.param == "async" else None
 
-    def make(sync: type, asynchronous: type) -> Any:
-        options = {"url": durable_redis_server.url, "prefix": prefix, **FAST}
+    def make(sync: type, asynchronous: type, **extra: Any) -> Any:
+        options = {"url": durable_redis_server.url, "prefix": prefix, **FAST, **extra}
         if loop is None:
             return sync(**options)
         return AsyncFacade(asynchronous(**options), loop)
@@ -167,3 +167,53 @@ def test_result_cache_server_stopped_mid_use(durable_redis_server: RedisServer, 
     assert cache.get_or_compute("new", lambda: "computed after") == "computed after"
     assert cache.status().replayed == 0
     cache.close()
+
+
+def _embed(texts: list[str]) -> list[list[float]]:
+    return [[float("coffee" in t), float("tea" in t), 0.01] for t in texts]
+
+
+def test_memory_search_in_an_outage_and_embeddings_replayed(
+    durable_redis_server: RedisServer, prefix: str, twin: Any
+) -> None:
+    """In an outage, search ranks what the mirror holds; a put journaled with its
+    embedding (also in the durable journal) is searchable once replayed."""
+    server = durable_redis_server
+    memory = twin(MemoryStore, AsyncMemoryStore, embed=_embed)
+    memory.put(USER, "known", "coffee black")  # write-through: the mirror holds it
+    server.stop()
+    assert [hit.key for hit in memory.search(USER, "coffee", limit=1)] == ["known"]
+    memory.put(USER, "during", "green tea")  # journaled with its embedding
+    assert [hit.key for hit in memory.search(USER, "tea", limit=1)] == ["during"]
+    server.start()
+    until_recovered(lambda: memory.get(USER, "known"), memory)
+    with MemoryStore.from_url(server.url, prefix=prefix, embed=_embed) as other:
+        assert [hit.key for hit in other.search(USER, "tea")] == ["during", "known"]
+
+
+def test_embeddings_survive_the_durable_journal(
+    fresh_redis_server: RedisServer, prefix: str, tmp_path: Path
+) -> None:
+    server = fresh_redis_server
+    journal = str(tmp_path / "journal.sqlite")
+    server.stop()
+    code = (
+        "from chatkeep import MemoryStore\n"
+        "embed = lambda texts: [[float('coffee' in t), float('tea' in t), 0.01] for t in texts]\n"
+        f"memory = MemoryStore.from_url({server.url!r}, prefix={prefix!r}, "
+        f"journal_path={journal!r}, embed=embed)\n"
+        "memory.put(('user', 'u42'), 'a', 'coffee')\n"
+        "memory.put(('user', 'u42'), 'b', 'tea', index=False)\n"
+        "assert memory.status().pending_replay == 2\n"
+    )
+    done = python(code, options=["-W", "ignore"])
+    assert done.returncode == 0, done.stderr
+    server.start()
+    with MemoryStore.from_url(
+        server.url, prefix=prefix, journal_path=journal, embed=_embed
+    ) as memory:
+        until_recovered(memory.flush, memory)
+        assert memory.flush() == 0
+        hits = memory.search(USER, "coffee")
+        assert [hit.key for hit in hits] == ["a"]  # b was put without an embedding
+        assert memory.get(USER, "b") == "tea"

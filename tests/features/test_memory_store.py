@@ -92,12 +92,14 @@ def test_layout_uses_one_slot_per_namespace_and_an_index(
     raw = redis.Redis.from_url(redis_server.url)
     keys = sorted(k.decode() for k in raw.keys(f"{prefix}:*"))
     assert keys == [
+        f"{prefix}:mem:namespaces",  # the namespaces written (chatkeep sessions --kind memory)
         f"{prefix}:mem:{{user:u42}}:i",
         f"{prefix}:mem:{{user:u42}}:v:k1",
         f"{prefix}:mem:{{user:u42}}:v:k2",
     ]
-    assert raw.type(keys[0]) == b"zset"
-    assert 0 < raw.pttl(keys[0]) <= 3 * 86400 * 1000
+    assert raw.zrange(keys[0], 0, -1) == [b"user:u42"]
+    assert raw.type(keys[1]) == b"zset"
+    assert 0 < raw.pttl(keys[1]) <= 3 * 86400 * 1000
     raw.close()
 
 

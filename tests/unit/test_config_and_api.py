@@ -53,6 +53,7 @@ def test_public_api_is_pinned() -> None:
             "JournalFullError",
             "KeyRing",
             "LockTimeoutError",
+            "MemoryHit",
             "MemoryStore",
             "Message",
             "MessageTooLargeError",

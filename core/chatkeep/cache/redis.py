@@ -7,6 +7,7 @@ longest-lived entry::
     <prefix>:cache:<ns>:{<sha256>}        STRING  flag byte + JSON value (PX ttl)
     <prefix>:cache:<ns>:{<sha256>}:lock   STRING  token of the one computing it
     <prefix>:cache:<ns>:idx               ZSET    sha256 -> expires_at (ms; inf = never)
+    <prefix>:cache:namespaces             ZSET    <ns> -> last write ms (the CLI lists it)
 
 Nothing of a cache is journaled (:meth:`RedisResults.key` is None for every
 operation), so the family is not registered for replay by another process.
@@ -17,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..clock import now_ms
-from ..keys import KeySchema
+from ..keys import KeySchema, escape_id
 from ..redis.circuit import BaseFamily, Mirror
 from ..redis.connection import Connection
 from ..redis.errors import check
@@ -32,7 +33,7 @@ CACHE = Feature(
     "cache",
     package="chatkeep.cache",
     scripts=("claim", "set", "index"),
-    commands=("DEL", "ZREM", "ZRANGE"),
+    commands=("DEL", "ZADD", "ZREM", "ZRANGE"),
 )
 
 _CLEAR_PAGE = 500
@@ -102,6 +103,7 @@ class RedisResults(BaseFamily):
             CACHE["index"],
             [self.index],
             [now, op.digest, expires],
+            ("ZADD", self.keys.cache_namespaces(), now, escape_id(self.namespace)),
             cluster=self.connection.cluster,
         )
         entry = self._script("set", op.digest, [op.data, op.ttl_ms, op.token])

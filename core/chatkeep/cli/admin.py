@@ -23,6 +23,7 @@ import hashlib
 import json
 import random
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -48,10 +49,14 @@ from chatkeep import (
     encode_record,
 )
 from chatkeep.redis import (
+    DATA_KINDS,
     OWNED_DATA,
+    PART_MARK,
     Closing,
     Command,
     Connection,
+    DataItem,
+    DataKind,
     Feature,
     Flow,
     KeySchema,
@@ -67,14 +72,18 @@ from chatkeep.redis import (
     reply_text,
     run_script,
     seal_record,
+    session_part,
     unescape_id,
     validate_id,
 )
+
+from . import kinds as _kinds  # noqa: F401  (registers the memory and cache kinds)
 
 __all__ = [
     "CLI",
     "EXPORT_VERSION",
     "Admin",
+    "DataLine",
     "ExportResult",
     "ImportResult",
     "LineError",
@@ -95,6 +104,8 @@ CLI = Feature(
         "LRANGE",  # show, export, import (ids already there)
         "ZCARD", "DEL",  # purge drops an emptied owner index; stats counts the index
         "MEMORY|USAGE",  # stats
+        "ZRANGE", "ZREM", "GET", "SET", "ZADD", "PERSIST", "PEXPIREAT",  # cache kind
+        "PEXPIRE",  # LangGraph threads: run index entries imported
         "SCAN",  # rekey: memory and cache values (they have no index of their own)
     ),
 )  # fmt: skip
@@ -169,6 +180,8 @@ class ExportResult:
     """Sessions asked for with ``--session`` that do not exist."""
     skipped_contexts: int = 0
     """Session contexts left out because JSON cannot hold them (bytes values)."""
+    data: dict[str, int] = field(default_factory=dict)
+    """Items of other kinds written, by kind (LangGraph threads...)."""
 
 
 @dataclass
@@ -183,6 +196,8 @@ class ImportResult:
     """(line number, reason) of every line that was not imported."""
     complete: bool = False
     """True when the file ended with its trailer (it was not cut short)."""
+    data: dict[str, int] = field(default_factory=dict)
+    """Items of other kinds restored, by kind (LangGraph threads...)."""
 
 
 @dataclass
@@ -259,6 +274,12 @@ class Admin(Closing):
 
     def infos(self, sids: Iterable[str]) -> Iterator[SessionInfo]:
         """:class:`SessionInfo` of the sessions that exist, a page per round trip."""
+        for info, _ in self.rows(sids):
+            yield info
+
+    def rows(self, sids: Iterable[str]) -> Iterator[tuple[SessionInfo, int | None]]:
+        """(info, the TTL in ms stored with the session when it was given per session)
+        of the sessions that exist, a page per round trip."""
         page: list[str] = []
         for sid in sids:
             page.append(sid)
@@ -268,31 +289,31 @@ class Admin(Closing):
         if page:
             yield from self._info_page(page)
 
-    def _info_page(self, sids: list[str]) -> list[SessionInfo]:
+    def _info_page(self, sids: list[str]) -> list[tuple[SessionInfo, int | None]]:
         commands: list[Command] = []
         for sid in sids:
             messages, meta = self.keys.session(sid)
-            commands += [("HMGET", meta, "c", "u", "o"), ("LLEN", messages), ("PTTL", meta)]
+            commands += [("HMGET", meta, "c", "u", "o", "t"), ("LLEN", messages), ("PTTL", meta)]
         replies = self.send(commands)
         now = datetime.now(timezone.utc)
         found = []
         for i, sid in enumerate(sids):
-            (created, updated, owner), length, pttl = replies[3 * i : 3 * i + 3]
+            (created, updated, owner, ttl), length, pttl = replies[3 * i : 3 * i + 3]
             try:
                 created_at = _ms(int(created))
                 updated_at = _ms(int(updated)) if updated is not None else None
+                stored_ttl = int(ttl) if ttl is not None else None
             except (TypeError, ValueError):
                 continue  # gone meanwhile, or a hash that is not a session's
-            found.append(
-                SessionInfo(
-                    id=sid,
-                    owner=reply_text(owner),
-                    message_count=int(length),
-                    created_at=created_at,
-                    updated_at=updated_at,
-                    expires_at=now + timedelta(milliseconds=int(pttl)) if int(pttl) >= 0 else None,
-                )
+            info = SessionInfo(
+                id=sid,
+                owner=reply_text(owner),
+                message_count=int(length),
+                created_at=created_at,
+                updated_at=updated_at,
+                expires_at=now + timedelta(milliseconds=int(pttl)) if int(pttl) >= 0 else None,
             )
+            found.append((info, stored_ttl))
         return found
 
     def info(self, session_id: str) -> SessionInfo | None:
@@ -474,14 +495,22 @@ class Admin(Closing):
         *,
         owner: str | None = None,
         sessions: list[str] | None = None,
+        kinds: list[str] | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> ExportResult:
-        """Write the JSONL export (see docs/readme-operating.md) to ``out``, streaming.
+        """Write the JSONL export (see docs/cli.md) to ``out``, streaming.
 
+        ``kinds`` names what goes in: ``"conversations"`` and registered kinds of data
+        (:meth:`kinds`); None: everything (only conversations when ``sessions`` names
+        some). Items of other kinds are one line each:
+        ``{"kind": ..., "id": ..., "owner": ..., "data": {...}}``.
         ``progress`` is called with the number of messages written after each page.
         Sealed records (compressed or encrypted) are written opened, as plain records:
         the file holds the text, and an import seals them as its configuration says.
         """
+        if kinds is None:
+            kinds = ["conversations"] if sessions is not None else ["conversations", *self.kinds()]
+        others = [self.kind(name) for name in kinds if name != "conversations"]
         result = ExportResult()
         header = {
             "chatkeep_export": EXPORT_VERSION,
@@ -490,6 +519,30 @@ class Admin(Closing):
             "prefix": self.config.prefix,
         }
         out.write(_json(header) + b"\n")
+        if "conversations" in kinds:
+            self._export_sessions(out, result, owner, sessions, progress)
+        for kind in others:
+            for item in kind.items(self, owner):
+                data = kind.export(self, item.id)
+                if data is None:
+                    continue  # gone meanwhile
+                line = {"kind": kind.name, "id": item.id, "owner": item.owner, "data": data}
+                out.write(_json(line) + b"\n")
+                result.data[kind.name] = result.data.get(kind.name, 0) + 1
+        end: dict[str, Any] = {"sessions": result.sessions, "messages": result.messages}
+        if result.data:
+            end["data"] = result.data
+        out.write(_json({"chatkeep_export_end": end}) + b"\n")
+        return result
+
+    def _export_sessions(
+        self,
+        out: IO[bytes],
+        result: ExportResult,
+        owner: str | None,
+        sessions: list[str] | None,
+        progress: Callable[[int], None] | None,
+    ) -> None:
         if sessions is not None:
             wanted = [validate_id(s) for s in dict.fromkeys(sessions)]
             infos: Iterable[SessionInfo] = self.infos(wanted)
@@ -529,11 +582,6 @@ class Admin(Closing):
             result.sessions += 1 if written or meta else 0
         if sessions is not None:
             result.missing = [s for s in wanted if s not in found]
-        trailer = {
-            "chatkeep_export_end": {"sessions": result.sessions, "messages": result.messages}
-        }
-        out.write(_json(trailer) + b"\n")
-        return result
 
     def _meta(self, session_id: str, result: ExportResult) -> bytes:
         """``,"meta":{...}`` with the session's title, status and context (nothing when
@@ -637,6 +685,9 @@ class Admin(Closing):
             except LineError as exc:
                 bad(number, str(exc))
                 continue
+            if isinstance(parsed, DataLine):
+                self._restore_data(number, parsed, ttl, result, bad)
+                continue
             if parsed is None:
                 result.complete = True
                 continue
@@ -662,6 +713,26 @@ class Admin(Closing):
         flush()
         result.sessions = len(touched)
         return result
+
+    def _restore_data(
+        self,
+        number: int,
+        line: DataLine,
+        ttl: Any,
+        result: ImportResult,
+        bad: Callable[[int, str], None],
+    ) -> None:
+        kinds = self.kinds()
+        kind = kinds.get(line.kind)
+        if kind is None:
+            bad(number, f"kind {line.kind!r} is unknown here (is its package installed?)")
+            return
+        try:
+            kind.restore(self, line.id, line.owner, line.data, ttl)
+        except (ValueError, TypeError, KeyError) as exc:  # ChatkeepError's are ValueErrors
+            bad(number, f"{line.kind}: {exc}")
+            return
+        result.data[line.kind] = result.data.get(line.kind, 0) + 1
 
     def _restore_meta(
         self,
@@ -692,18 +763,71 @@ class Admin(Closing):
         """What the installed features keep of ``owner`` besides conversations (e.g.
         LangGraph threads); only what has items."""
         validate_id(owner, "owner")
-        load_features()
-        found = [finder(self.store, owner) for finder in OWNED_DATA.values()]
+        found = [finder(self.store, owner) for finder in self.finders().values()]
+        for kind in self.kinds().values():
+            items = list(kind.items(self, owner))
+            found.append(OwnedData(kind.what, len(items), _deleter(self, kind, items)))
         return [data for data in found if data.count]
+
+    # -- what features keep besides conversations (chatkeep.redis.DataKind) ---------------
+
+    @staticmethod
+    def kinds() -> dict[str, DataKind]:
+        """Every registered kind of data (the adapters' through their entry points)."""
+        load_features()
+        return dict(sorted(DATA_KINDS.items()))
+
+    @staticmethod
+    def finders() -> dict[str, Any]:
+        load_features()
+        return dict(OWNED_DATA)
+
+    def kind(self, name: str) -> DataKind:
+        """The kind called ``name``, or :class:`ConfigurationError` naming the known ones."""
+        kinds = self.kinds()
+        if name not in kinds:
+            known = ", ".join(["conversations", *kinds]) or "none"
+            raise ConfigurationError(
+                f"unknown kind {name!r} (known here: {known}; is its package installed?)"
+            )
+        return kinds[name]
+
+    def data_items(self, name: str, owner: str | None = None) -> list[DataItem]:
+        if owner is not None:
+            validate_id(owner, "owner")
+        return list(self.kind(name).items(self, owner))
+
+    @staticmethod
+    def session_part(session_id: str) -> tuple[str, str | None]:
+        """(the session a session id is a part of, the part) for ids with a part mark
+        (LlamaIndex Memory's archive: ``<key>\\x00archived``); (id, None) otherwise."""
+        return session_part(session_id)
+
+    def parts_of(self, session_id: str, parts: Iterable[str] = ("archived",)) -> list[str]:
+        """Which of the known ``parts`` the session has (its archive...)."""
+        return [p for p in parts if self.store.info(self.part_id(session_id, p)) is not None]
+
+    @staticmethod
+    def part_id(session_id: str, part: str) -> str:
+        """The id of the ``part`` of a session (``show --part archived``)."""
+        return validate_id(session_id + PART_MARK + part)
 
     def owner_sessions(self, owner: str) -> list[SessionInfo]:
         validate_id(owner, "owner")
         return [i for i in self.infos(self.session_ids(owner)) if i.owner == owner]
 
-    def purge(self, owner: str, sessions: list[SessionInfo]) -> PurgeResult:
-        """Delete the given sessions of ``owner`` (from :meth:`owner_sessions`)."""
+    def purge(
+        self,
+        owner: str,
+        sessions: list[SessionInfo],
+        progress: Callable[[int], None] | None = None,
+    ) -> PurgeResult:
+        """Delete the given sessions of ``owner`` (from :meth:`owner_sessions`);
+        ``progress`` is called with 1 after each session."""
         result = PurgeResult()
         for info in sessions:
+            if progress is not None:
+                progress(1)
             try:
                 existed = self.store.clear(info.id, owner=owner)
             except SessionOwnershipError:
@@ -730,7 +854,9 @@ class Admin(Closing):
         owners: set[bytes] = set()
         reservoir: list[str] = []
         rng = random.Random()
-        for info in self.infos(self.session_ids()):
+        ttls: Counter[int | None] = Counter()
+        for info, stored_ttl in self.rows(self.session_ids()):
+            ttls[_session_ttl(info, stored_ttl)] += 1
             sessions += 1
             messages += info.message_count
             largest = max(largest, info.message_count)
@@ -777,7 +903,46 @@ class Admin(Closing):
             "bytes_estimated": estimate,
             "bytes_sampled_sessions": len(reservoir) if sampled_bytes is not None else 0,
             "expires_in": buckets,
+            "ttls": [
+                {"ttl": _ttl_label(ms), "seconds": None if ms is None else ms / 1000, "sessions": n}
+                for ms, n in sorted(ttls.items(), key=lambda kv: (-kv[1], kv[0] or 0))
+            ],
         }
+
+
+def _session_ttl(info: SessionInfo, stored_ms: int | None) -> int | None:
+    """The TTL a session has, in ms (None: it never expires), rounded: the one stored
+    with it when it was given per session, else measured from Redis (its expiry minus
+    its last write: what a sliding TTL was set to then; a read since adds its age)."""
+    if info.expires_at is None:
+        return None
+    if stored_ms is not None and stored_ms > 0:
+        ms = stored_ms
+    else:
+        since = info.updated_at or info.created_at or info.expires_at
+        ms = max(round((info.expires_at - since).total_seconds() * 1000), 0)
+    # rounded as it is shown (seconds, minutes past an hour, hours past a day)
+    unit = 1000 if ms < 3_600_000 else 60_000 if ms < 86_400_000 else 3_600_000
+    return max(round(ms / unit), 1) * unit
+
+
+def _ttl_label(ms: int | None) -> str:
+    if ms is None:
+        return "never"
+    seconds = ms // 1000
+    for name, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{name}"
+    parts = []
+    for name, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{name}")
+            seconds %= size
+    return " ".join(parts) or "0s"
+
+
+def _deleter(admin: Admin, kind: DataKind, items: list[DataItem]) -> Callable[[], int]:
+    return lambda: kind.delete(admin, items)
 
 
 def _check_header(line: bytes) -> None:
@@ -795,13 +960,23 @@ def _check_header(line: bytes) -> None:
         )
 
 
+@dataclass(frozen=True)
+class DataLine:
+    """One export line of another kind than conversations (a LangGraph thread...)."""
+
+    kind: str
+    id: str
+    owner: str | None
+    data: dict[str, Any]
+
+
 def parse_line(
     line: bytes | str,
-) -> tuple[str, str | None, Message | None, dict[str, Any] | None] | None:
+) -> tuple[str, str | None, Message | None, dict[str, Any] | None] | DataLine | None:
     """(session id, owner, message, the session's metadata if the line carries it) of
     one export line (a session with metadata and no message has a line without a
-    record); None for the end trailer. Raises :class:`LineError` saying what is wrong
-    (never quoting content)."""
+    record); a :class:`DataLine` for an item of another kind; None for the end
+    trailer. Raises :class:`LineError` saying what is wrong (never quoting content)."""
     try:
         obj = _loads(line)
     except ValueError:
@@ -810,6 +985,15 @@ def parse_line(
         raise LineError("not a JSON object")
     if "chatkeep_export_end" in obj:
         return None
+    if "kind" in obj:
+        kind, item_id, owner, data = (obj.get(k) for k in ("kind", "id", "owner", "data"))
+        if not isinstance(kind, str) or not isinstance(item_id, str) or not item_id:
+            raise LineError("kind and id: missing or not strings")
+        if owner is not None and not isinstance(owner, str):
+            raise LineError("owner: not a string")
+        if not isinstance(data, dict):
+            raise LineError("data: missing or not a JSON object")
+        return DataLine(kind, item_id, owner, data)
     try:
         sid = validate_id(obj.get("session"), "session")
         owner = obj.get("owner")

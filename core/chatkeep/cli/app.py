@@ -1,4 +1,4 @@
-"""The ``chatkeep`` command (click + rich). See docs/readme-operating.md."""
+"""The ``chatkeep`` command (click + rich). See docs/cli.md and the README."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -135,8 +136,11 @@ def _expires_in(info: SessionInfo, now: datetime) -> str:
     return _span((info.expires_at - now).total_seconds())
 
 
-def _info_json(info: SessionInfo, now: datetime) -> dict[str, Any]:
+def _info_json(admin: Admin, info: SessionInfo, now: datetime) -> dict[str, Any]:
     data = info.model_dump(mode="json")
+    base, part = admin.session_part(info.id)
+    if part is not None:  # e.g. LlamaIndex Memory's archive of session ``base``
+        data["part_of"], data["part"] = base, part
     data["expires_in_seconds"] = (
         None if info.expires_at is None else round((info.expires_at - now).total_seconds(), 3)
     )
@@ -215,8 +219,15 @@ def _state(ctx: click.Context) -> State:
 # -- sessions ----------------------------------------------------------------------------
 
 
+_KIND_HELP = (
+    "What to list: conversations (default), a kind of data features keep "
+    "(langgraph-threads, langgraph-store, memory, cache...), or all."
+)
+
+
 @cli.command()
 @click.option("--owner", metavar="USER", help="Only the sessions of this owner.")
+@click.option("--kind", default="conversations", show_default=True, metavar="KIND", help=_KIND_HELP)
 @click.option("--status", metavar="STATUS", help="Only the sessions with this status.")
 @click.option(
     "--active-since",
@@ -236,13 +247,19 @@ def _state(ctx: click.Context) -> State:
 def sessions(  # noqa: PLR0917 (click passes the options by name)
     ctx: click.Context,
     owner: str | None,
+    kind: str,
     status: str | None,
     active_since: float | None,
     limit: int,
     as_json: bool,
 ) -> None:
-    """List live sessions, most recently active first."""
+    """List live sessions, most recently active first; or, with --kind, what features
+    keep besides conversations (LangGraph threads and store namespaces, long-term
+    memory, caches)."""
     admin = _state(ctx).admin
+    if kind != "conversations":
+        _list_data(admin, kind, owner, active_since, limit, as_json)
+        return
     found = admin.store.sessions(
         owner=owner, status=status, limit=None if active_since else limit + 1
     )
@@ -254,7 +271,7 @@ def sessions(  # noqa: PLR0917 (click passes the options by name)
     more = len(found) > limit
     found = found[:limit]
     if as_json:
-        _emit_json([_info_json(i, now) for i in found])
+        _emit_json([_info_json(admin, i, now) for i in found])
         return
     console = _console()
     if not found:
@@ -273,7 +290,7 @@ def sessions(  # noqa: PLR0917 (click passes the options by name)
     )
     for info in found:
         table.add_row(
-            Text(_one_line(info.id)),
+            _session_label(admin, info.id),
             Text(_one_line(info.owner or "-")),
             Text(_one_line(info.status or "-")),
             Text(_clip(_one_line(info.title), 40) if info.title else "-"),
@@ -290,6 +307,103 @@ def sessions(  # noqa: PLR0917 (click passes the options by name)
     _owned_elsewhere(console, admin, owner)
 
 
+def _session_label(admin: Admin, session_id: str) -> Text:
+    """A session id as shown: a part of another session (LlamaIndex Memory's archive)
+    as ``<session> [archived]``, reached with ``show <session> --part archived``."""
+    base, part = admin.session_part(session_id)
+    label = Text(_one_line(base))
+    if part is not None:
+        label.append(f" [{part}]", style="magenta")
+    return label
+
+
+def _list_data(  # noqa: PLR0917
+    admin: Admin,
+    kind: str,
+    owner: str | None,
+    active_since: float | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    names = list(admin.kinds()) if kind == "all" else [admin.kind(kind).name]
+    now = datetime.now(timezone.utc)
+    rows: list[tuple[str, Any]] = []
+    if kind == "all":
+        infos = admin.store.sessions(owner=owner, limit=None)
+        rows += [("conversations", i) for i in infos]
+    for name in names:
+        rows += [(name, item) for item in admin.data_items(name, owner)]
+    if active_since is not None:
+        since = now - timedelta(seconds=active_since)
+        rows = [(k, i) for k, i in rows if (i.updated_at or now) >= since]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if as_json:
+        _emit_json([_row_json(admin, k, i, now) for k, i in rows])
+        return
+    console = _console()
+    if not rows:
+        console.print(
+            f"no {kind if kind != 'all' else 'data'}" + (f" of owner {owner!r}" if owner else "")
+        )
+        return
+    table = _table(
+        ("kind", "left"),
+        ("id", "left"),
+        ("owner", "left"),
+        ("items", "right"),
+        ("last active", "left"),
+        ("expires in", "right"),
+    )
+    for name, row in rows:
+        if isinstance(row, SessionInfo):
+            table.add_row(
+                name,
+                _session_label(admin, row.id),
+                Text(_one_line(row.owner or "-")),
+                f"{row.message_count} messages",
+                _when(row.updated_at),
+                _expires_in(row, now),
+            )
+            continue
+        expires = "-" if row.expires_at is None else _span((row.expires_at - now).total_seconds())
+        table.add_row(
+            name,
+            Text(_one_line(row.id)),
+            Text(_one_line(row.owner or "-")),
+            _counted(row.count, admin.kind(name).unit),
+            _when(row.updated_at),
+            expires,
+        )
+    console.print(table)
+    tail = f"{len(rows)} item{'s' if len(rows) != 1 else ''}"
+    if more:
+        tail += f" (more exist; raise --limit above {limit})"
+    console.print(tail, style="dim")
+
+
+def _counted(count: int, plural: str) -> str:
+    """``1 entry``, ``2 entries``: a count with its unit (given plural)."""
+    if count != 1:
+        return f"{count} {plural}"
+    singular = plural[:-3] + "y" if plural.endswith("ies") else plural.removesuffix("s")
+    return f"{count} {singular}"
+
+
+def _row_json(admin: Admin, kind: str, row: Any, now: datetime) -> dict[str, Any]:
+    if isinstance(row, SessionInfo):
+        return {"kind": kind, **_info_json(admin, row, now)}
+    return {
+        "kind": kind,
+        "id": row.id,
+        "owner": row.owner,
+        "count": row.count,
+        "unit": admin.kind(kind).unit,
+        "updated_at": None if row.updated_at is None else row.updated_at.isoformat(),
+        "expires_at": None if row.expires_at is None else row.expires_at.isoformat(),
+    }
+
+
 def _owned_elsewhere(console: Console, admin: Admin, owner: str | None) -> None:
     """What installed adapters keep of ``owner`` besides conversations (LangGraph
     threads): a data-protection request needs to see it too."""
@@ -297,7 +411,7 @@ def _owned_elsewhere(console: Console, admin: Admin, owner: str | None) -> None:
         return
     for data in admin.owned_data(owner):
         console.print(
-            f"owner {owner!r} also has {data.count} {data.what} "
+            f"owner {owner!r} also has {_counted(data.count, data.what)} "
             f"(chatkeep purge --owner deletes them too)",
             style="dim",
         )
@@ -359,23 +473,55 @@ def _render(message: Message) -> Text:
 @cli.command()
 @click.argument("session")
 @click.option("--last", type=click.IntRange(min=1), metavar="N", help="Only the newest N.")
+@click.option(
+    "--part",
+    metavar="PART",
+    help="A part of the session kept apart (archived: LlamaIndex Memory's archive).",
+)
+@click.option(
+    "--kind",
+    default="conversations",
+    show_default=True,
+    metavar="KIND",
+    help="What SESSION names: a conversation, or an item of another kind "
+    "(langgraph-threads, langgraph-store, memory, cache...).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (info and records).")
 @click.pass_context
-def show(ctx: click.Context, session: str, last: int | None, as_json: bool) -> None:
-    """Print one conversation: time, role and text; tool calls summarised.
+def show(  # noqa: PLR0917
+    ctx: click.Context,
+    session: str,
+    last: int | None,
+    part: str | None,
+    kind: str,
+    as_json: bool,
+) -> None:
+    """Print one conversation: time, role and text; tool calls summarised. With
+    --kind, one item of another kind (a LangGraph thread, a namespace...).
 
-    Reading does not refresh the session's TTL.
+    Reading does not refresh TTLs.
     """
     admin = _state(ctx).admin
+    if kind != "conversations":
+        found = admin.kind(kind).show(admin, session)
+        if found is None:
+            raise CommandError(f"{kind} {session!r} not found", EXIT_NOT_FOUND)
+        if as_json:
+            _emit_json(found)
+        else:
+            _console().print_json(data=found, ensure_ascii=True)  # stored text: never raw
+        return
+    if part is not None:
+        session = admin.part_id(session, part)
     info = admin.info(session)
     if info is None:
-        raise CommandError(f"session {session!r} not found", EXIT_NOT_FOUND)
+        raise CommandError(f"session {_one_line(session)!r} not found", EXIT_NOT_FOUND)
     messages, unreadable = admin.tail(session, last)
     now = datetime.now(timezone.utc)
     if as_json:
         _emit_json(
             {
-                "session": _info_json(info, now),
+                "session": _info_json(admin, info, now),
                 "messages": [json.loads(encode_record(m)) for m in messages],
                 "unreadable_records": unreadable,
             }
@@ -383,7 +529,9 @@ def show(ctx: click.Context, session: str, last: int | None, as_json: bool) -> N
         return
     console = _console()
     head = Text()
-    head.append(f"session {_one_line(info.id)}", style="bold")
+    head.append(f"session {_one_line(admin.session_part(info.id)[0])}", style="bold")
+    if part is not None:
+        head.append(f" [{part}]", style="magenta")
     if info.title:
         head.append(f"  {_one_line(info.title)}")
     if info.status:
@@ -398,6 +546,12 @@ def show(ctx: click.Context, session: str, last: int | None, as_json: bool) -> N
         console.print(f"… {info.message_count - len(messages)} earlier messages", style="dim")
     for message in messages:
         console.print(_render(message))
+    if part is None:
+        for label in admin.parts_of(session):
+            console.print(
+                f"… and its {label} part: chatkeep show {_one_line(session)} --part {label}",
+                style="dim",
+            )
     if unreadable:
         _note(f"warning: {unreadable} stored record(s) could not be decoded and were skipped")
 
@@ -428,7 +582,15 @@ def _output(path: str) -> Iterator[IO[bytes]]:
 
 
 @cli.command(name="export")
-@click.option("--owner", metavar="USER", help="Only the sessions of this owner.")
+@click.option("--owner", metavar="USER", help="Only what this owner has.")
+@click.option(
+    "--kind",
+    "kinds",
+    metavar="KIND",
+    multiple=True,
+    help="Only this kind (repeatable): conversations, langgraph-threads, langgraph-store, "
+    "memory, cache... Default: every kind (only conversations with --session).",
+)
 @click.option(
     "--session",
     "session_ids",
@@ -446,11 +608,17 @@ def _output(path: str) -> Iterator[IO[bytes]]:
 )
 @click.pass_context
 def export_command(
-    ctx: click.Context, owner: str | None, session_ids: tuple[str, ...], output: str
+    ctx: click.Context,
+    owner: str | None,
+    kinds: tuple[str, ...],
+    session_ids: tuple[str, ...],
+    output: str,
 ) -> None:
-    """Write sessions to a JSONL file (all, one owner's, or the ones named).
+    """Write sessions to a JSONL file (all, one owner's, or the ones named), with what
+    features keep (LangGraph threads and store namespaces, long-term memory, caches).
 
-    Streams: memory stays flat however many messages. Reading does not refresh TTLs.
+    Streams conversations: memory stays flat however many messages. Reading does not
+    refresh TTLs.
     """
     if owner is not None and session_ids:
         raise click.UsageError("use either --owner or --session, not both")
@@ -458,14 +626,19 @@ def export_command(
     console = _console(stderr=True)
     with _output(output) as out, _progress(console) as progress:
         task = progress.add_task("exporting", total=None)
+        for name in kinds:
+            if name != "conversations":
+                admin.kind(name)  # an unknown kind: before anything is written
         result = admin.export(
             out,
             owner=owner,
             sessions=list(session_ids) or None,
+            kinds=list(kinds) or None,
             progress=lambda n: progress.advance(task, n),
         )
     where = "standard output" if output == "-" else output
-    _note(f"exported {result.sessions} sessions, {result.messages} messages to {where}")
+    others = "".join(f", {_counted(n, admin.kind(k).what)}" for k, n in result.data.items())
+    _note(f"exported {result.sessions} sessions, {result.messages} messages{others} to {where}")
     if result.skipped_records:
         _note(f"warning: {result.skipped_records} undecodable stored record(s) left out")
     if result.skipped_contexts:
@@ -541,8 +714,9 @@ def import_command(ctx: click.Context, file: str, ttl: Any, max_errors: int) -> 
     if shown > max_errors:
         _note(f"... and {shown - max_errors} more bad lines")
     bad = len(result.bad_lines)
+    others = "".join(f", {_counted(n, admin.kind(k).what)}" for k, n in result.data.items())
     _note(
-        f"imported {result.messages} messages into {result.sessions} sessions "
+        f"imported {result.messages} messages into {result.sessions} sessions{others} "
         f"({result.already_present} already present, {bad} bad line{'s' if bad != 1 else ''})"
     )
     if not result.complete:
@@ -627,11 +801,31 @@ def _confirm(question: str, yes: bool) -> None:
 
 @cli.command()
 @click.argument("session")
+@click.option(
+    "--kind",
+    default="conversations",
+    show_default=True,
+    metavar="KIND",
+    help="What SESSION names (langgraph-threads, langgraph-store, memory, cache...).",
+)
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_context
-def delete(ctx: click.Context, session: str, yes: bool) -> None:
-    """Delete one session (messages and metadata)."""
+def delete(ctx: click.Context, session: str, kind: str, yes: bool) -> None:
+    """Delete one session (messages and metadata), or one item of another kind."""
     admin = _state(ctx).admin
+    if kind != "conversations":
+        data_kind = admin.kind(kind)
+        items = [i for i in admin.data_items(kind) if i.id == session]
+        if not items:
+            raise CommandError(f"{kind} {session!r} not found", EXIT_NOT_FOUND)
+        item = items[0]
+        _confirm(
+            f"Delete {kind} {session!r} ({_counted(item.count, data_kind.unit)}, owner "
+            f"{item.owner or '-'})?",
+            yes,
+        )
+        click.echo(f"deleted {data_kind.delete(admin, items)} {data_kind.what} ({session!r})")
+        return
     info = admin.info(session)
     if info is None:
         raise CommandError(f"session {session!r} not found", EXIT_NOT_FOUND)
@@ -644,31 +838,96 @@ def delete(ctx: click.Context, session: str, yes: bool) -> None:
     click.echo(f"deleted session {session!r} ({count} messages)")
 
 
+def _stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+class _Lines:
+    """Progress as plain lines on stderr (one a second at most, and the last): what
+    ``--progress`` shows where there is no terminal to draw a bar on."""
+
+    def __init__(self, description: str, total: int, unit: str) -> None:
+        self.description, self.total, self.unit = description, total, unit
+        self.done = 0
+        self.shown = time.monotonic()
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self.done >= self.total or time.monotonic() - self.shown >= 1.0:
+            self.shown = time.monotonic()
+            _note(f"{self.description}: {self.done}/{self.total} {self.unit}")
+
+
+@contextmanager
+def _counting(
+    description: str, total: int, unit: str, shown: bool | None
+) -> Iterator[Callable[[int], None]]:
+    """A progress callback: a bar on a terminal (stderr), plain lines with
+    ``--progress`` elsewhere, nothing unless stdout is a terminal or it was asked for
+    (scripted output stays clean)."""
+    if shown is None:
+        shown = _stdout_is_terminal()
+    if not shown or total == 0:
+        yield lambda n: None
+        return
+    console = _console(stderr=True)
+    if not console.is_terminal:
+        lines = _Lines(description, total, unit)
+        yield lines.advance
+        return
+    with _progress(console) as progress:
+        task = progress.add_task(f"{description} ({unit})", total=total)
+        yield lambda n: progress.advance(task, n)
+
+
 @cli.command()
 @click.option("--owner", required=True, metavar="USER", help="The owner whose data goes.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Show progress on stderr. Default: when standard output is a terminal.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @click.pass_context
-def purge(ctx: click.Context, owner: str, yes: bool) -> None:
-    """Delete every session of one owner (e.g. for a data-protection request)."""
+def purge(ctx: click.Context, owner: str, yes: bool, progress: bool | None, as_json: bool) -> None:
+    """Delete every session of one owner (e.g. for a data-protection request), and
+    what installed features keep of the owner (LangGraph threads...)."""
     admin = _state(ctx).admin
     found = admin.owner_sessions(owner)
     others = admin.owned_data(owner)  # what adapters keep of the owner (LangGraph threads)
     if not found and not others:
-        click.echo(f"owner {owner!r} has no sessions; nothing deleted")
+        if as_json:
+            _emit_json({"owner": owner, "sessions": 0, "messages": 0, "appeared": 0, "other": {}})
+        else:
+            click.echo(f"owner {owner!r} has no sessions; nothing deleted")
         return
     messages = sum(i.message_count for i in found)
-    extra = "".join(f" and {data.count} {data.what}" for data in others)
+    extra = "".join(f" and {_counted(data.count, data.what)}" for data in others)
     _confirm(
         f"Delete {len(found)} sessions ({messages} messages){extra} of owner {owner!r}? "
         "This cannot be undone.",
         yes,
     )
-    result = admin.purge(owner, found)
-    click.echo(
-        f"deleted {result.sessions} sessions ({result.messages} messages) of owner {owner!r}"
-    )
-    for data in others:
-        click.echo(f"deleted {data.delete()} {data.what} of owner {owner!r}")
+    with _counting("purging", len(found), "sessions", progress) as advance:
+        result = admin.purge(owner, found, progress=advance)
+    deleted = {data.what: data.delete() for data in others}
+    if as_json:
+        _emit_json(
+            {
+                "owner": owner,
+                "sessions": result.sessions,
+                "messages": result.messages,
+                "appeared": result.appeared,
+                "other": deleted,
+            }
+        )
+    else:
+        click.echo(
+            f"deleted {result.sessions} sessions ({result.messages} messages) of owner {owner!r}"
+        )
+        for what, count in deleted.items():
+            click.echo(f"deleted {_counted(count, what)} of owner {owner!r}")
     if result.appeared:
         _note(
             f"warning: {result.appeared} new session(s) of {owner!r} appeared meanwhile; "
@@ -714,7 +973,6 @@ def stats(ctx: click.Context, samples: int, as_json: bool) -> None:
         "probe_interval": config.probe_interval,
         "probe_max": config.probe_max,
     }
-    data["ttl"] = {"default_seconds": config.ttl, "mode": config.ttl_mode}
     if as_json:
         _emit_json(data)
         return
@@ -741,7 +999,11 @@ def stats(ctx: click.Context, samples: int, as_json: bool) -> None:
     table.add_row("expires in", ", ".join(f"{k}: {v}" for k, v in data["expires_in"].items()))
     table.add_row(
         "ttl",
-        ("never" if config.ttl is None else _span(config.ttl)) + f" ({config.ttl_mode})",
+        ", ".join(
+            f"{row['ttl']}: {row['sessions']} session{'s' if row['sessions'] != 1 else ''}"
+            for row in data["ttls"]
+        )
+        or "-",
     )
     table.add_row(
         "fallback",

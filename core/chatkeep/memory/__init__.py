@@ -8,6 +8,6 @@
 
 from __future__ import annotations
 
-from .store import DEFAULT_MEMORY_TTLS, AsyncMemoryStore, MemoryStore, Namespace
+from .store import DEFAULT_MEMORY_TTLS, AsyncMemoryStore, MemoryHit, MemoryStore, Namespace
 
-__all__ = ["DEFAULT_MEMORY_TTLS", "AsyncMemoryStore", "MemoryStore", "Namespace"]
+__all__ = ["DEFAULT_MEMORY_TTLS", "AsyncMemoryStore", "MemoryHit", "MemoryStore", "Namespace"]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..clock import now_ms
-from .ops import Delete, Found, Get, List, Op, Put
+from .ops import Delete, Found, Get, List, Op, Put, Vectors
 
 __all__ = ["LocalMemory"]
 
@@ -30,6 +30,11 @@ class _Entry:
     ttl_ms: int
     created: int
     expires: int | None
+    vector: bytes | None = None  # the value's embeddings (chatkeep.vectors blob)
+
+    @property
+    def size(self) -> int:
+        return len(self.data) + (len(self.vector) if self.vector else 0)
 
 
 class LocalMemory:
@@ -62,7 +67,7 @@ class LocalMemory:
         entry = self._entries.pop((ns, key), None)
         if entry is None:
             return False
-        self._bytes -= len(entry.data)
+        self._bytes -= entry.size
         keys = self._by_ns.get(ns)
         if keys is not None:
             keys.discard(key)
@@ -70,18 +75,30 @@ class LocalMemory:
                 del self._by_ns[ns]
         return True
 
-    def _store(self, ns: str, key: str, found: tuple[bytes, bool, int], now: int) -> None:
+    def _store(
+        self,
+        ns: str,
+        key: str,
+        found: tuple[bytes, bool, int],
+        now: int,
+        vector: bytes | bool | None = None,
+    ) -> None:
+        """Keep a value; ``vector`` is its embeddings, or True to keep the ones held
+        if the value is unchanged (a value read back from Redis)."""
         data, tagged, ttl = found
         old = self._live(ns, key, now)
         created = now
         if old is not None:
             created = old.created
-            self._bytes -= len(old.data)
+            self._bytes -= old.size
+        if vector is True:
+            vector = old.vector if old is not None and old.data == data else None
         expires = None if ttl <= 0 else (now if self._sliding else created) + ttl
-        self._entries[(ns, key)] = _Entry(data, tagged, ttl, created, expires)
+        entry = _Entry(data, tagged, ttl, created, expires, vector or None)
+        self._entries[(ns, key)] = entry
         self._entries.move_to_end((ns, key))
         self._by_ns.setdefault(ns, set()).add(key)
-        self._bytes += len(data)
+        self._bytes += entry.size
         while len(self._entries) > 1 and (
             (self._max is not None and len(self._entries) > self._max)
             or (self._max_bytes is not None and self._bytes > self._max_bytes)
@@ -96,9 +113,13 @@ class LocalMemory:
         now = now_ms()
         with self._lock:
             if isinstance(op, Put):
+                vectors = op.vectors or {}
                 for key, data, tagged, ttl in op.items:
-                    self._store(op.ns, key, (data, tagged, ttl), now)
+                    self._store(op.ns, key, (data, tagged, ttl), now, vectors.get(key))
                 return len(op.items)
+            if isinstance(op, Vectors):
+                held = [self._live(op.ns, key, now) for key in op.keys]
+                return [None if entry is None else entry.vector for entry in held]
             if isinstance(op, Get):
                 found: list[Found] = []
                 for key in op.keys:
@@ -141,4 +162,4 @@ class LocalMemory:
                     if found is None:
                         self._drop(op.ns, key)
                     else:
-                        self._store(op.ns, key, found, now)
+                        self._store(op.ns, key, found, now, vector=True)

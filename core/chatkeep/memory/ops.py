@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Delete", "Found", "Get", "Item", "List", "Op", "Put", "Ttl"]
+__all__ = ["Delete", "Found", "Get", "Item", "List", "Op", "Put", "Ttl", "Vectors"]
 
 Item = tuple[str, bytes, bool, int]
 """One value to write: key, JSON data, whether bytes were tagged, TTL ms (0 = never)."""
@@ -23,6 +23,9 @@ Found = tuple[bytes, bool, int] | None
 class Put:
     ns: str
     items: list[Item]
+    # Embeddings of the values (chatkeep.vectors blobs) by key; a value put without one
+    # loses the one it had (it described the old value).
+    vectors: dict[str, bytes] | None = None
 
 
 @dataclass(slots=True)
@@ -50,4 +53,13 @@ class Ttl:
     key: str
 
 
-Op = Put | Get | Delete | List | Ttl
+@dataclass(slots=True)
+class Vectors:
+    """The embeddings of values (None where a value has none or is missing); no
+    TTL refresh: a search refreshes only what it returns."""
+
+    ns: str
+    keys: list[str]
+
+
+Op = Put | Get | Delete | List | Ttl | Vectors

@@ -3,7 +3,11 @@
 A namespace's keys share one hash tag, so each script runs on one Cluster slot::
 
     <prefix>:mem:{<ns>}:i         ZSET  key -> expires_at (ms; inf = never)
-    <prefix>:mem:{<ns>}:v:<key>   HASH  d JSON value, b bytes tagged, t TTL ms, c created, u updated
+    <prefix>:mem:{<ns>}:v:<key>   HASH  d JSON value, b bytes tagged, t TTL ms, c created,
+                                        u updated, e embeddings (a chatkeep.vectors blob;
+                                        only when embedded)
+    <prefix>:mem:namespaces       ZSET  <ns> -> last write ms (another slot, same round trip):
+                                        the namespaces the chatkeep command lists
 
 Writes are ordered by namespace when journaled; a put or delete replayed twice leaves
 what one run leaves.
@@ -20,18 +24,18 @@ from ..keys import KeySchema
 from ..redis.circuit import BaseFamily, Mirror, register_family
 from ..redis.connection import Connection
 from ..redis.errors import check
-from ..redis.flows import Flow
+from ..redis.flows import Command, Flow
 from ..redis.replies import reply_str
 from ..redis.scripts import Feature, run_script
-from .ops import Delete, Found, Get, Op, Put, Ttl
+from .ops import Delete, Found, Get, Op, Put, Ttl, Vectors
 
 __all__ = ["MEMORY", "RedisMemory"]
 
 MEMORY = Feature(
     "memory",
     package="chatkeep.memory",
-    scripts=("put", "get", "delete", "list"),
-    commands=("PTTL",),
+    scripts=("put", "get", "delete", "list", "vectors"),
+    commands=("PTTL", "ZADD"),
 )
 
 
@@ -66,14 +70,19 @@ class RedisMemory(BaseFamily):
         now = now_ms()
         if isinstance(op, Put):
             args: list[Any] = [now, 0 if self.sliding else 1]
+            vectors = op.vectors or {}
             for key, data, tagged, ttl in op.items:
-                args += [key, data, 1 if tagged else 0, ttl]
+                args += [key, data, 1 if tagged else 0, ttl, vectors.get(key, b"")]
             keys = [self.keys.memory_value(op.ns, key) for key, *_ in op.items]
-            return self._script("put", [index, *keys], args, int)
+            registered = ("ZADD", self.keys.memory_namespaces(), now, op.ns)
+            return self._script("put", [index, *keys], args, int, registered)
         if isinstance(op, Get):
             keys = [self.keys.memory_value(op.ns, key) for key in op.keys]
             args = [now, 1 if self.sliding and op.refresh else 0, *op.keys]
             return self._script("get", [index, *keys], args, _found)
+        if isinstance(op, Vectors):
+            keys = [self.keys.memory_value(op.ns, key) for key in op.keys]
+            return self._script("vectors", keys, [], _blobs)
         if isinstance(op, Delete):
             keys = [self.keys.memory_value(op.ns, key) for key in op.keys]
             return self._script("delete", [index, *keys], list(op.keys), int)
@@ -86,15 +95,24 @@ class RedisMemory(BaseFamily):
     @staticmethod
     def size(op: Op) -> int:
         if isinstance(op, Put):
-            return 64 + len(op.ns) + sum(len(key) + len(data) + 16 for key, data, *_ in op.items)
-        keys = op.keys if isinstance(op, (Get, Delete)) else []
+            vectors = sum(map(len, (op.vectors or {}).values()))
+            return (
+                64
+                + len(op.ns)
+                + vectors
+                + sum(len(key) + len(data) + 16 for key, data, *_ in op.items)
+            )
+        keys = op.keys if isinstance(op, (Get, Delete, Vectors)) else []
         return 64 + len(op.ns) + sum(len(key) + 8 for key in keys)
 
     @staticmethod
     def encode(op: Op) -> bytes:
         if isinstance(op, Put):
             items = [[k, base64.b64encode(d).decode(), t, ttl] for k, d, t, ttl in op.items]
-            return json.dumps({"k": "put", "ns": op.ns, "items": items}).encode()
+            fields: dict[str, Any] = {"k": "put", "ns": op.ns, "items": items}
+            if op.vectors:
+                fields["e"] = {k: base64.b64encode(v).decode() for k, v in op.vectors.items()}
+            return json.dumps(fields).encode()
         assert isinstance(op, Delete)
         return json.dumps({"k": "delete", "ns": op.ns, "keys": op.keys}).encode()
 
@@ -105,13 +123,18 @@ class RedisMemory(BaseFamily):
             items = [
                 (k, base64.b64decode(d), bool(t), int(ttl)) for k, d, t, ttl in fields["items"]
             ]
-            return Put(fields["ns"], items)
+            vectors = {k: base64.b64decode(v) for k, v in fields.get("e", {}).items()}
+            return Put(fields["ns"], items, vectors or None)
         return Delete(fields["ns"], list(fields["keys"]))
 
     # -- flows ----------------------------------------------------------------------------
 
-    def _script(self, name: str, keys: list[str], args: list[Any], result: Any) -> Flow[Any]:
-        replies = yield from run_script(MEMORY[name], keys, args, cluster=self.connection.cluster)
+    def _script(
+        self, name: str, keys: list[str], args: list[Any], result: Any, *extra: Command
+    ) -> Flow[Any]:
+        replies = yield from run_script(
+            MEMORY[name], keys, args, *extra, cluster=self.connection.cluster
+        )
         return result(replies[0])
 
     def _ttl(self, op: Ttl) -> Flow[float | None]:
@@ -127,6 +150,10 @@ def _found(reply: list[Any]) -> list[Found]:
         data, tagged, ttl = reply[i : i + 3]
         found.append(None if data is None else (bytes(data), _flag(tagged), int(ttl or 0)))
     return found
+
+
+def _blobs(reply: list[Any]) -> list[bytes | None]:
+    return [None if blob is None else bytes(blob) for blob in reply]
 
 
 def _listed(reply: list[Any]) -> list[str]:

@@ -34,19 +34,21 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final, TypeVar
+from dataclasses import dataclass
+from typing import Any, Final, Literal, TypeVar
 
+from .. import vectors
 from ..codec import decode_value, encode_value
 from ..config import StoreConfig, ttl_ms
-from ..errors import InvalidArgumentError
-from ..keys import escape_id, validate_id
-from ..redis.flows import Flow, async_method, sync_method
+from ..errors import ConfigurationError, InvalidArgumentError
+from ..keys import escape_id, utf8_text, validate_id
+from ..redis.flows import Call, Flow, async_method, sync_method
 from ..redis.stores import Awaiting, Blocking, FamilyStore, resolve_config
 from .local import LocalMemory
-from .ops import Delete, Found, Get, List, Put, Ttl
+from .ops import Delete, Found, Get, List, Put, Ttl, Vectors
 from .redis import RedisMemory
 
-__all__ = ["DEFAULT_MEMORY_TTLS", "AsyncMemoryStore", "MemoryStore", "Namespace"]
+__all__ = ["DEFAULT_MEMORY_TTLS", "AsyncMemoryStore", "MemoryHit", "MemoryStore", "Namespace"]
 
 _DAY = 24 * 3600.0
 
@@ -67,6 +69,16 @@ MIRROR_ENTRIES = 10_000  # values the fallback mirror keeps (least recently used
 S = TypeVar("S", bound="_MemoryStoreBase")
 
 
+@dataclass(frozen=True, slots=True)
+class MemoryHit:
+    """One value found by :meth:`MemoryStore.search`: its key, the value and its cosine
+    similarity to the query (the best of its embedded texts)."""
+
+    key: str
+    value: Any
+    score: float
+
+
 class _Default:
     def __repr__(self) -> str:
         return "DEFAULT"
@@ -84,8 +96,19 @@ class _MemoryStoreBase(FamilyStore):
         *,
         client: Any = None,
         ttls: Mapping[str, float | None] | None = None,
+        embed: vectors.Embedder | None = None,
+        embed_fields: Sequence[str] | None = None,
         **options: Any,
     ) -> None:
+        if embed is not None:
+            vectors.check_embedder(embed)
+        if embed_fields is not None and (
+            isinstance(embed_fields, str)
+            or not all(isinstance(path, str) and path for path in embed_fields)
+        ):
+            raise ConfigurationError('embed_fields must be a list of paths such as ["text"]')
+        self._embed = embed
+        self._embed_fields = None if embed_fields is None else builtins.list(embed_fields)
         config = resolve_config(config, options)
         table = dict(DEFAULT_MEMORY_TTLS)
         table.update(ttls or {})
@@ -130,11 +153,19 @@ class _MemoryStoreBase(FamilyStore):
         return [validate_id(key, "key") for key in keys]
 
     def _plan_put(
-        self, namespace: object, items: Iterable[tuple[object, object]], ttl: object
-    ) -> Put:
+        self,
+        namespace: object,
+        items: Iterable[tuple[object, object]],
+        ttl: object,
+        index: object = None,
+    ) -> Flow[Put]:
+        """The write of ``items``, their embeddings included (one call of the embedder
+        for every text of the put)."""
         kind, ns = self._ns(namespace)
         ms = self._ttls.get(kind, self._default_ttl) if ttl is _DEFAULT else ttl_ms(ttl)
+        fields = self._index_fields(index)
         planned: dict[str, tuple[str, bytes, bool, int]] = {}
+        texts: dict[str, builtins.list[str]] = {}
         limit = self.config.max_message_bytes
         sealing = self.config.sealing
         for key, value in items:
@@ -143,21 +174,73 @@ class _MemoryStoreBase(FamilyStore):
             if sealing.active:  # bound to this namespace and key (docs/security-at-rest.md)
                 data = sealing.seal_value(data, "memory", ns, checked)
             planned[checked] = (checked, data, tagged, ms)
-        return Put(ns, list(planned.values()))
+            if fields is not False:
+                texts[checked] = vectors.texts_at(value, fields)
+        op = Put(ns, builtins.list(planned.values()))
+        everything = [text for found in texts.values() for text in found]
+        if everything:
+            embedded = yield Call(self._embed_documents, (everything,))
+            if not isinstance(embedded, Sequence) or len(embedded) != len(everything):
+                raise ConfigurationError("the embedding function must return one vector per text")
+            if len({len(vector) for vector in embedded}) > 1:
+                raise ConfigurationError(
+                    "the embedding function returned vectors of different sizes"
+                )
+            op.vectors = {}
+            at = 0
+            for key, found in texts.items():
+                if found:
+                    op.vectors[key] = vectors.pack(embedded[at : at + len(found)])
+                    at += len(found)
+        return op
+
+    def _index_fields(self, index: object) -> builtins.list[str] | Literal[False] | None:
+        """What a put embeds: the store's fields, others given, or nothing (False)."""
+        if index is False or self._embed is None:
+            if index not in (None, False):
+                raise ConfigurationError("index= needs a store made with embed=")
+            return False
+        if index is None or index is True:
+            return self._embed_fields
+        if isinstance(index, str) or not isinstance(index, Sequence):
+            raise InvalidArgumentError('index must be False or a list of paths such as ["text"]')
+        return [utf8_text(path, "index path") for path in index if isinstance(path, str)]
+
+    def _embed_documents(self, texts: builtins.list[str]) -> Any:
+        return vectors.embed_documents(self._embed, texts, awaited=self._asyncio)
+
+    def _embed_query(self, text: str) -> Any:
+        return vectors.embed_query(self._embed, text, awaited=self._asyncio)
 
     # -- operations, each written once (the twins drive them) -----------------------------
 
     def _put(
-        self, namespace: Namespace, key: str, value: Any, *, ttl: float | None = _DEFAULT
+        self,
+        namespace: Namespace,
+        key: str,
+        value: Any,
+        *,
+        ttl: float | None = _DEFAULT,
+        index: bool | Sequence[str] | None = None,
     ) -> Flow[None]:
-        """Store a JSON value (replacing any); ``ttl`` overrides the namespace default."""
-        yield from self._call(self._plan_put(namespace, [(key, value)], ttl))
+        """Store a JSON value (replacing any); ``ttl`` overrides the namespace default.
+        With ``embed=``, the value is embedded for :meth:`search` (``index`` = paths to
+        embed instead of the store's ``embed_fields``, ``False`` not to embed)."""
+        op = yield from self._plan_put(namespace, [(key, value)], ttl, index)
+        yield from self._call(op)
 
     def _mput(
-        self, namespace: Namespace, items: Mapping[str, Any], *, ttl: float | None = _DEFAULT
+        self,
+        namespace: Namespace,
+        items: Mapping[str, Any],
+        *,
+        ttl: float | None = _DEFAULT,
+        index: bool | Sequence[str] | None = None,
     ) -> Flow[None]:
         """Store several values of one namespace atomically (one round trip)."""
-        op = self._plan_put(namespace, items.items(), ttl)
+        if not isinstance(items, Mapping):
+            raise InvalidArgumentError("items must be a mapping of key to value")
+        op = yield from self._plan_put(namespace, items.items(), ttl, index)
         if op.items:
             yield from self._call(op)
 
@@ -210,6 +293,42 @@ class _MemoryStoreBase(FamilyStore):
         keys: builtins.list[str] = yield from self._call(List(ns, prefix))
         return keys if limit is None else keys[:limit]
 
+    def _search(
+        self, namespace: Namespace, query: str, *, limit: int = 10
+    ) -> Flow[builtins.list[MemoryHit]]:
+        """The values of a namespace most similar in meaning to ``query``, best first
+        (cosine similarity of the embeddings made at put; values put without one are
+        not found). Needs ``embed=``. Reads every embedding of the namespace (exact
+        search, in this process), then only the values it returns, refreshing their
+        TTLs."""
+        if self._embed is None:
+            raise ConfigurationError("search needs a store made with embed=")
+        if not isinstance(query, str) or not query:
+            raise InvalidArgumentError("query must be a non-empty str")
+        utf8_text(query, "query")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidArgumentError("limit must be a positive int")
+        _, ns = self._ns(namespace)
+        keys: builtins.list[str] = yield from self._call(List(ns, ""))
+        if not keys:
+            return []
+        vector = yield Call(self._embed_query, (query,))
+        blobs = yield from self._call(Vectors(ns, keys))
+        scores = vectors.scores(vector, blobs)
+        ranked = sorted(
+            ((score, key) for key, score in zip(keys, scores, strict=True) if score is not None),
+            key=lambda pair: -pair[0],
+        )[:limit]
+        if not ranked:
+            return []
+        found: builtins.list[Found] = yield from self._call(Get(ns, [key for _, key in ranked]))
+        sealing = self.config.sealing
+        return [
+            MemoryHit(key, decode_value(sealing.open_value(f[0], "memory", ns, key), f[1]), score)
+            for (score, key), f in zip(ranked, found, strict=True)
+            if f is not None  # deleted or expired since its embedding was read
+        ]
+
     def _ttl(self, namespace: Namespace, key: str) -> Flow[float | None]:
         """Seconds until the value expires; None if never; 0.0 if it does not exist."""
         _, ns = self._ns(namespace)
@@ -225,6 +344,10 @@ class MemoryStore(_MemoryStoreBase, Blocking):
     ``MemoryStore(client=redis.Redis(...))``; options are :class:`StoreConfig` fields
     (``prefix``, ``ttl`` for namespaces without a default, ``ttl_mode``, ``fallback``,
     ``max_message_bytes`` as the value size limit, ...).
+
+    ``embed=`` (a LangChain ``Embeddings`` object or a function from texts to vectors)
+    makes values searchable by meaning: each put embeds the value (or the paths in
+    ``embed_fields``) and :meth:`search` ranks a namespace by cosine similarity.
     """
 
     put = sync_method(_MemoryStoreBase._put)
@@ -234,6 +357,7 @@ class MemoryStore(_MemoryStoreBase, Blocking):
     delete = sync_method(_MemoryStoreBase._delete)
     mdelete = sync_method(_MemoryStoreBase._mdelete)
     list = sync_method(_MemoryStoreBase._list)
+    search = sync_method(_MemoryStoreBase._search)
     ttl = sync_method(_MemoryStoreBase._ttl)
     flush = sync_method(_MemoryStoreBase._flush)
 
@@ -248,5 +372,6 @@ class AsyncMemoryStore(_MemoryStoreBase, Awaiting):
     delete = async_method(_MemoryStoreBase._delete)
     mdelete = async_method(_MemoryStoreBase._mdelete)
     list = async_method(_MemoryStoreBase._list)
+    search = async_method(_MemoryStoreBase._search)
     ttl = async_method(_MemoryStoreBase._ttl)
     flush = async_method(_MemoryStoreBase._flush)

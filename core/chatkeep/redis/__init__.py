@@ -22,7 +22,7 @@
   written, and the key it is encrypted with (the rest of
   at-rest sealing is ``StoreConfig.sealing``: ``seal_value``/``open_value``).
 
-See the README's "Building on chatkeep" for a store of your own.
+See docs/extending.md ("Building on chatkeep") for a store of your own.
 """
 
 from __future__ import annotations
@@ -72,7 +72,18 @@ from .journal import (
     SqliteJournal,
     pending_writes,
 )
-from .owners import OWNED_DATA, OwnedData, register_owned_data
+from .owners import (
+    DATA_KINDS,
+    OWNED_DATA,
+    PART_MARK,
+    DataItem,
+    DataKind,
+    DataSite,
+    OwnedData,
+    register_data_kind,
+    register_owned_data,
+    session_part,
+)
 from .replies import reply_int, reply_str, reply_text
 from .scripts import FEATURES, Feature, Script, acl_rules, load_features, run_script
 from .stores import (
@@ -86,9 +97,16 @@ from .stores import (
 )
 
 __all__ = [
+    "DATA_KINDS",
     "OWNED_DATA",
+    "PART_MARK",
+    "DataItem",
+    "DataKind",
+    "DataSite",
     "OwnedData",
+    "register_data_kind",
     "register_owned_data",
+    "session_part",
     "FAMILIES",
     "FEATURES",
     "NO_IO",

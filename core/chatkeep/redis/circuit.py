@@ -9,7 +9,7 @@ then the journal is replayed in batches (the oldest entries of many keys per rou
 trip, each key's entries in order) while other calls wait briefly
 (``replay_wait``) behind it; when the journal is empty the circuit closes.
 
-Guarantees (the README's "When Redis is unreachable" states them for users):
+Guarantees (docs/fallback.md states them for users):
 
 * a write is acknowledged only once it is in the journal; a full journal raises
   :class:`chatkeep.JournalFullError`;
@@ -39,7 +39,7 @@ import warnings
 import weakref
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 from ..errors import (
     BackendError,
@@ -70,6 +70,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger("chatkeep")
+WHERE: Final = object()  # Circuit._log: replaced by the Redis and prefixes a line concerns
 
 
 class Route(enum.Enum):
@@ -283,6 +284,29 @@ class Circuit:
                 found = self.mirrors[key] = make()
             return found
 
+    @property
+    def prefixes(self) -> list[str]:
+        """Key prefixes of the stores this circuit serves (their families'), sorted."""
+        with self._lock:
+            families = list(self.families.values())
+        return sorted({str(f.params["prefix"]) for f in families if "prefix" in f.params})
+
+    def _where(self) -> str:
+        """Which stores a log line concerns: the Redis (credentials redacted) and the
+        prefixes, so that the logs of several stores in one process stay apart."""
+        prefixes = self.prefixes
+        if not prefixes:
+            return self.safe_url
+        return f"{self.safe_url} (prefix {', '.join(prefixes)})"
+
+    def log(self, level: int, message: str, *args: Any) -> None:
+        """Log ``message``, its ``WHERE`` arguments replaced by :meth:`_where`, with the
+        Redis and the prefixes also as record attributes (``chatkeep_redis``,
+        ``chatkeep_prefixes``) for handlers that route by store."""
+        where = self._where()
+        extra = {"chatkeep_redis": self.safe_url, "chatkeep_prefixes": self.prefixes}
+        logger.log(level, message, *(where if a is WHERE else a for a in args), extra=extra)
+
     def listen(self, listener: Callable[[str], None]) -> None:
         with self._lock:
             self._listeners.append(listener)
@@ -347,10 +371,11 @@ class Circuit:
             self._next_probe = time.monotonic() + self._backoff
             self.outages += 1
             self.degraded_since = datetime.now(timezone.utc)
-        logger.warning(
+        self.log(
+            logging.WARNING,
             "Redis at %s is unreachable (%s); serving from the in-memory fallback and "
             "journaling writes for replay",
-            self.safe_url,
+            WHERE,
             type(exc.cause).__name__,
         )
         self._warn()
@@ -454,10 +479,11 @@ class Circuit:
         self.degraded_since = None
 
     def _closed_now(self) -> None:
-        logger.warning(
+        self.log(
+            logging.WARNING,
             "Redis at %s is reachable again; back from the fallback (%d writes replayed so "
             "far, %d rejected)",
-            self.safe_url,
+            WHERE,
             self.replayed,
             self.rejected,
         )
@@ -502,10 +528,11 @@ class Circuit:
         if stop is not None:
             if isinstance(stop, Unreachable):
                 raise stop
-            logger.warning(
+            self.log(
+                logging.WARNING,
                 "Redis at %s refused the replay for now (%s); %d journaled writes are kept "
                 "and will be replayed later",
-                self.safe_url,
+                WHERE,
                 type(stop).__name__ if not isinstance(stop, BackendError) else stop.code,
                 self.journal.pending,
             )
@@ -515,8 +542,10 @@ class Circuit:
         self.rejected += 1
         if isinstance(error, ConflictError):
             self.conflicts += 1
-        logger.error(
-            "Redis refused a journaled %s during replay (%s: %s); dropped it",
+        self.log(
+            logging.ERROR,
+            "Redis at %s refused a journaled %s during replay (%s: %s); dropped it",
+            WHERE,
             type(entry.op).__name__.lower(),
             type(error).__name__,
             error,
@@ -608,11 +637,12 @@ class Circuit:
             if not left or left >= before or time.monotonic() >= deadline:
                 break
         if left:
-            logger.error(
+            self.log(
+                logging.ERROR,
                 "exiting with %d journaled writes that did not reach Redis at %s; they are "
                 "lost (set journal_path to keep them across restarts)",
                 left,
-                self.safe_url,
+                WHERE,
             )
             warnings.warn(
                 FallbackWarning(

@@ -397,6 +397,7 @@ class RedisSessions(BaseFamily):
             len(known),
             self.keys.prefix,
             f"; {restored} written back from the mirror" if restored else "",
+            extra=self._log_extra(),
         )
 
     def _restore(self, lost: set[str], circuit: Any) -> Flow[int]:
@@ -599,7 +600,12 @@ class RedisSessions(BaseFamily):
                 "saw it alive (Redis lost data?); its index entries were written again",
                 sid,
                 self.connection.safe_url,
+                extra=self._log_extra(),
             )
+
+    def _log_extra(self) -> dict[str, Any]:
+        """The record attributes of the circuit's log lines (chatkeep.redis.Circuit.log)."""
+        return {"chatkeep_redis": self.connection.safe_url, "chatkeep_prefixes": [self.keys.prefix]}
 
     def _pop(self, op: Pop) -> Flow[PopResult]:
         now = now_ms()

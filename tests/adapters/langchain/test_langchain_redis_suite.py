@@ -8,7 +8,7 @@
 # it, a filter for the one warning chatkeep gives for the ignored index options). No
 # assertion is edited. Tests of RediSearch/RedisJSON internals (FT.* index, JSON
 # documents) are skipped at the end of the file, each with its reason (also listed in
-# the README's LangChain section).
+# docs/langchain.md).
 # ruff: noqa
 # fmt: off
 # mypy: ignore-errors

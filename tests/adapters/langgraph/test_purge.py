@@ -52,7 +52,7 @@ def test_purge_by_owner_deletes_the_owners_langgraph_threads(
     _run(saver, "t4", "u1")
     again = invoke_cli([*base, "purge", "--owner", "u1", "--yes"])
     assert again.code == 0, again.err
-    assert "deleted 1 LangGraph threads of owner 'u1'" in again.out
+    assert "deleted 1 LangGraph thread of owner 'u1'" in again.out
     assert saver.get_tuple(thread("t4")) is None
     saver.close()
     store.close()

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+import chatkeep.vectors
 import chatkeep_langgraph.store as store_module
 from chatkeep import ConfigurationError
 from chatkeep_langgraph import RedisStore
@@ -69,7 +70,7 @@ def test_scores_are_exact_cosine(
     store: RedisStore, with_numpy: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if not with_numpy:
-        monkeypatch.setattr(store_module, "np", None)
+        monkeypatch.setattr(chatkeep.vectors, "np", None)
     _fill(store)
     found = store.search(("m",), query="pets")
     assert [i.key for i in found] == ["a", "b", "c", "d"]

@@ -5,7 +5,7 @@ Source: github.com/langchain-ai/langgraph, libs/checkpoint/tests/test_store.py
 (see upstream.py); every assertion is upstream's.
 InMemoryStore() becomes a RedisStore on each backend (also inside MockAsyncBatchedStore,
 LangGraph's AsyncBatchedBaseStore over the store under test).
-Excluded (reasons in the README, "LangGraph"): test_get_text_at_path, test_async_batch_store, test_async_batch_store_handles_cancellation, test_async_batch_store_deduplication.
+Excluded (reasons in docs/langgraph.md): test_get_text_at_path, test_async_batch_store, test_async_batch_store_handles_cancellation, test_async_batch_store_deduplication.
 """
 
 # ruff: noqa

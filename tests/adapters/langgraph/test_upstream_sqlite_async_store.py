@@ -4,7 +4,7 @@ Source: github.com/langchain-ai/langgraph, libs/checkpoint-sqlite/tests/test_asy
 (commit f09cfe8ffc1eeffd68f4b628ed69c30f7cad229f). Only the class under test and the fixtures are changed
 (see upstream.py: ":memory:" runs on chatkeep's memory:// backend, upstream's temporary
 file on a real redis-server); every assertion is upstream's.
-Excluded (reasons in the README, "LangGraph"): test_no_running_loop, test_vector_store_initialization.
+Excluded (reasons in docs/langgraph.md): test_no_running_loop, test_vector_store_initialization.
 """
 
 # ruff: noqa

@@ -3,7 +3,7 @@
 Source: github.com/langchain-ai/langgraph, libs/checkpoint-sqlite/tests/test_store.py
 (commit f09cfe8ffc1eeffd68f4b628ed69c30f7cad229f). Only the class under test and the fixtures are changed
 (see upstream.py: ":memory:" runs on chatkeep's memory:// backend, upstream's temporary
-file on a real redis-server); every assertion is upstream's. Excluded (README, "LangGraph"):
+file on a real redis-server); every assertion is upstream's. Excluded (docs/langgraph.md):
 test_vector_store_initialization, test_nonnull_migrations, test_sql_injection_vulnerability, test_escape_glob_literal, test_namespace_match_pattern, test_list_namespaces_prefix_uses_indexable_condition.
 """
 

@@ -5,7 +5,7 @@ Source: github.com/langchain-ai/langgraph, libs/checkpoint-sqlite/tests/test_ttl
 (see upstream.py: ":memory:" runs on chatkeep's memory:// backend, upstream's temporary
 file on a real redis-server); every assertion is upstream's. The @pytest.mark.flaky(retries=3)
 marks are dropped (no rerun plugin here): these tests must pass the first time.
-Excluded (reasons in the README, "LangGraph"): test_ttl_refresh, test_ttl_override_default.
+Excluded (reasons in docs/langgraph.md): test_ttl_refresh, test_ttl_override_default.
 """
 
 # ruff: noqa
