@@ -211,3 +211,38 @@ def test_a_record_written_before_token_counts_keeps_the_count_the_scripts_gave_i
     client.close()
     assert sealed.startswith(b'{"v":1,"id":"')
     assert f'"tk":{(len(old_record) + 3) // 4},"role":"user"'.encode() in sealed
+
+
+def test_memory_and_cache_kinds_of_sealed_stores_are_shown_exported_and_imported(
+    chatkeep: Invoke, redis_server: Any, prefix: str, tmp_path: Any
+) -> None:
+    sealed = {"url": redis_server.url, "prefix": prefix, "encryption_keys": {"k1": K1}}
+    with MemoryStore.from_url(**sealed) as memory, ResultCache.from_url(
+        **sealed, namespace="tools"
+    ) as cache:  # fmt: skip
+        memory.put(("user", "u1"), "profile", {"name": "Ada", "raw": b"\x00"})
+        cache.set({"q": 1}, ["swordfish"])
+    keys = {"CHATKEEP_ENCRYPTION_KEYS": f"k1:{base64.b64encode(K1).decode()}"}
+    shown = chatkeep("show", "tools", "--kind", "cache", "--json", env=keys)
+    assert shown.code == 0, shown.err
+    assert "swordfish" in shown.out
+    profile = chatkeep("show", "user:u1", "--kind", "memory", "--json", env=keys)
+    assert profile.code == 0 and "Ada" in profile.out, profile.err
+    exported = tmp_path / "kinds.jsonl"
+    done = chatkeep("export", "--kind", "cache", "--kind", "memory", "-o", str(exported), env=keys)
+    assert done.code == 0, done.err
+    assert "swordfish" in exported.read_text()
+    for kind, name in (("cache", "tools"), ("memory", "user:u1")):
+        assert chatkeep("delete", name, "--kind", kind, "--yes", env=keys).code == 0
+    assert chatkeep("import", str(exported), env=keys).code == 0
+    client = redis.Redis.from_url(redis_server.url)
+    stored = b"".join(
+        client.get(k) or b"" for k in client.scan_iter(match=f"{prefix}:cache:*:{{*}}")
+    )
+    client.close()
+    assert stored and b"swordfish" not in stored
+    with MemoryStore.from_url(**sealed) as memory, ResultCache.from_url(
+        **sealed, namespace="tools"
+    ) as cache:  # fmt: skip
+        assert memory.get(("user", "u1"), "profile") == {"name": "Ada", "raw": b"\x00"}
+        assert cache.get({"q": 1}) == ["swordfish"]
