@@ -11,7 +11,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-EXTRAS := dev,fast,langchain,llama-index,langgraph,cli,otel,bench,docs
+EXTRAS := dev,fast,langchain,llama-index,langgraph,cli,otel,bench,docs,crypto,zstd
 
 .PHONY: demo test install lint typecheck pytest wheel docs floor clean bench chaos
 

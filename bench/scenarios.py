@@ -84,6 +84,7 @@ def run_all(url: str, *, quick: bool, counter: Any, measure: Callable[..., Any])
         rows += _langchain_turn(url, subjects, rounds, counter, measure)
         rows += _llama_turn(url, subjects, rounds, counter, measure)
         rows += _memory(url, subjects)
+        rows += _at_rest(url, rounds, counter, measure)
         rows += _concurrent(subjects, quick)
     finally:
         for subject in subjects:
@@ -235,6 +236,96 @@ def _memory(url: str, subjects: list[Subject]) -> list[Any]:
         )
         for name, size in sizes.items()
     ]
+
+
+AT_REST_KEY = bytes(range(32))
+AT_REST_MODES: dict[str, dict[str, Any]] = {
+    "plain": {},
+    "zlib": {"compression": "zlib"},
+    "zstd": {"compression": "zstd"},
+    "encrypted": {"encryption_keys": {"k1": AT_REST_KEY}},
+    "zstd+encrypted": {"compression": "zstd", "encryption_keys": {"k1": AT_REST_KEY}},
+}
+
+
+def _prose(size: int, rng: random.Random, vocabulary: list[str]) -> str:
+    """Text of ``size`` characters: words of a 3,000-word vocabulary drawn by Zipf's
+    law (as words of a language are), a number now and then. About as compressible as
+    chat text and tool output; a repeated line would flatter compression."""
+    weights = list(itertools.accumulate(1 / rank for rank in range(1, len(vocabulary) + 1)))
+    parts: list[str] = []
+    length = 0
+    while length < size:
+        if rng.random() < 0.05:
+            word = str(rng.randint(0, 99999))
+        else:
+            word = rng.choices(vocabulary, cum_weights=weights)[0]
+        parts.append(word)
+        length += len(word) + 1
+    return " ".join(parts)[:size]
+
+
+def _at_rest(url: str, rounds: int, counter: Any, measure: Callable[..., Any]) -> list[Any]:
+    """Compression and encryption at rest: append and read cost and bytes per message
+    of 200-character and 20 KB messages, ratios to a plain store in the same run."""
+    from bench.run import Row
+    from chatkeep import ConversationStore, Message
+    from chatkeep.redis import KeySchema
+
+    rng = random.Random(11)
+    letters = "etaoinshrdlcumwfgypbvkjxqz"
+    vocabulary = [
+        "".join(rng.choice(letters[: rng.randint(8, 26)]) for _ in range(rng.randint(2, 10)))
+        for _ in range(3000)
+    ]
+    run = f"rest{int(time.time() * 1000) % 10**9}"
+    client = redis.Redis.from_url(url)
+    stores = {
+        f"chatkeep {mode}": ConversationStore.from_url(url, key_prefix=run, **options)
+        for mode, options in AT_REST_MODES.items()
+    }
+    rows: list[Any] = []
+    try:
+        for size in (200, 20_000):
+            pool = [Message(role="tool", content=_prose(size, rng, vocabulary)) for _ in range(50)]
+            kept = 20
+            sizes: dict[str, float] = {}
+            for name, store in stores.items():
+                sid = f"r{size}-{name}"
+                store.append(sid, pool[:kept])
+                raw = client.lrange(KeySchema(run).session(sid)[0], 0, -1)
+                sizes[name] = sum(map(len, raw)) / len(raw)
+            ops = {}
+            for name, store in stores.items():
+                cycle = itertools.cycle(pool)
+                ops[name] = lambda st=store, c=cycle, n=name, S=size: st.append(
+                    f"a{S}-{n}", [next(c)], ttl=600
+                )
+            reference = "chatkeep plain"
+            rows += measure(f"at rest: append 1 of {size} chars", ops, rounds, counter, reference)
+            reads = {
+                name: (lambda st=store, n=name, S=size: st.messages(f"r{S}-{n}"))
+                for name, store in stores.items()
+            }
+            rows += measure(
+                f"at rest: read {kept} of {size} chars", reads, max(10, rounds // 2), counter,
+                reference,
+            )  # fmt: skip
+            plain = sizes[reference]
+            rows += [
+                Row(
+                    f"at rest: record bytes per message of {size} chars",
+                    name,
+                    ratio=round(value / plain, 2),
+                    extra={"bytes": round(value)},
+                )
+                for name, value in sizes.items()
+            ]
+    finally:
+        for store in stores.values():
+            store.close()
+        client.close()
+    return rows
 
 
 def _outage(quick: bool) -> list[Any]:

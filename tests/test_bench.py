@@ -54,6 +54,18 @@ def test_quick_benchmark_runs_everything(tmp_path: Path) -> None:
     assert any(s.startswith("async ") for s in by_scenario)
     assert any(s.startswith("bytes per message") for s in by_scenario)
     assert any(s.startswith("during an outage") for s in by_scenario)
+    at_rest = {"plain", "zlib", "zstd", "encrypted", "zstd+encrypted"}
+    for size in (200, 20000):
+        for kind in ("append 1", "read 20", "record bytes per message"):
+            subjects = by_scenario[f"at rest: {kind} of {size} chars"]
+            assert subjects == {f"chatkeep {mode}" for mode in at_rest}, (kind, size)
+    plain_bytes = next(
+        r
+        for r in rows
+        if r["scenario"] == "at rest: record bytes per message of 20000 chars"
+        and r["subject"] == "chatkeep plain"
+    )
+    assert plain_bytes["ratio"] == 1 and plain_bytes["extra"]["bytes"] > 20000
     recovery = next(r for r in rows if r["scenario"].startswith("recovery:"))
     assert recovery["extra"]["acked"] > 0 and recovery["extra"]["lost"] == 0
     timed = [r for r in rows if r["median_us"] is not None and r["round_trips"] is not None]

@@ -49,7 +49,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from chatkeep import InvalidArgumentError, SerializationError
+from chatkeep import InvalidArgumentError, Sealing, SerializationError
 from chatkeep.redis import KeySchema, decode_value, escape_id, unescape_id, validate_id
 from chatkeep.redis import dumps as json_dumps
 from chatkeep.redis import loads as json_loads
@@ -61,6 +61,9 @@ Entry = tuple[bytes, bytes, list[bytes | None], list[bytes]]
 write members."""
 
 RECORD_VERSION = 1
+
+
+_SEALED = b"sealed+"  # the type name of a sealed value starts so (docs/security-at-rest.md)
 
 
 def _b(text: str) -> bytes:
@@ -218,8 +221,10 @@ class Policy:
         serde: SerializerProtocol,
         keep_last: int,
         owner: str = "",
+        sealing: Sealing | None = None,
     ) -> None:
         self.schema = KeySchema(prefix)  # validates the prefix (ConfigurationError)
+        self.sealing = sealing or Sealing()
         self.prefix = prefix
         self.owner = owner
         self.serde = serde
@@ -249,16 +254,27 @@ class Policy:
 
     # values ------------------------------------------------------------------------------
 
-    def dumps(self, value: Any) -> tuple[bytes, bytes]:
+    def dumps(self, value: Any, thread: str) -> tuple[bytes, bytes]:
+        """(type name, bytes) of a value of ``thread``: sealed (compressed and/or
+        encrypted, bound to the thread) when the store's configuration says so, and
+        then its type name says so (``sealed+<type>``)."""
         kind, data = self.serde.dumps_typed(value)
         if kind == "pickle":
             raise SerializationError(
                 "the serializer produced pickle; chatkeep stores no pickle "
                 "(use JsonPlusSerializer with pickle_fallback=False)"
             )
-        return _b(kind), bytes(data)
+        raw = bytes(data)
+        if self.sealing.applies(len(raw)):
+            sealed = self.sealing.seal_value(raw, "langgraph", thread)
+            if sealed is not raw:
+                return _SEALED + _b(kind), sealed
+        return _b(kind), raw
 
-    def loads(self, kind: bytes, data: bytes) -> Any:
+    def loads(self, kind: bytes, data: bytes, thread: str) -> Any:
+        if kind.startswith(_SEALED):
+            kind = kind[len(_SEALED) :]
+            data = self.sealing.open_value(data, "langgraph", thread)
         name = kind.decode()
         if name == "pickle":
             raise SerializationError("refusing to load a pickled value")
@@ -284,9 +300,9 @@ class Policy:
         parent = get_checkpoint_id(config)
         body: dict[str, Any] = dict(checkpoint)
         values: dict[str, Any] = body.pop("channel_values", None) or {}
-        kind, payload = self.dumps(body)
+        kind, payload = self.dumps(body, thread)
         blobs = tuple(
-            (self.blob_field(ns, channel, version), b"\n".join(self.dumps(values[channel])))
+            (self.blob_field(ns, channel, version), b"\n".join(self.dumps(values[channel], thread)))
             for channel, version in new_versions.items()
             if channel in values
         )
@@ -337,7 +353,7 @@ class Policy:
         for idx, (channel, value) in enumerate(writes):
             slot = WRITES_IDX_MAP.get(channel, idx)
             prefix = base + str(slot).encode() + b"\n"
-            kind, data = self.dumps(value)
+            kind, data = self.dumps(value, thread)
             header = json_dumps(
                 {"k": str(task_id), "i": slot, "c": channel, "t": kind.decode(), "p": task_path}
             )
@@ -387,13 +403,14 @@ class Policy:
 
     def decode(self, thread_id: Any, entry: Entry) -> CheckpointTuple:
         member, record, blob_values, write_members = entry
+        thread = self.thread_id(thread_id)
         ns_text, _, cid_text = member.decode().partition(":")
         ns = unescape_id(ns_text) if ns_text else ""
         checkpoint_id = unescape_id(cid_text)
         try:
             refs_line, header_raw, payload = record.split(b"\n", 2)
             header = decode_value(header_raw, True)  # bytes in metadata are tagged
-            checkpoint: Checkpoint = self.loads(_b(header["t"]), payload)
+            checkpoint: Checkpoint = self.loads(_b(header["t"]), payload, thread)
             metadata: CheckpointMetadata = header.get("m") or CheckpointMetadata()
         except (ValueError, KeyError, TypeError) as exc:
             raise SerializationError(
@@ -409,7 +426,7 @@ class Policy:
                 continue
             kind, _, data = blob.partition(b"\n")
             if kind != b"empty":
-                values[channels[ref]] = self.loads(kind, data)
+                values[channels[ref]] = self.loads(kind, data, thread)
         checkpoint["channel_values"] = values
         parent = header.get("p")
         ordered = []
@@ -419,7 +436,7 @@ class Policy:
             ordered.append((writes_sort_key(w["p"], w["k"], w["i"]), w, data))
         ordered.sort(key=lambda item: item[0])
         pending: list[PendingWrite] = [
-            (w["k"], w["c"], self.loads(_b(w["t"]), data)) for _, w, data in ordered
+            (w["k"], w["c"], self.loads(_b(w["t"]), data, thread)) for _, w, data in ordered
         ]
         return CheckpointTuple(
             config={

@@ -315,7 +315,11 @@ class RedisSaver(BaseCheckpointSaver[str], FamilyStore, Closing, AsyncClosing):
         if owner is not None:
             validate_id(owner, "owner")
         self.policy = Policy(
-            prefix=config.prefix, serde=self.serde, keep_last=keep_last or 0, owner=owner or ""
+            prefix=config.prefix,
+            serde=self.serde,
+            keep_last=keep_last or 0,
+            owner=owner or "",
+            sealing=config.sealing,
         )
         # Everything is checked: take this saver's share of the process's connection.
         connection: Connection | None = None

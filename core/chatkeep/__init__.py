@@ -41,6 +41,7 @@ from .errors import (
 from .locks import AsyncSessionLock, SessionLock
 from .memory import DEFAULT_MEMORY_TTLS, AsyncMemoryStore, MemoryHit, MemoryStore, Namespace
 from .message import ContentPart, Message, Role, ToolCall
+from .sealing import KeyRing, Sealing
 from .sessions.ops import RecentConversation, SessionInfo
 from .status import StoreStatus
 from .store import UNSET, AsyncConversationStore, ConversationStore
@@ -78,6 +79,7 @@ __all__ = [
     "IncompleteMirrorError",
     "InvalidSessionId",
     "JournalFullError",
+    "KeyRing",
     "LockTimeoutError",
     "MemoryHit",
     "MemoryStore",
@@ -87,6 +89,7 @@ __all__ = [
     "ResultCache",
     "RecentConversation",
     "Role",
+    "Sealing",
     "SerializationError",
     "SessionInfo",
     "SessionLock",

@@ -21,6 +21,21 @@ with the stdlib ``json`` and with ``orjson`` (the ``fast`` extra):
 * containers nested deeper than :data:`MAX_DEPTH` (the record itself is level 1)
   raise :class:`SerializationError`; every record a write accepts reads back.
 
+A store with compression or encryption (:mod:`chatkeep.sealing`) writes a record
+*sealed*: the fields the server-side scripts read stay plain at its start, the rest
+is one payload, compressed and/or encrypted, in base64::
+
+    {"v":1,"id":"…","tk":<tokens>,"role":"user","ts":<µs>,
+     "z":"zstd","k":"k2","b":3,"p":"<base64>"}
+
+``"p"`` says the record is sealed, ``"z"`` names the compression and ``"k"`` the key
+(each only when used); ``"b":3`` makes a chatkeep from before sealing skip the record
+as one of an unknown form rather than read it as a message without content. The
+payload is the JSON object of the other fields (with ``"b"`` when bytes are tagged).
+Encryption binds the session id and the record's plain start (everything before
+``"p"``) as associated data. Any reader opens it; only one without the key fails
+(:class:`ConfigurationError`).
+
 Records are written with ``orjson`` when installed, else the stdlib ``json``, and read
 with pydantic-core's JSON parser. No pickle, ever: a record
 is data, never code.
@@ -53,6 +68,7 @@ from pydantic import BaseModel, ValidationError
 
 from .errors import SerializationError, ValueTooLargeError
 from .message import Message, ToolCall
+from .sealing import Sealing, record_context
 from .wording import plural
 
 __all__ = [
@@ -66,9 +82,13 @@ __all__ = [
     "dumps",
     "encode",
     "encode_value",
+    "is_sealed",
     "loads",
     "model_builder",
     "parse",
+    "record_id",
+    "record_key_id",
+    "seal_record",
     "stable_hash",
 ]
 
@@ -333,9 +353,12 @@ def _untag2(obj: Any) -> Any:
     return obj
 
 
-def parse(raw: bytes | str) -> dict[str, Any]:
+def parse(
+    raw: bytes | str, sealing: Sealing | None = None, session_id: str | None = None
+) -> dict[str, Any]:
     """The record dict of record bytes (version checked, bytes restored).
-    Raises :class:`SerializationError`."""
+    Raises :class:`SerializationError`. A sealed record is opened only when
+    ``session_id`` is given (with the store's ``sealing`` for encrypted ones)."""
     try:
         record = loads(raw)
     except ValueError as exc:
@@ -345,9 +368,14 @@ def parse(raw: bytes | str) -> dict[str, Any]:
     version = record.get("v")
     if version != RECORD_VERSION:
         raise SerializationError(f"stored record has unsupported version {version!r}")
+    if "p" in record:
+        if session_id is None:
+            raise SerializationError("stored record is sealed (opened by its store)")
+        record = _opened(raw, record, sealing or _PLAIN, session_id)
     tagging = record.get("b")
     if tagging is None:
-        return record
+        plain: dict[str, Any] = record
+        return plain
     if tagging == _TAGGED:
         untagged: dict[str, Any] = _untag2(record)
         return untagged
@@ -355,6 +383,113 @@ def parse(raw: bytes | str) -> dict[str, Any]:
         legacy: dict[str, Any] = _untag(record)
         return legacy
     raise SerializationError(f"stored record has unsupported tagging {tagging!r}")
+
+
+# -- sealed records -----------------------------------------------------------------------
+
+_PLAIN = Sealing()
+_HEAD_FIELDS = ("v", "id", "tk", "role", "ts")  # what stays plain, in this order
+_PAYLOAD_AT = b',"p":"'
+# "b" of a sealed record: a chatkeep from before sealing refuses the record as one of an
+# unknown form (skipped and counted) instead of reading it as a message without content.
+_SEALED_FORM = 3
+
+
+def seal_record(data: bytes, sealing: Sealing, session_id: str) -> bytes:
+    """Plain record bytes as ``sealing`` stores them in ``session_id`` (see the module
+    docs); the plain record itself when nothing applies to it."""
+    if not sealing.applies(len(data)):
+        return data
+    try:
+        record = loads(data)
+    except ValueError as exc:
+        record = _deep(data, exc)
+    head = {name: record.pop(name) for name in _HEAD_FIELDS if name in record}
+    payload = _dumps(record, _Encoding())
+    method, body = sealing.pack(payload)
+    keys = sealing.keys
+    if keys is None and (method is None or (len(body) + 2) // 3 * 4 >= len(payload)):
+        return data  # compression did not pay for its base64: kept plain
+    if method is not None:
+        head["z"] = method
+    cipher = None
+    if keys is not None:
+        head["k"], cipher = keys.writer()
+    head["b"] = _SEALED_FORM
+    start = _dumps(head, _Encoding())[:-1] + b","
+    if cipher is not None:
+        body = sealing.lock(body, cipher, record_context(session_id) + start)
+    return start + b'"p":"' + binascii.b2a_base64(body, newline=False) + b'"}'
+
+
+def _opened(
+    raw: bytes | str, record: dict[str, Any], sealing: Sealing, session_id: str
+) -> dict[str, Any]:
+    """The whole record of a sealed one."""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    payload = record.pop("p")
+    at = raw.rfind(_PAYLOAD_AT)
+    if type(payload) is not str or at < 0 or not raw.endswith(b'"}'):
+        raise SerializationError("stored record has a malformed sealed payload")
+    try:
+        # Decoded from the record's bytes: a2b_base64 of bytes is twice as fast as
+        # b64decode(validate=True) of the parsed str (what a long record costs to read).
+        body = binascii.a2b_base64(raw[at + len(_PAYLOAD_AT) : -2])
+    except binascii.Error:
+        raise SerializationError("stored record has a malformed sealed payload") from None
+    if record.pop("b", None) != _SEALED_FORM:
+        raise SerializationError("stored record has a malformed sealed form")
+    key_id = record.pop("k", None)
+    if key_id is not None:
+        if type(key_id) is not str:
+            raise SerializationError("stored record has a malformed key id")
+        start = raw[: at + 1]
+        body = sealing.unlock(key_id, body, record_context(session_id) + start)
+    rest = loads(sealing.unpack(record.pop("z", None), body))
+    if type(rest) is not dict:
+        raise SerializationError("stored record has a malformed sealed payload")
+    rest.update(record)
+    return rest
+
+
+def record_id(raw: Entry | str) -> str | None:
+    """The id of a stored record, sealed or not (None when it has none)."""
+    if isinstance(raw, Message):
+        return raw.id
+    try:
+        found = loads(raw).get("id")
+    except (ValueError, AttributeError):
+        return None
+    return found if type(found) is str else None
+
+
+def record_key_id(raw: bytes | str) -> str | bool | None:
+    """The key id a stored record is encrypted with; None if plain or only
+    compressed; False if it is not a record at all."""
+    try:
+        record = loads(raw)
+    except ValueError:
+        return False
+    if type(record) is not dict:
+        return False
+    key_id = record.get("k") if "p" in record else None
+    return key_id if type(key_id) is str else None
+
+
+def is_sealed(raw: Entry | str) -> bool:
+    """Whether record bytes are sealed (compressed and/or encrypted)."""
+    if isinstance(raw, Message):
+        return False
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    if _PAYLOAD_AT not in raw:
+        return False
+    try:
+        record = loads(raw)
+    except ValueError:
+        return False
+    return type(record) is dict and "p" in record
 
 
 def _deep(raw: bytes | str, exc: ValueError) -> Any:
@@ -368,9 +503,12 @@ def _deep(raw: bytes | str, exc: ValueError) -> Any:
     raise SerializationError("stored record is not valid JSON") from None
 
 
-def decode(raw: bytes | str) -> Message:
-    """Decode record bytes to a message. Raises :class:`SerializationError`."""
-    return from_record(parse(raw))
+def decode(
+    raw: bytes | str, sealing: Sealing | None = None, session_id: str | None = None
+) -> Message:
+    """Decode record bytes to a message. Raises :class:`SerializationError` (and
+    :class:`ConfigurationError` for a sealed record whose key ``sealing`` lacks)."""
+    return from_record(parse(raw, sealing, session_id))
 
 
 def from_record(record: dict[str, Any]) -> Message:
@@ -586,8 +724,11 @@ class RecordDecoder:
     per read (never with its content); with ``strict=True`` it raises instead.
     """
 
-    def __init__(self, *, strict: bool, logger: logging.Logger) -> None:
+    def __init__(
+        self, *, strict: bool, logger: logging.Logger, sealing: Sealing | None = None
+    ) -> None:
         self.strict = strict
+        self.sealing = sealing or _PLAIN
         self.skipped = 0
         self._logger = logger
         self._lock = threading.Lock()
@@ -605,12 +746,13 @@ class RecordDecoder:
         convert = into.from_message if into is not None else None
         bad = 0
         first_error = ""
+        sealing = self.sealing
         for entry in entries:
             if isinstance(entry, Message):
                 add(entry if convert is None else convert(entry))
                 continue
             try:
-                record = parse(entry)
+                record = parse(entry, sealing, session_id)
                 if build is not None and _sound(record):
                     try:
                         built = build(record)

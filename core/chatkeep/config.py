@@ -8,7 +8,7 @@ import os
 import sys
 import warnings
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import (
@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_serializer,
     field_validator,
@@ -25,6 +26,7 @@ from typing_extensions import TypedDict
 
 from .errors import ConfigurationError, InvalidArgumentError
 from .keys import KeySchema
+from .sealing import DEFAULT_THRESHOLD, KeyProvider, KeyRing, Sealing
 
 __all__ = [
     "DEFAULT_TTL",
@@ -92,7 +94,7 @@ def redact_url(url: str) -> str:
 class StoreConfig(BaseModel):
     """Everything a store needs to know. Every field can be set by ``CHATKEEP_<FIELD>``."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     url: str = Field(default="redis://localhost:6379/0", repr=False)
     """Where conversations live: ``redis://``, ``rediss://``, ``unix://`` or ``memory://``."""
@@ -144,6 +146,7 @@ class StoreConfig(BaseModel):
     """Connections in the pool of a ``redis://`` client chatkeep makes; more callers wait."""
     pool_timeout: float = Field(default=1.0, gt=0)
     """Seconds a call waits for a free pooled connection when all are busy."""
+    _sealing: Sealing = PrivateAttr()
     publish: bool = False
     """Publish appended messages for ``subscribe()`` (by the append script itself:
     PUBLISH, or SPUBLISH on Cluster). A store that subscribes publishes anyway."""
@@ -159,6 +162,49 @@ class StoreConfig(BaseModel):
     def key_prefix(self) -> str:
         """The key prefix (the same as :attr:`prefix`)."""
         return self.prefix
+
+    compression: Literal["zlib", "zstd"] | None = None
+    """Compress what is stored (messages, memory and cache values) of at least
+    ``compression_threshold`` bytes: ``zlib`` (stdlib) or ``zstd`` (the ``zstd``
+    extra). Readers need no setting: every stored item says how it was written."""
+    compression_threshold: int = Field(default=DEFAULT_THRESHOLD, ge=0)
+    """Bytes from which a payload is compressed (smaller ones stay plain)."""
+    encryption_keys: KeyRing | None = Field(default=None, repr=False)
+    """Encrypt what is stored with AES-256-GCM (the ``crypto`` extra): ``{"k2": key,
+    "k1": old_key}`` (32-byte keys, or their base64/hex; the first writes, all read)
+    or a callable returning such a mapping. ``CHATKEEP_ENCRYPTION_KEYS`` takes
+    ``k2:<base64>,k1:<base64>``. See docs/security-at-rest.md."""
+
+    @field_validator("encryption_keys", mode="before")
+    @classmethod
+    def _check_keys(cls, value: object) -> KeyRing | None:
+        if value is None or isinstance(value, KeyRing):
+            return value
+        if isinstance(value, str):
+            return KeyRing.from_text(value)
+        if isinstance(value, Mapping) or callable(value):
+            source: Mapping[str, bytes | str] | KeyProvider = value
+            return KeyRing(source)
+        raise ConfigurationError(
+            "encryption_keys must be a mapping of key id to key, or a callable returning one"
+        )
+
+    @field_serializer("encryption_keys")
+    def _serialize_keys(self, value: KeyRing | None, info: Any) -> Any:
+        # Never written out: a JSON dump (logs, settings files) shows the key ids only.
+        if value is None or info.mode != "json":
+            return value
+        return repr(value)
+
+    @model_validator(mode="after")
+    def _make_sealing(self) -> StoreConfig:
+        self._sealing = Sealing(self.compression, self.compression_threshold, self.encryption_keys)
+        return self
+
+    @property
+    def sealing(self) -> Sealing:
+        """How this store writes what it keeps (compression, encryption)."""
+        return self._sealing
 
     @field_validator("prefix")
     @classmethod
@@ -208,10 +254,7 @@ class StoreConfig(BaseModel):
                 raw = env.get("REDIS_URL")
             if raw is None:
                 continue
-            if (
-                field.annotation in (float | None, int | None, str | None)
-                and raw.strip().lower() in _NONE_WORDS
-            ):
+            if type(None) in get_args(field.annotation) and raw.strip().lower() in _NONE_WORDS:
                 values[name] = None
             else:
                 values[name] = raw.strip()
@@ -276,6 +319,9 @@ class BackendOptions(TypedDict, total=False):
     max_connections: int
     pool_timeout: float
     publish: bool
+    compression: Literal["zlib", "zstd"] | None
+    compression_threshold: int
+    encryption_keys: Any  # {"k2": key, "k1": old_key}, a callable returning one, or a KeyRing
 
 
 class PrefixOptions(TypedDict, total=False):

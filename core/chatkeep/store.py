@@ -49,7 +49,7 @@ from .redis.stores import (
 from .sessions import ops
 from .sessions.local import LocalSessions, encode_context
 from .sessions.redis import RedisSessions
-from .sessions.search import search_query
+from .sessions.search import matches, search_query
 from .status import StoreStatus
 from .tokens import TokenCounter, estimate_tokens
 from .wording import a_or_an
@@ -176,6 +176,8 @@ class _StoreBase(FamilyStore):
                 self._family = self._make_family(self._connection)
         config = self.config
         self._decoder.strict = config.strict
+        self._decoder.sealing = config.sealing
+        self._sealing = config.sealing if config.sealing.active else None
         self._ttl_ms = 0 if config.ttl is None else round(config.ttl * 1000)
         self._publish = config.publish
         if twin is None and self._connection is None:
@@ -267,7 +269,7 @@ class _StoreBase(FamilyStore):
     def _owner(owner: object) -> str | None:
         return None if owner is None else validate_id(owner, "owner")
 
-    def _messages(self, messages: object) -> tuple[list[Message], list[bytes]]:
+    def _messages(self, messages: object, sid: str) -> tuple[list[Message], list[bytes]]:
         if isinstance(messages, (Message, Mapping)):
             items: Sequence[Any] = [messages]
         elif isinstance(messages, Sequence) and not isinstance(messages, (str, bytes)):
@@ -302,6 +304,8 @@ class _StoreBase(FamilyStore):
             if len(record) > limit:
                 raise MessageTooLargeError(len(record), limit, i)
             records.append(record)
+        if self._sealing is not None:  # the limit is on the plain record, whatever the store
+            records = [codec.seal_record(record, self._sealing, sid) for record in records]
         return parsed, records
 
     def _tokens(self, message: Message, i: int) -> int:
@@ -428,7 +432,7 @@ class _StoreBase(FamilyStore):
         ``ttl`` (seconds, or None for never) becomes the session's own TTL.
         """
         sid = self._sid(session_id)
-        parsed, records = self._messages(messages)
+        parsed, records = self._messages(messages, sid)
         checked_owner = self._owner(owner)
         op = ops.Append(
             sid, parsed, records, checked_owner, _IDEMPOTENCY.make(idempotency_key), _ttl(ttl)
@@ -477,7 +481,7 @@ class _StoreBase(FamilyStore):
     ) -> Flow[int]:
         """Replace the whole history atomically (readers never see it half-done)."""
         sid = self._sid(session_id)
-        parsed, records = self._messages(messages)
+        parsed, records = self._messages(messages, sid)
         op = ops.Replace(
             sid, parsed, records, self._owner(owner), _IDEMPOTENCY.make(None), _ttl(ttl)
         )
@@ -490,7 +494,7 @@ class _StoreBase(FamilyStore):
         """Insert messages before ``index`` (``list.insert`` rules); return the new length."""
         sid = self._sid(session_id)
         position = self._index(index)
-        parsed, records = self._messages(messages)
+        parsed, records = self._messages(messages, sid)
         op = ops.Insert(sid, parsed, records, self._owner(owner), _IDEMPOTENCY.make(None), position)
         result = yield from self._call(op)
         return int(result.length)
@@ -587,7 +591,12 @@ class _StoreBase(FamilyStore):
         result: ops.SearchResult = yield from self._call(
             ops.Search(sid, folded, count, self._owner(owner))
         )
-        return self._decoder.decode_all(result.records, sid)
+        found = self._decoder.decode_all(result.records, sid)
+        if len(found) <= count and not any(map(codec.is_sealed, result.records)):
+            return found
+        # Sealed records (compressed or encrypted) are matched here, after opening:
+        # the server (and the fallback) send them as candidates.
+        return [message for message in found if matches(message, folded)][:count]
 
     # -- status -------------------------------------------------------------------------
 

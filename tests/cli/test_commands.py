@@ -16,7 +16,10 @@ from tests.support.servers import RedisServer, free_port
 
 pytestmark = pytest.mark.redis_server
 
-COMMANDS = ["sessions", "show", "export", "import", "delete", "purge", "stats", "doctor", "journal"]
+COMMANDS = [
+    "sessions", "show", "export", "import", "delete", "purge", "stats", "doctor", "journal",
+    "rekey",
+]  # fmt: skip
 
 
 def one_error_line(err: str) -> str:

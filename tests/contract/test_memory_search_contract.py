@@ -174,3 +174,14 @@ def test_embeddings_sit_beside_the_value_in_its_hash(
     assert int.from_bytes(blob[:4], "little") == dims
     memory.put(USER, "k", "tea", index=False)
     assert client.hget(key, "e") is None
+
+
+def test_search_returns_values_a_sealed_store_wrote(make_memory_store: Any) -> None:
+    keys = {"k1": bytes(range(32))}
+    memory = make_memory_store(embed=embed_texts, encryption_keys=keys, compression="zlib")
+    memory.put(USER, "drink", "Ada drinks coffee, never tea " * 20)
+    memory.put(USER, "work", {"text": "writes python against redis"})
+    hits = memory.search(USER, "python and redis", limit=1)
+    assert [(hit.key, hit.value) for hit in hits] == [
+        ("work", {"text": "writes python against redis"})
+    ]

@@ -279,3 +279,59 @@ def test_metadata_round_trips_bytes_and_tag_shaped_dicts(saver: Any) -> None:
     assert found is not None and found.config == stored
     assert found.metadata == metadata
     assert len(_list(saver, thread("m"), filter={"source": "input"})) == 1
+
+
+# -- compression and encryption at rest (docs/security-at-rest.md) ----------------------------
+
+_KEYS = {"k1": bytes(range(32))}
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"encryption_keys": _KEYS},
+        {"compression": "zstd", "compression_threshold": 16},
+        {"compression": "zlib", "compression_threshold": 16, "encryption_keys": _KEYS},
+    ],
+    ids=["encrypted", "zstd", "zlib+encrypted"],
+)
+def test_checkpoints_are_sealed_at_rest(
+    harness: Harness, make_saver: Callable[..., Any], options: dict[str, Any]
+) -> None:
+    saver = make_saver(**options)
+    secret = "the launch code is swordfish " * 20
+    first, second = _chain(saver, "t", 2)
+    saver.put_writes(second, [("a", secret), ("b", {"note": secret})], "task-1")
+    found = saver.get_tuple(thread("t"))
+    assert found is not None and found.checkpoint["channel_values"] == {"a": 1, "b": "same"}
+    assert [(c, v) for _, c, v in found.pending_writes] == [("a", secret), ("b", {"note": secret})]
+    assert _ids(_list(saver, thread("t"))) == [second["configurable"]["checkpoint_id"],
+                                                first["configurable"]["checkpoint_id"]]  # fmt: skip
+    if harness.backend == "memory":
+        return
+    client = harness.client()
+    held = b""
+    for key in client.scan_iter(match=f"{harness.prefix}:lg:*"):
+        kind = client.type(key)
+        if kind == b"hash":
+            held += b"".join(client.hvals(key))
+        elif kind == b"zset":
+            held += b"".join(client.zrange(key, 0, -1))
+    assert b"sealed+" in held
+    # Compression is not secrecy: only encryption keeps the text out of Redis.
+    assert held.count(b"swordfish") == (0 if "encryption_keys" in options else 2)
+    if "encryption_keys" in options:
+        plain = make_saver()
+        with pytest.raises(Exception, match="k1"):
+            plain.get_tuple(thread("t"))
+
+
+def test_a_checkpoint_under_another_key_does_not_decrypt(
+    harness: Harness, make_saver: Callable[..., Any]
+) -> None:
+    if harness.backend == "memory":
+        pytest.skip("memory:// savers do not share checkpoints")
+    _chain(make_saver(encryption_keys=_KEYS), "t", 1)
+    wrong = make_saver(encryption_keys={"k1": bytes(32)})
+    with pytest.raises(Exception, match="authentication"):
+        wrong.get_tuple(thread("t"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 import chatkeep
@@ -50,6 +52,7 @@ def test_public_api_is_pinned() -> None:
             "InvalidMessageError",
             "InvalidSessionId",
             "JournalFullError",
+            "KeyRing",
             "LockTimeoutError",
             "MemoryHit",
             "MemoryStore",
@@ -59,6 +62,7 @@ def test_public_api_is_pinned() -> None:
             "ResultCache",
             "RecentConversation",
             "Role",
+            "Sealing",
             "SerializationError",
             "SessionInfo",
             "SessionLock",
@@ -124,10 +128,15 @@ def test_from_env_reads_every_field() -> None:
         "CHATKEEP_MAX_CONNECTIONS": "7",
         "CHATKEEP_POOL_TIMEOUT": "2.5",
         "CHATKEEP_PUBLISH": "true",
+        "CHATKEEP_COMPRESSION": "zlib",
+        "CHATKEEP_COMPRESSION_THRESHOLD": "512",
+        "CHATKEEP_ENCRYPTION_KEYS": f"k2:{base64.b64encode(bytes(32)).decode()},k1:{'ab' * 32}",
     }
     config = StoreConfig.from_env(env)
     assert set(env) == {f"CHATKEEP_{name.upper()}" for name in StoreConfig.model_fields}
-    assert config.model_dump() == {
+    assert config.encryption_keys is not None and config.encryption_keys.ids == ["k2", "k1"]
+    assert "ab" * 8 not in config.model_dump_json() and "AAAA" not in config.model_dump_json()
+    assert config.model_dump(exclude={"encryption_keys"}) == {
         "url": "redis://h:1/2",
         "prefix": "app",
         "ttl": 3600.0,
@@ -151,6 +160,8 @@ def test_from_env_reads_every_field() -> None:
         "max_connections": 7,
         "pool_timeout": 2.5,
         "publish": True,
+        "compression": "zlib",
+        "compression_threshold": 512,
     }
 
 

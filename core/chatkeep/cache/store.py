@@ -189,13 +189,16 @@ class _CacheBase(FamilyStore):
     def _ttl_of(self, ttl: object) -> int:
         return self._ttl_ms if ttl is _DEFAULT else ttl_ms(ttl)
 
-    def _encode(self, value: Any) -> bytes:
+    def _encode(self, value: Any, digest: str) -> bytes:
         data, tagged = encode_value(value, self.config.max_message_bytes, "cached value")
+        sealing = self.config.sealing
+        if sealing.active:  # bound to this namespace and key (docs/security-at-rest.md)
+            data = sealing.seal_value(data, "cache", self.namespace, digest)
         return (b"1" if tagged else b"0") + data
 
-    @staticmethod
-    def _decode(data: bytes) -> Any:
-        return decode_value(data[1:], data[:1] == b"1")
+    def _decode(self, data: bytes, digest: str) -> Any:
+        value = self.config.sealing.open_value(data[1:], "cache", self.namespace, digest)
+        return decode_value(value, data[:1] == b"1")
 
     def _count(self, hit: bool) -> None:
         if hit:
@@ -233,13 +236,15 @@ class _CacheBase(FamilyStore):
 
     def _get(self, inputs: Any, default: Any = None) -> Flow[Any]:
         """The cached value for ``inputs``, or ``default``."""
-        found = yield from self._claim(self.key(inputs), "")
+        digest = self.key(inputs)
+        found = yield from self._claim(digest, "")
         self._count(found.data is not None)
-        return default if found.data is None else self._decode(found.data)
+        return default if found.data is None else self._decode(found.data, digest)
 
     def _set(self, inputs: Any, value: Any, *, ttl: float | None = _DEFAULT) -> Flow[None]:
         """Cache ``value`` for ``inputs`` (``ttl`` seconds, None = never expires)."""
-        op = Set(self.key(inputs), self._encode(value), self._ttl_of(ttl), "")
+        digest = self.key(inputs)
+        op = Set(digest, self._encode(value, digest), self._ttl_of(ttl), "")
         yield from self._call(op)
 
     def _delete(self, inputs: Any) -> Flow[bool]:
@@ -268,7 +273,7 @@ class _CacheBase(FamilyStore):
                 return (yield from self._compute_locally(digest, compute, ttl_ms))
             if found.data is not None:
                 self._count(True)
-                return self._decode(found.data)
+                return self._decode(found.data, digest)
             if found.claimed or time.monotonic() > deadline:
                 self._count(False)
                 token = token if found.claimed else ""
@@ -282,7 +287,7 @@ class _CacheBase(FamilyStore):
         self.computations += 1
         try:
             value = yield Call(compute)
-            data = self._encode(value)
+            data = self._encode(value, digest)
         except GeneratorExit:
             raise
         except BaseException:
@@ -301,10 +306,10 @@ class _CacheBase(FamilyStore):
                 found = yield from self._claim(digest, "")
                 self._count(found.data is not None)
                 if found.data is not None:
-                    return self._decode(found.data)
+                    return self._decode(found.data, digest)
                 self.computations += 1
                 value = yield Call(compute)
-                yield from self._call(Set(digest, self._encode(value), ttl_ms, ""))
+                yield from self._call(Set(digest, self._encode(value, digest), ttl_ms, ""))
                 return value
             finally:
                 lock.release()

@@ -64,10 +64,16 @@ from chatkeep.redis import (
     PendingWrites,
     check,
     direct,
+    is_sealed,
     load_features,
+    loads,
     pending_writes,
+    record_key_id,
     reply_text,
+    run_script,
+    seal_record,
     session_part,
+    unescape_id,
     validate_id,
 )
 
@@ -82,6 +88,7 @@ __all__ = [
     "ImportResult",
     "LineError",
     "PurgeResult",
+    "RekeyResult",
     "ReplayResult",
     "parse_line",
     "replay_journal",
@@ -89,6 +96,8 @@ __all__ = [
 
 CLI = Feature(
     "cli",
+    package="chatkeep.cli",
+    scripts=("rekey", "rekey_value"),
     commands=(
         "PING", "INFO",  # doctor
         "ZSCAN", "HMGET", "LLEN", "PTTL",  # walking the session index, session metadata
@@ -97,6 +106,7 @@ CLI = Feature(
         "MEMORY|USAGE",  # stats
         "ZRANGE", "ZREM", "GET", "SET", "ZADD", "PERSIST", "PEXPIREAT",  # cache kind
         "PEXPIRE",  # LangGraph threads: run index entries imported
+        "SCAN",  # rekey: memory and cache values (they have no index of their own)
     ),
 )  # fmt: skip
 """What the ``chatkeep`` command sends itself (its writes go through the store):
@@ -136,6 +146,28 @@ def _members(reply: Any) -> tuple[int, list[Any]]:
     if items and isinstance(items[0], (tuple, list)):
         return int(cursor), [member for member, _ in items]
     return int(cursor), list(items[::2])
+
+
+@dataclass
+class RekeyResult:
+    key_id: str = ""
+    """The key every record rewritten is now encrypted with."""
+    sessions: int = 0
+    """Sessions looked at."""
+    rewritten: int = 0
+    """Records re-encrypted under the current key (plain ones encrypted)."""
+    values: int = 0
+    """Memory and cache values re-encrypted under the current key."""
+    current: int = 0
+    """Records and values already under the current key (left as they are)."""
+    unreadable: int = 0
+    """Records and values that could not be opened (a key not given, failed
+    authentication): left as they are."""
+    changed: int = 0
+    """Records and values changed by a writer between the read and the rewrite: left;
+    run again."""
+    cursor: int = 0
+    """Where a later run continues (``--cursor``); 0 when the whole index was walked."""
 
 
 @dataclass
@@ -311,12 +343,149 @@ class Admin(Closing):
         else:
             raws = []
         messages, bad = [], 0
+        sealing = self.config.sealing
         for raw in raws:
             try:
-                messages.append(decode_record(raw))
+                messages.append(decode_record(raw, sealing, session_id))
             except SerializationError:
                 bad += 1
         return messages, bad
+
+    # -- rekey ----------------------------------------------------------------------------
+
+    def rekey(
+        self,
+        *,
+        cursor: int = 0,
+        progress: Callable[[RekeyResult], None] | None = None,
+    ) -> RekeyResult:
+        """Re-encrypt every record of the prefix that is not under the current (first)
+        key of ``encryption_keys``: records under older keys and plain ones. Walks the
+        session index with ``ZSCAN`` from ``cursor``; ``progress`` gets the result so
+        far after each session (its ``cursor`` resumes the walk). Each rewrite is one
+        script call that replaces a record only if it is still what was read, so
+        concurrent writers lose nothing; running it again finishes what it left."""
+        sealing = self.config.sealing
+        if sealing.keys is None:
+            raise ConfigurationError(
+                "rekey needs encryption keys: set CHATKEEP_ENCRYPTION_KEYS "
+                "('new:<base64>,old:<base64>', the new key first)"
+            )
+        result = RekeyResult(key_id=sealing.keys.writer()[0], cursor=cursor)
+        while True:
+            (reply,) = self.send([("ZSCAN", self.keys.index, result.cursor, "COUNT", 100)])
+            next_cursor, members = _members(reply)
+            for member in dict.fromkeys(reply_text(m) or "" for m in members):
+                self._rekey_session(member, result)
+                result.sessions += 1
+                if progress is not None:
+                    progress(result)
+            result.cursor = next_cursor
+            if progress is not None:
+                progress(result)
+            if next_cursor == 0:
+                break
+        self._rekey_values(result, progress)
+        return result
+
+    def _rekey_values(
+        self, result: RekeyResult, progress: Callable[[RekeyResult], None] | None
+    ) -> None:
+        """Memory and cache values: found with SCAN (on every node of a Cluster), as
+        they have no index of their own; a run again finds the rest."""
+        prefix = self.config.prefix
+        client = self.connection.client
+        memory_at, cache_at = f"{prefix}:mem:{{", f"{prefix}:cache:"
+        for pattern in (f"{memory_at}*}}:v:*", f"{cache_at}*:{{*}}"):
+            for raw_key in client.scan_iter(match=pattern, count=SCAN_COUNT):
+                key = reply_text(raw_key) or ""
+                if key.startswith(memory_at):
+                    ns, _, escaped = key[len(memory_at) :].partition("}:v:")
+                    where, kind = ("memory", ns, unescape_id(escaped)), "h"
+                    (stored,) = self.send([("HGET", key, "d")])
+                    body = stored
+                else:
+                    namespace, _, tagged = key[len(cache_at) :].rpartition(":{")
+                    where = ("cache", unescape_id(namespace), tagged[:-1])
+                    kind = "s"
+                    (stored,) = self.send([("GET", key)])
+                    body = None if stored is None else stored[1:]
+                if body is not None:
+                    self._rekey_value(
+                        key, kind=kind, where=where, stored=stored, body=body, result=result
+                    )
+                    if progress is not None:
+                        progress(result)
+
+    def _rekey_value(
+        self,
+        key: str,
+        *,
+        kind: str,
+        where: tuple[str, str, str],
+        stored: bytes,
+        body: bytes,
+        result: RekeyResult,
+    ) -> None:
+        sealing = self.config.sealing
+        if sealing.value_key_id(body) == result.key_id:
+            result.current += 1
+            return
+        family, *parts = where
+        try:
+            sealed = sealing.seal_value(sealing.open_value(body, family, *parts), family, *parts)
+        except (SerializationError, ConfigurationError):
+            result.unreadable += 1
+            return
+        new = sealed if kind == "h" else stored[:1] + sealed
+        replies = self.run(
+            run_script(
+                CLI["rekey_value"], [key], [kind, stored, new], cluster=self.connection.cluster
+            )
+        )
+        if int(replies[0]):
+            result.values += 1
+        else:
+            result.changed += 1
+
+    def _rekey_session(self, session_id: str, result: RekeyResult) -> None:
+        sealing = self.config.sealing
+        messages_key, _ = self.keys.session(session_id)
+        start = 0
+        while True:
+            (page,) = self.send([("LRANGE", messages_key, start, start + PAGE - 1)])
+            changes: list[Any] = []
+            for at, raw in enumerate(page, start):
+                if record_key_id(raw) == result.key_id:
+                    result.current += 1
+                    continue
+                try:
+                    message = decode_record(raw, sealing, session_id)
+                    tokens = loads(raw).get("tk")
+                    if type(tokens) is not int:
+                        # Written before counts: the scripts counted a quarter of its
+                        # length; kept as its count, so the session's totals stay exact.
+                        tokens = (len(raw) + 3) // 4
+                    plain = encode_record(message, tokens)
+                    changes += [at, raw, seal_record(plain, sealing, session_id)]
+                except (SerializationError, ConfigurationError):
+                    result.unreadable += 1
+            if changes:
+                replies = self.run(
+                    run_script(
+                        CLI["rekey"],
+                        [messages_key],
+                        changes,
+                        session_id=session_id,
+                        cluster=self.connection.cluster,
+                    )
+                )
+                done = int(replies[0])
+                result.rewritten += done
+                result.changed += len(changes) // 3 - done
+            if len(page) < PAGE:
+                return
+            start += PAGE
 
     # -- export ---------------------------------------------------------------------------
 
@@ -336,6 +505,8 @@ class Admin(Closing):
         some). Items of other kinds are one line each:
         ``{"kind": ..., "id": ..., "owner": ..., "data": {...}}``.
         ``progress`` is called with the number of messages written after each page.
+        Sealed records (compressed or encrypted) are written opened, as plain records:
+        the file holds the text, and an import seals them as its configuration says.
         """
         if kinds is None:
             kinds = ["conversations"] if sessions is not None else ["conversations", *self.kinds()]
@@ -388,11 +559,17 @@ class Admin(Closing):
             written = 0
             for raw in self.records(info.id):
                 try:
-                    message = decode_record(raw)
+                    message = decode_record(raw, self.config.sealing, info.id)
                 except SerializationError:
                     result.skipped_records += 1
                     continue
-                record = raw if raw[:1] == b"{" else encode_record(message)
+                if is_sealed(raw):  # exported opened: sealed, it is bound to this session
+                    tokens = loads(raw).get("tk")
+                    record = encode_record(message, tokens if type(tokens) is int else None)
+                elif raw[:1] == b"{":
+                    record = raw
+                else:
+                    record = encode_record(message)
                 out.write(head + (meta if not written else b"") + b',"record":' + record + b"}\n")
                 written += 1
                 if progress is not None and written % PAGE == 0:

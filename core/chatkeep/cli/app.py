@@ -39,7 +39,7 @@ from chatkeep import (
 )
 from chatkeep.redis import PendingWrites, pending_writes, plural
 
-from .admin import Admin, LineError, replay_journal
+from .admin import Admin, LineError, RekeyResult, replay_journal
 from .doctor import run_checks
 
 __all__ = [
@@ -728,6 +728,56 @@ def import_command(ctx: click.Context, file: str, ttl: Any, max_errors: int) -> 
     if not result.complete:
         _note("warning: no end-of-export line: the file may have been cut short")
     if bad:
+        ctx.exit(EXIT_PARTIAL)
+
+
+# -- rekey -------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option(
+    "--cursor",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Continue an interrupted run from the cursor it printed. Default: the start.",
+)
+@click.pass_context
+def rekey(ctx: click.Context, cursor: int) -> None:
+    """Re-encrypt the prefix's conversations, memory and cache values under the current key.
+
+    Keys come from CHATKEEP_ENCRYPTION_KEYS ('k2:<base64>,k1:<base64>'): the first
+    one is the current key, the others are old keys still needed to read. Every
+    record not under the current key (older keys, plain or only compressed records)
+    is rewritten under it; records under the current key are left as they are. Safe
+    while applications write: a record changed meanwhile is left and counted, and
+    running rekey again finishes the job (interrupted: --cursor continues the walk).
+    Once it reports nothing left, old keys can be dropped from the configuration.
+    """
+    state = _state(ctx)
+    admin = state.admin
+    console = _console(stderr=True)
+    resume = cursor
+    with _progress(console) as progress:
+        task = progress.add_task("re-encrypting sessions", total=None)
+
+        def step(result: RekeyResult) -> None:
+            nonlocal resume
+            resume = result.cursor  # a whole page of the index is done
+            progress.update(task, completed=result.sessions)
+
+        try:
+            result = admin.rekey(cursor=cursor, progress=step)
+        except KeyboardInterrupt:
+            raise CommandError(f"interrupted: continue with rekey --cursor {resume}") from None
+    left = result.unreadable + result.changed
+    _note(
+        f"{result.sessions} sessions: {result.rewritten} records and {result.values} "
+        f"memory and cache values re-encrypted under key {result.key_id!r}, "
+        f"{result.current} already under it, {result.unreadable} unreadable, "
+        f"{result.changed} changed meanwhile"
+    )
+    if left:
+        _note("run rekey again for records changed meanwhile; unreadable ones need their key")
         ctx.exit(EXIT_PARTIAL)
 
 

@@ -245,7 +245,13 @@ class CacheNamespaces:
         for i, digest in enumerate(names):
             data, pttl = replies[2 * i], int(replies[2 * i + 1])
             if data is not None and pttl != -2:
-                found.append((digest, bytes(data), None if pttl < 0 else pttl / 1000))
+                # Opened here (a store with compression or encryption seals its values):
+                # flag byte + the value's JSON, as a plain cache stores it.
+                data = bytes(data)
+                data = data[:1] + site.config.sealing.open_value(
+                    data[1:], "cache", namespace, digest
+                )
+                found.append((digest, data, None if pttl < 0 else pttl / 1000))
         return found
 
     def show(self, site: DataSite, item_id: str) -> dict[str, Any] | None:
@@ -301,9 +307,12 @@ class CacheNamespaces:
         commands: list[Any] = []
         latest: float | None = 0.0
         for entry in entries:
-            stored = (b"1" if entry.get("tagged") else b"0") + json.dumps(
+            value = json.dumps(
                 entry.get("value"), ensure_ascii=False, separators=(",", ":")
             ).encode()
+            if site.config.sealing.active:  # sealed as the cache itself would write it
+                value = site.config.sealing.seal_value(value, "cache", namespace, entry["digest"])
+            stored = (b"1" if entry.get("tagged") else b"0") + value
             seconds = _ttl_seconds(ttl, entry.get("ttl"), site.config.ttl)
             key = keys.cache_entry(namespace, entry["digest"])[0]
             if seconds is None:

@@ -204,9 +204,12 @@ class _MemoryStoreBase(FamilyStore):
         planned: dict[str, tuple[str, bytes, bool, int]] = {}
         texts: dict[str, builtins.list[str]] = {}
         limit = self.config.max_message_bytes
+        sealing = self.config.sealing
         for key, value in items:
             checked = validate_id(key, "key")
             data, tagged = encode_value(value, limit, f"value of key {checked!r}")
+            if sealing.active:  # bound to this namespace and key (docs/security-at-rest.md)
+                data = sealing.seal_value(data, "memory", ns, checked)
             planned[checked] = (checked, data, tagged, ms)
             if fields is not False:
                 texts[checked] = vectors.texts_at(value, fields)
@@ -300,7 +303,11 @@ class _MemoryStoreBase(FamilyStore):
         if not checked:
             return []
         found: builtins.list[Found] = yield from self._call(Get(ns, checked, bool(refresh)))
-        return [default if f is None else decode_value(f[0], f[1]) for f in found]
+        sealing = self.config.sealing
+        return [
+            default if f is None else decode_value(sealing.open_value(f[0], "memory", ns, k), f[1])
+            for f, k in zip(found, checked, strict=True)
+        ]
 
     def _delete(self, namespace: Namespace, key: str) -> Flow[bool]:
         """Delete a value; True if it existed."""
@@ -352,8 +359,9 @@ class _MemoryStoreBase(FamilyStore):
         if not ranked:
             return []
         found: builtins.list[Found] = yield from self._call(Get(ns, [key for _, key in ranked]))
+        sealing = self.config.sealing
         return [
-            MemoryHit(key, decode_value(f[0], f[1]), score)
+            MemoryHit(key, decode_value(sealing.open_value(f[0], "memory", ns, key), f[1]), score)
             for (score, key), f in zip(ranked, found, strict=True)
             if f is not None  # deleted or expired since its embedding was read
         ]

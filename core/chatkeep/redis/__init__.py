@@ -16,14 +16,26 @@
 * :class:`KeySchema` (with :func:`validate_id`, :func:`escape_id`): the one key
   layout of every feature;
 * :func:`encode_value`/:func:`decode_value` (a JSON value under chatkeep's policy:
-  bytes tagged and restored, a size limit) and :func:`dumps`/:func:`loads`.
+  bytes tagged and restored, a size limit) and :func:`dumps`/:func:`loads`;
+* :func:`seal_record`/:func:`is_sealed`/:func:`record_key_id`: a conversation record
+  as a store with compression or encryption writes it, whether a record is so
+  written, and the key it is encrypted with (the rest of
+  at-rest sealing is ``StoreConfig.sealing``: ``seal_value``/``open_value``).
 
 See docs/extending.md ("Building on chatkeep") for a store of your own.
 """
 
 from __future__ import annotations
 
-from ..codec import decode_value, dumps, encode_value, loads
+from ..codec import (
+    decode_value,
+    dumps,
+    encode_value,
+    is_sealed,
+    loads,
+    record_key_id,
+    seal_record,
+)
 from ..config import config_from, store_options
 from ..keys import KeySchema, escape_id, unescape_id, validate_id
 from ..wording import a_or_an, plural
@@ -153,6 +165,7 @@ __all__ = [
     "guarded",
     "is_async_client",
     "is_cluster_client",
+    "is_sealed",
     "is_temporary",
     "load_features",
     "loads",
@@ -160,9 +173,11 @@ __all__ = [
     "register_family",
     "reply_int",
     "reply_str",
+    "record_key_id",
     "reply_text",
     "run",
     "run_script",
+    "seal_record",
     "translate",
     "unescape_id",
     "validate_id",

@@ -89,13 +89,22 @@ def _role(entry: Entry) -> str:
 
 
 def _decoded(entry: Entry | str) -> Message | None:
-    """The message of an entry; None if its record is undecodable."""
+    """The message of an entry; None if its record is undecodable here (sealed
+    records are kept as they are: only their store opens them)."""
     if isinstance(entry, Message):
         return entry
     try:
         return codec.decode(entry)
     except SerializationError:
         return None
+
+
+def _id_of(entry: Entry | str) -> str | None:
+    """The id of an entry's message (sealed records keep it plain)."""
+    if isinstance(entry, Message):
+        return entry.id
+    decoded = _decoded(entry)
+    return decoded.id if decoded is not None else codec.record_id(entry)
 
 
 def _fit(
@@ -547,13 +556,13 @@ class LocalSessions:
             popped = self._pop(op)
             if popped.record is None:
                 return popped, None
-            message = _decoded(popped.record)
-            if message is None:  # undecodable: removable by position only
+            message_id = _id_of(popped.record)
+            if message_id is None:  # undecodable: removable by position only
                 raise IncompleteMirrorError(
                     f"Redis is unreachable and the record to remove from session "
                     f"{op.session_id!r} cannot be decoded to name it"
                 )
-            op.message_id, op.expect = message.id, expect
+            op.message_id, op.expect = message_id, expect
             return popped, op
         result = self.do(op)
         if result.duplicate:
@@ -600,8 +609,8 @@ class LocalSessions:
                 return
             if isinstance(op, ops.Pop):
                 if session is not None and result.record is not None:
-                    message = _decoded(result.record)
-                    index = -1 if message is None else _find(session.messages, message.id)
+                    message_id = _id_of(result.record)
+                    index = -1 if message_id is None else _find(session.messages, message_id)
                     if index >= 0:
                         self._remove(session, index)
                     self._learn(session, result.owner, result.expires_at_ms, result)
@@ -737,8 +746,8 @@ def _same(a: Entry | str, b: Entry | str) -> bool:
     """Whether two entries are the same message (same record bytes, or same id)."""
     if a is b or (type(a) is type(b) and not isinstance(a, Message) and a == b):
         return True
-    first, second = _decoded(a), _decoded(b)
-    return first is not None and second is not None and first.id == second.id
+    first, second = _id_of(a), _id_of(b)
+    return first is not None and first == second
 
 
 def _is_tail(entries: list[Entry], tail: list[Entry]) -> bool:
@@ -759,4 +768,6 @@ def _find(entries: list[Entry], message_id: str) -> int:
             entries[i] = entry
             if entry.id == message_id:
                 return i
+        elif codec.record_id(entries[i]) == message_id:
+            return i
     return -1

@@ -13,6 +13,12 @@ ASCII only, so ``search.lua`` folds the two-byte letters from the table ``PAIRS`
 ships, and this module reads that same table: the memory backend, the fallback's
 mirror and Redis answer alike.
 
+Sealed records (a store with compression or encryption, :mod:`chatkeep.sealing`)
+cannot be searched where they are kept: the script and the local backend send every
+sealed record among those looked at as a *candidate* (not counted toward the limit),
+and the store opens and matches them itself. Searching a session of sealed records
+costs what reading its newest :data:`SEARCH_BOUND` records costs.
+
 Bounded work: a search looks at the newest :data:`SEARCH_BOUND` messages of a
 session at most (Redis: in chunks of :data:`SEARCH_CHUNK` from the tail, inside one
 script call); older messages are not searched. No TTL is refreshed: a search is not
@@ -117,13 +123,16 @@ def matches(entry: codec.Entry, query: str) -> bool:
 def search_entries(entries: list[codec.Entry], query: str, limit: int) -> tuple[list[Any], int]:
     """(matching entries newest first, entries looked at) of a session held here."""
     found: list[codec.Entry] = []
-    scanned = 0
+    scanned = matched = 0
     for entry in reversed(entries):
-        if scanned >= SEARCH_BOUND or len(found) >= limit:
+        if scanned >= SEARCH_BOUND or matched >= limit:
             break
         scanned += 1
         if matches(entry, query):
             found.append(entry)
+            matched += 1
+        elif isinstance(entry, bytes) and codec.is_sealed(entry):
+            found.append(entry)  # a candidate: the store opens and matches it
     return found, scanned
 
 

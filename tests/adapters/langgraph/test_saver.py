@@ -312,7 +312,7 @@ def test_no_pickle() -> None:
         RedisSaver("memory://", serde=JsonPlusSerializer(pickle_fallback=True))
     saver = RedisSaver("memory://")
     with pytest.raises(SerializationError):
-        saver.policy.loads(b"pickle", b"\x80\x04N.")
+        saver.policy.loads(b"pickle", b"\x80\x04N.", "t")
 
     class Unknown:
         pass

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 from langgraph.store.base import GetOp, ListNamespacesOp, PutOp, SearchOp
 
 from chatkeep import InvalidArgumentError
@@ -204,3 +205,25 @@ def test_bad_namespaces_write_nothing(store: RedisStore) -> None:
     with pytest.raises(InvalidArgumentError):
         store.batch([PutOp(("ok",), "k", {"v": 1}), PutOp(("x" * 300, "y" * 300), "k", {})])
     assert store.list_namespaces() == []
+
+
+def test_items_are_encrypted_at_rest(url_for_store: str, prefix: str) -> None:
+    keys = {"k1": bytes(range(32))}
+    made = RedisStore(url_for_store, key_prefix=prefix, encryption_keys=keys, compression="zstd")
+    try:
+        made.put(("users", "u1", "facts"), "a", {"kind": "pet", "secret": "swordfish"})
+        made.put(("users", "u1", "facts"), "b", {"kind": "job"})
+        item = made.get(("users", "u1", "facts"), "a")
+        assert item is not None and item.value == {"kind": "pet", "secret": "swordfish"}
+        found = made.search(("users",), filter={"kind": "pet"})
+        assert [i.key for i in found] == ["a"]
+        if url_for_store.startswith("memory"):
+            return
+        client = redis.Redis.from_url(url_for_store)
+        held = b"".join(
+            client.hget(key, "d") or b"" for key in client.scan_iter(match=f"{prefix}:mem:*:v:*")
+        )
+        client.close()
+        assert held and b"swordfish" not in held
+    finally:
+        made.close()

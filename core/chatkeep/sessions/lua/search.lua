@@ -4,7 +4,8 @@
 -- ids, roles, names or metadata. Refreshes no TTL (a search is not activity).
 -- ARGV: 1 owner ('' = unchecked), 2 query (already folded by chatkeep.sessions.search),
 -- 3 limit, 4 bound (records looked at, at most), 5 chunk (records per LRANGE).
--- Reply: {owner|false, created|false, records looked at, {matching records, newest first}}.
+-- Reply: {owner|false, created|false, records looked at, {matching records and sealed
+-- candidates, newest first}}.
 -- Bounded work: at most ARGV[4] records, read ARGV[5] at a time from the tail
 -- (chatkeep.sessions.search.SEARCH_BOUND and SEARCH_CHUNK).
 -- Folding: ASCII A-Z, and the one-to-one Unicode lower-case mappings of two-byte UTF-8
@@ -150,6 +151,14 @@ local function matches(raw, query, fold)
   return false
 end
 
+-- A sealed record (compressed or encrypted by its writer: a top-level "p" payload) is
+-- sent as a candidate, not counted toward the limit: the client opens and matches it.
+local function sealed(raw)
+  if not string.find(raw, ',"p":"', 1, true) then return false end
+  local ok, record = pcall(cjson.decode, raw)
+  return ok and type(record) == 'table' and type(record['p']) == 'string'
+end
+
 local meta = redis.call('HMGET', KEYS[2], 'o', 'c')
 if not owner_ok(meta[1], ARGV[1], meta[2] ~= false) then
   return redis.error_reply('CHATKEEP_OWNER')
@@ -161,15 +170,18 @@ local query, limit = ARGV[2], tonumber(ARGV[3])
 local folding = fold
 if not string.find(query, '[\128-\255]') then folding = string.lower end
 local bound, chunk = tonumber(ARGV[4]), tonumber(ARGV[5])
-local found, seen = {}, 0
+local found, seen, matched = {}, 0, 0
 local stop = -1  -- the newest record not yet looked at, from the end
-while seen < bound and #found < limit do
+while seen < bound and matched < limit do
   local size = math.min(chunk, bound - seen)
   local items = redis.call('LRANGE', KEYS[1], stop - size + 1, stop)
   for i = #items, 1, -1 do
     if matches(items[i], query, folding) then
       found[#found + 1] = items[i]
-      if #found >= limit then break end
+      matched = matched + 1
+      if matched >= limit then break end
+    elseif sealed(items[i]) then
+      found[#found + 1] = items[i]
     end
   end
   seen = seen + #items
