@@ -57,6 +57,7 @@ __all__ = [
     "KeyRing",
     "MAX_OPENED",
     "Sealing",
+    "is_sealed_value",
     "key_from_text",
 ]
 
@@ -80,6 +81,11 @@ _NONCE = 12
 _VALUE_MARK = b"\x00ck1"
 _METHODS = {None: b"-", "zlib": b"z", "zstd": b"s"}
 _NAMES = {v: k for k, v in _METHODS.items()}
+
+
+def is_sealed_value(data: bytes) -> bool:
+    """Whether ``data`` is in the sealed value envelope (else it is stored as is)."""
+    return data[:4] == _VALUE_MARK
 
 
 def key_from_text(text: str) -> bytes:

@@ -4,6 +4,7 @@ every backend of the matrix and through both twins (conftest.py)."""
 from __future__ import annotations
 
 import math
+import struct
 from typing import Any
 
 import pytest
@@ -185,3 +186,37 @@ def test_search_returns_values_a_sealed_store_wrote(make_memory_store: Any) -> N
     assert [(hit.key, hit.value) for hit in hits] == [
         ("work", {"text": "writes python against redis"})
     ]
+
+
+K1 = bytes(range(32))
+K2 = bytes(range(100, 132))
+
+
+def test_embeddings_are_encrypted_with_the_values(harness: Harness, make_memory_store: Any) -> None:
+    """With encryption_keys, an embedding is sealed like its value (bound to the
+    namespace and key): Redis holds no float of it, search still ranks, a store
+    without the key cannot search what it cannot open, and a moved embedding is
+    not found."""
+    memory = make_memory_store(embed=embed_texts, encryption_keys={"k1": K1})
+    memory.put(USER, "drink", "coffee and tea")
+    memory.put(USER, "job", "python")
+    assert [hit.key for hit in memory.search(USER, "python", limit=1)] == ["job"]
+    if harness.backend == "memory":
+        return  # nothing to inspect, no other store sees these values
+    client = harness.client()
+    keys = sorted(client.scan_iter(match=f"{harness.prefix}:mem:*:v:*"))
+    plain = [*embed_texts(["coffee and tea"]), *embed_texts(["python"])]
+    for key in keys:
+        blob = client.hget(key, "e")
+        assert blob[:4] == b"\x00ck1"  # the sealed envelope, not a dimension count
+        for vector in plain:
+            assert struct.pack(f"<{len(vector)}f", *vector) not in blob
+    # a store with another key: the values cannot be opened, nor can the embeddings
+    other = make_memory_store(embed=embed_texts, encryption_keys={"k2": K2})
+    with pytest.raises(ConfigurationError, match="k1"):
+        other.search(USER, "python")
+    # an embedding copied onto another key's hash does not open there: not found
+    drink = next(k for k in keys if k.endswith(b":v:drink"))
+    job = next(k for k in keys if k.endswith(b":v:job"))
+    client.hset(drink, "e", client.hget(job, "e"))
+    assert [hit.key for hit in memory.search(USER, "python")] == ["job"]

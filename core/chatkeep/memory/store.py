@@ -42,7 +42,7 @@ from typing_extensions import Unpack
 from .. import vectors
 from ..codec import decode_value, encode_value
 from ..config import StoreConfig, StoreOptions, ttl_ms
-from ..errors import ConfigurationError, InvalidArgumentError
+from ..errors import ConfigurationError, InvalidArgumentError, SerializationError
 from ..keys import escape_id, utf8_text, validate_id
 from ..redis.flows import Call, Flow, async_method, sync_method
 from ..redis.stores import (
@@ -53,6 +53,7 @@ from ..redis.stores import (
     resolve_config,
     with_url,
 )
+from ..sealing import Sealing, is_sealed_value
 from .local import LocalMemory
 from .ops import Delete, Found, Get, List, Put, Ttl, Vectors
 from .redis import RedisMemory
@@ -79,6 +80,8 @@ store's ``ttl`` (7 days unless configured). Override with ``MemoryStore(ttls={..
 
 Namespace = str | tuple[str, ...]
 """``"knowledge"`` or ``("user", "u42")``: each part 1..512 characters."""
+
+VECTOR_FAMILY = "memory-vector"  # what a sealed embedding is bound to, with namespace and key
 
 MIRROR_ENTRIES = 10_000  # values the fallback mirror keeps (least recently used go first)
 
@@ -227,7 +230,10 @@ class _MemoryStoreBase(FamilyStore):
             at = 0
             for key, found in texts.items():
                 if found:
-                    op.vectors[key] = vectors.pack(embedded[at : at + len(found)])
+                    blob = vectors.pack(embedded[at : at + len(found)])
+                    if sealing.keys is not None:  # embeddings tell of the text: sealed too
+                        blob = sealing.seal_value(blob, VECTOR_FAMILY, ns, key)
+                    op.vectors[key] = blob
                     at += len(found)
         return op
 
@@ -351,7 +357,10 @@ class _MemoryStoreBase(FamilyStore):
             return []
         vector = yield Call(self._embed_query, (query,))
         blobs = yield from self._call(Vectors(ns, keys))
-        scores = vectors.scores(vector, blobs)
+        sealing = self.config.sealing
+        scores = vectors.scores(
+            vector, [self._open_vector(sealing, ns, k, b) for k, b in zip(keys, blobs, strict=True)]
+        )
         ranked = sorted(
             ((score, key) for key, score in zip(keys, scores, strict=True) if score is not None),
             key=lambda pair: -pair[0],
@@ -359,12 +368,23 @@ class _MemoryStoreBase(FamilyStore):
         if not ranked:
             return []
         found: builtins.list[Found] = yield from self._call(Get(ns, [key for _, key in ranked]))
-        sealing = self.config.sealing
         return [
             MemoryHit(key, decode_value(sealing.open_value(f[0], "memory", ns, key), f[1]), score)
             for (score, key), f in zip(ranked, found, strict=True)
             if f is not None  # deleted or expired since its embedding was read
         ]
+
+    @staticmethod
+    def _open_vector(sealing: Sealing, ns: str, key: str, blob: bytes | None) -> bytes | None:
+        """A stored embedding as :mod:`chatkeep.vectors` reads it; None if it does not
+        open here (tampered, or moved from another key: not found, like an undecodable
+        value). A key this store lacks is a ConfigurationError, as for values."""
+        if blob is None or not is_sealed_value(blob):
+            return blob
+        try:
+            return sealing.open_value(blob, VECTOR_FAMILY, ns, key)
+        except SerializationError:
+            return None
 
     def _ttl(self, namespace: Namespace, key: str) -> Flow[float | None]:
         """Seconds until the value expires; None if never; 0.0 if it does not exist."""
