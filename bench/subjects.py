@@ -309,7 +309,7 @@ class ChatkeepLangChain(LangChainSubject, ChatkeepSubject):
         # Per request: the factory's histories (a snapshot of the first read serves
         # the turn's second look). Reused: a plain history, which reads Redis every
         # time, so it sees other writers.
-        self.factory = history_factory(self.store, snapshot=not self.per_request)
+        self.factory = history_factory(self.store, snapshot=self.per_request)
         self._async_factory: Callable[[str], Any] | None = None
         self._async_histories: dict[str, Any] = {}
 
@@ -326,7 +326,7 @@ class ChatkeepLangChain(LangChainSubject, ChatkeepSubject):
             from chatkeep_langchain import history_factory
 
             self._async_factory = history_factory(
-                self.store, async_store=self.async_store(), snapshot=not self.per_request
+                self.store, async_store=self.async_store(), snapshot=self.per_request
             )
             self._async_histories = {}
         if self.per_request:
