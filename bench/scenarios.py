@@ -295,7 +295,7 @@ def _langgraph_step(
     except ImportError as exc:
         print(f"  (skipping the LangGraph step: {exc.name} is not installed)")
         return []
-    saver = RedisSaver(url, prefix=f"lgstep{uuid.uuid4().hex[:8]}", fallback="raise")
+    saver = RedisSaver(url, prefix=f"lgstep{uuid.uuid4().hex[:8]}")  # defaults: fallback on
     graphs = {
         "chatkeep RedisSaver": build(saver),
         "langgraph InMemorySaver": build(InMemorySaver()),

@@ -214,13 +214,13 @@ class ChatkeepSubject(Subject):
 
     def __init__(self, url: str, prefix: str) -> None:
         super().__init__(url, prefix)
-        self.store = ConversationStore.from_url(url, prefix=prefix, fallback="raise")
+        # chatkeep's defaults, as users run it: the fallback (a local mirror kept up to
+        # date by every call) is on, as in chatkeep_llama_index's store.
+        self.store = ConversationStore.from_url(url, prefix=prefix)
 
     def async_store(self) -> AsyncConversationStore:
         if self.made_async is None:
-            self.made_async = AsyncConversationStore.from_url(
-                self.url, prefix=self.prefix, fallback="raise"
-            )
+            self.made_async = AsyncConversationStore.from_url(self.url, prefix=self.prefix)
         store: AsyncConversationStore = self.made_async
         return store
 

@@ -178,16 +178,7 @@ def to_chatkeep(message: BaseMessage, *, metadata: dict[str, Any] | None = None)
     """The chatkeep record of one LangChain message (neutral fields + ``native``)."""
     if not isinstance(message, BaseMessage):
         raise TypeError(f"expected a langchain BaseMessage, got {type(message).__name__}")
-    native = message_to_dict(message)
-    content = native["data"]["content"]
-    defaults = _DEFAULT_VALUES.get(type(message))
-    if defaults is None:
-        defaults = _DEFAULT_VALUES[type(message)] = _defaults(type(message))
-    data = {
-        key: value
-        for key, value in native["data"].items()
-        if key not in _NOT_IN_NATIVE and defaults.get(key, _MISSING) != value
-    }
+    kind, content, data = _dumped(message)
     role = role_of(message)
     calls = message.tool_calls if isinstance(message, AIMessage) else []
     # What the neutral fields give back is not stored twice (see _native_data).
@@ -198,8 +189,8 @@ def to_chatkeep(message: BaseMessage, *, metadata: dict[str, Any] | None = None)
     if isinstance(message, ToolMessage) and data.get("tool_call_id") == message.tool_call_id:
         del data["tool_call_id"]
     form: dict[str, Any] = {"lc": NATIVE_VERSION}
-    if _TYPE_BY_ROLE.get(role, "chat") != native["type"]:
-        form["t"] = native["type"]
+    if _TYPE_BY_ROLE.get(role, "chat") != kind:
+        form["t"] = kind
     if data:
         form["d"] = data
     if message.id:
@@ -221,6 +212,38 @@ def to_chatkeep(message: BaseMessage, *, metadata: dict[str, Any] | None = None)
     if metadata:
         fields["metadata"] = metadata
     return Message(**fields)
+
+
+def _dumped(message: BaseMessage) -> tuple[str, Any, dict[str, Any]]:
+    """(type, content, the other fields not at their default) of ``message``, as
+    ``message_to_dict`` gives them. Only what is not at its default is dumped (most
+    fields of a chat turn are): a fifth of the cost of dumping the whole message."""
+    cls = type(message)
+    defaults = _DEFAULT_VALUES.get(cls)
+    if defaults is None:
+        defaults = _DEFAULT_VALUES[cls] = _defaults(cls)
+    if message.__pydantic_extra__:  # extra attributes: only model_dump knows them all
+        dumped = message_to_dict(message)
+        data = {
+            key: value
+            for key, value in dumped["data"].items()
+            if key not in _NOT_IN_NATIVE and defaults.get(key, _MISSING) != value
+        }
+        return dumped["type"], dumped["data"]["content"], data
+    changed = {
+        key
+        for key, value in message.__dict__.items()
+        if key not in _NOT_IN_NATIVE and defaults.get(key, _MISSING) != value
+    }
+    content = message.content
+    if type(content) is str and not changed:
+        return message.type, content, {}
+    if type(content) is not str:
+        changed.add("content")  # dumped: a copy the caller's later changes cannot reach
+    data = message.model_dump(include=changed)
+    if type(content) is not str:
+        content = data.pop("content")
+    return message.type, content, data
 
 
 def _calls_from_neutral(calls: list[tuple[Any, str, Any]]) -> list[Any]:
