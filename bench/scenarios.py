@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import sys
 import time
 import uuid
 import warnings
@@ -36,21 +37,35 @@ def run_all(
     rows: list[Row] = []
     run = int(time.time()) % 100000
     subjects = available(url, run=run)
+    sections: list[tuple[str, Callable[[], list[Row]]]] = [
+        ("per operation", lambda: _per_operation(subjects, rounds, quick, counter, measure)),
+        ("LangChain turn", lambda: _langchain_turn(subjects, rounds, counter, measure)),
+        ("LlamaIndex turn", lambda: _llama_turn(subjects, rounds, counter, measure)),
+        ("LangGraph step", lambda: _langgraph_step(url, rounds, counter, measure)),
+        ("bytes", lambda: _memory(url, subjects)),
+        ("Redis CPU", lambda: _server_cost(url, subjects, 50 if quick else 500, server_stats)),
+        ("async", lambda: _concurrent(subjects, quick)),
+    ]
     try:
-        rows += _per_operation(subjects, rounds, quick, counter, measure)
-        rows += _langchain_turn(subjects, rounds, counter, measure)
-        rows += _llama_turn(subjects, rounds, counter, measure)
-        rows += _langgraph_step(url, rounds, counter, measure)
-        rows += _memory(url, subjects)
-        rows += _server_cost(url, subjects, 100 if quick else 500, server_stats)
-        rows += _concurrent(subjects, quick)
+        for name, section in sections:
+            rows += _timed(name, section)
     finally:
         for subject in subjects:
             subject.close()
     for delay_ms in DELAYS_MS[-1:] if quick else DELAYS_MS:
-        rows += _over_network(url, delay_ms, 8 if quick else 60, counter, measure, run)
-    rows += _outage(quick)
-    rows += _recovery()
+        rows += _timed(
+            f"+{delay_ms:g} ms each way",
+            lambda d=delay_ms: _over_network(url, d, 5 if quick else 60, counter, measure, run),
+        )
+    rows += _timed("outage", lambda: _outage(quick))
+    rows += _timed("recovery", _recovery)
+    return rows
+
+
+def _timed(name: str, section: Callable[[], list[Any]]) -> list[Any]:
+    started = time.perf_counter()
+    rows = section()
+    print(f"  {name}: {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
     return rows
 
 
@@ -60,7 +75,8 @@ def _per_operation(
     rows: list[Any] = []
     for length in (10, 1000):
         for subject in subjects:
-            subject.prefill(f"a{length}", POOL[:length])
+            if not subject.per_request:  # a per-request subject shares its twin's sessions
+                subject.prefill(f"a{length}", POOL[:length])
         ops = {}
         for subject in subjects:
             next_message = _cycle()
@@ -77,7 +93,8 @@ def _per_operation(
         if quick and length == 5000:
             continue
         for subject in subjects:
-            subject.prefill(f"r{length}", (POOL * 3)[:length])
+            if not subject.per_request:
+                subject.prefill(f"r{length}", (POOL * 3)[:length])
         ops = {s.name: (lambda s=s, L=length: s.read_all(f"r{L}")) for s in subjects}
         reads = max(10, rounds // (1 if length <= 100 else 4 if length <= 1000 else 10))
         rows += measure(f"read all at {length}", ops, reads, counter)
@@ -133,8 +150,9 @@ def _over_network(
         subjects = available(proxied, run=run + 1 + int(delay_ms * 1000))
         try:
             for subject in subjects:
-                subject.prefill("a10", POOL[:10])
-                subject.prefill("r100", POOL[:100])
+                if not subject.per_request:
+                    subject.prefill("a10", POOL[:10])
+                    subject.prefill("r100", POOL[:100])
             ops = {}
             for subject in subjects:
                 next_message = _cycle()
@@ -225,7 +243,7 @@ def _langchain_turn(
             input_messages_key="input",
             history_messages_key="history",
         )
-        config = {"configurable": {"session_id": "turns"}}
+        config = {"configurable": {"session_id": "turns-" + name.replace(" ", "-")}}
         question = POOL[0].text
         ops[name] = lambda c=chain, cfg=config, q=question: c.invoke({"input": q}, config=cfg)
     with warnings.catch_warnings():
@@ -252,10 +270,11 @@ def _llama_turn(
 
     in_memory = SimpleChatStore()
     stores: dict[str, tuple[Callable[[], Any], str]] = {
-        "llama-index in-memory": (lambda: in_memory, "turns")
+        "llama-index in-memory": (lambda: in_memory, "turns-in-memory")
     }
     for subject in chosen:
-        stores[subject.name] = (subject.chat_store, subject.chat_key("turns"))  # type: ignore[attr-defined]
+        key = subject.chat_key(f"turns-{subject.per_request}")  # type: ignore[attr-defined]
+        stores[subject.name] = (subject.chat_store, key)  # type: ignore[attr-defined]
     ops = {}
     for name, (store, key) in stores.items():
 

@@ -500,11 +500,14 @@ ALL_SUBJECTS: list[type[Subject]] = [
 
 
 def available(url: str, run: int) -> list[Subject]:
-    """Every subject whose packages are installed, each with its own key prefix."""
+    """Every subject whose packages are installed, each with its own key prefix; a
+    per-request subject shares its reused twin's (the same sessions, filled once)."""
     made: list[Subject] = []
     for index, cls in enumerate(ALL_SUBJECTS):
+        twin = cls.__mro__[1]
+        keys = ALL_SUBJECTS.index(twin) if cls.per_request and twin in ALL_SUBJECTS else index
         try:
-            made.append(cls(url, f"bench{run}s{index}"))
+            made.append(cls(url, f"bench{run}s{keys}"))
         except ImportError as exc:
             print(f"  (skipping {cls.name}: {exc.name} is not installed)")
     return made
