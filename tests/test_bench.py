@@ -101,3 +101,16 @@ def test_quick_benchmark_runs_everything(tmp_path: Path) -> None:
     assert {r["subject"] for r in budget} == {"raw redis-py", "chatkeep store"}
     assert all(r["round_trips"] == 1 for r in budget)
     assert "Targets of the performance issue" in (tmp_path / "results.md").read_text()
+
+
+def test_commands_are_named_as_commandstats_names_them() -> None:
+    """The Redis CPU rows add up the commandstats entries of what the clients sent."""
+    import redis.connection
+    from bench.run import command_names
+
+    connection = redis.connection.Connection()
+    single = connection.pack_command("EVALSHA", "abc", 1, "k", "x" * 70000)
+    batch = connection.pack_commands([("RPUSH", "k", "a\r\nb"), ("CLIENT", "SETINFO", "x", "y")])
+    assert command_names(single) == ["evalsha"]
+    assert command_names(batch) == ["rpush", "client|setinfo"]
+    assert command_names(b"".join(bytes(p) for p in batch)) == ["rpush", "client|setinfo"]
