@@ -21,6 +21,7 @@ import random
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,9 +50,11 @@ class Row:
 
 
 class RoundTrips:
-    """Counts packets sent by every redis-py connection, sync and async."""
+    """Counts packets sent by every redis-py connection, sync and async; while
+    ``names`` is a Counter, also counts the commands in them by name."""
 
     sent = 0
+    names: Counter[str] | None = None
 
     def __init__(self) -> None:
         self._patched: list[tuple[type, Callable[..., Any]]] = []
@@ -69,6 +72,8 @@ class RoundTrips:
                     self: Any, *args: Any, _o: Any = original, **kw: Any
                 ) -> Any:
                     RoundTrips.sent += 1
+                    if RoundTrips.names is not None:
+                        RoundTrips.names.update(command_names(args[0]))
                     return await _o(self, *args, **kw)
 
                 cls.send_packed_command = counted_async  # type: ignore[method-assign]
@@ -76,6 +81,8 @@ class RoundTrips:
 
                 def counted(self: Any, *args: Any, _o: Any = original, **kw: Any) -> Any:
                     RoundTrips.sent += 1
+                    if RoundTrips.names is not None:
+                        RoundTrips.names.update(command_names(args[0]))
                     return _o(self, *args, **kw)
 
                 cls.send_packed_command = counted  # type: ignore[method-assign]
@@ -85,6 +92,82 @@ class RoundTrips:
         box = [RoundTrips.sent]
         yield box
         box.append(RoundTrips.sent - box[0])
+
+
+# Commands whose commandstats entry is per subcommand ("client|setinfo").
+_CONTAINERS = {b"client", b"config", b"script", b"function", b"object", b"memory", b"command"}
+
+
+def command_names(packed: Any) -> list[str]:
+    """The names of the commands in one packet redis-py sends (RESP arrays of bulk
+    strings), as ``INFO commandstats`` names them."""
+    if isinstance(packed, str):
+        packed = packed.encode()
+    data = packed if isinstance(packed, bytes) else b"".join(bytes(part) for part in packed)
+    names, at = [], 0
+    while at < len(data):
+        end = data.index(b"\r\n", at)
+        count, at = int(data[at + 1 : end]), end + 2
+        name = b""
+        for index in range(count):
+            end = data.index(b"\r\n", at)
+            size, at = int(data[at + 1 : end]), end + 2
+            arg, at = data[at : at + size].lower(), at + size + 2
+            if index == 0:
+                name = arg
+            elif index == 1 and name in _CONTAINERS:
+                name += b"|" + arg
+        names.append(name.decode())
+    return names
+
+
+@dataclass
+class ServerCost:
+    command_us: float = 0.0
+    cpu_us: float = 0.0
+    sent: Counter[str] = field(default_factory=Counter)
+
+    def commands_text(self, calls: int) -> str:
+        return " ".join(f"{name}×{count / calls:g}" for name, count in sorted(self.sent.items()))
+
+
+class ServerStats:
+    """What a block of operations cost the Redis server: ``INFO commandstats`` time of
+    the commands the clients sent and the server's CPU time (``INFO cpu``)."""
+
+    def __init__(self, url: str) -> None:
+        self.client = redis.Redis.from_url(url)
+
+    def _read(self) -> tuple[dict[str, Any], float]:
+        stats = self.client.info("commandstats")
+        cpu = self.client.info("cpu")
+        return stats, float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+    @contextlib.contextmanager
+    def measuring(self) -> Iterator[ServerCost]:
+        cost = ServerCost()
+        stats_before, cpu_before = self._read()
+        RoundTrips.names = cost.sent
+        try:
+            yield cost
+        finally:
+            RoundTrips.names = None
+        stats_after, cpu_after = self._read()
+        cost.cpu_us = (cpu_after - cpu_before) * 1e6
+        for name, sent in cost.sent.items():
+            after = stats_after.get(f"cmdstat_{name}")
+            if after is None:
+                continue
+            before = stats_before.get(f"cmdstat_{name}", {"calls": 0, "usec": 0})
+            calls = after["calls"] - before["calls"]
+            usec = after["usec"] - before["usec"]
+            # A command also run inside scripts is in the script's time already:
+            # count only the share of the calls the clients sent.
+            if calls > 0:
+                cost.command_us += usec * min(1.0, sent / calls)
+
+    def close(self) -> None:
+        self.client.close()
 
 
 def summarize(samples: list[int]) -> tuple[float, float]:
@@ -148,6 +231,14 @@ def render(rows: list[Row], meta: dict[str, Any]) -> str:
         f"chatkeep benchmark ({meta['mode']}) — {meta['machine']}; Python {meta['python']}, "
         f"redis-py {meta['redis_py']}, redis-server {meta['redis_server']}, JSON: {meta['json']}",
         "",
+        "Each implementation reuses one object per session (or one store), as its docs "
+        "show; «per request» rows build a new one (so a new client) for every operation, "
+        "as a RunnableWithMessageHistory get_session_history that builds one does. "
+        "«(+N ms each way)» rows go through a proxy that delays every packet N ms in "
+        "each direction. Redis CPU rows: commandstats time of the commands sent "
+        "(command_us) and the server's CPU time (server_cpu_us) per operation, each "
+        "implementation run alone; ops_per_core_s = 1e6 / server_cpu_us.",
+        "",
         "| scenario | implementation | median µs | p99 µs | × ref | round trips | notes |",
         "|---|---|---:|---:|---:|---:|---|",
     ]
@@ -171,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="output folder")
     args = parser.parse_args(argv)
 
-    from tests.support.servers import RedisServer
+    from bench.servers import RedisServer
 
     server = None
     url = args.redis_url
@@ -192,7 +283,11 @@ def main(argv: list[str] | None = None) -> int:
             "redis_server": info.get("redis_version"),
             "json": __import__("chatkeep.codec").codec.JSON_LIBRARY,
         }
-        rows = scenarios.run_all(url, quick=args.quick, counter=counter, measure=measure)
+        stats = ServerStats(url)
+        rows = scenarios.run_all(
+            url, quick=args.quick, counter=counter, measure=measure, server_stats=stats
+        )
+        stats.close()
     finally:
         if server is not None:
             server.cleanup()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import sys
 import time
+import uuid
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -22,80 +24,199 @@ def _cycle() -> Callable[[], Any]:
     return lambda: POOL[next(counter) % len(POOL)]
 
 
-def run_all(url: str, *, quick: bool, counter: Any, measure: Callable[..., Any]) -> list[Any]:
+# Added latency each way (same-zone and cross-zone cloud Redis); --quick runs the last.
+DELAYS_MS = (0.25, 1.0)
+
+
+def run_all(
+    url: str, *, quick: bool, counter: Any, measure: Callable[..., Any], server_stats: Any
+) -> list[Any]:
     from bench.run import Row
 
     rounds = 60 if quick else 400
     rows: list[Row] = []
-    subjects = available(url, run=int(time.time()) % 100000)
+    run = int(time.time()) % 100000
+    subjects = available(url, run=run)
+    sections: list[tuple[str, Callable[[], list[Row]]]] = [
+        ("per operation", lambda: _per_operation(subjects, rounds, quick, counter, measure)),
+        ("LangChain turn", lambda: _langchain_turn(subjects, rounds, counter, measure)),
+        ("LlamaIndex turn", lambda: _llama_turn(subjects, rounds, counter, measure)),
+        ("LangGraph step", lambda: _langgraph_step(url, rounds, counter, measure)),
+        ("bytes", lambda: _memory(url, subjects)),
+        ("at rest", lambda: _at_rest(url, rounds, counter, measure)),
+        ("Redis CPU", lambda: _server_cost(url, subjects, 50 if quick else 500, server_stats)),
+        ("async", lambda: _concurrent(subjects, quick)),
+    ]
     try:
-        for length in (10, 1000):
-            for subject in subjects:
-                subject.prefill(f"a{length}", POOL[:length])
-            ops = {}
-            for subject in subjects:
-                next_message = _cycle()
-                ops[subject.name] = lambda s=subject, n=next_message, L=length: s.add_one(
-                    f"a{L}", n()
-                )
-            rows += measure(f"append 1 at length {length}", ops, rounds, counter)
-
-        ops = {}
-        for subject in subjects:
-            batch = POOL[:10]
-            ops[subject.name] = lambda s=subject, b=batch: s.add_many("batch", b)
-        rows += measure("add 10 messages", ops, rounds, counter)
-
-        for length in (10, 100, 1000, 5000):
-            if quick and length == 5000:
-                continue
-            for subject in subjects:
-                subject.prefill(f"r{length}", (POOL * 3)[:length])
-            ops = {s.name: (lambda s=s, L=length: s.read_all(f"r{L}")) for s in subjects}
-            reads = max(10, rounds // (1 if length <= 100 else 4 if length <= 1000 else 10))
-            rows += measure(f"read all at {length}", ops, reads, counter)
-
-        tail_length = 1000 if quick else 5000
-        for length in (10, tail_length):
-            if length != 10 and f"r{length}" not in {"r1000", "r5000"}:
-                continue
-            ops = {}
-            for subject in subjects:
-                if subject.read_last(f"r{length}", 20) is not None:
-                    ops[subject.name] = lambda s=subject, L=length: s.read_last(f"r{L}", 20)
-            rows += measure(f"read last 20 at {length}", ops, rounds, counter)
-
-        for length in (10, tail_length):
-            scenario = f"read max_tokens=2000 at {length}"
-            budget: list[Any] = []
-            for subject in subjects:
-                if subject.read_budget(f"r{length}", 2000) is None:
-                    continue
-                # Each alone, not alternated: raw redis-py reads the whole session here,
-                # and the garbage of 5,000 records slowed whichever call came next.
-                op = {subject.name: lambda s=subject, L=length: s.read_budget(f"r{L}", 2000)}
-                budget += measure(scenario, op, rounds, counter, reference=subject.name)
-            reference = next(r.median_us for r in budget if r.subject == "raw redis-py")
-            for row in budget:
-                row.ratio = round(row.median_us / reference, 2)
-                row.extra["measured"] = "alone"
-            rows += budget
-
-        rows += _langchain_turn(url, subjects, rounds, counter, measure)
-        rows += _llama_turn(url, subjects, rounds, counter, measure)
-        rows += _memory(url, subjects)
-        rows += _at_rest(url, rounds, counter, measure)
-        rows += _concurrent(subjects, quick)
+        for name, section in sections:
+            rows += _timed(name, section)
     finally:
         for subject in subjects:
             subject.close()
-    rows += _outage(quick)
-    rows += _recovery()
+    for delay_ms in DELAYS_MS[-1:] if quick else DELAYS_MS:
+        rows += _timed(
+            f"+{delay_ms:g} ms each way",
+            lambda d=delay_ms: _over_network(url, d, 5 if quick else 60, counter, measure, run),
+        )
+    rows += _timed("outage", lambda: _outage(quick))
+    rows += _timed("recovery", _recovery)
+    return rows
+
+
+def _timed(name: str, section: Callable[[], list[Any]]) -> list[Any]:
+    started = time.perf_counter()
+    rows = section()
+    print(f"  {name}: {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
+    return rows
+
+
+def _per_operation(
+    subjects: list[Subject], rounds: int, quick: bool, counter: Any, measure: Callable[..., Any]
+) -> list[Any]:
+    rows: list[Any] = []
+    for length in (10, 1000):
+        for subject in subjects:
+            if not subject.per_request:  # a per-request subject shares its twin's sessions
+                subject.prefill(f"a{length}", POOL[:length])
+        ops = {}
+        for subject in subjects:
+            next_message = _cycle()
+            ops[subject.name] = lambda s=subject, n=next_message, L=length: s.add_one(f"a{L}", n())
+        rows += measure(f"append 1 at length {length}", ops, rounds, counter)
+
+    ops = {}
+    for subject in subjects:
+        batch = POOL[:10]
+        ops[subject.name] = lambda s=subject, b=batch: s.add_many("batch", b)
+    rows += measure("add 10 messages", ops, rounds, counter)
+
+    for length in (10, 100, 1000, 5000):
+        if quick and length == 5000:
+            continue
+        for subject in subjects:
+            if not subject.per_request:
+                subject.prefill(f"r{length}", (POOL * 3)[:length])
+        ops = {s.name: (lambda s=s, L=length: s.read_all(f"r{L}")) for s in subjects}
+        reads = max(10, rounds // (1 if length <= 100 else 4 if length <= 1000 else 10))
+        rows += measure(f"read all at {length}", ops, reads, counter)
+
+    tail_length = 1000 if quick else 5000
+    for length in (10, tail_length):
+        ops = {}
+        for subject in subjects:
+            if subject.read_last(f"r{length}", 20) is not None:
+                ops[subject.name] = lambda s=subject, L=length: s.read_last(f"r{L}", 20)
+        rows += measure(f"read last 20 at {length}", ops, rounds, counter)
+
+    for length in (10, tail_length):
+        scenario = f"read max_tokens=2000 at {length}"
+        budget: list[Any] = []
+        for subject in subjects:
+            if subject.read_budget(f"r{length}", 2000) is None:
+                continue
+            # Each alone, not alternated: raw redis-py reads the whole session here,
+            # and the garbage of 5,000 records slowed whichever call came next.
+            op = {subject.name: lambda s=subject, L=length: s.read_budget(f"r{L}", 2000)}
+            budget += measure(scenario, op, rounds, counter, reference=subject.name)
+        reference = next(r.median_us for r in budget if r.subject == "raw redis-py")
+        for row in budget:
+            row.ratio = round(row.median_us / reference, 2)
+            row.extra["measured"] = "alone"
+        rows += budget
+    return rows
+
+
+def _over_network(
+    url: str,
+    delay_ms: float,
+    rounds: int,
+    counter: Any,
+    measure: Callable[..., Any],
+    run: int,
+) -> list[Any]:
+    """The rows where round trips dominate, through a proxy adding ``delay_ms`` each way."""
+    from bench.proxy import added_round_trip_us, delayed
+    from bench.run import Row
+
+    label = f" (+{delay_ms:g} ms each way)"
+    rows: list[Any] = []
+    with delayed(url, delay_ms / 1000) as proxied:
+        rows.append(
+            Row(
+                f"network{label}",
+                "delay proxy",
+                extra={"measured_added_round_trip_us": added_round_trip_us(url, proxied)},
+            )
+        )
+        subjects = available(proxied, run=run + 1 + int(delay_ms * 1000))
+        try:
+            for subject in subjects:
+                if not subject.per_request:
+                    subject.prefill("a10", POOL[:10])
+                    subject.prefill("r100", POOL[:100])
+            ops = {}
+            for subject in subjects:
+                next_message = _cycle()
+                ops[subject.name] = lambda s=subject, n=next_message: s.add_one("a10", n())
+            rows += measure(f"append 1 at length 10{label}", ops, rounds, counter)
+            ops = {s.name: (lambda s=s: s.add_many("batch", POOL[:10])) for s in subjects}
+            rows += measure(f"add 10 messages{label}", ops, rounds, counter)
+            ops = {s.name: (lambda s=s: s.read_all("r100")) for s in subjects}
+            rows += measure(f"read all at 100{label}", ops, rounds, counter)
+            rows += _langchain_turn(subjects, rounds * 4, counter, measure, label)
+            rows += _llama_turn(subjects, rounds * 4, counter, measure, label)
+        finally:
+            for subject in subjects:
+                subject.close()
+        rows += _langgraph_step(proxied, rounds * 4, counter, measure, label)
+    return rows
+
+
+def _server_cost(url: str, subjects: list[Subject], calls: int, stats: Any) -> list[Any]:
+    """Redis's own cost of each implementation's operations, each run alone: the
+    commandstats time of the commands the client sent (a script's inner commands are
+    inside its time, counted once) and the server process's CPU time (rusage: also
+    the network I/O and parsing), per operation; and how many of them one Redis core
+    would serve at that CPU cost."""
+    from bench.run import Row
+
+    rows = []
+    operations: list[tuple[str, Callable[[Subject, int], Any]]] = [
+        ("append 1 at length 1000", lambda s, i: s.add_one("a1000", POOL[i % len(POOL)])),
+        ("add 10 messages", lambda s, i: s.add_many("batch", POOL[:10])),
+        ("read all at 100", lambda s, i: s.read_all("r100")),
+    ]
+    for operation, op in operations:
+        for subject in subjects:
+            for i in range(5):  # warm: connections made, scripts loaded
+                op(subject, i)
+            with stats.measuring() as cost:
+                for i in range(calls):
+                    op(subject, i)
+            command_us, cpu_us = cost.command_us / calls, cost.cpu_us / calls
+            rows.append(
+                Row(
+                    f"Redis CPU per op: {operation}",
+                    subject.name,
+                    extra={
+                        "command_us": round(command_us, 1),
+                        "server_cpu_us": round(cpu_us, 1),
+                        "ops_per_core_s": round(1e6 / cpu_us) if cpu_us else None,
+                        "commands": cost.commands_text(calls),
+                    },
+                )
+            )
+    for operation, _ in operations:
+        scenario = f"Redis CPU per op: {operation}"
+        raw = next(r for r in rows if r.scenario == scenario and r.subject == "raw redis-py")
+        for row in rows:
+            if row.scenario == scenario and raw.extra["command_us"]:
+                row.ratio = round(row.extra["command_us"] / raw.extra["command_us"], 2)
     return rows
 
 
 def _langchain_turn(
-    url: str, subjects: list[Subject], rounds: int, counter: Any, measure: Any
+    subjects: list[Subject], rounds: int, counter: Any, measure: Any, label: str = ""
 ) -> list[Any]:
     names = {s.name: s for s in subjects if s.framework == "langchain"}
     if not names:
@@ -123,13 +244,13 @@ def _langchain_turn(
             input_messages_key="input",
             history_messages_key="history",
         )
-        config = {"configurable": {"session_id": "turns"}}
+        config = {"configurable": {"session_id": "turns-" + name.replace(" ", "-")}}
         question = POOL[0].text
         ops[name] = lambda c=chain, cfg=config, q=question: c.invoke({"input": q}, config=cfg)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return measure(
-            "LangChain RunnableWithMessageHistory turn",
+            f"LangChain RunnableWithMessageHistory turn{label}",
             ops,
             max(20, rounds // 4),
             counter,
@@ -138,7 +259,7 @@ def _langchain_turn(
 
 
 def _llama_turn(
-    url: str, subjects: list[Subject], rounds: int, counter: Any, measure: Any
+    subjects: list[Subject], rounds: int, counter: Any, measure: Any, label: str = ""
 ) -> list[Any]:
     chosen = [s for s in subjects if s.framework == "llama-index"]
     if not chosen:
@@ -148,21 +269,78 @@ def _llama_turn(
     from llama_index.core.memory import ChatMemoryBuffer
     from llama_index.core.storage.chat_store import SimpleChatStore
 
-    stores: dict[str, tuple[Any, str]] = {"llama-index in-memory": (SimpleChatStore(), "turns")}
+    in_memory = SimpleChatStore()
+    stores: dict[str, tuple[Callable[[], Any], str]] = {
+        "llama-index in-memory": (lambda: in_memory, "turns-in-memory")
+    }
     for subject in chosen:
-        key = "turns" if subject.name != "llama-index redis" else f"{subject.prefix}:turns"
-        stores[subject.name] = (subject.store, key)  # type: ignore[attr-defined]
+        key = subject.chat_key(f"turns-{subject.per_request}")  # type: ignore[attr-defined]
+        stores[subject.name] = (subject.chat_store, key)  # type: ignore[attr-defined]
     ops = {}
     for name, (store, key) in stores.items():
-        memory = ChatMemoryBuffer.from_defaults(
-            chat_store=store, chat_store_key=key, token_limit=3000
-        )
-        engine = SimpleChatEngine.from_defaults(llm=MockLLM(max_tokens=40), memory=memory)
-        ops[name] = lambda e=engine: e.chat(POOL[0].text)
+
+        def turn(store: Callable[[], Any] = store, key: str = key) -> Any:
+            # What a web app does per request: memory and engine over the chat store
+            # (the one store, or a new one per request).
+            memory = ChatMemoryBuffer.from_defaults(
+                chat_store=store(), chat_store_key=key, token_limit=3000
+            )
+            engine = SimpleChatEngine.from_defaults(llm=MockLLM(max_tokens=40), memory=memory)
+            return engine.chat(POOL[0].text)
+
+        ops[name] = turn
     reference = "llama-index redis" if "llama-index redis" in ops else next(iter(ops))
     return measure(
-        "LlamaIndex SimpleChatEngine turn", ops, max(20, rounds // 4), counter, reference=reference
+        f"LlamaIndex SimpleChatEngine turn{label}",
+        ops,
+        max(20, rounds // 4),
+        counter,
+        reference=reference,
     )
+
+
+def _langgraph_step(
+    url: str, rounds: int, counter: Any, measure: Any, label: str = ""
+) -> list[Any]:
+    """One step of a small LangGraph agent (bench/langgraph_bench.py's): chatkeep's
+    RedisSaver against LangGraph's InMemorySaver (no I/O: the floor). No Redis
+    checkpointer of another package runs on a plain redis-server (langgraph-checkpoint-
+    redis needs the RedisJSON and RediSearch modules), so there is no Redis peer here."""
+    try:
+        from langchain_core.messages import HumanMessage
+        from langgraph.checkpoint.memory import InMemorySaver
+
+        from bench.langgraph_bench import build
+        from chatkeep_langgraph import RedisSaver
+    except ImportError as exc:
+        print(f"  (skipping the LangGraph step: {exc.name} is not installed)")
+        return []
+    saver = RedisSaver(url, key_prefix=f"lgstep{uuid.uuid4().hex[:8]}")  # defaults: fallback on
+    graphs = {
+        "chatkeep RedisSaver": build(saver),
+        "langgraph InMemorySaver": build(InMemorySaver()),
+    }
+    ops = {}
+    for name, graph in graphs.items():
+        steps = itertools.count()
+
+        def step(graph: Any = graph, steps: Any = steps) -> Any:
+            i = next(steps)
+            text = f"What is the weather in Paris? ({i})" if i % 3 == 2 else f"Question {i}, " * 5
+            config = {"configurable": {"thread_id": f"t{i // 20}"}}  # 20-step threads
+            return graph.invoke({"messages": [HumanMessage(text)]}, config)
+
+        ops[name] = step
+    try:
+        return measure(
+            f"LangGraph agent step{label}",
+            ops,
+            max(20, rounds // 4),
+            counter,
+            reference="langgraph InMemorySaver",
+        )
+    finally:
+        saver.close()
 
 
 def _concurrent(subjects: list[Subject], quick: bool) -> list[Any]:
@@ -222,6 +400,8 @@ def _memory(url: str, subjects: list[Subject]) -> list[Any]:
     count = 1000
     sizes: dict[str, float] = {}
     for subject in subjects:
+        if subject.per_request:
+            continue  # the same records as its reused twin
         subject.prefill("mem", POOL[:count])
         total = sum(client.memory_usage(k, samples=0) or 0 for k in subject.keys("mem"))
         sizes[subject.name] = total / count
@@ -330,16 +510,16 @@ def _at_rest(url: str, rounds: int, counter: Any, measure: Callable[..., Any]) -
 
 def _outage(quick: bool) -> list[Any]:
     """Per-call latency with the circuit open, and the first call after the server dies."""
-    from tests.support.servers import RedisServer, TcpProxy
-
+    from bench.proxy import Proxy
     from bench.run import Row
+    from bench.servers import RedisServer
     from chatkeep import ConversationStore
 
     rows = []
     calls = 300 if quick else 3000
     with RedisServer() as server:
         for how in ("refused", "black-holed"):
-            proxy = TcpProxy(server.port)  # a Redis of its own: its own circuit
+            proxy = Proxy(server.port)  # a Redis of its own: its own circuit
             store = ConversationStore.from_url(proxy.url, key_prefix="outage", probe_interval=3600)
             store.append("s", POOL[:20])
             store.messages("s")
@@ -388,9 +568,8 @@ def _recovery() -> list[Any]:
     import threading
     from collections import Counter
 
-    from tests.support.servers import RedisServer
-
     from bench.run import Row
+    from bench.servers import RedisServer
     from chatkeep import ConversationStore, JournalFullError, Message
 
     writers, sessions = 50, 100

@@ -73,6 +73,10 @@ class Subject:
 
     name = "?"
     framework = "core"
+    # "per request": a new history/store/client object for every operation, what
+    # RunnableWithMessageHistory's get_session_history does when it builds one per
+    # turn; otherwise one object reused per session (or one store), as the docs show.
+    per_request = False
     # What the subject made for its async calls, on the first one (in the benchmark's
     # event loop): a client or a store, closed by aclose().
     made_async: Any = None
@@ -167,19 +171,56 @@ class Raw(Subject):
         self.client.close()
 
 
+class RawPerRequest(Raw):
+    """A new client (so a new connection) for every operation, closed after it."""
+
+    name = "raw redis-py per request"
+    per_request = True
+
+    def add_many(self, sid: str, messages: list[Message]) -> None:
+        with redis.Redis.from_url(self.url) as client:
+            key = f"{self.prefix}:{sid}"
+            pipe = client.pipeline(transaction=False)
+            pipe.rpush(key, *[raw_record(m) for m in messages])
+            pipe.pexpire(key, TTL_SECONDS * 1000)
+            pipe.execute()
+
+    def read_all(self, sid: str) -> list[Any]:
+        with redis.Redis.from_url(self.url) as client:
+            return [json.loads(r) for r in client.lrange(f"{self.prefix}:{sid}", 0, -1)]
+
+    def read_last(self, sid: str, k: int) -> list[Any]:
+        with redis.Redis.from_url(self.url) as client:
+            return [json.loads(r) for r in client.lrange(f"{self.prefix}:{sid}", -k, -1)]
+
+    def read_budget(self, sid: str, max_tokens: int) -> list[Any] | None:
+        return None  # the same read as above, once more
+
+    async def aadd_one(self, sid: str, message: Message) -> None:
+        client = redis.asyncio.Redis.from_url(self.url)
+        try:
+            key = f"{self.prefix}:{sid}"
+            pipe = client.pipeline(transaction=False)
+            pipe.rpush(key, raw_record(message))
+            pipe.pexpire(key, TTL_SECONDS * 1000)
+            await pipe.execute()
+        finally:
+            await client.aclose()
+
+
 class ChatkeepSubject(Subject):
     """A subject on chatkeep's conversation store: the store for the sync calls, and
     its asyncio twin made on the first async call (in the benchmark's event loop)."""
 
     def __init__(self, url: str, prefix: str) -> None:
         super().__init__(url, prefix)
-        self.store = ConversationStore.from_url(url, key_prefix=prefix, fallback="raise")
+        # chatkeep's defaults, as users run it: the fallback (a local mirror kept up to
+        # date by every call) is on, as in chatkeep_llama_index's store.
+        self.store = ConversationStore.from_url(url, key_prefix=prefix)
 
     def async_store(self) -> AsyncConversationStore:
         if self.made_async is None:
-            self.made_async = AsyncConversationStore.from_url(
-                self.url, key_prefix=self.prefix, fallback="raise"
-            )
+            self.made_async = AsyncConversationStore.from_url(self.url, key_prefix=self.prefix)
         store: AsyncConversationStore = self.made_async
         return store
 
@@ -230,8 +271,20 @@ def _lc_message(message: Message) -> Any:
 class LangChainSubject(Subject):
     framework = "langchain"
 
-    def history(self, sid: str) -> Any:
+    def __init__(self, url: str, prefix: str) -> None:
+        super().__init__(url, prefix)
+        self.histories: dict[str, Any] = {}
+
+    def new_history(self, sid: str) -> Any:
         raise NotImplementedError
+
+    def history(self, sid: str) -> Any:
+        if self.per_request:
+            return self.new_history(sid)
+        found = self.histories.get(sid)
+        if found is None:
+            found = self.histories[sid] = self.new_history(sid)
+        return found
 
     def add_one(self, sid: str, message: Message) -> None:
         self.history(sid).add_messages([_lc_message(message)])
@@ -253,10 +306,14 @@ class ChatkeepLangChain(LangChainSubject, ChatkeepSubject):
         from chatkeep_langchain import history_factory
 
         super().__init__(url, prefix)
-        self.factory = history_factory(self.store)
+        # Per request: the factory's histories (a snapshot of the first read serves
+        # the turn's second look). Reused: a plain history, which reads Redis every
+        # time, so it sees other writers.
+        self.factory = history_factory(self.store, snapshot=self.per_request)
         self._async_factory: Callable[[str], Any] | None = None
+        self._async_histories: dict[str, Any] = {}
 
-    def history(self, sid: str) -> Any:
+    def new_history(self, sid: str) -> Any:
         return self.factory(sid)
 
     def read_last(self, sid: str, k: int) -> list[Any]:
@@ -268,8 +325,25 @@ class ChatkeepLangChain(LangChainSubject, ChatkeepSubject):
         if self.made_async is None or self._async_factory is None:  # first, or after aclose()
             from chatkeep_langchain import history_factory
 
-            self._async_factory = history_factory(self.store, async_store=self.async_store())
-        await self._async_factory(sid).aadd_messages([_lc_message(message)])
+            self._async_factory = history_factory(
+                self.store, async_store=self.async_store(), snapshot=self.per_request
+            )
+            self._async_histories = {}
+        if self.per_request:
+            history = self._async_factory(sid)
+        else:
+            history = self._async_histories.get(sid)
+            if history is None:
+                history = self._async_histories[sid] = self._async_factory(sid)
+        await history.aadd_messages([_lc_message(message)])
+
+
+class ChatkeepLangChainPerRequest(ChatkeepLangChain):
+    """A new history for every operation, from the factory over one shared store:
+    chatkeep's own RunnableWithMessageHistory idiom."""
+
+    name = "chatkeep_langchain per request"
+    per_request = True
 
 
 class CommunityLangChain(LangChainSubject):
@@ -285,10 +359,17 @@ class CommunityLangChain(LangChainSubject):
     def keys(self, sid: str) -> list[str]:
         return [f"{self.prefix}:{sid}"]
 
-    def history(self, sid: str) -> Any:
-        # What users do with RunnableWithMessageHistory: a new history (and a new
-        # client, which is how this class is built) for every turn.
+    def new_history(self, sid: str) -> Any:
+        # Each history builds its own client (and so its own connection pool).
         return self.cls(sid, url=self.url, key_prefix=f"{self.prefix}:", ttl=TTL_SECONDS)
+
+
+class CommunityLangChainPerRequest(CommunityLangChain):
+    """A new history (so a new client and connection) for every operation: what
+    RunnableWithMessageHistory does with a get_session_history that builds one."""
+
+    name = "langchain_community per request"
+    per_request = True
 
 
 # -- LlamaIndex ------------------------------------------------------------------------------
@@ -309,6 +390,13 @@ def _li_message(message: Message) -> Any:
 class LlamaSubject(Subject):
     framework = "llama-index"
     store: Any
+
+    def chat_store(self) -> Any:
+        """The store an operation uses (the one store; per request: a new one)."""
+        return self.store
+
+    def chat_key(self, sid: str) -> str:
+        return sid
 
     def add_one(self, sid: str, message: Message) -> None:
         self.store.add_message(sid, _li_message(message))
@@ -358,13 +446,22 @@ class PeerLlama(LlamaSubject):
         super().__init__(url, prefix)
         from llama_index.storage.chat_store.redis import RedisChatStore
 
+        self.cls = RedisChatStore
         self.store = RedisChatStore(redis_url=url, ttl=TTL_SECONDS)
 
+    def chat_store(self) -> Any:
+        if self.per_request:
+            return self.cls(redis_url=self.url, ttl=TTL_SECONDS)
+        return self.store
+
+    def chat_key(self, sid: str) -> str:
+        return f"{self.prefix}:{sid}"  # this store uses the key it is given as is
+
     def keys(self, sid: str) -> list[str]:
-        return [f"{self.prefix}:{sid}"]  # this store uses the key it is given as is
+        return [f"{self.prefix}:{sid}"]
 
     def add_one(self, sid: str, message: Message) -> None:
-        self.store.add_message(f"{self.prefix}:{sid}", _li_message(message))
+        self.chat_store().add_message(f"{self.prefix}:{sid}", _li_message(message))
 
     def add_many(self, sid: str, messages: list[Message]) -> None:
         for message in messages:
@@ -374,28 +471,43 @@ class PeerLlama(LlamaSubject):
         self.store.set_messages(f"{self.prefix}:{sid}", [_li_message(m) for m in messages])
 
     def read_all(self, sid: str) -> list[Any]:
-        return list(self.store.get_messages(f"{self.prefix}:{sid}"))
+        return list(self.chat_store().get_messages(f"{self.prefix}:{sid}"))
 
     async def aadd_one(self, sid: str, message: Message) -> None:
-        await self.store.async_add_message(f"{self.prefix}:{sid}", _li_message(message))
+        store = self.store if not self.per_request else self.chat_store()
+        await store.async_add_message(f"{self.prefix}:{sid}", _li_message(message))
+
+
+class PeerLlamaPerRequest(PeerLlama):
+    """A new store (so a new client and connection) for every operation."""
+
+    name = "llama-index redis per request"
+    per_request = True
 
 
 ALL_SUBJECTS: list[type[Subject]] = [
     Raw,
+    RawPerRequest,
     ChatkeepCore,
     ChatkeepLangChain,
+    ChatkeepLangChainPerRequest,
     CommunityLangChain,
+    CommunityLangChainPerRequest,
     ChatkeepLlama,
     PeerLlama,
+    PeerLlamaPerRequest,
 ]
 
 
 def available(url: str, run: int) -> list[Subject]:
-    """Every subject whose packages are installed, each with its own key prefix."""
+    """Every subject whose packages are installed, each with its own key prefix; a
+    per-request subject shares its reused twin's (the same sessions, filled once)."""
     made: list[Subject] = []
     for index, cls in enumerate(ALL_SUBJECTS):
+        twin = cls.__mro__[1]
+        keys = ALL_SUBJECTS.index(twin) if cls.per_request and twin in ALL_SUBJECTS else index
         try:
-            made.append(cls(url, f"bench{run}s{index}"))
+            made.append(cls(url, f"bench{run}s{keys}"))
         except ImportError as exc:
             print(f"  (skipping {cls.name}: {exc.name} is not installed)")
     return made

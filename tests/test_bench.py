@@ -34,11 +34,15 @@ def test_quick_benchmark_runs_everything(tmp_path: Path) -> None:
         by_scenario.setdefault(row["scenario"], set()).add(row["subject"])
     everyone = {
         "raw redis-py",
+        "raw redis-py per request",
         "chatkeep store",
         "chatkeep_langchain",
+        "chatkeep_langchain per request",
         "langchain_community",
+        "langchain_community per request",
         "chatkeep_llama_index",
         "llama-index redis",
+        "llama-index redis per request",
     }
     for scenario in ("append 1 at length 10", "append 1 at length 1000", "add 10 messages"):
         assert by_scenario[scenario] == everyone, scenario
@@ -50,7 +54,29 @@ def test_quick_benchmark_runs_everything(tmp_path: Path) -> None:
     assert by_scenario["LlamaIndex SimpleChatEngine turn"] >= {
         "chatkeep_llama_index",
         "llama-index redis",
+        "llama-index redis per request",
     }
+    assert by_scenario["LangGraph agent step"] == {
+        "chatkeep RedisSaver",
+        "langgraph InMemorySaver",
+    }
+    # Round trips under added latency (--quick: 1 ms each way), through the bench's proxy.
+    latency = " (+1 ms each way)"
+    for scenario in ("append 1 at length 10", "add 10 messages", "read all at 100"):
+        assert by_scenario[scenario + latency] == everyone, scenario
+    assert by_scenario["LangChain RunnableWithMessageHistory turn" + latency] >= {
+        "chatkeep_langchain",
+        "langchain_community",
+        "langchain_community per request",
+    }
+    assert "chatkeep_llama_index" in by_scenario["LlamaIndex SimpleChatEngine turn" + latency]
+    assert "chatkeep RedisSaver" in by_scenario["LangGraph agent step" + latency]
+    proxy = next(r for r in rows if r["scenario"] == "network" + latency)
+    assert proxy["extra"]["measured_added_round_trip_us"] > 1000  # 2 ms nominal
+    # Server cost for every implementation, from commandstats and the server's CPU time.
+    cost = [r for r in rows if r["scenario"] == "Redis CPU per op: append 1 at length 1000"]
+    assert {r["subject"] for r in cost} == everyone
+    assert all(r["extra"]["command_us"] > 0 and r["extra"]["ops_per_core_s"] for r in cost)
     assert any(s.startswith("async ") for s in by_scenario)
     assert any(s.startswith("bytes per message") for s in by_scenario)
     assert any(s.startswith("during an outage") for s in by_scenario)
@@ -80,10 +106,23 @@ def test_quick_benchmark_runs_everything(tmp_path: Path) -> None:
     # Every target of the issue is stated, with this run's figure where it has one
     # (--quick reads no 5,000-message session, so those two targets say so).
     checked = {t["name"]: t for t in result["targets"]}
-    assert len(checked) == 13
+    assert len(checked) == 16
     measured = [t for t in checked.values() if t["met"] is not None]
-    assert len(measured) >= 11 and all(t["measured"] for t in measured)
+    assert len(measured) >= 14 and all(t["measured"] for t in measured)
     budget = [r for r in rows if r["scenario"].startswith("read max_tokens=2000 at ")]
     assert {r["subject"] for r in budget} == {"raw redis-py", "chatkeep store"}
     assert all(r["round_trips"] == 1 for r in budget)
     assert "Targets of the performance issue" in (tmp_path / "results.md").read_text()
+
+
+def test_commands_are_named_as_commandstats_names_them() -> None:
+    """The Redis CPU rows add up the commandstats entries of what the clients sent."""
+    import redis.connection
+    from bench.run import command_names
+
+    connection = redis.connection.Connection()
+    single = connection.pack_command("EVALSHA", "abc", 1, "k", "x" * 70000)
+    batch = connection.pack_commands([("RPUSH", "k", "a\r\nb"), ("CLIENT", "SETINFO", "x", "y")])
+    assert command_names(single) == ["evalsha"]
+    assert command_names(batch) == ["rpush", "client|setinfo"]
+    assert command_names(b"".join(bytes(p) for p in batch)) == ["rpush", "client|setinfo"]

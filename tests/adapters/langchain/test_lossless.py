@@ -22,6 +22,7 @@ from langchain_core.messages import (
     HumanMessageChunk,
     SystemMessage,
     ToolMessage,
+    message_to_dict,
 )
 from langchain_core.messages.tool import invalid_tool_call, tool_call
 
@@ -139,6 +140,57 @@ def test_reading_from_records_matches_reading_from_messages(message: BaseMessage
     assert CONVERSION.from_record is message_from_record
 
 
+def first_form(message: BaseMessage) -> Message:
+    """The record this adapter wrote before the compact form: ``native`` was
+    ``{"format": "langchain", "type", "data", "anon"}``, data without content, name,
+    id, type and fields at their default, tool calls in both places."""
+    dumped = message_to_dict(message)
+    defaults = {
+        name: field.get_default(call_default_factory=True)
+        for name, field in type(message).model_fields.items()
+        if not field.is_required()
+    }
+    data = {
+        key: value
+        for key, value in dumped["data"].items()
+        if key not in ("content", "name", "id", "type") and defaults.get(key, ...) != value
+    }
+    native: dict[str, object] = {"format": "langchain", "type": dumped["type"]}
+    if data:
+        native["data"] = data
+    if not message.id:
+        native["anon"] = True
+    compact = to_chatkeep(message)
+    return compact.model_copy(update={"native": native})
+
+
+@pytest.mark.parametrize("message", zoo(), ids=lambda m: type(m).__name__)
+def test_records_of_the_first_native_form_still_read(message: BaseMessage) -> None:
+    record = codec.parse(codec.encode(first_form(message)))
+    assert record["native"]["format"] == "langchain"
+    assert message_from_record(record) == message
+    assert from_chatkeep(codec.from_record(record)) == message
+
+
+def test_compact_form_stores_what_the_record_does_not_say_once() -> None:
+    plain = codec.parse(codec.encode(to_chatkeep(HumanMessage("hi"))))
+    assert plain["native"] == {"lc": 2}
+    named = codec.parse(codec.encode(to_chatkeep(AIMessage("hi", id="run-1"))))
+    assert named["native"] == {"lc": 2, "i": 1} and named["id"] == "run-1"
+    calling = AIMessage("", tool_calls=[tool_call(name="f", args={"x": [1]}, id="c1")])
+    record = codec.parse(codec.encode(to_chatkeep(calling)))
+    assert record["tool_calls"] == [{"id": "c1", "name": "f", "arguments": {"x": [1]}}]
+    assert record["native"] == {"lc": 2}  # the tool calls are not stored twice
+    answer = ToolMessage("42", tool_call_id="c1")
+    record = codec.parse(codec.encode(to_chatkeep(answer)))
+    assert record["native"] == {"lc": 2} and record["tool_call_id"] == "c1"
+    chunk = codec.parse(codec.encode(to_chatkeep(HumanMessageChunk("x"))))
+    assert chunk["native"] == {"lc": 2, "t": "HumanMessageChunk"}
+    for message in (HumanMessage("hi"), calling, answer, HumanMessageChunk("x")):
+        assert from_chatkeep(to_chatkeep(message)) == message
+        assert len(codec.encode(to_chatkeep(message))) < len(codec.encode(first_form(message)))
+
+
 def test_records_of_other_writers_are_left_to_the_message_path() -> None:
     plain = codec.parse(codec.encode(Message(role="user", content="hi")))
     assert message_from_record(plain) is None
@@ -156,10 +208,9 @@ def test_records_carry_neutral_fields(
     for record in records:
         assert {"v", "id", "role", "content", "ts", "native"} <= record.keys()
         assert record["v"] == 1
-        assert record["native"]["format"] == "langchain"
-        assert "content" not in record["native"].get(
-            "data", {}
-        )  # stored once, in the neutral field
+        assert record["native"]["lc"] == 2  # the compact form
+        # stored once, in the neutral fields
+        assert not {"content", "name", "id"} & record["native"].get("d", {}).keys()
     system, human, ai, tool, critic, function, chunk, _, _ = records
     assert system["content"] == "You are terse." and system["id"] == "sys-1"
     assert human["content"][0] == {"type": "text", "text": "What is in this picture?"}
@@ -259,7 +310,7 @@ def test_bytes_are_tagged_in_the_record(
     history.add_message(AIMessage("a", additional_kwargs={"blob": b"\x00\x01"}))
     record = json.loads(raw.lrange(f"{prefix}:{{b}}:m", 0, -1)[0])
     assert record["b"] == 2  # records with bytes: tagged, look-alikes escaped (codec)
-    assert record["native"]["data"]["additional_kwargs"]["blob"] == {"$b64": "AAE="}
+    assert record["native"]["d"]["additional_kwargs"]["blob"] == {"$b64": "AAE="}
 
 
 async def test_non_json_values_raise_and_write_nothing(
