@@ -1,4 +1,5 @@
-"""Semantic search in a LangGraph store: one namespace of N items x D dims, p50 per search.
+"""Semantic search: one namespace of N items x D dims, p50 per search (a LangGraph store,
+and chatkeep's own ``MemoryStore(embed=...)``).
 
 ``RedisStore`` (chatkeep, exact cosine over the namespace on plain Redis: one round
 trip to list the namespace's keys, one to read its items and vectors, one to slide the
@@ -32,6 +33,7 @@ from typing import Any
 from langgraph.store.base import BaseStore
 from langgraph.store.memory import InMemoryStore
 
+from chatkeep import MemoryStore
 from chatkeep_langgraph import RedisStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -56,7 +58,7 @@ def fake_embed(dims: int) -> Callable[[Sequence[str]], list[list[float]]]:
     return embed
 
 
-def measure(store: BaseStore, items: int, searches: int) -> dict[str, float]:
+def measure(store: BaseStore | MemoryStore, items: int, searches: int) -> dict[str, float]:
     ns = ("memories", "user-1")
     started = time.perf_counter()
     for i in range(items):
@@ -84,13 +86,17 @@ def run(items: int, dims: int, searches: int, url: str) -> list[dict[str, Any]]:
     for name, make in [
         ("chatkeep RedisStore (redis)", lambda: RedisStore(url, key_prefix=_prefix(), index=index)),
         ("chatkeep RedisStore (memory://)", lambda: RedisStore("memory://", index=index)),
+        (
+            "chatkeep MemoryStore (redis)",
+            lambda: MemoryStore.from_url(url, key_prefix=_prefix(), embed=index["embed"]),
+        ),
         ("LangGraph InMemoryStore", lambda: InMemoryStore(index=index)),
     ]:
         store = make()
         try:
             results.append({"store": name, **measure(store, items, searches)})
         finally:
-            if isinstance(store, RedisStore):
+            if isinstance(store, (RedisStore, MemoryStore)):
                 store.close()
     return results
 

@@ -46,6 +46,7 @@ def run_all(
         ("at rest", lambda: _at_rest(url, rounds, counter, measure)),
         ("Redis CPU", lambda: _server_cost(url, subjects, 50 if quick else 500, server_stats)),
         ("async", lambda: _concurrent(subjects, quick)),
+        ("semantic search", lambda: _semantic_search(url, quick)),
     ]
     try:
         for name, section in sections:
@@ -391,6 +392,31 @@ def _concurrent(subjects: list[Subject], quick: bool) -> list[Any]:
             )
         )
     return rows
+
+
+def _semantic_search(url: str, quick: bool) -> list[Any]:
+    """Exact semantic search over one namespace (bench/langgraph_search_bench.py):
+    p50/p95 per search, ratio to LangGraph's InMemoryStore (everything in process)."""
+    from bench.langgraph_search_bench import run as run_search
+    from bench.run import Row
+
+    items, dims, searches = (100, 64, 5) if quick else (1000, 1536, 30)
+    found = run_search(items, dims, searches, url)
+    reference = next(r["p50_ms"] for r in found if r["store"] == "LangGraph InMemoryStore")
+    return [
+        Row(
+            f"semantic search {items} × {dims}",
+            r["store"],
+            median_us=round(r["p50_ms"] * 1000, 1),
+            ratio=round(r["p50_ms"] / reference, 2),
+            extra={
+                "p95_ms": round(r["p95_ms"], 2),
+                "put_ms_per_item": round(r["put_ms_per_item"], 3),
+                "vs": "InMemoryStore",
+            },
+        )
+        for r in found
+    ]
 
 
 def _memory(url: str, subjects: list[Subject]) -> list[Any]:

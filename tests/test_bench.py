@@ -80,6 +80,14 @@ def test_quick_benchmark_runs_everything(tmp_path: Path) -> None:
     assert any(s.startswith("async ") for s in by_scenario)
     assert any(s.startswith("bytes per message") for s in by_scenario)
     assert any(s.startswith("during an outage") for s in by_scenario)
+    search = [r for r in rows if r["scenario"].startswith("semantic search")]
+    assert {r["subject"] for r in search} == {
+        "chatkeep RedisStore (redis)",
+        "chatkeep RedisStore (memory://)",
+        "chatkeep MemoryStore (redis)",
+        "LangGraph InMemoryStore",
+    }
+    assert all(r["median_us"] > 0 for r in search)
     at_rest = {"plain", "zlib", "zstd", "encrypted", "zstd+encrypted"}
     for size in (200, 20000):
         for kind in ("append 1", "read 20", "record bytes per message"):

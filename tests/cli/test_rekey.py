@@ -167,7 +167,7 @@ def test_show_export_and_import_of_sealed_sessions(
 def test_rekey_rewrites_memory_and_cache_values(
     chatkeep: Invoke, redis_server: Any, prefix: str
 ) -> None:
-    old = {"url": redis_server.url, "prefix": prefix, "fallback": "raise"}
+    old = {"url": redis_server.url, "key_prefix": prefix, "fallback": "raise"}
     with MemoryStore.from_url(**old) as plain, MemoryStore.from_url(
         **old, encryption_keys={"k1": K1}
     ) as under_k1:  # fmt: skip
@@ -216,7 +216,7 @@ def test_a_record_written_before_token_counts_keeps_the_count_the_scripts_gave_i
 def test_memory_and_cache_kinds_of_sealed_stores_are_shown_exported_and_imported(
     chatkeep: Invoke, redis_server: Any, prefix: str, tmp_path: Any
 ) -> None:
-    sealed = {"url": redis_server.url, "prefix": prefix, "encryption_keys": {"k1": K1}}
+    sealed = {"url": redis_server.url, "key_prefix": prefix, "encryption_keys": {"k1": K1}}
     with MemoryStore.from_url(**sealed) as memory, ResultCache.from_url(
         **sealed, namespace="tools"
     ) as cache:  # fmt: skip
@@ -246,3 +246,30 @@ def test_memory_and_cache_kinds_of_sealed_stores_are_shown_exported_and_imported
     ) as cache:  # fmt: skip
         assert memory.get(("user", "u1"), "profile") == {"name": "Ada", "raw": b"\x00"}
         assert cache.get({"q": 1}) == ["swordfish"]
+
+
+def test_rekey_rewrites_embeddings_with_their_values(
+    chatkeep: Invoke, redis_server: Any, prefix: str
+) -> None:
+    """A MemoryStore's embeddings are sealed with the values (field e): rekey moves
+    them to the current key too, so the old key can be dropped and search still works."""
+
+    def embed(texts: list[str]) -> list[list[float]]:
+        return [[float("tea" in t), float("coffee" in t), 0.01] for t in texts]
+
+    options: dict[str, Any] = {"url": redis_server.url, "key_prefix": prefix, "embed": embed}
+    with MemoryStore.from_url(**options, encryption_keys={"k1": K1}) as memory:
+        memory.put(("user", "u1"), "a", "green tea")
+        memory.put(("user", "u1"), "b", "black coffee")
+    result = chatkeep("rekey", env={"CHATKEEP_ENCRYPTION_KEYS": OLD_AND_NEW})
+    assert result.code == 0, result.err
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        for key in client.scan_iter(match=f"{prefix}:mem:*:v:*"):
+            for field in (b"d", b"e"):
+                stored = client.hget(key, field)
+                assert stored[:4] == b"\x00ck1" and stored[6 : 6 + stored[5]] == b"k2", field
+    finally:
+        client.close()
+    with MemoryStore.from_url(**options, encryption_keys={"k2": K2}) as memory:
+        assert [hit.key for hit in memory.search(("user", "u1"), "tea", limit=1)] == ["a"]

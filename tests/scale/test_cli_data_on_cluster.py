@@ -24,7 +24,7 @@ def test_kinds_round_trip_on_a_cluster(
     redis_cluster: RedisClusterDeployment, prefix: str, tmp_path: Path
 ) -> None:
     url = redis_cluster.url
-    options: dict[str, Any] = {"prefix": prefix, "fallback": "raise"}
+    options: dict[str, Any] = {"key_prefix": prefix, "fallback": "raise"}
     saver = RedisSaver(url, **options)
     store = RedisStore(url, namespace_owner=1, **options)
     memory = MemoryStore.from_url(url, **options)

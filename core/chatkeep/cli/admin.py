@@ -65,6 +65,7 @@ from chatkeep.redis import (
     check,
     direct,
     is_sealed,
+    is_sealed_value,
     load_features,
     loads,
     pending_writes,
@@ -77,7 +78,7 @@ from chatkeep.redis import (
     validate_id,
 )
 
-from . import kinds as _kinds  # noqa: F401  (registers the memory and cache kinds)
+from . import kinds as _kinds
 
 __all__ = [
     "CLI",
@@ -106,7 +107,6 @@ CLI = Feature(
         "MEMORY|USAGE",  # stats
         "ZRANGE", "ZREM", "GET", "SET", "ZADD", "PERSIST", "PEXPIREAT",  # cache kind
         "PEXPIRE",  # LangGraph threads: run index entries imported
-        "SCAN",  # rekey: memory and cache values (they have no index of their own)
     ),
 )  # fmt: skip
 """What the ``chatkeep`` command sends itself (its writes go through the store):
@@ -391,28 +391,37 @@ class Admin(Closing):
     def _rekey_values(
         self, result: RekeyResult, progress: Callable[[RekeyResult], None] | None
     ) -> None:
-        """Memory and cache values: found with SCAN (on every node of a Cluster), as
-        they have no index of their own; a run again finds the rest."""
-        prefix = self.config.prefix
-        client = self.connection.client
-        memory_at, cache_at = f"{prefix}:mem:{{", f"{prefix}:cache:"
-        for pattern in (f"{memory_at}*}}:v:*", f"{cache_at}*:{{*}}"):
-            for raw_key in client.scan_iter(match=pattern, count=SCAN_COUNT):
-                key = reply_text(raw_key) or ""
-                if key.startswith(memory_at):
-                    ns, _, escaped = key[len(memory_at) :].partition("}:v:")
-                    where, kind = ("memory", ns, unescape_id(escaped)), "h"
-                    (stored,) = self.send([("HGET", key, "d")])
-                    body = stored
-                else:
-                    namespace, _, tagged = key[len(cache_at) :].rpartition(":{")
-                    where = ("cache", unescape_id(namespace), tagged[:-1])
-                    kind = "s"
-                    (stored,) = self.send([("GET", key)])
-                    body = None if stored is None else stored[1:]
-                if body is not None:
+        """Memory values (and their embeddings) and cache values: each namespace from
+        the registry its store keeps, then the namespace's own index; never a keyspace
+        SCAN (the least-privilege ACL user has none, and SCAN would show other
+        prefixes' key names). A run again finds what changed meanwhile."""
+        keys = self.keys
+        for ns, _ in _kinds._scan(self, keys.memory_namespaces()):
+            (members,) = self.send([("ZRANGE", keys.memory_index(ns), 0, -1)])
+            for member in members:
+                name = reply_text(member) or ""
+                key = keys.memory_value(ns, name)
+                ((stored, vector),) = self.send([("HMGET", key, "d", "e")])
+                if stored is not None:
                     self._rekey_value(
-                        key, kind=kind, where=where, stored=stored, body=body, result=result
+                        key, "d", ("memory", ns, name), stored=stored, body=stored, result=result
+                    )
+                if vector is not None and is_sealed_value(vector):
+                    where = ("memory-vector", ns, name)
+                    self._rekey_value(key, "e", where, stored=vector, body=vector, result=result)
+                if progress is not None:
+                    progress(result)
+        for escaped, _ in _kinds._scan(self, keys.cache_namespaces()):
+            namespace = unescape_id(escaped)
+            (digests,) = self.send([("ZRANGE", keys.cache_index(namespace), 0, -1)])
+            for raw_digest in digests:
+                digest = reply_text(raw_digest) or ""
+                key = keys.cache_entry(namespace, digest)[0]
+                (stored,) = self.send([("GET", key)])
+                if stored is not None:  # a flag byte, then the value
+                    where = ("cache", namespace, digest)
+                    self._rekey_value(
+                        key, "s", where, stored=stored, body=stored[1:], result=result
                     )
                     if progress is not None:
                         progress(result)
@@ -420,13 +429,15 @@ class Admin(Closing):
     def _rekey_value(
         self,
         key: str,
-        *,
         kind: str,
         where: tuple[str, str, str],
+        *,
         stored: bytes,
         body: bytes,
         result: RekeyResult,
     ) -> None:
+        """Re-encrypt one stored value: ``kind`` is the hash field (``d`` a memory value,
+        ``e`` its embeddings) or ``s`` (a cache entry, a flag byte before ``body``)."""
         sealing = self.config.sealing
         if sealing.value_key_id(body) == result.key_id:
             result.current += 1
@@ -437,7 +448,7 @@ class Admin(Closing):
         except (SerializationError, ConfigurationError):
             result.unreadable += 1
             return
-        new = sealed if kind == "h" else stored[:1] + sealed
+        new = stored[:1] + sealed if kind == "s" else sealed
         replies = self.run(
             run_script(
                 CLI["rekey_value"], [key], [kind, stored, new], cluster=self.connection.cluster

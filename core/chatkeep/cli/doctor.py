@@ -152,7 +152,6 @@ def example(command: str, k: ProbeKeys) -> Command | None:
         "HLEN": ("HLEN", h),
         "HKEYS": ("HKEYS", h),
         "HSCAN": ("HSCAN", h, 0),
-        "SCAN": ("SCAN", 0, "COUNT", 1),
         "LLEN": ("LLEN", m),
         "LRANGE": ("LRANGE", m, 0, -1),
         "LINDEX": ("LINDEX", m, 0),

@@ -38,6 +38,7 @@ from ..codec import (
 )
 from ..config import config_from, store_options
 from ..keys import KeySchema, escape_id, unescape_id, validate_id
+from ..sealing import is_sealed_value
 from ..wording import a_or_an, plural
 from .circuit import (
     FAMILIES,
@@ -166,6 +167,7 @@ __all__ = [
     "is_async_client",
     "is_cluster_client",
     "is_sealed",
+    "is_sealed_value",
     "is_temporary",
     "load_features",
     "loads",
