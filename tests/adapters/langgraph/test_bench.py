@@ -65,6 +65,7 @@ def test_langgraph_search_bench_runs(redis_server: RedisServer, tmp_path: Path) 
     assert [r["store"] for r in rows] == [
         "chatkeep RedisStore (redis)",
         "chatkeep RedisStore (memory://)",
+        "chatkeep MemoryStore (redis)",
         "LangGraph InMemoryStore",
     ]
     assert all(r["p50_ms"] > 0 for r in rows)
