@@ -92,17 +92,21 @@ def test_the_cluster_service_script_makes_a_cluster_chatkeep_uses() -> None:
     )
     try:
         deadline = time.monotonic() + 30
-        client = redis.Redis(port=int(ports[0]))
-        while True:
+        clients = [redis.Redis(port=int(port)) for port in ports]
+        while True:  # every node agrees (one node's ok came before another's once)
             try:
-                if b"cluster_state:ok" in client.execute_command("CLUSTER", "INFO"):
+                if all(
+                    b"cluster_state:ok" in client.execute_command("CLUSTER", "INFO")
+                    for client in clients
+                ):
                     break
             except redis.RedisError:
                 pass
             assert process.poll() is None, "the cluster script exited"
             assert time.monotonic() < deadline, "no cluster after 30 s"
             time.sleep(0.1)
-        client.close()
+        for client in clients:
+            client.close()
         url = "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in ports)
         with ConversationStore.from_url(url, fallback="raise") as store:
             for n in range(20):  # sessions spread over the three masters' slots
