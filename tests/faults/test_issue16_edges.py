@@ -1,0 +1,149 @@
+"""Edges of LangGraph persistence (issue 16) and of the CLI's kinds of data (issue 17),
+found by a red team on real servers; each failed on the first version of these
+features (or is marked xfail with the reason it is not fixed)."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+pytest.importorskip("langgraph")
+pytest.importorskip("click")
+
+from langchain_core.messages import HumanMessage
+
+from chatkeep import ChatkeepError, ConfigurationError, MemoryStore
+from chatkeep_langgraph import RedisSaver, RedisStore
+from tests.adapters.langgraph.helpers import agent_graph
+from tests.cli.conftest import invoke_cli
+from tests.support.servers import RedisServer
+
+pytestmark = pytest.mark.redis_server
+
+
+def _raw(server: RedisServer) -> redis.Redis:
+    return redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=10)
+
+
+def _left(server: RedisServer, prefix: str, needle: bytes) -> dict[str, Any]:
+    """Every key of ``prefix`` whose name or content holds ``needle``."""
+    raw = _raw(server)
+    found: dict[str, Any] = {}
+    for key in raw.scan_iter(match=f"{prefix}:*", count=1000):
+        kind = raw.type(key)
+        if kind == b"zset":
+            content: Any = raw.zrange(key, 0, -1)
+        elif kind == b"hash":
+            content = raw.hgetall(key)
+        elif kind == b"list":
+            content = raw.lrange(key, 0, -1)
+        else:
+            content = raw.get(key)
+        if needle in key or needle in repr(content).encode():
+            found[key.decode()] = content
+    return found
+
+
+def _purge(server: RedisServer, prefix: str, owner: str) -> str:
+    done = invoke_cli(["--url", server.url, "--prefix", prefix, "purge", "--owner", owner, "--yes"])
+    assert done.code == 0, done.err
+    return done.out
+
+
+# -- a data-protection purge leaves nothing of the owner --------------------------------
+
+
+def test_purge_by_owner_leaves_no_run_index_entry_of_the_owners_threads(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """The run index (``<prefix>:lg:run:{<run>}``, for ``delete_for_runs``) kept
+    ``<thread>\\n<checkpoint>`` of a purged thread (until the thread TTL, forever with
+    ttl=None): the purged user's thread ids stayed in Redis."""
+    saver = RedisSaver(redis_server.url, prefix=prefix, fallback="raise", ttl=None)
+    config = {
+        "configurable": {"thread_id": "thread-of-zoe", "user_id": "zoe"},
+        "metadata": {"run_id": "run-1"},
+    }
+    agent_graph(saver).invoke({"messages": [HumanMessage("hi")]}, config)
+    assert _left(redis_server, prefix, b"thread-of-zoe")
+    assert "deleted 1 LangGraph thread of owner 'zoe'" in _purge(redis_server, prefix, "zoe")
+    assert _left(redis_server, prefix, b"thread-of-zoe") == {}
+    saver.close()
+
+
+def test_purge_by_owner_leaves_no_index_entry_of_the_owners_expired_threads(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """A thread of the owner that expired stayed in ``<prefix>:lg:own:{<owner>}`` (and
+    the thread index) after a purge: the listing skipped it, so nothing removed it."""
+    saver = RedisSaver(redis_server.url, prefix=prefix, fallback="raise", ttl=1)
+    config = {"configurable": {"thread_id": "old-thread-of-zoe", "user_id": "zoe"}}
+    agent_graph(saver).invoke({"messages": [HumanMessage("hi")]}, config)
+    saver.close()
+    deadline = time.monotonic() + 10
+    while _raw(redis_server).exists(f"{prefix}:lg:{{old-thread-of-zoe}}:i"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert _left(redis_server, prefix, b"old-thread-of-zoe")  # the index entries
+    _purge(redis_server, prefix, "zoe")
+    assert _left(redis_server, prefix, b"old-thread-of-zoe") == {}
+    assert _left(redis_server, prefix, b"zoe") == {}
+
+
+def test_purge_by_owner_leaves_no_registry_entry_of_the_owners_store_namespaces(
+    redis_server: RedisServer, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The LangGraph store's registry entry of a namespace the owner emptied (its items
+    deleted or expired) survived the purge, with the owner in it; and the memory
+    registry (``<prefix>:mem:namespaces``) kept the purged namespaces' names."""
+    store = RedisStore(redis_server.url, prefix=prefix, fallback="raise", namespace_owner=1)
+    store.put(("memories", "zoe"), "k1", {"text": "zoe likes tea"})
+    store.put(("drafts", "zoe"), "k", {"text": "scratch"})
+    store.delete(("drafts", "zoe"), "k")
+    # the emptied namespace's entry is over a minute old (no put racing with the purge)
+    import chatkeep_langgraph._kinds as kinds
+
+    monkeypatch.setattr(kinds, "REGISTRY_GRACE_MS", 0, raising=False)
+    out = _purge(redis_server, prefix, "zoe")
+    assert "deleted 1 LangGraph store namespace of owner 'zoe'" in out
+    assert _left(redis_server, prefix, b"zoe") == {}
+    store.close()
+
+
+def test_a_freshly_emptied_store_namespace_stays_registered_for_a_minute(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """The other side of the cleanup above: a listing racing with a put (which registers
+    the namespace, then writes its items) must not unregister it."""
+    store = RedisStore(redis_server.url, prefix=prefix, fallback="raise", namespace_owner=1)
+    store.put(("drafts", "zoe"), "k", {"text": "scratch"})
+    store.delete(("drafts", "zoe"), "k")
+    listed = invoke_cli(
+        ["--url", redis_server.url, "--prefix", prefix, "sessions", "--owner", "zoe", "--json"]
+    )
+    assert listed.code == 0, listed.err
+    assert store.memory.get(("langgraph-namespaces",), "drafts.zoe") is not None
+    store.close()
+
+
+def test_an_ownerless_store_does_not_erase_the_owner_of_a_namespace(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """A RedisStore made without owner=/namespace_owner= (a batch job, an admin tool)
+    writing into a namespace rewrote its registry entry without the owner: the
+    namespace dropped out of ``purge --owner``."""
+    mine = RedisStore(redis_server.url, prefix=prefix, fallback="raise", namespace_owner=1)
+    mine.put(("memories", "zoe"), "k1", {"text": "zoe likes tea"})
+    other = RedisStore(redis_server.url, prefix=prefix, fallback="raise")
+    other.put(("memories", "zoe"), "k2", {"text": "summary written by a job"})
+    out = _purge(redis_server, prefix, "zoe")
+    assert "deleted 1 LangGraph store namespace of owner 'zoe'" in out
+    assert mine.get(("memories", "zoe"), "k2") is None
+    mine.close()
+    other.close()
