@@ -127,10 +127,12 @@ class CheckpointThreads:
                     ("ZSCORE", index, escape_id(thread)),
                 ]
             replies = site.send(commands)
+            gone: list[str] = []
             for i, thread in enumerate(threads):
                 count, pttl, score = replies[3 * i : 3 * i + 3]
                 if not int(count):
-                    continue  # expired or deleted: the index entry is stale
+                    gone.append(thread)  # expired or deleted: the index entry is stale
+                    continue
                 yield DataItem(
                     thread,
                     owner or self._owner(site, thread),
@@ -138,9 +140,17 @@ class CheckpointThreads:
                     updated_at=_ms(score),
                     expires_at=_expires(pttl),
                 )
+            if gone:
+                # Stale entries leave the index listed (as RedisSaver.list(None) does),
+                # so that a purge by owner leaves no id of an expired thread behind.
+                escaped = [escape_id(thread) for thread in gone]
+                stale: list[Any] = [("ZREM", index, *escaped)]
+                if owner:
+                    stale.append(("ZREM", keys.checkpoint_threads(), *escaped))
+                site.send(stale)
             if len(threads) < _PAGE:
                 return
-            start += _PAGE
+            start += _PAGE - len(gone)
 
     def _entries(self, site: DataSite, thread: str, count: int) -> list[Any]:
         from ._layout import Page
@@ -243,6 +253,8 @@ class CheckpointThreads:
         return len(thread_data.index)
 
     def delete(self, site: DataSite, items: list[DataItem]) -> int:
+        from ._layout import Dump
+
         keys = KeySchema(site.config.prefix)
         deleted = 0
         for item in items:
@@ -251,8 +263,19 @@ class CheckpointThreads:
                 ("DEL", *keys.checkpoints(item.id)),
                 ("ZREM", keys.checkpoint_threads(), escaped),
             ]
-            if item.owner:
-                commands.append(("ZREM", keys.checkpoint_threads(item.owner), escaped))
+            owners = {item.owner} if item.owner else set()
+            # The thread's entries in the run index and in the index of every user its
+            # checkpoints name go with it (a purge leaves no id of it behind).
+            data = site.run(self._family(site).run(Dump(item.id)))
+            for member, record in data.records.items() if data else ():
+                meta = _header(record).get("m", {})
+                if meta.get("run_id"):
+                    entry = escaped.encode() + b"\n" + member
+                    commands.append(("ZREM", keys.checkpoint_run(str(meta["run_id"])), entry))
+                if isinstance(meta.get("user_id"), str) and meta["user_id"]:
+                    owners.add(meta["user_id"])
+            for owner in sorted(owners):
+                commands.append(("ZREM", keys.checkpoint_threads(owner), escaped))
             deleted += 1 if int(site.send(commands)[0]) else 0
         return deleted
 
