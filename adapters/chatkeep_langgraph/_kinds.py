@@ -32,6 +32,10 @@ from chatkeep.redis import (
 __all__ = ["CheckpointThreads", "StoreNamespaces"]
 
 _PAGE = 200
+REGISTRY_GRACE_MS = 60_000
+"""How long the registry entry of a LangGraph store namespace found empty is kept
+after its last registration: a put registers its namespace, then writes its items, so
+a listing racing with it must not unregister it."""
 
 
 def _b64(data: bytes) -> str:
@@ -319,6 +323,8 @@ class StoreNamespaces:
         return {REGISTRY, *found}
 
     def items(self, site: DataSite, owner: str | None) -> Iterator[DataItem]:
+        from .store import REGISTRY
+
         with self._memory(site) as memory:
             for name, entry in sorted(self._registry(memory).items()):
                 found_owner = entry.get("owner")
@@ -327,6 +333,12 @@ class StoreNamespaces:
                 namespace = tuple(entry.get("ns") or name.split("."))
                 keys = memory.list(namespace)
                 if not keys:
+                    # emptied (deleted or expired): its entries go, once no put can
+                    # be racing with this listing (a purge leaves no owner behind)
+                    at = entry.get("at")
+                    if not isinstance(at, int) or at < time.time() * 1000 - REGISTRY_GRACE_MS:
+                        memory.delete(REGISTRY, name)
+                        _unregister(site, namespace)
                     continue
                 records = memory.mget(namespace, keys, refresh=False)
                 updated = max((r.get("u", 0) for r in records if isinstance(r, dict)), default=0)
@@ -394,7 +406,7 @@ class StoreNamespaces:
             for i in items
         ):
             raise ValueError("not a LangGraph store namespace export (items)")
-        entry: dict[str, Any] = {"ns": list(namespace)}
+        entry: dict[str, Any] = {"ns": list(namespace), "at": int(time.time() * 1000)}
         if owner is not None:
             entry["owner"] = validate_id(owner, "owner")
         # Every item checked (key, JSON, size) before the first is written.
@@ -423,7 +435,14 @@ class StoreNamespaces:
                     memory.mdelete(namespace, keys)
                     deleted += 1
                 memory.delete(REGISTRY, item.id)
+                _unregister(site, namespace)
         return deleted
+
+
+def _unregister(site: DataSite, namespace: tuple[str, ...]) -> None:
+    """Drop a namespace from the long-term memory registry (the ``memory`` kind's)."""
+    member = ":".join(escape_id(part) for part in namespace)
+    site.send([("ZREM", KeySchema(site.config.prefix).memory_namespaces(), member)])
 
 
 def _us(value: Any) -> str | None:

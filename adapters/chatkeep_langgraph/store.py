@@ -456,11 +456,19 @@ class RedisStore(BaseStore, Closing):
             if any(op.value is not None for op in ops):
                 # Registered first: an entry never expires (an item's TTL slides, an
                 # entry's would not); an emptied namespace costs one check when listing.
-                entry: dict[str, Any] = {"ns": list(namespace)}
+                name = ".".join(namespace)
+                # "at": when it was registered (the chatkeep command keeps the entry of
+                # an emptied namespace a minute, for a put racing with its listing)
+                entry: dict[str, Any] = {"ns": list(namespace), "at": time.time_ns() // 10**6}
                 found_owner = self._owner_of(namespace)
+                if found_owner is None:
+                    # a store that knows no owner keeps the one another store recorded
+                    known = self._memory.get(REGISTRY, name, refresh=False)
+                    if isinstance(known, dict) and isinstance(known.get("owner"), str):
+                        found_owner = known["owner"]
                 if found_owner is not None:
                     entry["owner"] = found_owner
-                self._memory.put(REGISTRY, ".".join(namespace), entry, ttl=None)
+                self._memory.put(REGISTRY, name, entry, ttl=None)
             deleted = [op.key for op in ops if op.value is None]
             if deleted:
                 self._memory.mdelete(namespace, deleted)
