@@ -109,7 +109,7 @@ def test_purge_by_owner_leaves_no_registry_entry_of_the_owners_store_namespaces(
     # the emptied namespace's entry is over a minute old (no put racing with the purge)
     import chatkeep_langgraph._kinds as kinds
 
-    monkeypatch.setattr(kinds, "REGISTRY_GRACE_MS", 0, raising=False)
+    monkeypatch.setattr(kinds, "REGISTRY_GRACE_MS", 0)
     out = _purge(redis_server, prefix, "zoe")
     assert "deleted 1 LangGraph store namespace of owner 'zoe'" in out
     assert _left(redis_server, prefix, b"zoe") == {}
@@ -147,3 +147,29 @@ def test_an_ownerless_store_does_not_erase_the_owner_of_a_namespace(
     assert mine.get(("memories", "zoe"), "k2") is None
     mine.close()
     other.close()
+
+
+# -- export -> import round trips -------------------------------------------------------
+
+
+def test_an_imported_thread_keeps_every_checkpoint_of_a_run_in_the_run_index(
+    redis_server: RedisServer, prefix: str, tmp_path: Path
+) -> None:
+    """Import re-created one run index entry per run (a dict keyed by run id), so
+    ``delete_for_runs`` on the imported thread left all but one of the run's
+    checkpoints."""
+    saver = RedisSaver(redis_server.url, prefix=prefix, fallback="raise")
+    config = {"configurable": {"thread_id": "t", "user_id": "zoe"}, "metadata": {"run_id": "r1"}}
+    agent_graph(saver).invoke({"messages": [HumanMessage("hi")]}, config)
+    exported = tmp_path / "zoe.jsonl"
+    base = ["--url", redis_server.url, "--prefix", prefix]
+    assert invoke_cli([*base, "export", "--owner", "zoe", "-o", str(exported)]).code == 0
+    copy = prefix + "copy"
+    done = invoke_cli(["--url", redis_server.url, "--prefix", copy, "import", str(exported)])
+    assert done.code == 0, done.err
+    copied = RedisSaver(redis_server.url, prefix=copy, fallback="raise")
+    assert len(list(copied.list({"configurable": {"thread_id": "t"}}))) > 1
+    copied.delete_for_runs(["r1"])
+    assert list(copied.list({"configurable": {"thread_id": "t"}})) == []
+    saver.close()
+    copied.close()
