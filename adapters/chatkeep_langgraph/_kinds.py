@@ -233,11 +233,11 @@ class CheckpointThreads:
                 {_unb64(k): _unb64(v) for k, v in data["blobs"]},
                 [_unb64(m) for m in data["writes"]],
             )
-            runs = {
-                str(run): member
+            runs = [
+                (str(run), member)
                 for member, record in thread_data.records.items()
                 if (run := _header(record).get("m", {}).get("run_id"))
-            }
+            ]
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a LangGraph thread export ({exc})") from None
         ttl_ms = _ttl_ms(ttl, data.get("ttl"), site.config.ttl)
@@ -248,7 +248,7 @@ class CheckpointThreads:
         commands: list[Any] = [("ZADD", keys.checkpoint_threads(), now, escaped)]
         if owner:
             commands.append(("ZADD", keys.checkpoint_threads(owner), now, escaped))
-        for run, member in runs.items():
+        for run, member in runs:
             key = keys.checkpoint_run(run)
             commands.append(("ZADD", key, 0, escaped + b"\n" + member))
             if ttl_ms > 0:
