@@ -173,3 +173,27 @@ def test_an_imported_thread_keeps_every_checkpoint_of_a_run_in_the_run_index(
     assert list(copied.list({"configurable": {"thread_id": "t"}})) == []
     saver.close()
     copied.close()
+
+
+# -- LangGraph store: embeddings that are not vectors -----------------------------------
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, 1e39])
+def test_langgraph_store_refuses_embeddings_that_are_not_finite(
+    redis_server: RedisServer, prefix: str, bad: float
+) -> None:
+    """RedisStore stored NaN/infinite vectors and searched with a NaN query: every
+    score was NaN and the order arbitrary."""
+
+    def embed(texts: list[str]) -> list[list[float]]:
+        return [[bad, 1.0] if "bad" in text else [1.0, 0.0] for text in texts]
+
+    index: Any = {"dims": 2, "embed": embed, "fields": ["text"]}
+    store = RedisStore(redis_server.url, prefix=prefix, fallback="raise", index=index)
+    with pytest.raises(ConfigurationError, match="finite"):
+        store.put(("docs",), "k", {"text": "bad"})
+    assert store.get(("docs",), "k") is None
+    store.put(("docs",), "good", {"text": "good"})
+    with pytest.raises(ChatkeepError, match="finite"):
+        store.search(("docs",), query="bad")
+    store.close()
