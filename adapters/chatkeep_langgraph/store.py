@@ -44,7 +44,6 @@ import binascii
 import operator
 import sys
 import time
-from array import array
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -190,11 +189,11 @@ def _check_namespace(namespace: Namespace) -> Namespace:
 
 
 def _pack(vector: Sequence[float], dims: int) -> str:
-    if len(vector) != dims:
+    packed = vectors.coordinates(vector)  # finite numbers, else ConfigurationError
+    if len(packed) != dims:
         raise ConfigurationError(
-            f"the embedding has {plural(len(vector), 'dimension')}, index dims is {dims}"
+            f"the embedding has {plural(len(packed), 'dimension')}, index dims is {dims}"
         )
-    packed = array("f", vector)
     if sys.byteorder == "big":  # pragma: no cover - stored little-endian everywhere
         packed.byteswap()
     # base64 text, not JSON bytes: decoded here only for scoring, all at once
@@ -523,8 +522,9 @@ class RedisStore(BaseStore, Closing):
         found.sort(key=lambda one: one[2]["u"], reverse=True)
         scores: list[float | None] = [None] * len(found)
         if query is not None:
+            checked = vectors.coordinates(query)  # a NaN query would make every score NaN
             stored = [[blob for _, blob in one[2].get("e", ())] for one in found]
-            scores = _scores(query, stored, self._dims)
+            scores = _scores(checked, stored, self._dims)
             order = sorted(
                 range(len(found)),
                 key=lambda i: (scores[i] is None, -(scores[i] or 0.0)),
