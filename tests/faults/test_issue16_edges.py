@@ -4,7 +4,6 @@ features (or is marked xfail with the reason it is not fixed)."""
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -197,3 +196,32 @@ def test_langgraph_store_refuses_embeddings_that_are_not_finite(
     with pytest.raises(ChatkeepError, match="finite"):
         store.search(("docs",), query="bad")
     store.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the memory kind exports values without their embeddings (field e of the "
+    "value's hash); writing them back needs a way to put a value with given vectors, "
+    "which MemoryStore does not offer (a design question: reported, not fixed)",
+)
+def test_memory_namespaces_keep_their_embeddings_through_export_and_import(
+    redis_server: RedisServer, prefix: str, tmp_path: Path
+) -> None:
+    def embed(texts: list[str]) -> list[list[float]]:
+        return [[1.0, float(len(text))] for text in texts]
+
+    memory = MemoryStore.from_url(redis_server.url, prefix=prefix, fallback="raise", embed=embed)
+    memory.put(("user", "zoe"), "fact", {"text": "zoe likes tea"})
+    assert [hit.key for hit in memory.search(("user", "zoe"), "tea")] == ["fact"]
+    exported = tmp_path / "all.jsonl"
+    base = ["--url", redis_server.url, "--prefix", prefix]
+    assert invoke_cli([*base, "export", "-o", str(exported)]).code == 0
+    copy = prefix + "copy"
+    assert (
+        invoke_cli(["--url", redis_server.url, "--prefix", copy, "import", str(exported)]).code == 0
+    )
+    copied = MemoryStore.from_url(redis_server.url, prefix=copy, fallback="raise", embed=embed)
+    assert copied.get(("user", "zoe"), "fact") == {"text": "zoe likes tea"}
+    assert [hit.key for hit in copied.search(("user", "zoe"), "tea")] == ["fact"]
+    memory.close()
+    copied.close()
