@@ -370,7 +370,11 @@ class _MemoryStoreBase(FamilyStore):
         )[:limit]
         if not ranked:
             return []
-        found: builtins.list[Found] = yield from self._call(Get(ns, [key for _, key in ranked]))
+        read = dict(zip(keys, blobs, strict=True))
+        returned = [key for _, key in ranked]
+        found: builtins.list[Found] = yield from self._call(
+            Get(ns, returned, vectors={key: read[key] for key in returned if read[key]})
+        )
         return [
             MemoryHit(key, decode_value(sealing.open_value(f[0], "memory", ns, key), f[1]), score)
             for (score, key), f in zip(ranked, found, strict=True)
