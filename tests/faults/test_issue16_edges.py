@@ -4,6 +4,7 @@ features (or is marked xfail with the reason it is not fixed)."""
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -225,3 +226,55 @@ def test_memory_namespaces_keep_their_embeddings_through_export_and_import(
     assert [hit.key for hit in copied.search(("user", "zoe"), "tea")] == ["fact"]
     memory.close()
     copied.close()
+
+
+def _import(server: RedisServer, prefix: str, path: Path, lines: list[dict[str, Any]]) -> str:
+    header = {"chatkeep_export": 1, "record_version": 1, "prefix": prefix}
+    path.write_text("".join(json.dumps(line) + "\n" for line in [header, *lines]))
+    done = invoke_cli(["--url", server.url, "--prefix", prefix, "import", str(path)])
+    assert "Redis error" not in done.err, done.err
+    return done.err + done.out
+
+
+def test_an_import_line_with_a_ttl_out_of_range_is_a_bad_line_that_writes_nothing(
+    redis_server: RedisServer, prefix: str, tmp_path: Path
+) -> None:
+    """A thread line with ``"ttl": 1e300`` stopped the whole import with a Redis error
+    (PEXPIRE out of range) after its script had begun writing; a namespace line whose
+    second item had such a TTL wrote its first item (and a LangGraph line its registry
+    entry) before being reported bad."""
+    saver = RedisSaver(redis_server.url, prefix=prefix, fallback="raise")
+    config = {"configurable": {"thread_id": "t", "user_id": "zoe"}}
+    agent_graph(saver).invoke({"messages": [HumanMessage("hi")]}, config)
+    exported = tmp_path / "zoe.jsonl"
+    base = ["--url", redis_server.url, "--prefix", prefix]
+    assert invoke_cli([*base, "export", "--owner", "zoe", "-o", str(exported)]).code == 0
+    lines = [json.loads(line) for line in exported.read_text().splitlines()]
+    [thread_line] = [line for line in lines if line.get("kind") == "langgraph-threads"]
+    thread_line["data"]["ttl"] = 1e300
+    copy = prefix + "copy"
+    two = [{"key": "a", "value": 1, "ttl": 60}, {"key": "b", "value": 2, "ttl": 1e300}]
+    out = _import(
+        redis_server,
+        copy,
+        tmp_path / "bad.jsonl",
+        [
+            thread_line,
+            {"kind": "memory", "id": "user:zoe", "owner": "zoe", "data": {"items": two}},
+            {
+                "kind": "langgraph-store",
+                "id": "memories.zoe",
+                "owner": "zoe",
+                "data": {"items": [{"key": "k", "record": {"value": {}}, "ttl": 1e300}]},
+            },
+            {"kind": "memory", "id": "user:ok", "owner": "ok", "data": {"items": two[:1]}},
+        ],
+    )
+    assert "line 2: langgraph-threads" in out and "line 3: memory" in out
+    assert "line 4: langgraph-store" in out
+    assert sorted(_raw(redis_server).scan_iter(match=f"{copy}:*")) == [
+        f"{copy}:mem:namespaces".encode(),
+        f"{copy}:mem:{{user:ok}}:i".encode(),
+        f"{copy}:mem:{{user:ok}}:v:a".encode(),
+    ]
+    saver.close()
