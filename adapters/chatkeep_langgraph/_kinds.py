@@ -25,6 +25,7 @@ from chatkeep.redis import (
     encode_value,
     escape_id,
     reply_text,
+    ttl_ms,
     unescape_id,
     validate_id,
 )
@@ -62,13 +63,14 @@ def _expires(pttl: Any) -> datetime | None:
 
 def _ttl_ms(ttl: Any, exported: Any, default: float | None) -> int:
     """The TTL to restore with (ms, 0 = never): ``ttl`` given to the import, else the
-    time the item had left when exported, else the configured default."""
+    time the item had left when exported, else the configured default. One out of
+    range (beyond chatkeep's longest TTL) is a ValueError, before anything is written."""
     if ttl is not UNSET:
-        return 0 if ttl is None else round(float(ttl) * 1000)
+        return ttl_ms(None if ttl is None else float(ttl))
     if exported is None:
         return 0
     if isinstance(exported, (int, float)) and not isinstance(exported, bool) and exported > 0:
-        return round(exported * 1000)
+        return ttl_ms(exported)
     return 0 if default is None else round(default * 1000)
 
 
@@ -240,8 +242,8 @@ class CheckpointThreads:
             ]
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a LangGraph thread export ({exc})") from None
-        ttl_ms = _ttl_ms(ttl, data.get("ttl"), site.config.ttl)
-        site.run(self._family(site, ttl_ms).run(Load(thread, thread_data)))
+        left_ms = _ttl_ms(ttl, data.get("ttl"), site.config.ttl)
+        site.run(self._family(site, left_ms).run(Load(thread, thread_data)))
         keys = KeySchema(site.config.prefix)
         escaped = escape_id(thread).encode()
         now = int(time.time() * 1000)
@@ -251,8 +253,8 @@ class CheckpointThreads:
         for run, member in runs:
             key = keys.checkpoint_run(run)
             commands.append(("ZADD", key, 0, escaped + b"\n" + member))
-            if ttl_ms > 0:
-                commands.append(("PEXPIRE", key, ttl_ms))
+            if left_ms > 0:
+                commands.append(("PEXPIRE", key, left_ms))
         site.send(commands)
         return len(thread_data.index)
 

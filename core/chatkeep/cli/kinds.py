@@ -35,6 +35,7 @@ from chatkeep.redis import (
     escape_id,
     register_data_kind,
     reply_text,
+    ttl_ms,
     unescape_id,
     validate_id,
 )
@@ -96,6 +97,7 @@ def _ttl_seconds(ttl: Any, exported: Any, default: float | None) -> float | None
     if exported is None:
         return None
     if isinstance(exported, (int, float)) and not isinstance(exported, bool) and exported > 0:
+        ttl_ms(exported)  # in range, checked before the line's first value is written
         return float(exported)
     return default
 

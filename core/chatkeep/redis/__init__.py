@@ -36,7 +36,7 @@ from ..codec import (
     record_key_id,
     seal_record,
 )
-from ..config import config_from, store_options
+from ..config import config_from, store_options, ttl_ms
 from ..keys import KeySchema, escape_id, unescape_id, validate_id
 from ..sealing import is_sealed_value
 from ..wording import a_or_an, plural
@@ -181,6 +181,7 @@ __all__ = [
     "run_script",
     "seal_record",
     "translate",
+    "ttl_ms",
     "unescape_id",
     "validate_id",
 ]
