@@ -278,3 +278,64 @@ def test_an_import_line_with_a_ttl_out_of_range_is_a_bad_line_that_writes_nothin
         f"{copy}:mem:{{user:ok}}:v:a".encode(),
     ]
     saver.close()
+
+
+# -- hostile ids on a Redis Cluster: export, purge, import -------------------------------
+
+HOSTILE = ["a:b{c}*?[x] y", "ü\u200bé\u00a0中", "x" * 500, "t\x00part", "}{", "%41"]
+
+
+def test_hostile_ids_round_trip_and_purge_on_a_cluster(
+    redis_cluster: Any, prefix: str, tmp_path: Path
+) -> None:
+    """Thread ids, owners, namespace labels and keys with colons, braces, glob
+    characters, unicode, NUL, percent signs and 500 characters: exported, purged by
+    owner (nothing of the owner left in any slot) and imported back equal."""
+    url = redis_cluster.url
+    options: dict[str, Any] = {"prefix": prefix, "fallback": "raise"}
+    owner = "own{er}:ü %"
+    saver = RedisSaver(url, **options)
+    store = RedisStore(url, namespace_owner=1, **options)
+    memory = MemoryStore.from_url(url, **options)
+    for n, tid in enumerate(HOSTILE):
+        config = {
+            "configurable": {"thread_id": tid, "user_id": owner},
+            "metadata": {"run_id": f"run{{{n}}}:x"},
+        }
+        agent_graph(saver).invoke({"messages": [HumanMessage(f"hi {n}")]}, config)
+        label = tid.replace("\x00", "") or "z"
+        store.put(("memories", owner, label[:400]), f"k:{tid}", {"text": tid})
+        memory.put(("user", owner, tid), f"k{{{tid}}}", {"text": tid})
+    before = {tid: saver.get_tuple({"configurable": {"thread_id": tid}}) for tid in HOSTILE}
+    base = ["--url", url, "--prefix", prefix]
+    listed = json.loads(invoke_cli([*base, "sessions", "--kind", "all", "--json"]).out)
+    counts: dict[str, int] = {}
+    for row in listed:
+        counts[row["kind"]] = counts.get(row["kind"], 0) + 1
+        assert row["owner"] == owner
+    assert counts == {"langgraph-threads": 6, "langgraph-store": 6, "memory": 6}
+    exported = tmp_path / "all.jsonl"
+    assert invoke_cli([*base, "export", "--owner", owner, "-o", str(exported)]).code == 0
+    purged = invoke_cli([*base, "purge", "--owner", owner, "--yes"])
+    assert purged.code == 0, purged.err
+    raw = redis.RedisCluster(host="127.0.0.1", port=redis_cluster.ports[0])
+    left = sorted(k for k in raw.scan_iter(match=f"{prefix}:*", target_nodes="all"))
+    # nothing of the owner: only the LangGraph registry's empty bookkeeping may stay
+    assert [k for k in left if b"own" in k or b"memories" in k or b"lg:" in k] == []
+    for key in left:
+        if raw.type(key) == b"zset":
+            assert all(b"own" not in m for m in raw.zrange(key, 0, -1)), key
+    imported = invoke_cli([*base, "import", str(exported)])
+    assert imported.code == 0, imported.err
+    assert "0 bad lines" in imported.err + imported.out
+    for n, tid in enumerate(HOSTILE):
+        after = saver.get_tuple({"configurable": {"thread_id": tid}})
+        assert after is not None and after.checkpoint == before[tid].checkpoint
+        assert memory.get(("user", owner, tid), f"k{{{tid}}}") == {"text": tid}
+        label = tid.replace("\x00", "") or "z"
+        item = store.get(("memories", owner, label[:400]), f"k:{tid}")
+        assert item is not None and item.value == {"text": tid}
+    saver.delete_for_runs(["run{0}:x"])
+    assert saver.get_tuple({"configurable": {"thread_id": HOSTILE[0]}}) is None
+    for closing in (saver, store, memory):
+        closing.close()
