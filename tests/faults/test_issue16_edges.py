@@ -339,3 +339,21 @@ def test_hostile_ids_round_trip_and_purge_on_a_cluster(
     assert saver.get_tuple({"configurable": {"thread_id": HOSTILE[0]}}) is None
     for closing in (saver, store, memory):
         closing.close()
+
+
+def test_a_batch_whose_owner_function_fails_writes_nothing(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """``namespace_owner=`` was called while the batch was being written: a bad owner
+    for its second namespace raised after the first namespace's items were stored."""
+    from langgraph.store.base import PutOp
+
+    def owner_of(namespace: tuple[str, ...]) -> Any:
+        return 42 if namespace[0] == "b" else "zoe"  # not a str: refused
+
+    store = RedisStore(redis_server.url, prefix=prefix, fallback="raise", namespace_owner=owner_of)
+    with pytest.raises(ChatkeepError, match="owner"):
+        store.batch([PutOp(("a",), "k", {"x": 1}), PutOp(("b",), "k", {"x": 2})])
+    assert store.get(("a",), "k") is None
+    assert store.memory.list(("langgraph-namespaces",)) == []
+    store.close()
