@@ -218,6 +218,7 @@ class _Plan:
     puts: dict[tuple[Namespace, str], PutOp] = field(default_factory=dict)
     texts: list[tuple[tuple[Namespace, str], str, str]] = field(default_factory=list)
     queries: list[str] = field(default_factory=list)
+    owners: dict[Namespace, str | None] = field(default_factory=dict)
     size: int = 0
 
 
@@ -391,6 +392,10 @@ class RedisStore(BaseStore, Closing):
                     plan.queries.append(op.query)
             else:
                 raise InvalidArgumentError(f"unknown store operation {type(op).__name__}")
+        for (namespace, _), op in plan.puts.items():
+            # the owners are known before anything is written (a bad one writes nothing)
+            if op.value is not None and namespace not in plan.owners:
+                plan.owners[namespace] = self._owner_of(namespace)
         if self.embeddings is not None:
             for (namespace, key), op in plan.puts.items():
                 if op.value is None or op.index is False:
@@ -425,7 +430,7 @@ class RedisStore(BaseStore, Closing):
             vectors: dict[tuple[Namespace, str], Vectors] = defaultdict(list)
             for (where, label, _), vector in zip(plan.texts, embedded, strict=True):
                 vectors[where].append([label, _pack(vector, self._dims)])
-            self._put(plan.puts, vectors)
+            self._put(plan.puts, vectors, plan.owners)
         return results
 
     def _get(self, op: GetOp) -> Item | None:
@@ -447,6 +452,7 @@ class RedisStore(BaseStore, Closing):
         self,
         puts: dict[tuple[Namespace, str], PutOp],
         vectors: dict[tuple[Namespace, str], Vectors],
+        owners: dict[Namespace, str | None],
     ) -> None:
         by_namespace: dict[Namespace, list[PutOp]] = defaultdict(list)
         for (namespace, _), op in puts.items():
@@ -459,7 +465,7 @@ class RedisStore(BaseStore, Closing):
                 # "at": when it was registered (the chatkeep command keeps the entry of
                 # an emptied namespace a minute, for a put racing with its listing)
                 entry: dict[str, Any] = {"ns": list(namespace), "at": time.time_ns() // 10**6}
-                found_owner = self._owner_of(namespace)
+                found_owner = owners.get(namespace)
                 if found_owner is None:
                     # a store that knows no owner keeps the one another store recorded
                     known = self._memory.get(REGISTRY, name, refresh=False)
