@@ -357,3 +357,31 @@ def test_a_batch_whose_owner_function_fails_writes_nothing(
     assert store.get(("a",), "k") is None
     assert store.memory.list(("langgraph-namespaces",)) == []
     store.close()
+
+
+def test_a_least_privilege_user_purges_and_restores_everything_of_an_owner(
+    redis_server: RedisServer, prefix: str, least_privilege: str, tmp_path: Path
+) -> None:
+    """The purge and import of LangGraph threads, store namespaces and memory run with
+    only ``acl_rules(prefix)`` (the run index, the registries, the thread dump)."""
+    options: dict[str, Any] = {"prefix": prefix, "fallback": "raise"}
+    saver = RedisSaver(least_privilege, ttl=None, **options)
+    store = RedisStore(least_privilege, namespace_owner=1, **options)
+    memory = MemoryStore.from_url(least_privilege, **options)
+    config = {"configurable": {"thread_id": "t", "user_id": "zoe"}, "metadata": {"run_id": "r"}}
+    agent_graph(saver).invoke({"messages": [HumanMessage("hi")]}, config)
+    store.put(("memories", "zoe"), "k", {"text": "tea"})
+    memory.put(("user", "zoe"), "k", "v")
+    base = ["--url", least_privilege, "--prefix", prefix]
+    exported = tmp_path / "zoe.jsonl"
+    assert invoke_cli([*base, "export", "--owner", "zoe", "-o", str(exported)]).code == 0
+    purged = invoke_cli([*base, "purge", "--owner", "zoe", "--yes"])
+    assert purged.code == 0, purged.err
+    assert _left(redis_server, prefix, b"zoe") == {}
+    assert _left(redis_server, prefix, b"t\n") == {}
+    imported = invoke_cli([*base, "import", str(exported)])
+    assert imported.code == 0 and "0 bad lines" in imported.err, imported.err
+    assert saver.get_tuple({"configurable": {"thread_id": "t"}}) is not None
+    assert memory.get(("user", "zoe"), "k") == "v"
+    for closing in (saver, store, memory):
+        closing.close()
