@@ -385,3 +385,32 @@ def test_a_least_privilege_user_purges_and_restores_everything_of_an_owner(
     assert memory.get(("user", "zoe"), "k") == "v"
     for closing in (saver, store, memory):
         closing.close()
+
+
+def test_a_checkpoint_that_cannot_be_decoded_does_not_block_listing_export_or_purge(
+    redis_server: RedisServer, prefix: str, tmp_path: Path
+) -> None:
+    """One checkpoint record whose header is not JSON made ``sessions --kind
+    langgraph-threads`` and ``export`` fail ("stored value is not valid JSON"); a
+    purge must not be blocked by it either (the design: a record that cannot be
+    decoded is skipped, never a crash of the read)."""
+    saver = RedisSaver(redis_server.url, prefix=prefix, fallback="raise")
+    for tid in ("broken", "fine"):
+        config = {"configurable": {"thread_id": tid, "user_id": "zoe"}}
+        agent_graph(saver).invoke({"messages": [HumanMessage("hi")]}, config)
+    raw = _raw(redis_server)
+    records = f"{prefix}:lg:{{broken}}:c"
+    for field, record in raw.hgetall(records).items():
+        refs, _, payload = record.split(b"\n", 2)
+        raw.hset(records, field, refs + b"\n{not json\n" + payload)
+    base = ["--url", redis_server.url, "--prefix", prefix]
+    listed = invoke_cli([*base, "sessions", "--kind", "langgraph-threads", "--json"])
+    assert listed.code == 0, listed.err
+    assert sorted(row["id"] for row in json.loads(listed.out)) == ["broken", "fine"]
+    exported = invoke_cli([*base, "export", "-o", str(tmp_path / "all.jsonl")])
+    assert exported.code == 0, exported.err
+    purged = invoke_cli([*base, "purge", "--owner", "zoe", "--yes"])
+    assert purged.code == 0, purged.err
+    assert "deleted 2 LangGraph threads of owner 'zoe'" in purged.out
+    assert _left(redis_server, prefix, b"zoe") == {}
+    saver.close()
