@@ -287,11 +287,15 @@ class CheckpointThreads:
 
 
 def _header(record: bytes) -> dict[str, Any]:
-    """The JSON header of a stored checkpoint record ({} if it has none)."""
+    """The JSON header of a stored checkpoint record ({} if it has none, or one that
+    cannot be decoded: listing, export and purge go on without its owner and run)."""
     parts = record.split(b"\n", 2)
     if len(parts) < 3:
         return {}
-    header = decode_value(parts[1], True)
+    try:
+        header = decode_value(parts[1], True)
+    except ValueError:  # chatkeep's SerializationError
+        return {}
     return header if isinstance(header, dict) else {}
 
 
