@@ -414,3 +414,22 @@ def test_a_checkpoint_that_cannot_be_decoded_does_not_block_listing_export_or_pu
     assert "deleted 2 LangGraph threads of owner 'zoe'" in purged.out
     assert _left(redis_server, prefix, b"zoe") == {}
     saver.close()
+
+
+def test_a_store_value_that_cannot_be_decoded_does_not_block_the_owners_purge(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """One LangGraph store value that is not JSON made the listing of store
+    namespaces raise, so ``purge --owner`` of its owner failed and deleted nothing."""
+    store = RedisStore(redis_server.url, prefix=prefix, fallback="raise", namespace_owner=1)
+    store.put(("memories", "zoe"), "k", {"text": "tea"})
+    store.put(("memories", "zoe"), "k2", {"text": "coffee"})
+    _raw(redis_server).hset(f"{prefix}:mem:{{memories:zoe}}:v:k", "d", b"{not json")
+    base = ["--url", redis_server.url, "--prefix", prefix]
+    listed = invoke_cli([*base, "sessions", "--kind", "langgraph-store", "--json"])
+    assert listed.code == 0, listed.err
+    assert [(row["id"], row["count"]) for row in json.loads(listed.out)] == [("memories.zoe", 2)]
+    purged = invoke_cli([*base, "purge", "--owner", "zoe", "--yes"])
+    assert purged.code == 0, purged.err
+    assert _left(redis_server, prefix, b"zoe") == {}
+    store.close()
