@@ -346,7 +346,10 @@ class StoreNamespaces:
                         memory.delete(REGISTRY, name)
                         _unregister(site, namespace)
                     continue
-                records = memory.mget(namespace, keys, refresh=False)
+                try:
+                    records = memory.mget(namespace, keys, refresh=False)
+                except ValueError:  # a value that cannot be decoded: listed (and purged)
+                    records = []  # without its time of last update
                 updated = max((r.get("u", 0) for r in records if isinstance(r, dict)), default=0)
                 yield DataItem(
                     name,
