@@ -452,3 +452,29 @@ def test_delete_thread_leaves_no_id_of_the_thread(redis_server: RedisServer, pre
     saver.delete_thread("thread-of-zoe")
     assert _left(redis_server, prefix, b"thread-of-zoe") == {}
     saver.close()
+
+
+def test_listing_threads_pages_past_hundreds_of_stale_index_entries(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """Stale entries leave the index while it is paged: every live thread is still
+    listed once, whatever their order among the stale ones."""
+    saver = RedisSaver(redis_server.url, prefix=prefix, fallback="raise")
+    for tid in ("a", "b", "c"):
+        config = {"configurable": {"thread_id": tid, "user_id": "zoe"}}
+        agent_graph(saver).invoke({"messages": [HumanMessage("hi")]}, config)
+    raw = _raw(redis_server)
+    live = raw.zrange(f"{prefix}:lg:own:{{zoe}}", 0, -1, withscores=True)
+    stale = {f"gone-{n}": float(n) for n in range(450)}  # oldest
+    stale.update({f"gone-new-{n}": 4e12 + n for n in range(450)})  # newest
+    for index in (f"{prefix}:lg:own:{{zoe}}", f"{prefix}:lg:threads"):
+        raw.zadd(index, stale)
+        raw.zadd(index, {live[1][0]: 2e12})  # one live thread among the stale
+    base = ["--url", redis_server.url, "--prefix", prefix]
+    for owner in (["--owner", "zoe"], []):
+        listed = invoke_cli([*base, "sessions", "--kind", "langgraph-threads", *owner, "--json"])
+        assert listed.code == 0, listed.err
+        assert sorted(row["id"] for row in json.loads(listed.out)) == ["a", "b", "c"]
+    assert raw.zcard(f"{prefix}:lg:own:{{zoe}}") == 3
+    assert raw.zcard(f"{prefix}:lg:threads") == 3
+    saver.close()
