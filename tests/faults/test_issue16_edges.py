@@ -478,3 +478,23 @@ def test_listing_threads_pages_past_hundreds_of_stale_index_entries(
     assert raw.zcard(f"{prefix}:lg:own:{{zoe}}") == 3
     assert raw.zcard(f"{prefix}:lg:threads") == 3
     saver.close()
+
+
+def test_a_user_namespace_of_an_ownerless_langgraph_store_is_purged_with_its_user(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """A ``("user", U, ...)`` namespace belongs to U in chatkeep's long-term memory, and
+    ``purge --owner U`` deletes it. Written by a RedisStore made without owner options,
+    the LangGraph kind claimed it (so the memory kind left it alone) but gave it no
+    owner: the purge left the user's memories behind."""
+    store = RedisStore(redis_server.url, prefix=prefix, fallback="raise")
+    store.put(("user", "zoe"), "k", {"text": "zoe's secret"})
+    store.put(("user", "zoe", "notes"), "k", {"text": "more"})
+    base = ["--url", redis_server.url, "--prefix", prefix]
+    listed = invoke_cli([*base, "sessions", "--owner", "zoe"])
+    assert "2 LangGraph store namespaces" in listed.out, listed.out
+    out = _purge(redis_server, prefix, "zoe")
+    assert "deleted 2 LangGraph store namespaces of owner 'zoe'" in out
+    assert store.get(("user", "zoe"), "k") is None
+    assert _left(redis_server, prefix, b"zoe") == {}
+    store.close()
