@@ -24,6 +24,7 @@ from chatkeep.redis import (
     decode_value,
     encode_value,
     escape_id,
+    memory_owner,
     reply_text,
     ttl_ms,
     unescape_id,
@@ -333,10 +334,10 @@ class StoreNamespaces:
 
         with self._memory(site) as memory:
             for name, entry in sorted(self._registry(memory).items()):
-                found_owner = entry.get("owner")
+                namespace = tuple(entry.get("ns") or name.split("."))
+                found_owner = _owner(entry, namespace)
                 if owner is not None and found_owner != owner:
                     continue
-                namespace = tuple(entry.get("ns") or name.split("."))
                 keys = memory.list(namespace)
                 if not keys:
                     # emptied (deleted or expired): its entries go, once no put can
@@ -353,7 +354,7 @@ class StoreNamespaces:
                 updated = max((r.get("u", 0) for r in records if isinstance(r, dict)), default=0)
                 yield DataItem(
                     name,
-                    found_owner if isinstance(found_owner, str) else None,
+                    found_owner,
                     len(keys),
                     updated_at=(
                         datetime.fromtimestamp(updated / 1e6, tz=timezone.utc) if updated else None
@@ -372,7 +373,7 @@ class StoreNamespaces:
             keys = memory.list(namespace)
             if not keys:
                 return None
-            owner = self._registry(memory).get(item_id, {}).get("owner")
+            owner = _owner(self._registry(memory).get(item_id, {}), namespace)
             records = memory.mget(namespace, keys, refresh=False)
         items = [
             {
@@ -446,6 +447,13 @@ class StoreNamespaces:
                 memory.delete(REGISTRY, item.id)
                 _unregister(site, namespace)
         return deleted
+
+
+def _owner(entry: dict[str, Any], namespace: tuple[str, ...]) -> str | None:
+    """A store namespace's owner: the one its store recorded, else chatkeep's rule for
+    long-term memory (``("user", <id>, ...)`` is ``<id>``'s)."""
+    recorded = entry.get("owner")
+    return recorded if isinstance(recorded, str) else memory_owner(namespace)
 
 
 def _unregister(site: DataSite, namespace: tuple[str, ...]) -> None:

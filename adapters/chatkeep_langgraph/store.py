@@ -256,7 +256,8 @@ class RedisStore(BaseStore, Closing):
     position of a namespace (``("memories", user_id)``, the shape of LangGraph's
     memory guides and LangMem; ``0`` for ``(user_id, ...)``), or give a function of
     the namespace returning the owner (or None); ``owner="u42"`` binds every namespace
-    this store writes to one user. Namespaces written without either have no owner.
+    this store writes to one user. Namespaces written without either have no owner
+    (but for the ``chatkeep`` command, ``("user", <id>, ...)`` belongs to ``<id>``).
     """
 
     supports_ttl = True

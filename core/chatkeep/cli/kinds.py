@@ -33,6 +33,7 @@ from chatkeep.redis import (
     decode_value,
     encode_value,
     escape_id,
+    memory_owner,
     register_data_kind,
     reply_text,
     ttl_ms,
@@ -116,7 +117,7 @@ class MemoryNamespaces:
 
     @staticmethod
     def owner_of(namespace: tuple[str, ...]) -> str | None:
-        return namespace[1] if len(namespace) >= 2 and namespace[0] == "user" else None
+        return memory_owner(namespace)
 
     @staticmethod
     def _claimed(site: DataSite) -> set[tuple[str, ...]]:

@@ -37,7 +37,7 @@ from ..codec import (
     seal_record,
 )
 from ..config import config_from, store_options, ttl_ms
-from ..keys import KeySchema, escape_id, unescape_id, validate_id
+from ..keys import KeySchema, escape_id, memory_owner, unescape_id, validate_id
 from ..sealing import is_sealed_value
 from ..wording import a_or_an, plural
 from .circuit import (
@@ -171,6 +171,7 @@ __all__ = [
     "is_temporary",
     "load_features",
     "loads",
+    "memory_owner",
     "pending_writes",
     "register_family",
     "reply_int",
