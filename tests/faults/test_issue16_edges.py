@@ -328,7 +328,7 @@ def test_hostile_ids_round_trip_and_purge_on_a_cluster(
     imported = invoke_cli([*base, "import", str(exported)])
     assert imported.code == 0, imported.err
     assert "0 bad lines" in imported.err + imported.out
-    for n, tid in enumerate(HOSTILE):
+    for tid in HOSTILE:
         after = saver.get_tuple({"configurable": {"thread_id": tid}})
         assert after is not None and after.checkpoint == before[tid].checkpoint
         assert memory.get(("user", owner, tid), f"k{{{tid}}}") == {"text": tid}
