@@ -99,6 +99,9 @@ class LocalMemory:
         self._entries.move_to_end((ns, key))
         self._by_ns.setdefault(ns, set()).add(key)
         self._bytes += entry.size
+        self._evict()
+
+    def _evict(self) -> None:
         while len(self._entries) > 1 and (
             (self._max is not None and len(self._entries) > self._max)
             or (self._max_bytes is not None and self._bytes > self._max_bytes)
@@ -165,6 +168,7 @@ class LocalMemory:
                     if entry is not None and blob is not None and blob != entry.vector:
                         self._bytes += len(blob) - (len(entry.vector) if entry.vector else 0)
                         entry.vector = blob
+                self._evict()
         elif isinstance(op, Get):
             now = now_ms()
             with self._lock:
