@@ -498,3 +498,37 @@ def test_a_user_namespace_of_an_ownerless_langgraph_store_is_purged_with_its_use
     assert store.get(("user", "zoe"), "k") is None
     assert _left(redis_server, prefix, b"zoe") == {}
     store.close()
+
+
+@pytest.mark.parametrize("deployment", ["tls", "sentinel"])
+def test_purge_and_import_of_an_owner_over_tls_and_sentinel(
+    deployment: str, request: pytest.FixtureRequest, prefix: str, tmp_path: Path
+) -> None:
+    if deployment == "tls":
+        url = request.getfixturevalue("tls_redis").url()
+    else:
+        url = request.getfixturevalue("redis_sentinel").url
+    options: dict[str, Any] = {"prefix": prefix, "fallback": "raise"}
+    saver = RedisSaver(url, **options)
+    store = RedisStore(url, namespace_owner=1, **options)
+    memory = MemoryStore.from_url(url, **options)
+    config = {"configurable": {"thread_id": "t", "user_id": "zoe"}, "metadata": {"run_id": "r"}}
+    agent_graph(saver).invoke({"messages": [HumanMessage("hi")]}, config)
+    store.put(("memories", "zoe"), "k", {"text": "tea"})
+    memory.put(("user", "zoe"), "k", "v")
+    base = ["--url", url, "--prefix", prefix]
+    exported = tmp_path / "zoe.jsonl"
+    assert invoke_cli([*base, "export", "--owner", "zoe", "-o", str(exported)]).code == 0
+    purged = invoke_cli([*base, "purge", "--owner", "zoe", "--yes"])
+    assert purged.code == 0, purged.err
+    listed = invoke_cli([*base, "sessions", "--kind", "all", "--json"])
+    assert json.loads(listed.out) == []
+    assert saver.get_tuple({"configurable": {"thread_id": "t"}}) is None
+    imported = invoke_cli([*base, "import", str(exported)])
+    assert imported.code == 0 and "0 bad lines" in imported.err, imported.err
+    assert saver.get_tuple({"configurable": {"thread_id": "t"}}) is not None
+    item = store.get(("memories", "zoe"), "k")
+    assert item is not None and item.value == {"text": "tea"}
+    assert memory.get(("user", "zoe"), "k") == "v"
+    for closing in (saver, store, memory):
+        closing.close()
