@@ -65,7 +65,7 @@ def test_purge_by_owner_leaves_no_run_index_entry_of_the_owners_threads(
     """The run index (``<prefix>:lg:run:{<run>}``, for ``delete_for_runs``) kept
     ``<thread>\\n<checkpoint>`` of a purged thread (until the thread TTL, forever with
     ttl=None): the purged user's thread ids stayed in Redis."""
-    saver = RedisSaver(redis_server.url, prefix=prefix, fallback="raise", ttl=None)
+    saver = RedisSaver(redis_server.url, key_prefix=prefix, fallback="raise", ttl=None)
     config = {
         "configurable": {"thread_id": "thread-of-zoe", "user_id": "zoe"},
         "metadata": {"run_id": "run-1"},
@@ -82,7 +82,7 @@ def test_purge_by_owner_leaves_no_index_entry_of_the_owners_expired_threads(
 ) -> None:
     """A thread of the owner that expired stayed in ``<prefix>:lg:own:{<owner>}`` (and
     the thread index) after a purge: the listing skipped it, so nothing removed it."""
-    saver = RedisSaver(redis_server.url, prefix=prefix, fallback="raise", ttl=1)
+    saver = RedisSaver(redis_server.url, key_prefix=prefix, fallback="raise", ttl=1)
     config = {"configurable": {"thread_id": "old-thread-of-zoe", "user_id": "zoe"}}
     agent_graph(saver).invoke({"messages": [HumanMessage("hi")]}, config)
     saver.close()
@@ -102,7 +102,7 @@ def test_purge_by_owner_leaves_no_registry_entry_of_the_owners_store_namespaces(
     """The LangGraph store's registry entry of a namespace the owner emptied (its items
     deleted or expired) survived the purge, with the owner in it; and the memory
     registry (``<prefix>:mem:namespaces``) kept the purged namespaces' names."""
-    store = RedisStore(redis_server.url, prefix=prefix, fallback="raise", namespace_owner=1)
+    store = RedisStore(redis_server.url, key_prefix=prefix, fallback="raise", namespace_owner=1)
     store.put(("memories", "zoe"), "k1", {"text": "zoe likes tea"})
     store.put(("drafts", "zoe"), "k", {"text": "scratch"})
     store.delete(("drafts", "zoe"), "k")
@@ -121,7 +121,7 @@ def test_a_freshly_emptied_store_namespace_stays_registered_for_a_minute(
 ) -> None:
     """The other side of the cleanup above: a listing racing with a put (which registers
     the namespace, then writes its items) must not unregister it."""
-    store = RedisStore(redis_server.url, prefix=prefix, fallback="raise", namespace_owner=1)
+    store = RedisStore(redis_server.url, key_prefix=prefix, fallback="raise", namespace_owner=1)
     store.put(("drafts", "zoe"), "k", {"text": "scratch"})
     store.delete(("drafts", "zoe"), "k")
     listed = invoke_cli(
@@ -138,9 +138,9 @@ def test_an_ownerless_store_does_not_erase_the_owner_of_a_namespace(
     """A RedisStore made without owner=/namespace_owner= (a batch job, an admin tool)
     writing into a namespace rewrote its registry entry without the owner: the
     namespace dropped out of ``purge --owner``."""
-    mine = RedisStore(redis_server.url, prefix=prefix, fallback="raise", namespace_owner=1)
+    mine = RedisStore(redis_server.url, key_prefix=prefix, fallback="raise", namespace_owner=1)
     mine.put(("memories", "zoe"), "k1", {"text": "zoe likes tea"})
-    other = RedisStore(redis_server.url, prefix=prefix, fallback="raise")
+    other = RedisStore(redis_server.url, key_prefix=prefix, fallback="raise")
     other.put(("memories", "zoe"), "k2", {"text": "summary written by a job"})
     out = _purge(redis_server, prefix, "zoe")
     assert "deleted 1 LangGraph store namespace of owner 'zoe'" in out
@@ -158,7 +158,7 @@ def test_an_imported_thread_keeps_every_checkpoint_of_a_run_in_the_run_index(
     """Import re-created one run index entry per run (a dict keyed by run id), so
     ``delete_for_runs`` on the imported thread left all but one of the run's
     checkpoints."""
-    saver = RedisSaver(redis_server.url, prefix=prefix, fallback="raise")
+    saver = RedisSaver(redis_server.url, key_prefix=prefix, fallback="raise")
     config = {"configurable": {"thread_id": "t", "user_id": "zoe"}, "metadata": {"run_id": "r1"}}
     agent_graph(saver).invoke({"messages": [HumanMessage("hi")]}, config)
     exported = tmp_path / "zoe.jsonl"
@@ -167,7 +167,7 @@ def test_an_imported_thread_keeps_every_checkpoint_of_a_run_in_the_run_index(
     copy = prefix + "copy"
     done = invoke_cli(["--url", redis_server.url, "--prefix", copy, "import", str(exported)])
     assert done.code == 0, done.err
-    copied = RedisSaver(redis_server.url, prefix=copy, fallback="raise")
+    copied = RedisSaver(redis_server.url, key_prefix=copy, fallback="raise")
     assert len(list(copied.list({"configurable": {"thread_id": "t"}}))) > 1
     copied.delete_for_runs(["r1"])
     assert list(copied.list({"configurable": {"thread_id": "t"}})) == []
@@ -189,7 +189,7 @@ def test_langgraph_store_refuses_embeddings_that_are_not_finite(
         return [[bad, 1.0] if "bad" in text else [1.0, 0.0] for text in texts]
 
     index: Any = {"dims": 2, "embed": embed, "fields": ["text"]}
-    store = RedisStore(redis_server.url, prefix=prefix, fallback="raise", index=index)
+    store = RedisStore(redis_server.url, key_prefix=prefix, fallback="raise", index=index)
     with pytest.raises(ConfigurationError, match="finite"):
         store.put(("docs",), "k", {"text": "bad"})
     assert store.get(("docs",), "k") is None
@@ -211,7 +211,9 @@ def test_memory_namespaces_keep_their_embeddings_through_export_and_import(
     def embed(texts: list[str]) -> list[list[float]]:
         return [[1.0, float(len(text))] for text in texts]
 
-    memory = MemoryStore.from_url(redis_server.url, prefix=prefix, fallback="raise", embed=embed)
+    memory = MemoryStore.from_url(
+        redis_server.url, key_prefix=prefix, fallback="raise", embed=embed
+    )
     memory.put(("user", "zoe"), "fact", {"text": "zoe likes tea"})
     assert [hit.key for hit in memory.search(("user", "zoe"), "tea")] == ["fact"]
     exported = tmp_path / "all.jsonl"
@@ -221,7 +223,7 @@ def test_memory_namespaces_keep_their_embeddings_through_export_and_import(
     assert (
         invoke_cli(["--url", redis_server.url, "--prefix", copy, "import", str(exported)]).code == 0
     )
-    copied = MemoryStore.from_url(redis_server.url, prefix=copy, fallback="raise", embed=embed)
+    copied = MemoryStore.from_url(redis_server.url, key_prefix=copy, fallback="raise", embed=embed)
     assert copied.get(("user", "zoe"), "fact") == {"text": "zoe likes tea"}
     assert [hit.key for hit in copied.search(("user", "zoe"), "tea")] == ["fact"]
     memory.close()
@@ -243,7 +245,7 @@ def test_an_import_line_with_a_ttl_out_of_range_is_a_bad_line_that_writes_nothin
     (PEXPIRE out of range) after its script had begun writing; a namespace line whose
     second item had such a TTL wrote its first item (and a LangGraph line its registry
     entry) before being reported bad."""
-    saver = RedisSaver(redis_server.url, prefix=prefix, fallback="raise")
+    saver = RedisSaver(redis_server.url, key_prefix=prefix, fallback="raise")
     config = {"configurable": {"thread_id": "t", "user_id": "zoe"}}
     agent_graph(saver).invoke({"messages": [HumanMessage("hi")]}, config)
     exported = tmp_path / "zoe.jsonl"
@@ -292,7 +294,7 @@ def test_hostile_ids_round_trip_and_purge_on_a_cluster(
     characters, unicode, NUL, percent signs and 500 characters: exported, purged by
     owner (nothing of the owner left in any slot) and imported back equal."""
     url = redis_cluster.url
-    options: dict[str, Any] = {"prefix": prefix, "fallback": "raise"}
+    options: dict[str, Any] = {"key_prefix": prefix, "fallback": "raise"}
     owner = "own{er}:ü %"
     saver = RedisSaver(url, **options)
     store = RedisStore(url, namespace_owner=1, **options)
@@ -351,7 +353,9 @@ def test_a_batch_whose_owner_function_fails_writes_nothing(
     def owner_of(namespace: tuple[str, ...]) -> Any:
         return 42 if namespace[0] == "b" else "zoe"  # not a str: refused
 
-    store = RedisStore(redis_server.url, prefix=prefix, fallback="raise", namespace_owner=owner_of)
+    store = RedisStore(
+        redis_server.url, key_prefix=prefix, fallback="raise", namespace_owner=owner_of
+    )
     with pytest.raises(ChatkeepError, match="owner"):
         store.batch([PutOp(("a",), "k", {"x": 1}), PutOp(("b",), "k", {"x": 2})])
     assert store.get(("a",), "k") is None
@@ -364,7 +368,7 @@ def test_a_least_privilege_user_purges_and_restores_everything_of_an_owner(
 ) -> None:
     """The purge and import of LangGraph threads, store namespaces and memory run with
     only ``acl_rules(prefix)`` (the run index, the registries, the thread dump)."""
-    options: dict[str, Any] = {"prefix": prefix, "fallback": "raise"}
+    options: dict[str, Any] = {"key_prefix": prefix, "fallback": "raise"}
     saver = RedisSaver(least_privilege, ttl=None, **options)
     store = RedisStore(least_privilege, namespace_owner=1, **options)
     memory = MemoryStore.from_url(least_privilege, **options)
@@ -394,7 +398,7 @@ def test_a_checkpoint_that_cannot_be_decoded_does_not_block_listing_export_or_pu
     langgraph-threads`` and ``export`` fail ("stored value is not valid JSON"); a
     purge must not be blocked by it either (the design: a record that cannot be
     decoded is skipped, never a crash of the read)."""
-    saver = RedisSaver(redis_server.url, prefix=prefix, fallback="raise")
+    saver = RedisSaver(redis_server.url, key_prefix=prefix, fallback="raise")
     for tid in ("broken", "fine"):
         config = {"configurable": {"thread_id": tid, "user_id": "zoe"}}
         agent_graph(saver).invoke({"messages": [HumanMessage("hi")]}, config)
@@ -421,7 +425,7 @@ def test_a_store_value_that_cannot_be_decoded_does_not_block_the_owners_purge(
 ) -> None:
     """One LangGraph store value that is not JSON made the listing of store
     namespaces raise, so ``purge --owner`` of its owner failed and deleted nothing."""
-    store = RedisStore(redis_server.url, prefix=prefix, fallback="raise", namespace_owner=1)
+    store = RedisStore(redis_server.url, key_prefix=prefix, fallback="raise", namespace_owner=1)
     store.put(("memories", "zoe"), "k", {"text": "tea"})
     store.put(("memories", "zoe"), "k2", {"text": "coffee"})
     _raw(redis_server).hset(f"{prefix}:mem:{{memories:zoe}}:v:k", "d", b"{not json")
@@ -443,7 +447,7 @@ def test_a_store_value_that_cannot_be_decoded_does_not_block_the_owners_purge(
     "in the op's flow and in the fallback mirror (reported, not fixed; chatkeep purge does it)",
 )
 def test_delete_thread_leaves_no_id_of_the_thread(redis_server: RedisServer, prefix: str) -> None:
-    saver = RedisSaver(redis_server.url, prefix=prefix, fallback="raise", ttl=None)
+    saver = RedisSaver(redis_server.url, key_prefix=prefix, fallback="raise", ttl=None)
     config = {
         "configurable": {"thread_id": "thread-of-zoe", "user_id": "zoe"},
         "metadata": {"run_id": "run-1"},
@@ -459,7 +463,7 @@ def test_listing_threads_pages_past_hundreds_of_stale_index_entries(
 ) -> None:
     """Stale entries leave the index while it is paged: every live thread is still
     listed once, whatever their order among the stale ones."""
-    saver = RedisSaver(redis_server.url, prefix=prefix, fallback="raise")
+    saver = RedisSaver(redis_server.url, key_prefix=prefix, fallback="raise")
     for tid in ("a", "b", "c"):
         config = {"configurable": {"thread_id": tid, "user_id": "zoe"}}
         agent_graph(saver).invoke({"messages": [HumanMessage("hi")]}, config)
@@ -487,7 +491,7 @@ def test_a_user_namespace_of_an_ownerless_langgraph_store_is_purged_with_its_use
     ``purge --owner U`` deletes it. Written by a RedisStore made without owner options,
     the LangGraph kind claimed it (so the memory kind left it alone) but gave it no
     owner: the purge left the user's memories behind."""
-    store = RedisStore(redis_server.url, prefix=prefix, fallback="raise")
+    store = RedisStore(redis_server.url, key_prefix=prefix, fallback="raise")
     store.put(("user", "zoe"), "k", {"text": "zoe's secret"})
     store.put(("user", "zoe", "notes"), "k", {"text": "more"})
     base = ["--url", redis_server.url, "--prefix", prefix]
@@ -508,7 +512,7 @@ def test_purge_and_import_of_an_owner_over_tls_and_sentinel(
         url = request.getfixturevalue("tls_redis").url()
     else:
         url = request.getfixturevalue("redis_sentinel").url
-    options: dict[str, Any] = {"prefix": prefix, "fallback": "raise"}
+    options: dict[str, Any] = {"key_prefix": prefix, "fallback": "raise"}
     saver = RedisSaver(url, **options)
     store = RedisStore(url, namespace_owner=1, **options)
     memory = MemoryStore.from_url(url, **options)
@@ -547,7 +551,9 @@ def _search_with_a_write_between(
     def embed(texts: list[str]) -> list[list[float]]:
         return [[float("tea" in t), float("coffee" in t), 0.01] for t in texts]
 
-    memory = MemoryStore.from_url(redis_server.url, prefix=prefix, fallback="raise", embed=embed)
+    memory = MemoryStore.from_url(
+        redis_server.url, key_prefix=prefix, fallback="raise", embed=embed
+    )
     memory.put("ns", "drink", "green tea")
     memory.put("ns", "other", "black coffee")
     scores = memory_module.vectors.scores

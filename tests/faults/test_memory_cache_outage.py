@@ -229,7 +229,7 @@ def test_search_in_an_outage_finds_what_another_process_wrote_and_this_one_found
     code = (
         "from chatkeep import MemoryStore\n"
         "embed = lambda texts: [[float('coffee' in t), float('tea' in t), 0.01] for t in texts]\n"
-        f"memory = MemoryStore.from_url({server.url!r}, prefix={prefix!r}, "
+        f"memory = MemoryStore.from_url({server.url!r}, key_prefix={prefix!r}, "
         "fallback='raise', embed=embed)\n"
         "memory.put(('user', 'u42'), 'drink', 'coffee black')\n"
         "memory.put(('user', 'u42'), 'other', 'green tea')\n"
