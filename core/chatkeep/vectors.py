@@ -39,6 +39,7 @@ __all__ = [
     "embed_query",
     "frame",
     "pack",
+    "rows",
     "scores",
     "texts_at",
     "vector_dims",
