@@ -24,7 +24,9 @@ from chatkeep.redis import (
     decode_value,
     encode_value,
     escape_id,
+    memory_owner,
     reply_text,
+    ttl_ms,
     unescape_id,
     validate_id,
 )
@@ -32,6 +34,10 @@ from chatkeep.redis import (
 __all__ = ["CheckpointThreads", "StoreNamespaces"]
 
 _PAGE = 200
+REGISTRY_GRACE_MS = 60_000
+"""How long the registry entry of a LangGraph store namespace found empty is kept
+after its last registration: a put registers its namespace, then writes its items, so
+a listing racing with it must not unregister it."""
 
 
 def _b64(data: bytes) -> str:
@@ -58,13 +64,14 @@ def _expires(pttl: Any) -> datetime | None:
 
 def _ttl_ms(ttl: Any, exported: Any, default: float | None) -> int:
     """The TTL to restore with (ms, 0 = never): ``ttl`` given to the import, else the
-    time the item had left when exported, else the configured default."""
+    time the item had left when exported, else the configured default. One out of
+    range (beyond chatkeep's longest TTL) is a ValueError, before anything is written."""
     if ttl is not UNSET:
-        return 0 if ttl is None else round(float(ttl) * 1000)
+        return ttl_ms(None if ttl is None else float(ttl))
     if exported is None:
         return 0
     if isinstance(exported, (int, float)) and not isinstance(exported, bool) and exported > 0:
-        return round(exported * 1000)
+        return ttl_ms(exported)
     return 0 if default is None else round(default * 1000)
 
 
@@ -127,10 +134,12 @@ class CheckpointThreads:
                     ("ZSCORE", index, escape_id(thread)),
                 ]
             replies = site.send(commands)
+            gone: list[str] = []
             for i, thread in enumerate(threads):
                 count, pttl, score = replies[3 * i : 3 * i + 3]
                 if not int(count):
-                    continue  # expired or deleted: the index entry is stale
+                    gone.append(thread)  # expired or deleted: the index entry is stale
+                    continue
                 yield DataItem(
                     thread,
                     owner or self._owner(site, thread),
@@ -138,9 +147,17 @@ class CheckpointThreads:
                     updated_at=_ms(score),
                     expires_at=_expires(pttl),
                 )
+            if gone:
+                # Stale entries leave the index listed (as RedisSaver.list(None) does),
+                # so that a purge by owner leaves no id of an expired thread behind.
+                escaped = [escape_id(thread) for thread in gone]
+                stale: list[Any] = [("ZREM", index, *escaped)]
+                if owner:
+                    stale.append(("ZREM", keys.checkpoint_threads(), *escaped))
+                site.send(stale)
             if len(threads) < _PAGE:
                 return
-            start += _PAGE
+            start += _PAGE - len(gone)
 
     def _entries(self, site: DataSite, thread: str, count: int) -> list[Any]:
         from ._layout import Page
@@ -219,30 +236,32 @@ class CheckpointThreads:
                 {_unb64(k): _unb64(v) for k, v in data["blobs"]},
                 [_unb64(m) for m in data["writes"]],
             )
-            runs = {
-                str(run): member
+            runs = [
+                (str(run), member)
                 for member, record in thread_data.records.items()
                 if (run := _header(record).get("m", {}).get("run_id"))
-            }
+            ]
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a LangGraph thread export ({exc})") from None
-        ttl_ms = _ttl_ms(ttl, data.get("ttl"), site.config.ttl)
-        site.run(self._family(site, ttl_ms).run(Load(thread, thread_data)))
+        left_ms = _ttl_ms(ttl, data.get("ttl"), site.config.ttl)
+        site.run(self._family(site, left_ms).run(Load(thread, thread_data)))
         keys = KeySchema(site.config.prefix)
         escaped = escape_id(thread).encode()
         now = int(time.time() * 1000)
         commands: list[Any] = [("ZADD", keys.checkpoint_threads(), now, escaped)]
         if owner:
             commands.append(("ZADD", keys.checkpoint_threads(owner), now, escaped))
-        for run, member in runs.items():
+        for run, member in runs:
             key = keys.checkpoint_run(run)
             commands.append(("ZADD", key, 0, escaped + b"\n" + member))
-            if ttl_ms > 0:
-                commands.append(("PEXPIRE", key, ttl_ms))
+            if left_ms > 0:
+                commands.append(("PEXPIRE", key, left_ms))
         site.send(commands)
         return len(thread_data.index)
 
     def delete(self, site: DataSite, items: list[DataItem]) -> int:
+        from ._layout import Dump
+
         keys = KeySchema(site.config.prefix)
         deleted = 0
         for item in items:
@@ -251,18 +270,33 @@ class CheckpointThreads:
                 ("DEL", *keys.checkpoints(item.id)),
                 ("ZREM", keys.checkpoint_threads(), escaped),
             ]
-            if item.owner:
-                commands.append(("ZREM", keys.checkpoint_threads(item.owner), escaped))
+            owners = {item.owner} if item.owner else set()
+            # The thread's entries in the run index and in the index of every user its
+            # checkpoints name go with it (a purge leaves no id of it behind).
+            data = site.run(self._family(site).run(Dump(item.id)))
+            for member, record in data.records.items() if data else ():
+                meta = _header(record).get("m", {})
+                if meta.get("run_id"):
+                    entry = escaped.encode() + b"\n" + member
+                    commands.append(("ZREM", keys.checkpoint_run(str(meta["run_id"])), entry))
+                if isinstance(meta.get("user_id"), str) and meta["user_id"]:
+                    owners.add(meta["user_id"])
+            for owner in sorted(owners):
+                commands.append(("ZREM", keys.checkpoint_threads(owner), escaped))
             deleted += 1 if int(site.send(commands)[0]) else 0
         return deleted
 
 
 def _header(record: bytes) -> dict[str, Any]:
-    """The JSON header of a stored checkpoint record ({} if it has none)."""
+    """The JSON header of a stored checkpoint record ({} if it has none, or one that
+    cannot be decoded: listing, export and purge go on without its owner and run)."""
     parts = record.split(b"\n", 2)
     if len(parts) < 3:
         return {}
-    header = decode_value(parts[1], True)
+    try:
+        header = decode_value(parts[1], True)
+    except ValueError:  # chatkeep's SerializationError
+        return {}
     return header if isinstance(header, dict) else {}
 
 
@@ -296,20 +330,31 @@ class StoreNamespaces:
         return {REGISTRY, *found}
 
     def items(self, site: DataSite, owner: str | None) -> Iterator[DataItem]:
+        from .store import REGISTRY
+
         with self._memory(site) as memory:
             for name, entry in sorted(self._registry(memory).items()):
-                found_owner = entry.get("owner")
+                namespace = tuple(entry.get("ns") or name.split("."))
+                found_owner = _owner(entry, namespace)
                 if owner is not None and found_owner != owner:
                     continue
-                namespace = tuple(entry.get("ns") or name.split("."))
                 keys = memory.list(namespace)
                 if not keys:
+                    # emptied (deleted or expired): its entries go, once no put can
+                    # be racing with this listing (a purge leaves no owner behind)
+                    at = entry.get("at")
+                    if not isinstance(at, int) or at < time.time() * 1000 - REGISTRY_GRACE_MS:
+                        memory.delete(REGISTRY, name)
+                        _unregister(site, namespace)
                     continue
-                records = memory.mget(namespace, keys, refresh=False)
+                try:
+                    records = memory.mget(namespace, keys, refresh=False)
+                except ValueError:  # a value that cannot be decoded: listed (and purged)
+                    records = []  # without its time of last update
                 updated = max((r.get("u", 0) for r in records if isinstance(r, dict)), default=0)
                 yield DataItem(
                     name,
-                    found_owner if isinstance(found_owner, str) else None,
+                    found_owner,
                     len(keys),
                     updated_at=(
                         datetime.fromtimestamp(updated / 1e6, tz=timezone.utc) if updated else None
@@ -328,7 +373,7 @@ class StoreNamespaces:
             keys = memory.list(namespace)
             if not keys:
                 return None
-            owner = self._registry(memory).get(item_id, {}).get("owner")
+            owner = _owner(self._registry(memory).get(item_id, {}), namespace)
             records = memory.mget(namespace, keys, refresh=False)
         items = [
             {
@@ -371,7 +416,7 @@ class StoreNamespaces:
             for i in items
         ):
             raise ValueError("not a LangGraph store namespace export (items)")
-        entry: dict[str, Any] = {"ns": list(namespace)}
+        entry: dict[str, Any] = {"ns": list(namespace), "at": int(time.time() * 1000)}
         if owner is not None:
             entry["owner"] = validate_id(owner, "owner")
         # Every item checked (key, JSON, size) before the first is written.
@@ -400,7 +445,21 @@ class StoreNamespaces:
                     memory.mdelete(namespace, keys)
                     deleted += 1
                 memory.delete(REGISTRY, item.id)
+                _unregister(site, namespace)
         return deleted
+
+
+def _owner(entry: dict[str, Any], namespace: tuple[str, ...]) -> str | None:
+    """A store namespace's owner: the one its store recorded, else chatkeep's rule for
+    long-term memory (``("user", <id>, ...)`` is ``<id>``'s)."""
+    recorded = entry.get("owner")
+    return recorded if isinstance(recorded, str) else memory_owner(namespace)
+
+
+def _unregister(site: DataSite, namespace: tuple[str, ...]) -> None:
+    """Drop a namespace from the long-term memory registry (the ``memory`` kind's)."""
+    member = ":".join(escape_id(part) for part in namespace)
+    site.send([("ZREM", KeySchema(site.config.prefix).memory_namespaces(), member)])
 
 
 def _us(value: Any) -> str | None:

@@ -44,7 +44,6 @@ import binascii
 import operator
 import sys
 import time
-from array import array
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -190,11 +189,11 @@ def _check_namespace(namespace: Namespace) -> Namespace:
 
 
 def _pack(vector: Sequence[float], dims: int) -> str:
-    if len(vector) != dims:
+    packed = vectors.coordinates(vector)  # finite numbers, else ConfigurationError
+    if len(packed) != dims:
         raise ConfigurationError(
-            f"the embedding has {plural(len(vector), 'dimension')}, index dims is {dims}"
+            f"the embedding has {plural(len(packed), 'dimension')}, index dims is {dims}"
         )
-    packed = array("f", vector)
     if sys.byteorder == "big":  # pragma: no cover - stored little-endian everywhere
         packed.byteswap()
     # base64 text, not JSON bytes: decoded here only for scoring, all at once
@@ -219,6 +218,7 @@ class _Plan:
     puts: dict[tuple[Namespace, str], PutOp] = field(default_factory=dict)
     texts: list[tuple[tuple[Namespace, str], str, str]] = field(default_factory=list)
     queries: list[str] = field(default_factory=list)
+    owners: dict[Namespace, str | None] = field(default_factory=dict)
     size: int = 0
 
 
@@ -256,7 +256,8 @@ class RedisStore(BaseStore, Closing):
     position of a namespace (``("memories", user_id)``, the shape of LangGraph's
     memory guides and LangMem; ``0`` for ``(user_id, ...)``), or give a function of
     the namespace returning the owner (or None); ``owner="u42"`` binds every namespace
-    this store writes to one user. Namespaces written without either have no owner.
+    this store writes to one user. Namespaces written without either have no owner
+    (but for the ``chatkeep`` command, ``("user", <id>, ...)`` belongs to ``<id>``).
     """
 
     supports_ttl = True
@@ -392,6 +393,10 @@ class RedisStore(BaseStore, Closing):
                     plan.queries.append(op.query)
             else:
                 raise InvalidArgumentError(f"unknown store operation {type(op).__name__}")
+        for (namespace, _), op in plan.puts.items():
+            # the owners are known before anything is written (a bad one writes nothing)
+            if op.value is not None and namespace not in plan.owners:
+                plan.owners[namespace] = self._owner_of(namespace)
         if self.embeddings is not None:
             for (namespace, key), op in plan.puts.items():
                 if op.value is None or op.index is False:
@@ -426,7 +431,7 @@ class RedisStore(BaseStore, Closing):
             vectors: dict[tuple[Namespace, str], Vectors] = defaultdict(list)
             for (where, label, _), vector in zip(plan.texts, embedded, strict=True):
                 vectors[where].append([label, _pack(vector, self._dims)])
-            self._put(plan.puts, vectors)
+            self._put(plan.puts, vectors, plan.owners)
         return results
 
     def _get(self, op: GetOp) -> Item | None:
@@ -448,6 +453,7 @@ class RedisStore(BaseStore, Closing):
         self,
         puts: dict[tuple[Namespace, str], PutOp],
         vectors: dict[tuple[Namespace, str], Vectors],
+        owners: dict[Namespace, str | None],
     ) -> None:
         by_namespace: dict[Namespace, list[PutOp]] = defaultdict(list)
         for (namespace, _), op in puts.items():
@@ -456,11 +462,19 @@ class RedisStore(BaseStore, Closing):
             if any(op.value is not None for op in ops):
                 # Registered first: an entry never expires (an item's TTL slides, an
                 # entry's would not); an emptied namespace costs one check when listing.
-                entry: dict[str, Any] = {"ns": list(namespace)}
-                found_owner = self._owner_of(namespace)
+                name = ".".join(namespace)
+                # "at": when it was registered (the chatkeep command keeps the entry of
+                # an emptied namespace a minute, for a put racing with its listing)
+                entry: dict[str, Any] = {"ns": list(namespace), "at": time.time_ns() // 10**6}
+                found_owner = owners.get(namespace)
+                if found_owner is None:
+                    # a store that knows no owner keeps the one another store recorded
+                    known = self._memory.get(REGISTRY, name, refresh=False)
+                    if isinstance(known, dict) and isinstance(known.get("owner"), str):
+                        found_owner = known["owner"]
                 if found_owner is not None:
                     entry["owner"] = found_owner
-                self._memory.put(REGISTRY, ".".join(namespace), entry, ttl=None)
+                self._memory.put(REGISTRY, name, entry, ttl=None)
             deleted = [op.key for op in ops if op.value is None]
             if deleted:
                 self._memory.mdelete(namespace, deleted)
@@ -515,8 +529,9 @@ class RedisStore(BaseStore, Closing):
         found.sort(key=lambda one: one[2]["u"], reverse=True)
         scores: list[float | None] = [None] * len(found)
         if query is not None:
+            checked = vectors.coordinates(query)  # a NaN query would make every score NaN
             stored = [[blob for _, blob in one[2].get("e", ())] for one in found]
-            scores = _scores(query, stored, self._dims)
+            scores = _scores(checked, stored, self._dims)
             order = sorted(
                 range(len(found)),
                 key=lambda i: (scores[i] is None, -(scores[i] or 0.0)),

@@ -48,6 +48,7 @@ __all__ = [
     "KeySchema",
     "Keys",
     "escape_id",
+    "memory_owner",
     "unescape_id",
     "utf8_text",
     "validate_id",
@@ -90,6 +91,13 @@ def escape_id(value: str) -> str:
 def unescape_id(value: str) -> str:
     """Inverse of :func:`escape_id`."""
     return unquote(value, errors="strict")
+
+
+def memory_owner(namespace: tuple[str, ...]) -> str | None:
+    """Whose a long-term memory namespace is: ``("user", <id>, ...)`` belongs to
+    ``<id>`` (user context), any other to no one. What ``chatkeep purge --owner``
+    deletes, whichever store wrote the namespace (MemoryStore, LangGraph's store)."""
+    return namespace[1] if len(namespace) >= 2 and namespace[0] == "user" else None
 
 
 class KeySchema:

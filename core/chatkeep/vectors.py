@@ -21,7 +21,7 @@ import operator
 import struct
 import sys
 from array import array
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .errors import ConfigurationError, InvalidArgumentError
@@ -34,10 +34,12 @@ except ImportError:  # pragma: no cover - numpy is optional
 __all__ = [
     "Embedder",
     "check_embedder",
+    "coordinates",
     "embed_documents",
     "embed_query",
     "frame",
     "pack",
+    "rows",
     "scores",
     "texts_at",
     "vector_dims",
@@ -89,9 +91,51 @@ async def _first(found: Any) -> Any:
 
 
 def _only(vectors: Any) -> Any:
-    if not isinstance(vectors, Sequence) or len(vectors) != 1:
+    return rows(vectors, 1)[0]
+
+
+def _sized(value: object) -> bool:
+    """Whether ``value`` is a list-like of items (a list, a tuple, a numpy array...)."""
+    return (
+        hasattr(value, "__len__")
+        and hasattr(value, "__iter__")
+        and not isinstance(value, (str, bytes, bytearray, Mapping))
+    )
+
+
+def coordinates(vector: object) -> array[float]:
+    """One embedding as float32 coordinates; :class:`ConfigurationError` unless it is a
+    non-empty list of finite numbers (NaN, infinities and values float32 cannot hold
+    would make every similarity NaN)."""
+    if isinstance(vector, array) and vector.typecode == "f":
+        packed = vector
+    else:
+        if not _sized(vector):
+            raise ConfigurationError("an embedding is not a list of numbers")
+        packed = array("f")
+        try:
+            packed.extend(float(x) for x in vector)  # type: ignore[attr-defined]
+        except (TypeError, ValueError, OverflowError) as error:
+            raise ConfigurationError(f"an embedding is not a list of numbers: {error}") from None
+    if not packed:
+        raise ConfigurationError("an embedding has no dimensions")
+    if not all(map(math.isfinite, packed)):
+        raise ConfigurationError(
+            "an embedding holds a coordinate that is not finite (NaN, infinity, or "
+            "beyond float32's range)"
+        )
+    return packed
+
+
+def rows(embedded: object, count: int) -> list[array[float]]:
+    """The ``count`` vectors an embedder returned for ``count`` texts, checked: one
+    per text, each finite numbers, all of one dimension count."""
+    if not _sized(embedded) or len(embedded) != count:  # type: ignore[arg-type]
         raise ConfigurationError("the embedding function must return one vector per text")
-    return vectors[0]
+    found = [coordinates(vector) for vector in embedded]  # type: ignore[attr-defined]
+    if len({len(vector) for vector in found}) > 1:
+        raise ConfigurationError("the embedding function returned vectors of different sizes")
+    return found
 
 
 def texts_at(value: Any, fields: Sequence[str] | None) -> list[str]:
@@ -120,18 +164,14 @@ def texts_at(value: Any, fields: Sequence[str] | None) -> list[str]:
 
 
 def pack(vectors: Sequence[Sequence[float]]) -> bytes:
-    """One blob of ``vectors`` (all of one dimension count)."""
+    """One blob of ``vectors`` (all of one dimension count, finite numbers)."""
     if not vectors:
         raise InvalidArgumentError("no vectors to store")
-    dims = len(vectors[0])
-    if dims == 0 or any(len(vector) != dims for vector in vectors):
-        raise ConfigurationError("the embedding function returned vectors of different sizes")
+    found = rows(vectors, len(vectors))
+    dims = len(found[0])
     packed = array("f")
-    try:
-        for vector in vectors:
-            packed.extend(float(x) for x in vector)
-    except (TypeError, ValueError) as error:
-        raise ConfigurationError(f"an embedding is not a list of numbers: {error}") from None
+    for vector in found:
+        packed.extend(vector)
     if sys.byteorder == "big":  # pragma: no cover - stored little-endian everywhere
         packed.byteswap()
     return _HEADER.pack(dims) + packed.tobytes()

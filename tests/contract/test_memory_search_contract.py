@@ -220,3 +220,44 @@ def test_embeddings_are_encrypted_with_the_values(harness: Harness, make_memory_
     job = next(k for k in keys if k.endswith(b":v:job"))
     client.hset(drink, "e", client.hget(job, "e"))
     assert [hit.key for hit in memory.search(USER, "python")] == ["job"]
+
+
+def test_an_embedding_that_is_not_finite_writes_nothing(make_memory_store: Any) -> None:
+    """NaN and infinite coordinates (and ones float32 cannot hold, such as 1e39) were
+    stored; search then returned ``score=nan`` and ranked arbitrarily (red team,
+    issue 16)."""
+    for bad in [math.nan, math.inf, -math.inf, 1e39]:
+        memory = make_memory_store(embed=lambda texts, bad=bad: [[bad, 1.0] for _ in texts])
+        with pytest.raises(ConfigurationError, match="finite"):
+            memory.put(USER, "k", "coffee")
+        assert memory.list(USER) == []
+
+
+def test_a_query_embedding_that_is_not_a_vector_is_a_clear_error(
+    make_memory_store: Any,
+) -> None:
+    """A query embedded as NaN found everything with score 0.0; one of words or a bare
+    number raised a raw ValueError/TypeError (red team, issue 16)."""
+    for query_vector in [[math.nan, 1.0], ["a", "b"], 1.0, [math.inf, 0.0]]:
+
+        def embed(texts: list[str], q: Any = query_vector) -> list[Any]:
+            return [q if text == "QUERY" else [1.0, 0.0] for text in texts]
+
+        memory = make_memory_store(embed=embed)
+        memory.put(USER, "k", "coffee")
+        with pytest.raises(ConfigurationError):
+            memory.search(USER, "QUERY")
+
+
+def test_an_empty_list_of_fields_embeds_nothing(make_memory_store: Any) -> None:
+    """``index=[]`` (no path to embed) embedded the whole value, unlike LangGraph's
+    stores, where an empty field list embeds nothing (red team, issue 16)."""
+    memory = make_memory_store(embed=embed_texts)
+    memory.put(USER, "k", {"text": "coffee"}, index=[])
+    assert memory.search(USER, "coffee") == []
+    assert memory.get(USER, "k") == {"text": "coffee"}
+    with pytest.raises(InvalidArgumentError):  # a path that is not one was dropped
+        memory.put(USER, "k", {"text": "coffee"}, index=[1])
+    none = make_memory_store(embed=embed_texts, embed_fields=[])
+    none.put(USER, "k2", {"text": "coffee"})
+    assert none.search(USER, "coffee") == []

@@ -217,3 +217,30 @@ def test_embeddings_survive_the_durable_journal(
         hits = memory.search(USER, "coffee")
         assert [hit.key for hit in hits] == ["a"]  # b was put without an embedding
         assert memory.get(USER, "b") == "tea"
+
+
+def test_search_in_an_outage_finds_what_another_process_wrote_and_this_one_found(
+    durable_redis_server: RedisServer, prefix: str, twin: Any
+) -> None:
+    """Values another process wrote, found here by a search (so the mirror holds
+    them), were not found by the same search in an outage: the mirror kept their
+    values but not their embeddings (red team, issue 16)."""
+    server = durable_redis_server
+    code = (
+        "from chatkeep import MemoryStore\n"
+        "embed = lambda texts: [[float('coffee' in t), float('tea' in t), 0.01] for t in texts]\n"
+        f"memory = MemoryStore.from_url({server.url!r}, key_prefix={prefix!r}, "
+        "fallback='raise', embed=embed)\n"
+        "memory.put(('user', 'u42'), 'drink', 'coffee black')\n"
+        "memory.put(('user', 'u42'), 'other', 'green tea')\n"
+    )
+    done = python(code, options=["-W", "ignore"])
+    assert done.returncode == 0, done.stderr
+    memory = twin(MemoryStore, AsyncMemoryStore, embed=_embed)
+    assert [hit.key for hit in memory.search(USER, "coffee", limit=1)] == ["drink"]
+    server.stop()
+    assert memory.get(USER, "drink") == "coffee black"  # the mirror holds it
+    assert [hit.key for hit in memory.search(USER, "coffee", limit=1)] == ["drink"]
+    assert memory.status().degraded
+    server.start()
+    until_recovered(lambda: memory.get(USER, "drink"), memory)

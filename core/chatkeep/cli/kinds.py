@@ -33,8 +33,10 @@ from chatkeep.redis import (
     decode_value,
     encode_value,
     escape_id,
+    memory_owner,
     register_data_kind,
     reply_text,
+    ttl_ms,
     unescape_id,
     validate_id,
 )
@@ -96,6 +98,7 @@ def _ttl_seconds(ttl: Any, exported: Any, default: float | None) -> float | None
     if exported is None:
         return None
     if isinstance(exported, (int, float)) and not isinstance(exported, bool) and exported > 0:
+        ttl_ms(exported)  # in range, checked before the line's first value is written
         return float(exported)
     return default
 
@@ -114,7 +117,7 @@ class MemoryNamespaces:
 
     @staticmethod
     def owner_of(namespace: tuple[str, ...]) -> str | None:
-        return namespace[1] if len(namespace) >= 2 and namespace[0] == "user" else None
+        return memory_owner(namespace)
 
     @staticmethod
     def _claimed(site: DataSite) -> set[tuple[str, ...]]:

@@ -99,6 +99,9 @@ class LocalMemory:
         self._entries.move_to_end((ns, key))
         self._by_ns.setdefault(ns, set()).add(key)
         self._bytes += entry.size
+        self._evict()
+
+    def _evict(self) -> None:
         while len(self._entries) > 1 and (
             (self._max is not None and len(self._entries) > self._max)
             or (self._max_bytes is not None and self._bytes > self._max_bytes)
@@ -155,11 +158,23 @@ class LocalMemory:
         """Keep the effect of ``op``, which Redis carried out with ``result``."""
         if isinstance(op, (Put, Delete)):
             self.do(op)
+        elif isinstance(op, Vectors):
+            # a search's embeddings, kept for the values held (a search in an outage
+            # ranks them too); a value read back changed drops its copy (_store)
+            now = now_ms()
+            with self._lock:
+                for key, blob in zip(op.keys, result, strict=True):
+                    entry = self._live(op.ns, key, now)
+                    if entry is not None and blob is not None and blob != entry.vector:
+                        self._bytes += len(blob) - (len(entry.vector) if entry.vector else 0)
+                        entry.vector = blob
+                self._evict()
         elif isinstance(op, Get):
             now = now_ms()
             with self._lock:
+                given = op.vectors or {}
                 for key, found in zip(op.keys, result, strict=True):
                     if found is None:
                         self._drop(op.ns, key)
                     else:
-                        self._store(op.ns, key, found, now, vector=True)
+                        self._store(op.ns, key, found, now, vector=given.get(key) or True)

@@ -33,6 +33,9 @@ class Get:
     ns: str
     keys: list[str]
     refresh: bool = True  # slide the TTLs of what is read (in sliding mode)
+    # A search's read of what it returns: the embeddings it just read of these keys,
+    # for the mirror to keep with the values (a search in an outage ranks them).
+    vectors: dict[str, bytes] | None = None
 
 
 @dataclass(slots=True)

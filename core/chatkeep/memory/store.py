@@ -219,13 +219,9 @@ class _MemoryStoreBase(FamilyStore):
         op = Put(ns, builtins.list(planned.values()))
         everything = [text for found in texts.values() for text in found]
         if everything:
-            embedded = yield Call(self._embed_documents, (everything,))
-            if not isinstance(embedded, Sequence) or len(embedded) != len(everything):
-                raise ConfigurationError("the embedding function must return one vector per text")
-            if len({len(vector) for vector in embedded}) > 1:
-                raise ConfigurationError(
-                    "the embedding function returned vectors of different sizes"
-                )
+            embedded = vectors.rows(
+                (yield Call(self._embed_documents, (everything,))), len(everything)
+            )
             op.vectors = {}
             at = 0
             for key, found in texts.items():
@@ -244,10 +240,17 @@ class _MemoryStoreBase(FamilyStore):
                 raise ConfigurationError("index= needs a store made with embed=")
             return False
         if index is None or index is True:
-            return self._embed_fields
-        if isinstance(index, str) or not isinstance(index, Sequence):
+            fields = self._embed_fields
+        elif (
+            isinstance(index, str)
+            or not isinstance(index, Sequence)
+            or not all(isinstance(path, str) and path for path in index)
+        ):
             raise InvalidArgumentError('index must be False or a list of paths such as ["text"]')
-        return [utf8_text(path, "index path") for path in index if isinstance(path, str)]
+        else:
+            fields = [utf8_text(path, "index path") for path in index]
+        # no path at all embeds nothing (as in LangGraph's stores), not the whole value
+        return False if fields == [] else fields
 
     def _embed_documents(self, texts: builtins.list[str]) -> Any:
         return vectors.embed_documents(self._embed, texts, awaited=self._asyncio)
@@ -355,7 +358,7 @@ class _MemoryStoreBase(FamilyStore):
         keys: builtins.list[str] = yield from self._call(List(ns, ""))
         if not keys:
             return []
-        vector = yield Call(self._embed_query, (query,))
+        vector = vectors.coordinates((yield Call(self._embed_query, (query,))))
         blobs = yield from self._call(Vectors(ns, keys))
         sealing = self.config.sealing
         scores = vectors.scores(
@@ -367,7 +370,11 @@ class _MemoryStoreBase(FamilyStore):
         )[:limit]
         if not ranked:
             return []
-        found: builtins.list[Found] = yield from self._call(Get(ns, [key for _, key in ranked]))
+        read = dict(zip(keys, blobs, strict=True))
+        returned = [key for _, key in ranked]
+        found: builtins.list[Found] = yield from self._call(
+            Get(ns, returned, vectors={key: read[key] for key in returned if read[key]})
+        )
         return [
             MemoryHit(key, decode_value(sealing.open_value(f[0], "memory", ns, key), f[1]), score)
             for (score, key), f in zip(ranked, found, strict=True)

@@ -36,8 +36,8 @@ from ..codec import (
     record_key_id,
     seal_record,
 )
-from ..config import config_from, store_options
-from ..keys import KeySchema, escape_id, unescape_id, validate_id
+from ..config import config_from, store_options, ttl_ms
+from ..keys import KeySchema, escape_id, memory_owner, unescape_id, validate_id
 from ..sealing import is_sealed_value
 from ..wording import a_or_an, plural
 from .circuit import (
@@ -171,6 +171,7 @@ __all__ = [
     "is_temporary",
     "load_features",
     "loads",
+    "memory_owner",
     "pending_writes",
     "register_family",
     "reply_int",
@@ -181,6 +182,7 @@ __all__ = [
     "run_script",
     "seal_record",
     "translate",
+    "ttl_ms",
     "unescape_id",
     "validate_id",
 ]
