@@ -18,8 +18,15 @@ def _is_documentation(file_path: Path) -> bool:
     )
 
 
+def _requested(file_path: Path, config: pytest.Config) -> bool:
+    """Whether the run asked for this file (or a folder holding it): pytest offers every
+    file of the root folder to this hook, even to a run of other paths only."""
+    asked = [Path(config.rootpath, arg.split("::")[0]).resolve() for arg in config.args]
+    return any(file_path == path or path in file_path.parents for path in asked)
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Any:
-    if not _is_documentation(file_path):
+    if not _is_documentation(file_path) or not _requested(file_path, parent.config):
         return None
     # Imported here: the redis-py floor run (make floor) collects no documentation
     # and does not install Sybil.
