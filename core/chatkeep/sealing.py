@@ -57,6 +57,7 @@ __all__ = [
     "KeyRing",
     "MAX_OPENED",
     "Sealing",
+    "VECTOR_FAMILY",
     "is_sealed_value",
     "key_from_text",
 ]
@@ -81,6 +82,10 @@ _NONCE = 12
 _VALUE_MARK = b"\x00ck1"
 _METHODS = {None: b"-", "zlib": b"z", "zstd": b"s"}
 _NAMES = {v: k for k, v in _METHODS.items()}
+
+
+VECTOR_FAMILY = "memory-vector"
+"""What a sealed embedding of a MemoryStore value is bound to (with namespace and key)."""
 
 
 def is_sealed_value(data: bytes) -> bool:

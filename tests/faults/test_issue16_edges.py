@@ -4,6 +4,7 @@ features (or is marked xfail with the reason it is not fixed)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import time
@@ -199,12 +200,6 @@ def test_langgraph_store_refuses_embeddings_that_are_not_finite(
     store.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the memory kind exports values without their embeddings (field e of the "
-    "value's hash); writing them back needs a way to put a value with given vectors, "
-    "which MemoryStore does not offer (a design question: reported, not fixed)",
-)
 def test_memory_namespaces_keep_their_embeddings_through_export_and_import(
     redis_server: RedisServer, prefix: str, tmp_path: Path
 ) -> None:
@@ -228,6 +223,43 @@ def test_memory_namespaces_keep_their_embeddings_through_export_and_import(
     assert [hit.key for hit in copied.search(("user", "zoe"), "tea")] == ["fact"]
     memory.close()
     copied.close()
+
+
+def test_encrypted_embeddings_are_exported_opened_and_sealed_again_on_import(
+    redis_server: RedisServer, prefix: str, tmp_path: Path
+) -> None:
+    """An export holds the embeddings opened (as it holds values); an import seals them
+    under its own key, bound to where they land."""
+
+    def embed(texts: list[str]) -> list[list[float]]:
+        return [[float("tea" in t), float("coffee" in t), 0.01] for t in texts]
+
+    key1, key2 = bytes(range(32)), bytes(range(40, 72))
+    with MemoryStore.from_url(
+        redis_server.url, key_prefix=prefix, embed=embed, encryption_keys={"k1": key1}
+    ) as memory:
+        memory.put(("user", "zoe"), "a", "green tea")
+        memory.put(("user", "zoe"), "b", "black coffee")
+    exported = tmp_path / "sealed.jsonl"
+    env1 = {"CHATKEEP_ENCRYPTION_KEYS": f"k1:{base64.b64encode(key1).decode()}"}
+    base = ["--url", redis_server.url]
+    assert (
+        invoke_cli([*base, "--prefix", prefix, "export", "-o", str(exported)], env=env1).code == 0
+    )
+    copy = prefix + "copy"
+    env2 = {"CHATKEEP_ENCRYPTION_KEYS": f"k2:{base64.b64encode(key2).decode()}"}
+    assert invoke_cli([*base, "--prefix", copy, "import", str(exported)], env=env2).code == 0
+    raw = redis.Redis.from_url(redis_server.url)
+    try:
+        for key in raw.scan_iter(match=f"{copy}:mem:*:v:*"):
+            blob = raw.hget(key, "e")
+            assert blob[:4] == b"\x00ck1" and blob[6 : 6 + blob[5]] == b"k2"
+    finally:
+        raw.close()
+    with MemoryStore.from_url(
+        redis_server.url, key_prefix=copy, embed=embed, encryption_keys={"k2": key2}
+    ) as copied:
+        assert [hit.key for hit in copied.search(("user", "zoe"), "coffee", limit=1)] == ["b"]
 
 
 def _import(server: RedisServer, prefix: str, path: Path, lines: list[dict[str, Any]]) -> str:
@@ -580,13 +612,6 @@ def test_a_value_deleted_during_a_search_is_not_returned(
     assert hits == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="search reads the embeddings, ranks them, then reads the values it returns: "
-    "a value replaced in between comes back with the score of the one it replaced (even "
-    "when put with index=False, which search should not find); closing the window needs "
-    "the value read to return its embedding too (a script change; reported, not fixed)",
-)
 def test_a_value_replaced_during_a_search_is_not_scored_as_the_old_one(
     redis_server: RedisServer, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -52,6 +52,7 @@ from chatkeep.redis import (
     DATA_KINDS,
     OWNED_DATA,
     PART_MARK,
+    VECTOR_FAMILY,
     Closing,
     Command,
     Connection,
@@ -407,7 +408,7 @@ class Admin(Closing):
                         key, "d", ("memory", ns, name), stored=stored, body=stored, result=result
                     )
                 if vector is not None and is_sealed_value(vector):
-                    where = ("memory-vector", ns, name)
+                    where = (VECTOR_FAMILY, ns, name)
                     self._rekey_value(key, "e", where, stored=vector, body=vector, result=result)
                 if progress is not None:
                     progress(result)

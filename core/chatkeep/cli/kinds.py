@@ -25,14 +25,16 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-from chatkeep import UNSET, MemoryStore, ResultCache
+from chatkeep import UNSET, MemoryStore, ResultCache, vectors
 from chatkeep.redis import (
+    VECTOR_FAMILY,
     DataItem,
     DataSite,
     KeySchema,
     decode_value,
     encode_value,
     escape_id,
+    is_sealed_value,
     memory_owner,
     register_data_kind,
     reply_text,
@@ -171,13 +173,31 @@ class MemoryNamespaces:
                 return None
             values = memory.mget(namespace, keys, refresh=False)
             ttls = [memory.ttl(namespace, key) for key in keys]
+        embeddings = self._embeddings(site, item_id, keys)
         items = []
-        for key, value, ttl in zip(keys, values, ttls, strict=True):
+        for key, value, ttl, embedding in zip(keys, values, ttls, embeddings, strict=True):
             if ttl == 0.0:
                 continue  # expired meanwhile
             data, tagged = encode_value(value, limit, f"value of key {key!r}")
-            items.append({"key": key, "value": json.loads(data), "tagged": tagged, "ttl": ttl})
+            item = {"key": key, "value": json.loads(data), "tagged": tagged, "ttl": ttl}
+            if embedding is not None:  # opened: an import seals it as its store says
+                item["embedding"] = base64.b64encode(embedding).decode("ascii")
+            items.append(item)
         return {"namespace": list(namespace), "items": items}
+
+    @staticmethod
+    def _embeddings(site: DataSite, ns: str, keys: list[str]) -> list[bytes | None]:
+        """The search embeddings of values (MemoryStore(embed=...)), opened."""
+        schema = KeySchema(site.config.prefix)
+        replies = site.send([("HGET", schema.memory_value(ns, key), "e") for key in keys])
+        sealing = site.config.sealing
+        found: list[bytes | None] = []
+        for key, reply in zip(keys, replies, strict=True):
+            blob = None if reply is None else bytes(reply)
+            if blob is not None and is_sealed_value(blob):
+                blob = sealing.open_value(blob, VECTOR_FAMILY, ns, key)
+            found.append(blob)
+        return found
 
     def restore(
         self, site: DataSite, item_id: str, owner: str | None, data: dict[str, Any], ttl: Any
@@ -195,11 +215,32 @@ class MemoryNamespaces:
             key = validate_id(item["key"], "key")
             value = decode_value(json.dumps(item["value"]), bool(item.get("tagged")))
             encode_value(value, limit, f"value of key {key!r}")
-            planned.append((key, value, _ttl_seconds(ttl, item.get("ttl"), site.config.ttl)))
+            embedding = self._embedding(item.get("embedding"))
+            seconds = _ttl_seconds(ttl, item.get("ttl"), site.config.ttl)
+            planned.append((key, value, seconds, embedding))
+        schema, sealing = KeySchema(site.config.prefix), site.config.sealing
         with MemoryStore(site.config) as memory:
-            for key, value, seconds in planned:
+            for key, value, seconds, embedding in planned:
                 memory.put(namespace, key, value, ttl=seconds)
+                if embedding is not None:  # beside the value, as the store's put keeps it
+                    stored = embedding
+                    if sealing.keys is not None:
+                        stored = sealing.seal_value(embedding, VECTOR_FAMILY, item_id, key)
+                    site.send([("HSET", schema.memory_value(item_id, key), "e", stored)])
         return len(planned)
+
+    @staticmethod
+    def _embedding(text: object) -> bytes | None:
+        """An exported embedding (base64 of a chatkeep.vectors blob), checked."""
+        if text is None:
+            return None
+        try:
+            blob = base64.b64decode(str(text), validate=True)
+        except (ValueError, TypeError):
+            raise ValueError("an embedding is not base64") from None
+        if not vectors.vector_dims(blob):
+            raise ValueError("an embedding is not a chatkeep.vectors blob")
+        return blob
 
     def delete(self, site: DataSite, items: list[DataItem]) -> int:
         registry = KeySchema(site.config.prefix).memory_namespaces()

@@ -125,15 +125,18 @@ class LocalMemory:
                 return [None if entry is None else entry.vector for entry in held]
             if isinstance(op, Get):
                 found: list[Found] = []
+                current: list[bytes | None] = []
                 for key in op.keys:
                     entry = self._live(op.ns, key, now)
+                    current.append(None if entry is None else entry.vector)
                     if entry is None:
                         found.append(None)
                         continue
                     if self._sliding and op.refresh and entry.ttl_ms > 0:
                         entry.expires = now + entry.ttl_ms
                     found.append((entry.data, entry.tagged, entry.ttl_ms))
-                return found
+                # a search's read also answers the embeddings as they are now (ops.Get)
+                return found if op.vectors is None else (found, current)
             if isinstance(op, Delete):
                 return sum(self._drop(op.ns, key) for key in op.keys)
             if isinstance(op, List):
@@ -172,9 +175,10 @@ class LocalMemory:
         elif isinstance(op, Get):
             now = now_ms()
             with self._lock:
-                given = op.vectors or {}
-                for key, found in zip(op.keys, result, strict=True):
+                found_list, current = result if op.vectors is not None else (result, None)
+                for i, (key, found) in enumerate(zip(op.keys, found_list, strict=True)):
                     if found is None:
                         self._drop(op.ns, key)
                     else:
-                        self._store(op.ns, key, found, now, vector=given.get(key) or True)
+                        vector = current[i] if current is not None else None
+                        self._store(op.ns, key, found, now, vector=vector or True)

@@ -33,8 +33,10 @@ class Get:
     ns: str
     keys: list[str]
     refresh: bool = True  # slide the TTLs of what is read (in sliding mode)
-    # A search's read of what it returns: the embeddings it just read of these keys,
-    # for the mirror to keep with the values (a search in an outage ranks them).
+    # A search's read of what it returns: the embeddings it ranked these keys by (the
+    # mirror keeps them with the values: a search in an outage ranks them). Such a read
+    # answers (values, embeddings as they are now), so a value replaced since it was
+    # ranked is not returned with the score of the one it replaced.
     vectors: dict[str, bytes] | None = None
 
 

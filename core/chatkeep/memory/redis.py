@@ -78,8 +78,9 @@ class RedisMemory(BaseFamily):
             return self._script("put", [index, *keys], args, int, registered)
         if isinstance(op, Get):
             keys = [self.keys.memory_value(op.ns, key) for key in op.keys]
-            args = [now, 1 if self.sliding and op.refresh else 0, *op.keys]
-            return self._script("get", [index, *keys], args, _found)
+            checked = op.vectors is not None  # a search's read: the embeddings too
+            args = [now, 1 if self.sliding and op.refresh else 0, 1 if checked else 0, *op.keys]
+            return self._script("get", [index, *keys], args, _found_with_e if checked else _found)
         if isinstance(op, Vectors):
             keys = [self.keys.memory_value(op.ns, key) for key in op.keys]
             return self._script("vectors", keys, [], _blobs)
@@ -150,6 +151,12 @@ def _found(reply: list[Any]) -> list[Found]:
         data, tagged, ttl = reply[i : i + 3]
         found.append(None if data is None else (bytes(data), _flag(tagged), int(ttl or 0)))
     return found
+
+
+def _found_with_e(reply: list[Any]) -> tuple[list[Found], list[bytes | None]]:
+    """Values and their embeddings as they are now (a search's read)."""
+    found = _found([field for i in range(0, len(reply), 4) for field in reply[i : i + 3]])
+    return found, _blobs(reply[3::4])
 
 
 def _blobs(reply: list[Any]) -> list[bytes | None]:

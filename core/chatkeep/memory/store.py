@@ -53,7 +53,7 @@ from ..redis.stores import (
     resolve_config,
     with_url,
 )
-from ..sealing import Sealing, is_sealed_value
+from ..sealing import VECTOR_FAMILY, Sealing, is_sealed_value
 from .local import LocalMemory
 from .ops import Delete, Found, Get, List, Put, Ttl, Vectors
 from .redis import RedisMemory
@@ -81,7 +81,6 @@ store's ``ttl`` (7 days unless configured). Override with ``MemoryStore(ttls={..
 Namespace = str | tuple[str, ...]
 """``"knowledge"`` or ``("user", "u42")``: each part 1..512 characters."""
 
-VECTOR_FAMILY = "memory-vector"  # what a sealed embedding is bound to, with namespace and key
 
 MIRROR_ENTRIES = 10_000  # values the fallback mirror keeps (least recently used go first)
 
@@ -372,13 +371,16 @@ class _MemoryStoreBase(FamilyStore):
             return []
         read = dict(zip(keys, blobs, strict=True))
         returned = [key for _, key in ranked]
-        found: builtins.list[Found] = yield from self._call(
+        found: builtins.list[Found]
+        current: builtins.list[bytes | None]
+        found, current = yield from self._call(
             Get(ns, returned, vectors={key: read[key] for key in returned if read[key]})
         )
         return [
             MemoryHit(key, decode_value(sealing.open_value(f[0], "memory", ns, key), f[1]), score)
-            for (score, key), f in zip(ranked, found, strict=True)
-            if f is not None  # deleted or expired since its embedding was read
+            for (score, key), f, now in zip(ranked, found, current, strict=True)
+            # gone (deleted, expired) or replaced since its embedding was ranked
+            if f is not None and now == read[key]
         ]
 
     @staticmethod
