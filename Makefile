@@ -55,10 +55,10 @@ FLOOR_TESTS := tests/contract/test_store_contract.py tests/contract/test_memory_
                tests/contract/test_cache_contract.py tests/contract/test_coordination_contract.py \
                tests/redis tests/faults/test_outage.py tests/unit
 
-$(FLOOR_VENV)/.installed-$(REDIS_FLOOR): pyproject.toml
+$(FLOOR_VENV)/.installed-$(REDIS_FLOOR): pyproject.toml Makefile
 	$(PYTHON) -m venv $(FLOOR_VENV)
 	$(FLOOR_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(FLOOR_VENV)/bin/python -m pip install --quiet -e ".[fast]" "redis==$(REDIS_FLOOR)" \
+	$(FLOOR_VENV)/bin/python -m pip install --quiet -e ".[fast,crypto,zstd]" "redis==$(REDIS_FLOOR)" \
 		pytest pytest-asyncio pytest-timeout hypothesis "fakeredis[lua]"
 	touch $@
 
