@@ -390,6 +390,7 @@ def parse(
 _PLAIN = Sealing()
 _HEAD_FIELDS = ("v", "id", "tk", "role", "ts")  # what stays plain, in this order
 _PAYLOAD_AT = b',"p":"'
+_BASE64_DIGITS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 # "b" of a sealed record: a chatkeep from before sealing refuses the record as one of an
 # unknown form (skipped and counted) instead of reading it as a message without content.
 _SEALED_FORM = 3
@@ -432,10 +433,16 @@ def _opened(
     at = raw.rfind(_PAYLOAD_AT)
     if type(payload) is not str or at < 0 or not raw.endswith(b'"}'):
         raise SerializationError("stored record has a malformed sealed payload")
+    encoded = raw[at + len(_PAYLOAD_AT) : -2]
+    # a2b_base64 skips what is not base64 and stops at padding: anything else in the
+    # payload's place (a plain field repeated after it, which JSON reads as the last
+    # word, unauthenticated) makes the record malformed.
+    if len(encoded) % 4 or encoded.rstrip(b"=").translate(None, _BASE64_DIGITS):
+        raise SerializationError("stored record has a malformed sealed payload")
     try:
         # Decoded from the record's bytes: a2b_base64 of bytes is twice as fast as
         # b64decode(validate=True) of the parsed str (what a long record costs to read).
-        body = binascii.a2b_base64(raw[at + len(_PAYLOAD_AT) : -2])
+        body = binascii.a2b_base64(encoded)
     except binascii.Error:
         raise SerializationError("stored record has a malformed sealed payload") from None
     if record.pop("b", None) != _SEALED_FORM:
