@@ -77,3 +77,41 @@ def test_an_unsealed_message_survives(redis_server: RedisServer, prefix: str) ->
         store.append("s", [Message(role="user", content="hello")])
         assert store.messages("s")[0].text == "hello"
         store.clear("s")
+
+
+def test_rekey_misses_no_record_when_a_writer_trims_the_session_meanwhile(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    # rekey reads a long session page by page by index; an append that trims the
+    # oldest records between two pages moved the next page's records left, past it:
+    # they stayed under the old key while rekey reported nothing left to do.
+    from chatkeep.cli.admin import PAGE, Admin
+    from chatkeep.config import StoreConfig
+
+    k2 = bytes(range(50, 82))
+    old = _store(redis_server, prefix, encryption_keys=KEYS)
+    old.append("s", [msg(f"m{i}") for i in range(PAGE + 10)])
+    old.close()
+    writer = _store(redis_server, prefix, encryption_keys={"k2": k2, "k1": K1})
+    trimming = _store(
+        redis_server, prefix, encryption_keys={"k2": k2, "k1": K1}, max_messages=PAGE + 10
+    )
+    config = StoreConfig.create(
+        url=redis_server.url, prefix=prefix, encryption_keys={"k2": k2, "k1": K1}
+    )
+    with Admin(config) as admin:
+        send = admin.send
+
+        def append_before_the_second_page(commands: list[Any], **kwargs: Any) -> list[Any]:
+            if commands[0][0] == "LRANGE" and commands[0][2] == PAGE:
+                trimming.append("s", [msg(f"new{i}") for i in range(10)])
+            return send(commands, **kwargs)
+
+        admin.send = append_before_the_second_page  # type: ignore[method-assign]
+        result = admin.rekey()
+    left = [r for r in _raw(redis_server).lrange(f"{prefix}:{{s}}:m", 0, -1) if b'"k":"k1"' in r]
+    assert len(left) == 0 or result.changed + result.unreadable > 0
+    assert len(writer.messages("s")) == PAGE + 10
+    writer.clear("s")
+    writer.close()
+    trimming.close()
