@@ -464,8 +464,19 @@ class Admin(Closing):
         sealing = self.config.sealing
         messages_key, _ = self.keys.session(session_id)
         start = 0
+        # Each page is read with the last record of the one before: a writer that
+        # trims, pops or inserts between two pages moves records past the walk by
+        # index, so when that record is not where it was the walk starts over
+        # (records already under the current key are only read again).
+        anchor: tuple[Any, ...] = ()
         while True:
-            (page,) = self.send([("LRANGE", messages_key, start, start + PAGE - 1)])
+            first = start - 1 if anchor else start
+            (page,) = self.send([("LRANGE", messages_key, first, start + PAGE - 1)])
+            if anchor:
+                if not page or page[0] not in anchor:
+                    start, anchor = 0, ()
+                    continue
+                page = page[1:]
             changes: list[Any] = []
             for at, raw in enumerate(page, start):
                 if record_key_id(raw) == result.key_id:
@@ -497,6 +508,8 @@ class Admin(Closing):
                 result.changed += len(changes) // 3 - done
             if len(page) < PAGE:
                 return
+            last = page[-1]
+            anchor = (last, changes[-1]) if changes and changes[-3] == start + PAGE - 1 else (last,)
             start += PAGE
 
     # -- export ---------------------------------------------------------------------------
