@@ -115,3 +115,50 @@ def test_rekey_misses_no_record_when_a_writer_trims_the_session_meanwhile(
     writer.clear("s")
     writer.close()
     trimming.close()
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    top: dict[str, Any] = {}
+    at = top
+    for _ in range(depth):
+        at["a"] = {}
+        at = at["a"]
+    return top
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"encryption_keys": KEYS}, {"compression": "zlib", "compression_threshold": 16}],
+    ids=["encrypted", "zlib"],
+)
+def test_a_deeply_nested_message_reads_back_sealed(
+    redis_server: RedisServer, prefix: str, options: dict[str, Any]
+) -> None:
+    # The writer allows MAX_DEPTH levels, past the 200 of the fast JSON parser; a
+    # plain record that deep is read with the stdlib parser, a sealed one's payload
+    # was not: its read raised a bare ValueError (the whole session unreadable).
+    written = Message(role="user", content="deep " * 20, metadata=_nested(240))
+    with _store(redis_server, prefix, **options) as store:
+        store.append("s", [written])
+        assert store.messages("s") == [written]
+        store.clear("s")
+
+
+def test_a_sealed_payload_that_is_not_json_is_skipped(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    import base64
+    import zlib
+
+    body = base64.b64encode(zlib.compress(b"not json at all")).decode()
+    head = '{"v":1,"id":"x","tk":1,"role":"user","ts":1,"z":"zlib","b":3,"p":"'
+    forged = head + body + '"}'
+    with _store(redis_server, prefix, compression="zlib") as store:
+        store.append("s", [msg("kept")])
+        _raw(redis_server).rpush(f"{prefix}:{{s}}:m", forged)
+        assert [m.text for m in store.messages("s")] == ["kept"]
+        assert store.status().skipped_records == 1
+    with _store(redis_server, prefix, compression="zlib", strict=True) as strict:
+        with pytest.raises(SerializationError):
+            strict.messages("s")
+        strict.clear("s")
