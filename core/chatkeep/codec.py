@@ -453,7 +453,11 @@ def _opened(
             raise SerializationError("stored record has a malformed key id")
         start = raw[: at + 1]
         body = sealing.unlock(key_id, body, record_context(session_id) + start)
-    rest = loads(sealing.unpack(record.pop("z", None), body))
+    opened = sealing.unpack(record.pop("z", None), body)
+    try:
+        rest = loads(opened)
+    except ValueError as exc:  # as deep as the writer allows, or not JSON
+        rest = _deep(opened, exc)
     if type(rest) is not dict:
         raise SerializationError("stored record has a malformed sealed payload")
     rest.update(record)
