@@ -162,3 +162,28 @@ def test_a_sealed_payload_that_is_not_json_is_skipped(
         with pytest.raises(SerializationError):
             strict.messages("s")
         strict.clear("s")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the flag byte before a cache value (bytes tagged or not) is outside the "
+    "associated data; binding it changes what sealed values written so far decrypt under",
+)
+def test_a_cache_values_tagging_flag_flipped_is_refused(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    # The flag says whether {"$b64": ...} in the value stands for bytes: flipped, a
+    # cached b"..." comes back as a dict (or a dict of yours as bytes), unauthenticated.
+    from chatkeep import ResultCache
+
+    with ResultCache.from_url(
+        redis_server.url, key_prefix=prefix, namespace="tools", encryption_keys=KEYS
+    ) as cache:
+        cache.set({"q": 1}, b"secret bytes")
+        key = f"{prefix}:cache:tools:{{{cache.key({'q': 1})}}}"
+        raw = _raw(redis_server)
+        stored = raw.get(key)
+        assert stored is not None and stored[:1] == b"1"
+        raw.set(key, b"0" + stored[1:], keepttl=True)
+        with pytest.raises(SerializationError):
+            cache.get({"q": 1})
