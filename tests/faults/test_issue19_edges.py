@@ -187,3 +187,37 @@ def test_a_cache_values_tagging_flag_flipped_is_refused(
         raw.set(key, b"0" + stored[1:], keepttl=True)
         with pytest.raises(SerializationError):
             cache.get({"q": 1})
+
+
+def test_rekey_encrypts_embeddings_written_plain(redis_server: RedisServer, prefix: str) -> None:
+    # rekey encrypts plain records and values; a MemoryStore's embeddings written
+    # before encryption was turned on stayed plain (they give away something of the
+    # text, docs/security-at-rest.md) while rekey reported nothing left.
+    import base64
+
+    from chatkeep import MemoryStore
+    from tests.cli.conftest import invoke_cli
+
+    def embed(texts: list[str]) -> list[list[float]]:
+        # 256 dimensions: a plain embedding's first byte is NUL, as a sealed one's
+        return [[float("tea" in t), float("coffee" in t), 1.0] + [0.0] * 253 for t in texts]
+
+    options: dict[str, Any] = {"url": redis_server.url, "key_prefix": prefix, "embed": embed}
+    with MemoryStore.from_url(**options) as memory:
+        memory.put(("user", "u1"), "a", "green tea")
+        memory.put(("user", "u1"), "b", "black coffee")
+    result = invoke_cli(
+        ["--url", redis_server.url, "--prefix", prefix, "rekey"],
+        env={"CHATKEEP_ENCRYPTION_KEYS": f"k1:{base64.b64encode(K1).decode()}"},
+    )
+    assert result.code == 0, result.err
+    raw = _raw(redis_server)
+    for key in raw.scan_iter(match=f"{prefix}:mem:*:v:*"):
+        for field in (b"d", b"e"):
+            stored = raw.hget(key, field)
+            assert stored is not None and stored[:4] == b"\x00ck1", field
+            assert stored[6 : 6 + stored[5]] == b"k1", field
+    with MemoryStore.from_url(**options, encryption_keys=KEYS) as memory:
+        assert [hit.key for hit in memory.search(("user", "u1"), "tea", limit=1)] == ["a"]
+        memory.delete(("user", "u1"), "a")
+        memory.delete(("user", "u1"), "b")
