@@ -407,7 +407,7 @@ class Admin(Closing):
                     self._rekey_value(
                         key, "d", ("memory", ns, name), stored=stored, body=stored, result=result
                     )
-                if vector is not None and is_sealed_value(vector):
+                if vector is not None:  # plain ones too: embeddings tell of the text
                     where = (VECTOR_FAMILY, ns, name)
                     self._rekey_value(key, "e", where, stored=vector, body=vector, result=result)
                 if progress is not None:
@@ -445,7 +445,13 @@ class Admin(Closing):
             return
         family, *parts = where
         try:
-            sealed = sealing.seal_value(sealing.open_value(body, family, *parts), family, *parts)
+            # A plain embedding has no envelope, and its first byte may be NUL (a
+            # sealed value's mark): only one with the whole mark is opened.
+            if kind == "e" and not is_sealed_value(body):
+                opened = body
+            else:
+                opened = sealing.open_value(body, family, *parts)
+            sealed = sealing.seal_value(opened, family, *parts)
         except (SerializationError, ConfigurationError):
             result.unreadable += 1
             return
