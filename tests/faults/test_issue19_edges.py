@@ -221,3 +221,53 @@ def test_rekey_encrypts_embeddings_written_plain(redis_server: RedisServer, pref
         assert [hit.key for hit in memory.search(("user", "u1"), "tea", limit=1)] == ["a"]
         memory.delete(("user", "u1"), "a")
         memory.delete(("user", "u1"), "b")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a LangGraph channel value unchanged since the old key stays sealed under it "
+    "while the thread lives (every new checkpoint refers to it; keep_last keeps it), and "
+    "rekey does not cover checkpoints: covering them is a new rekey pass",
+)
+def test_a_langgraph_thread_survives_the_documented_rotation(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    # docs/security-at-rest.md, key rotation step 4: checkpoints under the old key
+    # stay readable while it is in the ring; wait for their TTL or keep_last to prune
+    # them, then drop the old key. A channel written once before the rotation is
+    # still under the old key after any number of new checkpoints.
+    pytest.importorskip("langgraph")
+    from typing import TypedDict
+
+    from langgraph.graph import START, StateGraph
+
+    from chatkeep_langgraph import RedisSaver
+
+    k2 = bytes(range(50, 82))
+
+    class State(TypedDict, total=False):
+        profile: str
+        count: int
+
+    def step(state: State) -> dict[str, Any]:
+        out: dict[str, Any] = {"count": state.get("count", 0) + 1}
+        if "profile" not in state:
+            out["profile"] = "written once, before the rotation"
+        return out
+
+    def graph(saver: RedisSaver) -> Any:
+        builder = StateGraph(State)
+        builder.add_node("step", step)
+        builder.add_edge(START, "step")
+        return builder.compile(checkpointer=saver)
+
+    config: Any = {"configurable": {"thread_id": "t1"}}
+    options: dict[str, Any] = {"key_prefix": prefix, "keep_last": 2}
+    with RedisSaver.from_url(redis_server.url, encryption_keys=KEYS, **options) as saver:
+        graph(saver).invoke({}, config)
+    rotated = {"k2": k2, "k1": K1}
+    with RedisSaver.from_url(redis_server.url, encryption_keys=rotated, **options) as saver:
+        for _ in range(5):  # more new checkpoints than keep_last keeps
+            graph(saver).invoke({}, config)
+    with RedisSaver.from_url(redis_server.url, encryption_keys={"k2": k2}, **options) as saver:
+        assert graph(saver).get_state(config).values["count"] == 6
