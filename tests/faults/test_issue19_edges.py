@@ -271,3 +271,23 @@ def test_a_langgraph_thread_survives_the_documented_rotation(
             graph(saver).invoke({}, config)
     with RedisSaver.from_url(redis_server.url, encryption_keys={"k2": k2}, **options) as saver:
         assert graph(saver).get_state(config).values["count"] == 6
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a memory value's tagging field (b) is outside the associated data, as the "
+    "cache's flag byte; binding it changes what sealed values written so far decrypt under",
+)
+def test_a_memory_values_tagging_field_flipped_is_refused(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    from chatkeep import MemoryStore
+
+    with MemoryStore.from_url(redis_server.url, key_prefix=prefix, encryption_keys=KEYS) as memory:
+        memory.put(("u1", "notes"), "a", b"secret bytes")
+        key = f"{prefix}:mem:{{u1:notes}}:v:a"
+        raw = _raw(redis_server)
+        assert raw.hget(key, "b") == b"1"
+        raw.hset(key, "b", b"0")
+        with pytest.raises(SerializationError):
+            memory.get(("u1", "notes"), "a")
