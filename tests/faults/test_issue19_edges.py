@@ -291,3 +291,17 @@ def test_a_memory_values_tagging_field_flipped_is_refused(
         raw.hset(key, "b", b"0")
         with pytest.raises(SerializationError):
             memory.get(("u1", "notes"), "a")
+
+
+@pytest.mark.parametrize("options", [{}, {"encryption_keys": KEYS}], ids=["plain", "encrypted"])
+def test_a_deeply_nested_memory_value_reads_back(
+    redis_server: RedisServer, prefix: str, options: dict[str, Any]
+) -> None:
+    # The same depth limit as records (found with them): a value the writer accepts,
+    # nested past the fast parser's 200 levels, was refused as "not valid JSON".
+    from chatkeep import MemoryStore
+
+    with MemoryStore.from_url(redis_server.url, key_prefix=prefix, **options) as memory:
+        memory.put(("u1", "notes"), "deep", _nested(240))
+        assert memory.get(("u1", "notes"), "deep") == _nested(240)
+        memory.delete(("u1", "notes"), "deep")
