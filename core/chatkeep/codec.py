@@ -210,9 +210,12 @@ def encode_value(value: Any, limit: int, what: str) -> tuple[bytes, bool]:
 def decode_value(data: bytes | str, tagged: bool) -> Any:
     """The inverse of :func:`encode_value`. Raises :class:`SerializationError`."""
     try:
-        value = loads(data)
+        try:
+            value = loads(data)
+        except ValueError as exc:  # as deep as the writer allows, or not JSON
+            value = _deep(data, exc)
         return _untag(value) if tagged else value
-    except (ValueError, binascii.Error):
+    except (SerializationError, ValueError, binascii.Error):
         raise SerializationError("stored value is not valid JSON") from None
 
 
