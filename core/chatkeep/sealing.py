@@ -59,6 +59,7 @@ __all__ = [
     "Sealing",
     "VECTOR_FAMILY",
     "is_sealed_value",
+    "value_form",
     "key_from_text",
 ]
 
@@ -86,6 +87,12 @@ _NAMES = {v: k for k, v in _METHODS.items()}
 
 VECTOR_FAMILY = "memory-vector"
 """What a sealed embedding of a MemoryStore value is bound to (with namespace and key)."""
+
+
+def value_form(tagged: bool) -> str:
+    """How a value's JSON is read back (``bytes`` tagged or plain ``json``): bound into
+    its encryption with its place, so flipping the flag stored beside it fails."""
+    return "bytes" if tagged else "json"
 
 
 def is_sealed_value(data: bytes) -> bool:

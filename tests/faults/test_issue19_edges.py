@@ -164,11 +164,6 @@ def test_a_sealed_payload_that_is_not_json_is_skipped(
         strict.clear("s")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the flag byte before a cache value (bytes tagged or not) is outside the "
-    "associated data; binding it changes what sealed values written so far decrypt under",
-)
 def test_a_cache_values_tagging_flag_flipped_is_refused(
     redis_server: RedisServer, prefix: str
 ) -> None:
@@ -273,11 +268,6 @@ def test_a_langgraph_thread_survives_the_documented_rotation(
         assert graph(saver).get_state(config).values["count"] == 6
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a memory value's tagging field (b) is outside the associated data, as the "
-    "cache's flag byte; binding it changes what sealed values written so far decrypt under",
-)
 def test_a_memory_values_tagging_field_flipped_is_refused(
     redis_server: RedisServer, prefix: str
 ) -> None:

@@ -54,6 +54,7 @@ from ..redis.stores import (
     resolve_config,
     with_url,
 )
+from ..sealing import value_form
 from .local import LocalCache
 from .ops import Claim, Claimed, Clear, Delete, Release, Set
 from .redis import RedisResults
@@ -193,12 +194,13 @@ class _CacheBase(FamilyStore):
         data, tagged = encode_value(value, self.config.max_message_bytes, "cached value")
         sealing = self.config.sealing
         if sealing.active:  # bound to this namespace and key (docs/security-at-rest.md)
-            data = sealing.seal_value(data, "cache", self.namespace, digest)
+            data = sealing.seal_value(data, "cache", self.namespace, digest, value_form(tagged))
         return (b"1" if tagged else b"0") + data
 
     def _decode(self, data: bytes, digest: str) -> Any:
-        value = self.config.sealing.open_value(data[1:], "cache", self.namespace, digest)
-        return decode_value(value, data[:1] == b"1")
+        tagged = data[:1] == b"1"
+        where = (self.namespace, digest, value_form(tagged))
+        return decode_value(self.config.sealing.open_value(data[1:], "cache", *where), tagged)
 
     def _count(self, hit: bool) -> None:
         if hit:

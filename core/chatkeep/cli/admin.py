@@ -77,6 +77,7 @@ from chatkeep.redis import (
     session_part,
     unescape_id,
     validate_id,
+    value_form,
 )
 
 from . import kinds as _kinds
@@ -402,14 +403,14 @@ class Admin(Closing):
             for member in members:
                 name = reply_text(member) or ""
                 key = keys.memory_value(ns, name)
-                ((stored, vector),) = self.send([("HMGET", key, "d", "e")])
+                ((stored, vector, tagged),) = self.send([("HMGET", key, "d", "e", "b")])
                 if stored is not None:
-                    self._rekey_value(
-                        key, "d", ("memory", ns, name), stored=stored, body=stored, result=result
-                    )
+                    form = value_form(reply_text(tagged) == "1")
+                    at: tuple[str, ...] = ("memory", ns, name, form)
+                    self._rekey_value(key, "d", at, stored=stored, body=stored, result=result)
                 if vector is not None:  # plain ones too: embeddings tell of the text
-                    where = (VECTOR_FAMILY, ns, name)
-                    self._rekey_value(key, "e", where, stored=vector, body=vector, result=result)
+                    at = (VECTOR_FAMILY, ns, name)
+                    self._rekey_value(key, "e", at, stored=vector, body=vector, result=result)
                 if progress is not None:
                     progress(result)
         for escaped, _ in _kinds._scan(self, keys.cache_namespaces()):
@@ -420,7 +421,7 @@ class Admin(Closing):
                 key = keys.cache_entry(namespace, digest)[0]
                 (stored,) = self.send([("GET", key)])
                 if stored is not None:  # a flag byte, then the value
-                    where = ("cache", namespace, digest)
+                    where = ("cache", namespace, digest, value_form(stored[:1] == b"1"))
                     self._rekey_value(
                         key, "s", where, stored=stored, body=stored[1:], result=result
                     )
@@ -431,7 +432,7 @@ class Admin(Closing):
         self,
         key: str,
         kind: str,
-        where: tuple[str, str, str],
+        where: tuple[str, ...],
         *,
         stored: bytes,
         body: bytes,

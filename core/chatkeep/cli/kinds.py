@@ -41,6 +41,7 @@ from chatkeep.redis import (
     ttl_ms,
     unescape_id,
     validate_id,
+    value_form,
 )
 
 __all__ = ["CacheNamespaces", "MemoryNamespaces"]
@@ -292,8 +293,9 @@ class CacheNamespaces:
                 # Opened here (a store with compression or encryption seals its values):
                 # flag byte + the value's JSON, as a plain cache stores it.
                 data = bytes(data)
+                form = value_form(data[:1] == b"1")
                 data = data[:1] + site.config.sealing.open_value(
-                    data[1:], "cache", namespace, digest
+                    data[1:], "cache", namespace, digest, form
                 )
                 found.append((digest, data, None if pttl < 0 else pttl / 1000))
         return found
@@ -355,7 +357,10 @@ class CacheNamespaces:
                 entry.get("value"), ensure_ascii=False, separators=(",", ":")
             ).encode()
             if site.config.sealing.active:  # sealed as the cache itself would write it
-                value = site.config.sealing.seal_value(value, "cache", namespace, entry["digest"])
+                form = value_form(bool(entry.get("tagged")))
+                value = site.config.sealing.seal_value(
+                    value, "cache", namespace, entry["digest"], form
+                )
             stored = (b"1" if entry.get("tagged") else b"0") + value
             seconds = _ttl_seconds(ttl, entry.get("ttl"), site.config.ttl)
             key = keys.cache_entry(namespace, entry["digest"])[0]

@@ -53,7 +53,7 @@ from ..redis.stores import (
     resolve_config,
     with_url,
 )
-from ..sealing import VECTOR_FAMILY, Sealing, is_sealed_value
+from ..sealing import VECTOR_FAMILY, Sealing, is_sealed_value, value_form
 from .local import LocalMemory
 from .ops import Delete, Found, Get, List, Put, Ttl, Vectors
 from .redis import RedisMemory
@@ -211,7 +211,7 @@ class _MemoryStoreBase(FamilyStore):
             checked = validate_id(key, "key")
             data, tagged = encode_value(value, limit, f"value of key {checked!r}")
             if sealing.active:  # bound to this namespace and key (docs/security-at-rest.md)
-                data = sealing.seal_value(data, "memory", ns, checked)
+                data = sealing.seal_value(data, "memory", ns, checked, value_form(tagged))
             planned[checked] = (checked, data, tagged, ms)
             if fields is not False:
                 texts[checked] = vectors.texts_at(value, fields)
@@ -313,7 +313,7 @@ class _MemoryStoreBase(FamilyStore):
         found: builtins.list[Found] = yield from self._call(Get(ns, checked, bool(refresh)))
         sealing = self.config.sealing
         return [
-            default if f is None else decode_value(sealing.open_value(f[0], "memory", ns, k), f[1])
+            default if f is None else decode_value(self._opened_value(sealing, ns, k, f), f[1])
             for f, k in zip(found, checked, strict=True)
         ]
 
@@ -377,11 +377,16 @@ class _MemoryStoreBase(FamilyStore):
             Get(ns, returned, vectors={key: read[key] for key in returned if read[key]})
         )
         return [
-            MemoryHit(key, decode_value(sealing.open_value(f[0], "memory", ns, key), f[1]), score)
+            MemoryHit(key, decode_value(self._opened_value(sealing, ns, key, f), f[1]), score)
             for (score, key), f, now in zip(ranked, found, current, strict=True)
             # gone (deleted, expired) or replaced since its embedding was ranked
             if f is not None and now == read[key]
         ]
+
+    @staticmethod
+    def _opened_value(sealing: Sealing, ns: str, key: str, found: tuple[bytes, bool, int]) -> bytes:
+        """A stored value's JSON (opened where it is sealed)."""
+        return sealing.open_value(found[0], "memory", ns, key, value_form(found[1]))
 
     @staticmethod
     def _open_vector(sealing: Sealing, ns: str, key: str, blob: bytes | None) -> bytes | None:

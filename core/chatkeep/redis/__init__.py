@@ -38,7 +38,7 @@ from ..codec import (
 )
 from ..config import config_from, store_options, ttl_ms
 from ..keys import KeySchema, escape_id, memory_owner, unescape_id, validate_id
-from ..sealing import VECTOR_FAMILY, is_sealed_value
+from ..sealing import VECTOR_FAMILY, is_sealed_value, value_form
 from ..wording import a_or_an, plural
 from .circuit import (
     FAMILIES,
@@ -168,6 +168,7 @@ __all__ = [
     "is_cluster_client",
     "is_sealed",
     "is_sealed_value",
+    "value_form",
     "VECTOR_FAMILY",
     "is_temporary",
     "load_features",
