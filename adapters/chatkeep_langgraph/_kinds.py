@@ -21,7 +21,6 @@ from chatkeep.redis import (
     DataItem,
     DataSite,
     KeySchema,
-    decode_value,
     encode_value,
     escape_id,
     memory_owner,
@@ -30,6 +29,8 @@ from chatkeep.redis import (
     unescape_id,
     validate_id,
 )
+
+from ._layout import record_header
 
 __all__ = ["CheckpointThreads", "StoreNamespaces"]
 
@@ -167,7 +168,7 @@ class CheckpointThreads:
     def _owner(self, site: DataSite, thread: str) -> str | None:
         """The ``user_id`` of the thread's newest checkpoint (any namespace)."""
         for _, record, _, _ in self._entries(site, thread, 1):
-            owner = _header(record).get("m", {}).get("user_id")
+            owner = record_header(record).get("m", {}).get("user_id")
             return str(owner) if owner else None
         return None
 
@@ -239,7 +240,7 @@ class CheckpointThreads:
             runs = [
                 (str(run), member)
                 for member, record in thread_data.records.items()
-                if (run := _header(record).get("m", {}).get("run_id"))
+                if (run := record_header(record).get("m", {}).get("run_id"))
             ]
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a LangGraph thread export ({exc})") from None
@@ -260,44 +261,17 @@ class CheckpointThreads:
         return len(thread_data.index)
 
     def delete(self, site: DataSite, items: list[DataItem]) -> int:
-        from ._layout import Dump
+        from ._layout import Delete
 
         keys = KeySchema(site.config.prefix)
         deleted = 0
         for item in items:
-            escaped = escape_id(item.id)
-            commands: list[Any] = [
-                ("DEL", *keys.checkpoints(item.id)),
-                ("ZREM", keys.checkpoint_threads(), escaped),
-            ]
-            owners = {item.owner} if item.owner else set()
-            # The thread's entries in the run index and in the index of every user its
-            # checkpoints name go with it (a purge leaves no id of it behind).
-            data = site.run(self._family(site).run(Dump(item.id)))
-            for member, record in data.records.items() if data else ():
-                meta = _header(record).get("m", {})
-                if meta.get("run_id"):
-                    entry = escaped.encode() + b"\n" + member
-                    commands.append(("ZREM", keys.checkpoint_run(str(meta["run_id"])), entry))
-                if isinstance(meta.get("user_id"), str) and meta["user_id"]:
-                    owners.add(meta["user_id"])
-            for owner in sorted(owners):
-                commands.append(("ZREM", keys.checkpoint_threads(owner), escaped))
-            deleted += 1 if int(site.send(commands)[0]) else 0
+            # The family's delete also drops the thread's entries in the run index and
+            # in the index of every user its checkpoints name (a purge leaves no id).
+            deleted += 1 if int(site.run(self._family(site).run(Delete(item.id)))) else 0
+            if item.owner:  # the owner it was listed under, in case no record names it
+                site.send([("ZREM", keys.checkpoint_threads(item.owner), escape_id(item.id))])
         return deleted
-
-
-def _header(record: bytes) -> dict[str, Any]:
-    """The JSON header of a stored checkpoint record ({} if it has none, or one that
-    cannot be decoded: listing, export and purge go on without its owner and run)."""
-    parts = record.split(b"\n", 2)
-    if len(parts) < 3:
-        return {}
-    try:
-        header = decode_value(parts[1], True)
-    except ValueError:  # chatkeep's SerializationError
-        return {}
-    return header if isinstance(header, dict) else {}
 
 
 class StoreNamespaces:

@@ -111,6 +111,37 @@ class Writes:
     items: tuple[tuple[bytes, bytes, bool], ...]  # (prefix, member, replace)
 
 
+def record_header(record: bytes) -> dict[str, Any]:
+    """The JSON header of a stored checkpoint record ({} if it has none, or one that
+    cannot be decoded: deleting, listing, export and purge go on without its owner and
+    run)."""
+    parts = record.split(b"\n", 2)
+    if len(parts) < 3:
+        return {}
+    try:
+        header = decode_value(parts[1], True)
+    except ValueError:  # chatkeep's SerializationError
+        return {}
+    return header if isinstance(header, dict) else {}
+
+
+def index_entries(thread: str, data: ThreadData) -> tuple[set[str], dict[str, list[bytes]]]:
+    """Where a thread is named outside its own keys, from its records: the owners whose
+    index holds it, and its entries in the run index by run id."""
+    escaped = escape_id(thread).encode()
+    owners: set[str] = set()
+    runs: dict[str, list[bytes]] = {}
+    for member, record in data.records.items():
+        meta = record_header(record).get("m", {})
+        if not isinstance(meta, dict):
+            continue
+        if meta.get("run_id"):
+            runs.setdefault(str(meta["run_id"]), []).append(escaped + b"\n" + member)
+        if isinstance(meta.get("user_id"), str) and meta["user_id"]:
+            owners.add(meta["user_id"])
+    return owners, runs
+
+
 @dataclass(frozen=True, slots=True)
 class Delete:
     thread: str
@@ -582,7 +613,15 @@ class MemoryCheckpoints:
             if isinstance(op, Dump):
                 return self._dump(op)
             if isinstance(op, Delete):
-                self._index.get("", {}).pop(op.thread, None)
+                owners, runs = index_entries(op.thread, self._dump(Dump(op.thread)))
+                for owner in {"", *owners}:
+                    self._index.get(owner, {}).pop(op.thread, None)
+                for run, entries in runs.items():
+                    kept = self._runs.get(run, set()) - set(entries)
+                    if kept:
+                        self._runs[run] = kept
+                    else:
+                        self._runs.pop(run, None)
                 return 1 if self._forget(op.thread) else 0
             if isinstance(op, Threads):
                 found = self._index.get(op.owner, {})

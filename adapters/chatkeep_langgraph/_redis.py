@@ -59,6 +59,7 @@ from ._layout import (
     Unindex,
     Write,
     Writes,
+    index_entries,
 )
 
 __all__ = ["LANGGRAPH", "RedisCheckpoints"]
@@ -258,11 +259,18 @@ class RedisCheckpoints(BaseFamily):
         return _dump_result((yield from self._script("dump", op.thread, [])))
 
     def _delete(self, op: Delete) -> Flow[int]:
+        """The thread's keys, and every entry naming it in other slots: the thread
+        index, the index of each user its checkpoints name, the run index (read from
+        its records first: a deleted thread leaves no id of it behind)."""
         escaped = escape_id(op.thread).encode()
-        replies = yield [
+        owners, runs = index_entries(op.thread, (yield from self._dump(Dump(op.thread))))
+        commands: list[Any] = [
             ("DEL", *self.keys.checkpoints(op.thread)),
             ("ZREM", self.keys.checkpoint_threads(), escaped),
         ]
+        commands += [("ZREM", self.keys.checkpoint_threads(o), escaped) for o in sorted(owners)]
+        commands += [("ZREM", self.keys.checkpoint_run(r), *runs[r]) for r in sorted(runs)]
+        replies = yield commands
         check(replies, op.thread)
         return int(replies[0])
 

@@ -471,13 +471,6 @@ def test_a_store_value_that_cannot_be_decoded_does_not_block_the_owners_purge(
     store.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="delete_thread is one journaled Delete op (DEL of the thread's keys, ZREM from "
-    "the thread index); the owner's index and the run index live in other slots and are "
-    "only known from the records' metadata: removing them needs a read before the delete "
-    "in the op's flow and in the fallback mirror (reported, not fixed; chatkeep purge does it)",
-)
 def test_delete_thread_leaves_no_id_of_the_thread(redis_server: RedisServer, prefix: str) -> None:
     saver = RedisSaver(redis_server.url, key_prefix=prefix, fallback="raise", ttl=None)
     config = {
@@ -487,6 +480,24 @@ def test_delete_thread_leaves_no_id_of_the_thread(redis_server: RedisServer, pre
     agent_graph(saver).invoke({"messages": [HumanMessage("hi")]}, config)
     saver.delete_thread("thread-of-zoe")
     assert _left(redis_server, prefix, b"thread-of-zoe") == {}
+    saver.close()
+
+
+def test_delete_thread_on_the_local_backend_leaves_it_in_no_index() -> None:
+    """memory:// (and the fallback mirror): a deleted thread stays in no owner's index
+    and no run's entries (listing would hide them; a long-lived process would keep
+    them forever)."""
+    saver = RedisSaver("memory://", ttl=None)
+    config = {
+        "configurable": {"thread_id": "thread-of-zoe", "user_id": "zoe"},
+        "metadata": {"run_id": "run-1"},
+    }
+    agent_graph(saver).invoke({"messages": [HumanMessage("hi")]}, config)
+    local = saver._local  # the backend's own state: nothing public shows stale entries
+    assert "thread-of-zoe" in local._index["zoe"] and local._runs["run-1"]
+    saver.delete_thread("thread-of-zoe")
+    assert all("thread-of-zoe" not in threads for threads in local._index.values())
+    assert "run-1" not in local._runs
     saver.close()
 
 
