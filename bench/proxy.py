@@ -4,7 +4,9 @@
 every chunk ``delay`` seconds in each direction (so a round trip gains twice that),
 keeping order and pipelining: chunks sent back to back arrive back to back, each
 ``delay`` late. ``cut()`` drops every connection and refuses new ones (or, with
-``blackhole=True``, accepts and never answers); ``restore()`` lets traffic through.
+``blackhole=True``, accepts and never answers); ``drop_replies()`` forwards requests
+and swallows the replies; ``restore()`` lets traffic through. The tests' fault
+injection uses this proxy too (tests/support/servers.py).
 
 ``delayed(target_port, delay)`` runs the proxy in a child process
 (``python -m bench.proxy PORT DELAY``), so forwarding never competes with the
@@ -42,6 +44,7 @@ class Proxy:
         self._listener.settimeout(0.1)
         self._open = True
         self._blackhole = False
+        self._drop_replies = False
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
         self._running = True
@@ -77,10 +80,10 @@ class Proxy:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self._conns += [client, upstream]
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+            for src, dst, replies in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pump, args=(src, dst, replies), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, replies: bool) -> None:
         # Each chunk leaves ``delay`` after it was read. The reader itself waits: a
         # hand-off to a sender thread cost about 0.1 ms per chunk on a busy machine.
         # A chunk that arrived while the previous one waited leaves right after it:
@@ -91,6 +94,8 @@ class Proxy:
                 data = src.recv(65536)
                 if not data:
                     break
+                if replies and self._drop_replies:
+                    continue  # the server acted, the client never hears of it
                 if delay > 0:
                     _wait_until(time.monotonic() + delay)
                 dst.sendall(data)
@@ -106,9 +111,14 @@ class Proxy:
             conns, self._conns = self._conns, []
         _close(*conns)
 
+    def drop_replies(self) -> None:
+        """Forward requests but swallow the server's replies (an ambiguous timeout)."""
+        self._drop_replies = True
+
     def restore(self) -> None:
         self._open = True
         self._blackhole = False
+        self._drop_replies = False
 
     def close(self) -> None:
         self._running = False

@@ -1,7 +1,7 @@
-"""A throwaway redis-server for the benchmark (a free loopback port, nothing on disk).
+"""A throwaway redis-server (a free loopback port, nothing on disk).
 
-The benchmark ships apart from the tests, so it keeps its own small launcher rather
-than importing the test fixtures.
+The benchmark imports nothing from the tests; the tests' servers build on this
+launcher (tests/support/servers.py adds what fixtures need).
 """
 
 from __future__ import annotations
@@ -38,14 +38,16 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
 class RedisServer:
     """One redis-server on a free port; ``kill()`` then ``start()`` keeps the port."""
 
-    def __init__(self, *extra_args: str) -> None:
-        binary = shutil.which("redis-server")
+    def __init__(
+        self, *extra_args: str, port: int | None = None, binary: str | None = None
+    ) -> None:
+        binary = binary or shutil.which("redis-server")
         if binary is None:
             raise SystemExit("the benchmark needs redis-server on the PATH (or --redis-url)")
         self.binary = binary
-        self.port = free_port()
+        self.port = port or free_port()
         self.extra_args = list(extra_args)
-        self.dir = Path(tempfile.mkdtemp(prefix="chatkeep-bench-"))
+        self.dir = Path(tempfile.mkdtemp(prefix="chatkeep-redis-"))
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -60,7 +62,11 @@ class RedisServer:
             *("--logfile", str(self.dir / "redis.log"), *self.extra_args),
         ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(self.port)
+        try:
+            wait_for_port(self.port)
+        except TimeoutError:
+            self.kill()
+            raise
         return self
 
     def kill(self) -> None:
