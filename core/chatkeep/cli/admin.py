@@ -400,10 +400,11 @@ class Admin(Closing):
         keys = self.keys
         for ns, _ in _kinds._scan(self, keys.memory_namespaces()):
             (members,) = self.send([("ZRANGE", keys.memory_index(ns), 0, -1)])
-            for member in members:
-                name = reply_text(member) or ""
+            names = [reply_text(member) or "" for member in members]
+            reads = [("HMGET", keys.memory_value(ns, n), "d", "e", "b") for n in names]
+            found = self.send(reads) if reads else []
+            for name, (stored, vector, tagged) in zip(names, found, strict=True):
                 key = keys.memory_value(ns, name)
-                ((stored, vector, tagged),) = self.send([("HMGET", key, "d", "e", "b")])
                 if stored is not None:
                     form = value_form(reply_text(tagged) == "1")
                     at: tuple[str, ...] = ("memory", ns, name, form)
@@ -416,10 +417,10 @@ class Admin(Closing):
         for escaped, _ in _kinds._scan(self, keys.cache_namespaces()):
             namespace = unescape_id(escaped)
             (digests,) = self.send([("ZRANGE", keys.cache_index(namespace), 0, -1)])
-            for raw_digest in digests:
+            entries = [keys.cache_entry(namespace, reply_text(d) or "")[0] for d in digests]
+            found = self.send([("GET", key) for key in entries]) if entries else []
+            for raw_digest, key, stored in zip(digests, entries, found, strict=True):
                 digest = reply_text(raw_digest) or ""
-                key = keys.cache_entry(namespace, digest)[0]
-                (stored,) = self.send([("GET", key)])
                 if stored is not None:  # a flag byte, then the value
                     where = ("cache", namespace, digest, value_form(stored[:1] == b"1"))
                     self._rekey_value(
