@@ -148,35 +148,37 @@ class MemoryNamespaces:
                 elif _stale(score):
                     site.send([("ZREM", registry, item_id)])
 
-    def show(self, site: DataSite, item_id: str) -> dict[str, Any] | None:
-        namespace = self.namespace(item_id)
+    @staticmethod
+    def _read(site: DataSite, namespace: tuple[str, ...]) -> list[tuple[str, Any, Any]]:
+        """(key, value, seconds left) of each value of a namespace, TTLs left alone."""
         with MemoryStore(site.config) as memory:
             keys = memory.list(namespace)
-            if not keys:
-                return None
-            values = memory.mget(namespace, keys, refresh=False)
+            values = memory.mget(namespace, keys, refresh=False) if keys else []
             ttls = [memory.ttl(namespace, key) for key in keys]
+        return list(zip(keys, values, ttls, strict=True))
+
+    def show(self, site: DataSite, item_id: str) -> dict[str, Any] | None:
+        namespace = self.namespace(item_id)
+        found = self._read(site, namespace)
+        if not found:
+            return None
         return {
             "namespace": list(namespace),
             "owner": self.owner_of(namespace),
             "items": [
-                {"key": k, "value": _jsonable(v), "expires_in_seconds": t}
-                for k, v, t in zip(keys, values, ttls, strict=True)
+                {"key": k, "value": _jsonable(v), "expires_in_seconds": t} for k, v, t in found
             ],
         }
 
     def export(self, site: DataSite, item_id: str) -> dict[str, Any] | None:
         namespace = self.namespace(item_id)
         limit = site.config.max_message_bytes
-        with MemoryStore(site.config) as memory:
-            keys = memory.list(namespace)
-            if not keys:
-                return None
-            values = memory.mget(namespace, keys, refresh=False)
-            ttls = [memory.ttl(namespace, key) for key in keys]
-        embeddings = self._embeddings(site, item_id, keys)
+        found = self._read(site, namespace)
+        if not found:
+            return None
+        embeddings = self._embeddings(site, item_id, [key for key, _, _ in found])
         items = []
-        for key, value, ttl, embedding in zip(keys, values, ttls, embeddings, strict=True):
+        for (key, value, ttl), embedding in zip(found, embeddings, strict=True):
             if ttl == 0.0:
                 continue  # expired meanwhile
             data, tagged = encode_value(value, limit, f"value of key {key!r}")
