@@ -203,6 +203,31 @@ class LangchainRedisArguments:
         options.setdefault("fallback", "raise")
 
 
+def _given(
+    store: Any,
+    async_store: Any,
+    *,
+    builders: tuple[object, ...],
+    checked: dict[str, Any],
+    hooks: dict[str, Any],
+    builder: str,
+) -> Backing:
+    """The backing of given stores: a URL, a client or a store option would configure
+    a store that is not built (an error, not ignored); a key prefix must be theirs."""
+    prefix = checked.pop("key_prefix", None)
+    if any(given is not None for given in builders) or checked or hooks:
+        raise ConfigurationError(
+            f"url, client and store options apply when the {builder}; "
+            "a given store keeps its own configuration"
+        )
+    backing = Backing(store=store, async_store=async_store)
+    if prefix is not None and prefix != backing.prefix:
+        raise ConfigurationError(
+            f"key_prefix {prefix!r} differs from the given store's prefix {backing.prefix!r}"
+        )
+    return backing
+
+
 class RedisChatMessageHistory(BaseChatMessageHistory):
     """Chat message history in Redis, through a chatkeep store.
 
@@ -309,24 +334,14 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
             self._backing = backing
             self._append_ttl = ttl
         elif store is not None or async_store is not None:
-            prefix = checked.pop("key_prefix", None)
-            if (
-                url is not None
-                or client is not None
-                or async_client is not None
-                or checked
-                or hooks
-            ):
-                raise ConfigurationError(
-                    "url, client and store options apply when the history builds its "
-                    "store; a given store keeps its own configuration"
-                )
-            self._backing = Backing(store=store, async_store=async_store)
-            if prefix is not None and prefix != self._backing.prefix:
-                raise ConfigurationError(
-                    f"key_prefix {prefix!r} differs from the given store's prefix "
-                    f"{self._backing.prefix!r}"
-                )
+            self._backing = _given(
+                store,
+                async_store,
+                builders=(url, client, async_client),
+                checked=checked,
+                hooks=hooks,
+                builder="history builds its store",
+            )
             self._append_ttl = ttl
         else:
             config = _config(url, ttl, checked)
@@ -675,24 +690,14 @@ class HistoryFactory(Closing, AsyncClosing):
             accepted=keywords_of(type(self)),
         )
         if store is not None or async_store is not None:
-            prefix = checked.pop("key_prefix", None)
-            if (
-                url is not None
-                or client is not None
-                or async_client is not None
-                or checked
-                or hooks
-            ):
-                raise ConfigurationError(
-                    "url, client and store options apply when the factory builds its "
-                    "stores; a given store keeps its own configuration"
-                )
-            self._backing = Backing(store=store, async_store=async_store)
-            if prefix is not None and prefix != self._backing.prefix:
-                raise ConfigurationError(
-                    f"key_prefix {prefix!r} differs from the given store's prefix "
-                    f"{self._backing.prefix!r}"
-                )
+            self._backing = _given(
+                store,
+                async_store,
+                builders=(url, client, async_client),
+                checked=checked,
+                hooks=hooks,
+                builder="factory builds its stores",
+            )
             history_ttl = ttl
         else:
             config = _config(url, ttl, checked)
